@@ -1,0 +1,398 @@
+"""school.toml + .env + the environment, read once and validated, as one frozen object.
+
+Nothing else in mailroom reads the environment or school.toml: everything takes a ``Settings``.
+Secrets are wrapped in ``Secret`` so that printing or logging a settings object never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+from mailroom.errors import ConfigError
+
+SCHOOL_FILE = "school.toml"
+TRANSPORTS = ("outbox", "sendgrid", "smtp")
+SMTP_SECURITY = ("starttls", "ssl", "none")
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+class Secret:
+    """A value that must never be shown: its repr and str are masked."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The real value, for the one place that hands it to a server."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class School:
+    name: str
+    address: str
+    website: str
+    language: str = "en-GB"
+    direction: str = "ltr"
+
+
+@dataclass(frozen=True)
+class Sender:
+    name: str
+    email: str
+    reply_to: str
+
+
+@dataclass(frozen=True)
+class MailingList:
+    """One list in school.toml: who it is for and how to greet someone whose name we don't have."""
+
+    name: str
+    description: str
+    greeting: str
+
+
+@dataclass(frozen=True)
+class Brand:
+    primary: str
+    accent: str
+    text: str
+    background: str
+    logo: Path | None
+    logo_alt: str
+
+
+@dataclass(frozen=True)
+class Tracking:
+    utm_source: str
+    utm_medium: str
+    click_tracking: bool = True
+    # Tracking pixels need consent under UK PECR, so opens are off unless the school turns them on.
+    open_tracking: bool = False
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Where a reader goes to stop receiving the newsletter. ``{recipient_id}`` is an opaque id."""
+
+    url: str
+    mailto: str
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which header in audiences.csv holds each field (matched case-insensitively)."""
+
+    email: str = "email"
+    first_name: str = "first_name"
+    last_name: str = "last_name"
+    lists: str = "lists"
+    status: str = "status"
+
+
+@dataclass(frozen=True)
+class SendGridSettings:
+    api_key: Secret
+    host: str
+    timeout_seconds: float
+    batch_size: int
+    categories: tuple[str, ...]
+    asm_group_id: int | None
+    webhook_public_key: str
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    username: str
+    password: Secret
+    security: str
+    messages_per_minute: int  # 0 means no cap
+    daily_limit: int  # 0 means no limit
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    school: School
+    sender: Sender
+    lists: Mapping[str, MailingList]
+    brand: Brand
+    tracking: Tracking
+    unsubscribe: Unsubscribe
+    columns: ColumnMapping
+    archive_audience: str
+    transport: str
+    outbox_dir: Path
+    db_path: Path
+    sendgrid: SendGridSettings
+    smtp: SmtpSettings
+    source_file: Path = field(default=Path(SCHOOL_FILE))
+
+    def list_names(self) -> list[str]:
+        return list(self.lists)
+
+
+class _Reader:
+    """Typed access to one TOML table, with messages that name the file and the key."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any], prefix: str = "") -> None:
+        self.path, self.data, self.prefix = path, data, prefix
+
+    def _name(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def fail(self, key: str, expected: str) -> ConfigError:
+        return ConfigError(f"'{self._name(key)}' should be {expected}", self.path)
+
+    def table(self, key: str, required: bool = True) -> _Reader:
+        value = self.data.get(key, None)
+        if value is None and not required:
+            return _Reader(self.path, {}, f"{self._name(key)}.")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"a [{self._name(key)}] section is needed", self.path)
+        return _Reader(self.path, value, f"{self._name(key)}.")
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            raise ConfigError(f"'{self._name(key)}' is missing", self.path)
+        if not isinstance(value, str):
+            raise self.fail(key, "text in quotes")
+        if not value.strip() and default is None:
+            raise ConfigError(f"'{self._name(key)}' is empty", self.path)
+        if any(ch in value for ch in "\r\n\x00"):
+            raise self.fail(key, "a single line")
+        return value.strip()
+
+    def email(self, key: str, default: str | None = None) -> str:
+        value = self.text(key, default)
+        if value and not _EMAIL.match(value):
+            raise self.fail(key, f"an email address like office@school.example.org, not '{value}'")
+        return value
+
+    def colour(self, key: str, default: str) -> str:
+        value = self.text(key, default)
+        if not _COLOUR.match(value):
+            raise self.fail(key, f"a colour like #1d3f72, not '{value}'")
+        return value.lower()
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(key, "true or false")
+        return value
+
+    def integer(self, key: str, default: int | None, minimum: int = 0) -> int | None:
+        value = self.data.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self.fail(key, f"a whole number, at least {minimum}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= minimum:
+            raise self.fail(key, f"a number above {minimum:g}")
+        return float(value)
+
+    def text_list(self, key: str, default: list[str]) -> tuple[str, ...]:
+        value = self.data.get(key, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(key, 'a list of text, like ["newsletter"]')
+        return tuple(v.strip() for v in value)
+
+
+def _environment(root: Path, environ: Mapping[str, str] | None) -> dict[str, str]:
+    """.env under ``root`` overlaid by the real environment (the real environment wins)."""
+    merged: dict[str, str] = {}
+    env_file = root / ".env"
+    if env_file.is_file():
+        merged.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def _env_path(root: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate school.toml, .env and the environment of the project at ``root`` (default: cwd)."""
+    root = Path(root or Path.cwd()).resolve()
+    path = root / SCHOOL_FILE
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(
+            "not found: mailroom needs the school's settings file here (run commands from the project folder)",
+            path,
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        message = str(exc).split(" (at line")[0]
+        raise ConfigError(f"this is not valid TOML: {message}", path, line) from None
+
+    top = _Reader(path, data)
+    school_t = top.table("school")
+    school = School(
+        name=school_t.text("name"),
+        address=school_t.text("address"),
+        website=school_t.text("website"),
+        language=school_t.text("language", "en-GB"),
+        direction=school_t.text("direction", "ltr"),
+    )
+    if school.direction not in ("ltr", "rtl"):
+        raise school_t.fail("direction", '"ltr" or "rtl"')
+    if not school.website.startswith("https://"):
+        raise school_t.fail("website", "an https:// address")
+
+    sender_t = top.table("sender")
+    sender = Sender(
+        name=sender_t.text("name"),
+        email=sender_t.email("email"),
+        reply_to=sender_t.email("reply_to", ""),
+    )
+    if not sender.reply_to:
+        sender = Sender(sender.name, sender.email, sender.email)
+
+    lists_t = top.table("lists")
+    if not lists_t.data:
+        raise ConfigError("[lists] needs at least one list, like [lists.parents]", path)
+    lists: dict[str, MailingList] = {}
+    for name in lists_t.data:
+        if not _LIST_NAME.match(name):
+            raise ConfigError(
+                f"list name '{name}' should be lower-case letters, digits, '-' or '_'", path)
+        one = lists_t.table(name)
+        lists[name] = MailingList(name=name, description=one.text("description"),
+                                  greeting=one.text("greeting"))
+
+    brand_t = top.table("brand")
+    logo_value = brand_t.text("logo", "")
+    logo = (root / logo_value) if logo_value else None
+    if logo is not None and not logo.is_file():
+        raise ConfigError(f"brand.logo names '{logo_value}', but there is no such file", path)
+    brand = Brand(
+        primary=brand_t.colour("primary", "#1d3f72"),
+        accent=brand_t.colour("accent", "#0f766e"),
+        text=brand_t.colour("text", "#1f2937"),
+        background=brand_t.colour("background", "#f3f4f6"),
+        logo=logo,
+        logo_alt=brand_t.text("logo_alt", school.name),
+    )
+
+    tracking_t = top.table("tracking")
+    tracking = Tracking(
+        utm_source=tracking_t.text("utm_source"),
+        utm_medium=tracking_t.text("utm_medium", "email"),
+        click_tracking=tracking_t.boolean("click_tracking", True),
+        open_tracking=tracking_t.boolean("open_tracking", False),
+    )
+
+    unsub_t = top.table("unsubscribe")
+    unsubscribe = Unsubscribe(url=unsub_t.text("url"), mailto=unsub_t.email("mailto", ""))
+    if not unsubscribe.url.startswith(("https://", "http://")) or "{recipient_id}" not in unsubscribe.url:
+        raise unsub_t.fail("url", "a web address containing {recipient_id}")
+
+    cols_t = top.table("audiences_csv", required=False)
+    defaults = ColumnMapping()
+    columns = ColumnMapping(**{f: cols_t.text(f, getattr(defaults, f)) for f in
+                               ("email", "first_name", "last_name", "lists", "status")})
+
+    web_t = top.table("web", required=False)
+    archive_audience = web_t.text("archive_audience", next(iter(lists)))
+    if archive_audience not in lists:
+        raise web_t.fail("archive_audience", f"one of the lists: {', '.join(lists)}")
+
+    env = _environment(root, environ)
+    transport = env.get("MAILROOM_TRANSPORT", "").strip().lower() or "outbox"
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"MAILROOM_TRANSPORT is '{transport}'; it should be one of: {', '.join(TRANSPORTS)}")
+
+    sg_t = top.table("sendgrid", required=False)
+    host = env.get("SENDGRID_API_HOST", "").strip().rstrip("/") or "https://api.sendgrid.com"
+    if not host.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError(f"SENDGRID_API_HOST should be an https:// address, not '{host}'")
+    sendgrid = SendGridSettings(
+        api_key=Secret(env.get("SENDGRID_API_KEY", "").strip()),
+        host=host,
+        timeout_seconds=sg_t.number("timeout_seconds", 30.0),
+        batch_size=sg_t.integer("batch_size", 1000, minimum=1) or 1000,
+        categories=sg_t.text_list("categories", ["newsletter"]),
+        asm_group_id=sg_t.integer("asm_group_id", None, minimum=1),
+        webhook_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
+    )
+    if sendgrid.batch_size > 1000:
+        raise sg_t.fail("batch_size", "at most 1000 (SendGrid's limit per request)")
+    if transport == "sendgrid" and not sendgrid.api_key:
+        raise ConfigError("MAILROOM_TRANSPORT is sendgrid, but SENDGRID_API_KEY is not set (put it in .env)")
+
+    smtp_t = top.table("smtp", required=False)
+    security = env.get("SMTP_SECURITY", "starttls").strip().lower() or "starttls"
+    if security not in SMTP_SECURITY:
+        raise ConfigError(f"SMTP_SECURITY is '{security}'; it should be one of: {', '.join(SMTP_SECURITY)}")
+    port_text = env.get("SMTP_PORT", "").strip() or {"ssl": "465", "starttls": "587", "none": "25"}[security]
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"SMTP_PORT should be a port number, not '{port_text}'")
+    smtp = SmtpSettings(
+        host=env.get("SMTP_HOST", "").strip(),
+        port=int(port_text),
+        username=env.get("SMTP_USERNAME", "").strip(),
+        password=Secret(env.get("SMTP_PASSWORD", "")),
+        security=security,
+        messages_per_minute=smtp_t.integer("messages_per_minute", 30) or 0,
+        daily_limit=smtp_t.integer("daily_limit", 10000) or 0,
+        timeout_seconds=smtp_t.number("timeout_seconds", 60.0),
+    )
+    if transport == "smtp" and not smtp.host:
+        raise ConfigError("MAILROOM_TRANSPORT is smtp, but SMTP_HOST is not set (put it in .env)")
+
+    return Settings(
+        root=root,
+        school=school,
+        sender=sender,
+        lists=lists,
+        brand=brand,
+        tracking=tracking,
+        unsubscribe=unsubscribe,
+        columns=columns,
+        archive_audience=archive_audience,
+        transport=transport,
+        outbox_dir=_env_path(root, env.get("MAILROOM_OUTBOX", "").strip() or "outbox"),
+        db_path=_env_path(root, env.get("MAILROOM_DB", "").strip() or "mailroom.sqlite3"),
+        sendgrid=sendgrid,
+        smtp=smtp,
+        source_file=path,
+    )
