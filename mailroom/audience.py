@@ -338,7 +338,8 @@ def _plan(path: Path, chosen: tuple[str, ...], rows: Iterable[_Row],
     more_rows: dict[str, list[_Row]] = {}  # key -> their later rows (few people have any)
     unsubscribed: dict[str, int] = {}  # key -> first line saying so
     count = 0
-    for count, row in enumerate(rows, 1):
+    for row in rows:
+        count += 1
         # An "unsubscribed" is honoured even on a row with other problems, as long as the address is readable.
         if row.unsubscribed and row.email:
             unsubscribed.setdefault(row.key, row.line)
