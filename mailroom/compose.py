@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailroom.build import BUILD_DIR, IMAGE_PREFIX, MANIFEST, MANIFEST_VERSION, Build, file_sha256, load_build
-from mailroom.content import IMAGE_TYPES, load_newsletter
+from mailroom.content import IMAGE_TYPES, Newsletter, load_newsletter
 from mailroom.errors import InputError
 from mailroom.preview import preview_page
 from mailroom.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
@@ -54,18 +54,23 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
+    """The renderer for this newsletter, with its images' names in the build and the logo's."""
+    image_names = _image_names([image.path for image in newsletter.images()])
+    logo = settings.brand.logo
+    logo_name = f"{LOGO_NAME}{logo.suffix.lower()}" if logo else None
+    if logo is not None and logo.suffix.lower() not in IMAGE_TYPES:
+        raise InputError("the logo should be a PNG, JPEG or GIF file", settings.source_file)
+    return Renderer(settings, image_names, logo_name)
+
+
 def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     """Render every audience's version of the newsletter in ``folder`` and write its build."""
     folder = Path(folder)
     newsletter = load_newsletter(folder, settings.list_names())
     images = newsletter.images()
-    image_names = _image_names([image.path for image in images])
-    logo = settings.brand.logo
-    logo_name = f"{LOGO_NAME}{logo.suffix.lower()}" if logo else None
-    if logo is not None and logo.suffix.lower() not in IMAGE_TYPES:
-        raise InputError("the logo should be a PNG, JPEG or GIF file", settings.source_file)
-
-    renderer = Renderer(settings, image_names, logo_name)
+    renderer = renderer_for(settings, newsletter)
+    image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
     web = renderer.render(newsletter, WEB_AUDIENCE)

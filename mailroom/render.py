@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,22 @@ class Renderer:
 
     def render(self, newsletter: Newsletter, audience: str) -> RenderedVersion:
         """Render ``audience``'s version; ``WEB_AUDIENCE`` gives the public copy with no personal tokens."""
+        mjml_source, context, blocks, tag = self._prepare(newsletter, audience)
+        html = self._compile(mjml_source)
+        html, links = tag_links_in_html(html, tag)
+        body_text = "\n\n".join(block_text(block, tag) for block in blocks)
+        text = self._template(self.text_env, TEXT_LAYOUT, context | {"body": body_text})
+        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        tokens = tuple(sorted({m for m in _TOKEN_ANY.findall(html + text) if m in RECIPIENT_FIELDS}))
+        return RenderedVersion(audience=audience, html=html, text=text, links=tuple(links), tokens=tokens)
+
+    def mjml(self, newsletter: Newsletter, audience: str) -> str:
+        """The MJML source of ``audience``'s version before compiling, so the benchmark can feed the npm tools."""
+        return self._prepare(newsletter, audience)[0]
+
+    def _prepare(self, newsletter: Newsletter, audience: str
+                 ) -> tuple[str, dict[str, Any], list[Block], Callable[[str], str]]:
+        """The MJML source, the template context, the blocks and the link tagger, shared by both outputs."""
         settings = self.settings
         web = audience == WEB_AUDIENCE
         list_name = settings.archive_audience if web else audience
@@ -89,13 +106,7 @@ class Renderer:
         }
         mjml_source = self._template(self.html_env, LAYOUT, context | {
             "blocks": [self._html_view(block) for block in blocks]})
-        html = self._compile(mjml_source)
-        html, links = tag_links_in_html(html, tag)
-        body_text = "\n\n".join(block_text(block, tag) for block in blocks)
-        text = self._template(self.text_env, TEXT_LAYOUT, context | {"body": body_text})
-        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-        tokens = tuple(sorted({m for m in _TOKEN_ANY.findall(html + text) if m in RECIPIENT_FIELDS}))
-        return RenderedVersion(audience=audience, html=html, text=text, links=tuple(links), tokens=tokens)
+        return mjml_source, context, list(blocks), tag
 
     def _html_view(self, block: Block) -> dict[str, Any]:
         """What a block partial needs, with Markdown already turned into (trusted) HTML."""

@@ -7,8 +7,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from mjml import mjml2html
 
-from mailroom.compose import compose_newsletter
+from mailroom.compose import compose_newsletter, renderer_for
+from mailroom.content import load_newsletter
 from mailroom.errors import InputError
 from mailroom.links import TrackingParameters, check_link, strip_tracking, tag_url
 from mailroom.settings import load_settings
@@ -145,3 +147,14 @@ def test_undefined_template_variable_names_template_and_line(project: Path, samp
 
 def test_a_bare_host_gets_a_path_before_its_query() -> None:
     assert tag_url("https://example.org", TRACKING).startswith("https://example.org/?utm_source=school")
+
+
+def test_the_mjml_source_of_a_version_is_what_gets_compiled(project: Path, sample_dir: Path) -> None:
+    """The benchmark feeds this source to the npm mjml tool, so it must be the audience's own MJML."""
+    settings = load_settings(project, environ={})
+    newsletter = load_newsletter(sample_dir, settings.list_names())
+    source = renderer_for(settings, newsletter).mjml(newsletter, "parents")
+    assert source.lstrip().startswith("<mjml") and "%%greeting%%" in source
+    assert "For parents and carers" in source
+    assert "For education and safeguarding professionals" not in source
+    assert "For parents and carers" in mjml2html(source, disable_comments=True)
