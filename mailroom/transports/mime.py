@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.headerregistry import Address
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
 from mailroom.build import IMAGE_PREFIX
 from mailroom.errors import TransportError
@@ -126,7 +126,7 @@ class MimeTemplate:
 
     def render(self, message: Message, *, now: datetime | None = None) -> tuple[str, bytes]:
         """(Message-ID, the whole message as bytes) for one person."""
-        message_id = make_msgid(idstring=secrets.token_hex(4), domain=self.msgid_domain)
+        message_id = f"<{secrets.token_hex(12)}@{self.msgid_domain}>"
         moment = now or datetime.now(UTC)
         head = b"".join([
             b"Date: " + format_datetime(moment).encode("ascii") + _CRLF,
