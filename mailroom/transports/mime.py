@@ -32,6 +32,7 @@ _POLICY = email_policy.SMTP  # CRLF line ends, RFC 2047 for non-ASCII header tex
 _CRLF = b"\r\n"
 _ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 _SOFT_BREAK = b"=\r\n"
+_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII words, single spaces, none at either end
 _TOKEN_SPLIT = re.compile("(" + "|".join(re.escape(token(name)) for name in RECIPIENT_FIELDS) + ")")
 
 
@@ -40,6 +41,11 @@ def header(name: str, value: str) -> bytes:
     if any(ch in value for ch in "\r\n\x00"):
         raise TransportError(f"the {name} header would contain a line break; refusing to build the message",
                              retryable=False)
+    line = f"{name}: {value}"
+    if len(line) <= 78 and line.isascii() and _PLAIN_VALUE.fullmatch(value) and "=?" not in value:
+        # Already what the header registry would write (tested); parsing it there cost more than the
+        # rest of a message put together (profile of 10,000 outbox messages).
+        return line.encode("ascii") + _CRLF
     return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
 
 
