@@ -85,12 +85,12 @@ def _room_for_soft_break(encoded: bytes) -> bytes:
     start = encoded.rfind(b"\n") + 1
     if len(encoded) - start <= 75:
         return encoded
-    cut = start
-    while cut < len(encoded):  # never inside an "=XX" escape
-        step = 3 if encoded[cut] == 0x3D else 1
-        if cut + step > start + 75:
-            break
-        cut += step
+    cut = start + 75
+    # Never inside an "=XX" escape: in the encoded text "=" only ever starts one (hex digits follow).
+    if encoded[cut - 1] == 0x3D:
+        cut -= 1
+    elif encoded[cut - 2] == 0x3D:
+        cut -= 2
     return encoded[:cut] + _SOFT_BREAK + encoded[cut:]
 
 
