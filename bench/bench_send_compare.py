@@ -10,6 +10,7 @@ Targets: one request per 1000 people; at least 30x the naive approach; peak RSS 
 no more than 1.3x the 10,000 figure.
 
 Run: /work/venv/bin/python bench/bench_send_compare.py [--runs N] [--json] [--sizes 1000,10000,100000]
+     [--latency-ms MS] (a round trip added to every answer; the default 0 is loopback, kinder to the naive way)
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def write_people(path: Path, count: int) -> Path:
 class StandIn:
     """The stand-in server process and its counters."""
 
-    def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "standin_server.py"), API_KEY],
+    def __init__(self, delay: float = 0.0) -> None:
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "standin_server.py"), API_KEY,
+                                         str(delay)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout and self.process.stdin
         self.url = json.loads(self.process.stdout.readline())["url"]
@@ -84,10 +86,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (default 3)")
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--naive-runs", type=int, default=None, help="runs of the naive approach (default: --runs)")
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="the stand-in waits this long before every answer, standing in for the network")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     naive_runs = args.naive_runs or args.runs
-    result: dict[str, Any] = {"name": "send", "mailroom": {}, "naive": {}, "notes": []}
+    result: dict[str, Any] = {"name": "send", "mailroom": {}, "naive": {}, "latency_ms": args.latency_ms}
 
     with tempfile.TemporaryDirectory(prefix="mailroom-bench-send-") as tmp:
         project = copy_project(Path(tmp) / "project")
@@ -96,7 +100,7 @@ def main() -> None:
         compose_newsletter(settings, folder)
         build = load_build(folder, project)
         result["batch_size"] = settings.sendgrid.batch_size
-        standin = StandIn()
+        standin = StandIn(args.latency_ms / 1000)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "SENDGRID_", "SMTP_"))}
         base_env.update({"MAILROOM_TRANSPORT": "sendgrid", "SENDGRID_API_KEY": API_KEY,
                          "SENDGRID_API_HOST": standin.url, "MAILROOM_OUTBOX": str(Path(tmp) / "outbox")})

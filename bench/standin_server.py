@@ -1,9 +1,10 @@
 """The SendGrid stand-in (tests/sendgrid_standin.py) in a process of its own, for the send benchmarks.
 
-A separate process keeps the stand-in's own work (JSON parsing, schema checks, counting) out of the sender's
-wall time on the same core as little as possible, and out of the sender's peak memory entirely.
-Protocol on stdin/stdout, one line each: it prints {"url": ...}; each line "stats" read from stdin is answered
-with the counts so far; "reset" clears them; end of input stops the server.
+A separate process keeps the stand-in's own work (JSON parsing, schema checks, counting) off the sender's
+CPU time and out of the sender's peak memory entirely.
+Usage: python bench/standin_server.py API_KEY [DELAY_SECONDS] (a delay before every answer stands in for the
+network round trip to SendGrid). Protocol on stdin/stdout, one line each: it prints {"url": ...}; each line
+"stats" read from stdin is answered with the counts so far; "reset" clears them; end of input stops it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tests.sendgrid_standin import SendGridStandIn  # noqa: E402
 
 def main() -> None:
     api_key = sys.argv[1]
-    with SendGridStandIn(api_key=api_key) as standin:
+    delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
+    with SendGridStandIn(api_key=api_key, delay=delay) as standin:
         standin.keep_bodies = False  # 100 requests of 1000 people each would otherwise sit in memory
         print(json.dumps({"url": standin.url}), flush=True)
         for line in sys.stdin:
