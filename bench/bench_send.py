@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ from mailroom.dispatch import make_message, make_version  # noqa: E402
 from mailroom.transports.base import Batch  # noqa: E402
 from mailroom.transports.outbox import OutboxTransport  # noqa: E402
 from tests.send_project import (  # noqa: E402
+    API_KEY,
     SAMPLE,
     environ,
     make_project,
@@ -77,6 +79,69 @@ def bench_sendgrid(work: Path, sizes: list[int]) -> None:
         print(f"peak memory {sizes[-1]:,} / {sizes[0]:,}: {large / small:.2f}x (target <= 1.3x, and < 150 MB)")
 
 
+class StreamedPeople(Sequence):
+    """People made on demand (as a streaming audience reader would yield them): nothing held."""
+
+    class Person:
+        __slots__ = ("audience", "email", "first_name", "key", "last_name")
+
+        def __init__(self, i: int) -> None:
+            self.email = self.key = f"parent{i:06d}@example.org"
+            self.first_name, self.last_name, self.audience = f"Pat{i}", f"Example{i}", "parents"
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def, override]
+        if isinstance(index, slice):
+            return [self.Person(i) for i in range(*index.indices(self.count))]
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return self.Person(index)
+
+
+def dispatch_child(folder: Path, url: str, count: int) -> None:
+    """The send path after the audience is read (plan, ledger, batches, SendGrid) over streamed people."""
+    from mailroom.dispatch import Dispatcher, live_batches, plan_send
+    from mailroom.ledger import Ledger
+    from mailroom.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(folder, transport="sendgrid", host=url, key=API_KEY)
+    build = load_build(folder / "newsletters" / SAMPLE, root=folder)
+    people = StreamedPeople(count)
+    transport = SendGridTransport(settings)
+    with Ledger(settings.db_path) as ledger:
+        plan = plan_send(build, people, ["parents"], ledger)
+        ledger.plan_pending(build.slug, ((p.key, p.audience) for p in people))
+        with transport:
+            report = Dispatcher(transport, ledger, newsletter=build.slug, build_hash=build.build_hash).run(
+                live_batches(build, settings, people, ["parents"], ledger, transport.max_batch_size))
+    assert report.sent == plan.total == count, (report.sent, plan.total)
+
+
+def bench_dispatch(work: Path, sizes: list[int]) -> None:
+    print("\nThe send path alone (plan + ledger + batches + SendGrid), people streamed instead of read from CSV")
+    print(f"{'people':>8} {'seconds':>8} {'requests':>9} {'peak MB':>8}")
+    peaks = {}
+    for size in sizes:
+        folder = work / f"dispatch-{size}"
+        shutil.copytree(work / "project", folder)
+        with SendGridStandIn(api_key=API_KEY) as standin:
+            standin.keep_bodies = False
+            started = time.perf_counter()
+            child = subprocess.Popen([sys.executable, __file__, "--dispatch-child", str(folder), standin.url,
+                                      str(size)])
+            _, status, usage = os.wait4(child.pid, 0)
+            seconds = time.perf_counter() - started
+            assert status == 0 and len(standin.received) == size and not standin.violations
+            peaks[size] = usage.ru_maxrss / 1024
+            print(f"{size:>8} {seconds:>8.1f} {standin.request_count:>9} {peaks[size]:>8.1f}")
+    print(f"peak memory {sizes[-1]:,} / {sizes[0]:,}: {peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x")
+
+
 def bench_outbox(work: Path, sizes: list[int]) -> None:
     print("\nOutbox transport (in-process: render + write one .eml per person)")
     folder = work / "project"
@@ -113,11 +178,16 @@ def bench_outbox(work: Path, sizes: list[int]) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--dispatch-child"]:
+        dispatch_child(Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
+        return
     quick = "--quick" in sys.argv
     with tempfile.TemporaryDirectory(prefix="mailroom-bench-") as tmp:
         work = Path(tmp)
         make_project(work / "project")
-        bench_sendgrid(work, [1000, 10_000] if quick else [10_000, 100_000])
+        sizes = [1000, 10_000] if quick else [10_000, 100_000]
+        bench_sendgrid(work, sizes)
+        bench_dispatch(work, sizes)
         bench_outbox(work, [1000, 10_000])
 
 
