@@ -111,7 +111,7 @@ _SHOW_LEFT_OUT = 30  # left-out people listed one by one before "and N more"
 _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
 
 
-@main.command("send")
+@main.command("send", context_settings={"help_option_names": ["-h", "--help"]})
 @newsletter_argument
 @click.option("--to", "to_lists", required=True, metavar="LIST[,LIST...]",
               help="The mailing lists to send to, e.g. parents,staff (someone on both gets the first's version).")
@@ -275,8 +275,8 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
         out.print(f"[bold green]Sandbox:[/] SendGrid checked {report.sent} messages in {report.requests} "
                   "requests and delivered none.")
     else:
-        out.print(f"[bold green]Done:[/] sent to {report.sent} people. "
-                  f"Everyone on {', '.join(lists)} now has this newsletter.")
+        out.print(f"[bold green]Done:[/] sent to {report.sent} people; everyone on {', '.join(lists)} who "
+                  "should get this newsletter now has it.")
 
 
 def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:

@@ -85,7 +85,8 @@ def test_test_send_then_live_send_into_the_outbox(project):
     assert result.returncode == 0, result.stderr
     assert "Test: this exact build was test-sent to office@oakfield.example.org at " in result.stdout
     assert "To send to 3 people, type 3:" in result.stdout
-    assert "Done: sent to 3 people." in result.stdout
+    assert ("Done: sent to 3 people; everyone on parents, staff who should get this newsletter now has it."
+            in result.stdout)
     files = [p for p in (project / "outbox" / SAMPLE).glob("*.eml") if not p.name.startswith("test-")]
     recipients = sorted(email.message_from_bytes(p.read_bytes(), policy=email.policy.default)["To"].addresses[0]
                         .addr_spec for p in files)
@@ -271,3 +272,12 @@ def test_ctrl_c_stops_after_the_batch_in_flight(project, sg):
     sg.delay = 0.0
     rest = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert rest.returncode == 0 and len(sg.received) == 2500 and set(sg.received.values()) == {1}
+
+
+def test_another_audiences_file_can_be_named(project):
+    other = write_audiences(project / "export.csv", [("new.parent@example.com", "Nia", "Jones", "parents")])
+    result = send_py(project, NEWSLETTER, "--to", "parents", "--audiences", str(other), "--yes", "--untested",
+                     env=environ(project))
+    assert result.returncode == 0, result.stderr
+    assert "  parents    1 on the list, 1 receive it; 1 to send now" in result.stdout
+    assert ledger_counts(project) == {"sent": 1}
