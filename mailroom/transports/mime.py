@@ -39,9 +39,15 @@ def header(name: str, value: str) -> bytes:
     if any(ch in value for ch in "\r\n\x00"):
         raise TransportError(f"the {name} header would contain a line break; refusing to build the message",
                              retryable=False)
+    line = f"{name}: {value}"
+    if len(line) <= 78 and line.isascii() and _PLAIN_VALUE.fullmatch(value) and "=?" not in value:
+        # Already what the header registry would write (tested); parsing it there cost more than the
+        # rest of a message put together (profile of 10,000 outbox messages).
+        return line.encode("ascii") + _CRLF
     return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
 
 
+_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")  # printable ASCII words, single spaces, none at either end
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 '_-]*")
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
 
@@ -81,6 +87,20 @@ def _qp(text: str) -> bytes:
     return encoded.replace(b"\n", b"\r\n")
 
 
+def _soft_break_after(encoded: bytes) -> bytes:
+    """``encoded`` and a soft line break, the last line broken early if "=" would take it past 76 characters."""
+    start = encoded.rfind(b"\n") + 1
+    if len(encoded) - start > 75:
+        cut = start + 75
+        # Never inside an "=XX" escape: in the encoded text "=" only ever starts one (hex digits follow).
+        if encoded[cut - 1] == 0x3D:
+            cut -= 1
+        elif encoded[cut - 2] == 0x3D:
+            cut -= 2
+        encoded = encoded[:cut] + b"=\r\n" + encoded[cut:]
+    return encoded + b"=\r\n"
+
+
 def _segments(template: str) -> tuple[bytes | str, ...]:
     """A template as quoted-printable pieces, with each token left as its field name.
 
@@ -92,7 +112,7 @@ def _segments(template: str) -> tuple[bytes | str, ...]:
         if index % 2:
             pieces.append(piece)
         elif piece:
-            pieces.append(_qp(piece) + b"=\r\n")
+            pieces.append(_soft_break_after(_qp(piece)))
     return tuple(pieces)
 
 
@@ -108,7 +128,7 @@ def _split(template: str) -> list[str]:
 
 
 def _stamp(segments: tuple[bytes | str, ...], values: Mapping[str, str]) -> bytes:
-    return b"".join(p if isinstance(p, bytes) else _qp(values[p]) + b"=\r\n" for p in segments)
+    return b"".join(p if isinstance(p, bytes) else _soft_break_after(_qp(values[p])) for p in segments)
 
 
 def _b64_lines(data: bytes) -> bytes:
