@@ -29,6 +29,7 @@ from mailroom.transports.base import Message, Version
 
 _POLICY = email_policy.SMTP  # CRLF line ends, RFC 2047 for non-ASCII header text
 _CRLF = b"\r\n"
+_ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
 
 def header(name: str, value: str) -> bytes:
@@ -78,16 +79,15 @@ class MimeTemplate:
     """A version's message, ready to be stamped out per person."""
 
     version: Version
-    shared_headers: bytes  # From, Reply-To, Subject, List-Id, List-Unsubscribe-Post, MIME-Version, Content-Type
+    shared_headers: bytes  # From, Reply-To, Subject, List-Id, MIME-Version, Content-Type
     html: str  # with cid: images
     before_text: bytes
     between: bytes  # after the text part, up to the HTML part's body
     after_html: bytes  # the rest: images and closing boundaries
     msgid_domain: str
-    one_click: bool
 
     @classmethod
-    def build(cls, version: Version, *, one_click: bool) -> MimeTemplate:
+    def build(cls, version: Version) -> MimeTemplate:
         outer = f"=_mailroom_alt_{secrets.token_hex(8)}".encode()
         inner = f"=_mailroom_rel_{secrets.token_hex(8)}".encode()
         shared = b"".join([
@@ -95,7 +95,6 @@ class MimeTemplate:
             address_header("Reply-To", "", version.reply_to),
             header("Subject", version.subject),
             header("List-Id", version.list_id),
-            header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click") if one_click else b"",
             b"MIME-Version: 1.0\r\n",
             b'Content-Type: multipart/alternative; boundary="' + outer + b'"\r\n',
         ])
@@ -121,8 +120,7 @@ class MimeTemplate:
             between = b"\r\n--" + outer + b"\r\n" + html_head
             after = b"\r\n--" + outer + b"--\r\n"
         domain = version.from_email.rpartition("@")[2] or "mailroom.invalid"
-        return cls(version, shared, embed_images(version.html, version), before_text, between, after,
-                   domain, one_click)
+        return cls(version, shared, embed_images(version.html, version), before_text, between, after, domain)
 
     def render(self, message: Message, *, now: datetime | None = None) -> tuple[str, bytes]:
         """(Message-ID, the whole message as bytes) for one person."""
@@ -134,6 +132,8 @@ class MimeTemplate:
             address_header("To", message.name, message.email),
             self.shared_headers,
             header("List-Unsubscribe", list_unsubscribe(message.unsubscribe_url, self.version.unsubscribe_mailto)),
+            # One-click unsubscribe (RFC 8058) is only allowed for an https link.
+            _ONE_CLICK if message.unsubscribe_url.lower().startswith("https://") else b"",
         ])
         text = personalize(self.version.text, message.values, is_html=False)
         html = personalize(self.html, message.values, is_html=True)
