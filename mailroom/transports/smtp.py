@@ -145,7 +145,6 @@ class SmtpTransport(Transport):
         if smtp.messages_per_minute:
             # about 20 seconds of sending per batch at the cap, so Ctrl-C ("after the batch in flight") is quick
             self.max_batch_size = max(1, min(type(self).max_batch_size, smtp.messages_per_minute // 3))
-        self.one_click = settings.unsubscribe.url.startswith("https://")
         self._conn: smtplib.SMTP | None = None
         self._templates: dict[Version, MimeTemplate] = {}
         self._fatal: _Fatal | None = None
@@ -229,7 +228,7 @@ class SmtpTransport(Transport):
     def _template(self, version: Version) -> MimeTemplate:
         template = self._templates.get(version)
         if template is None:
-            template = MimeTemplate.build(version, one_click=self.one_click)
+            template = MimeTemplate.build(version)
             self._templates[version] = template
         return template
 
