@@ -437,3 +437,33 @@ def test_send_py_plan_warns_past_the_daily_limit_and_shows_the_time(project: Pat
             in run.stdout)
     assert "Warning: 6 messages is more than the 4 a day the mail server allows" in run.stdout
     assert handler.received == []
+
+
+def test_an_address_deferred_every_time_is_given_up_on_after_the_retries_and_the_rest_are_sent(
+        project: Path, server: object, handler: ScriptedHandler) -> None:
+    recipients = people(6)
+    handler.rcpt_replies[recipients[0].email] = "450 4.2.1 Mailbox busy, try again later"
+    settings = settings_for(project, port_of(server))
+    sleeps: list[float] = []
+    report, ledger = dispatch(settings, SmtpTransport(settings), recipients, sleeps)
+
+    assert report.sent == 5 and report.failed == 1
+    assert len(sleeps) == 5  # dispatch's bounded retries (6 tries in all), each after a pause
+    row = ledger.states(SLUG, [recipients[0].key])[recipients[0].key]
+    assert row.state == FAILED
+    assert row.error == "the SMTP server deferred it (450 4.2.1 Mailbox busy, try again later)"
+    assert sorted(handler.to_addresses()) == sorted(p.email for p in recipients[1:])
+
+
+def test_a_refused_sender_address_stops_the_send_with_the_servers_words(project: Path, server: object,
+                                                                        handler: ScriptedHandler) -> None:
+    handler.on_mail = lambda n: "550 5.7.60 Client does not have permissions to send as this sender"
+    settings = settings_for(project, port_of(server))
+    report, _ledger = dispatch(settings, SmtpTransport(settings), people(4))
+
+    assert report.stopped == REFUSED and report.sent == 0
+    assert report.stop_message == (
+        "the SMTP server refused to send from office@oakfield.example.org (550 5.7.60 Client does not have "
+        "permissions to send as this sender); check that sender.email in school.toml is this mailbox's "
+        "address (or one it may send as)")
+    assert handler.mails == 1  # it did not try everyone in turn
