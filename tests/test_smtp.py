@@ -374,7 +374,7 @@ def test_send_py_delivers_one_message_each_and_never_shows_the_password(project:
     assert sorted(handler.to_addresses()) == sorted(RECEIVING)
     assert all(len(r.rcpt_tos) == 1 and r.parsed()["To"].addresses[0].addr_spec == r.rcpt_tos[0]
                for r in handler.received)
-    assert f"Transport: the SMTP server 127.0.0.1:{port_of(server)} (none)" in run.stdout
+    assert f"Transport: the SMTP server 127.0.0.1:{port_of(server)} (not encrypted)" in run.stdout
     assert "Done: sent to 6 people." in run.stdout
     assert PASSWORD not in run.stdout + run.stderr
     assert PASSWORD.encode() not in _stored_bytes(project)
@@ -435,6 +435,8 @@ def test_send_py_plan_warns_past_the_daily_limit_and_shows_the_time(project: Pat
     assert run.returncode == 0, run.stderr
     assert ("At 2 messages a minute (messages_per_minute in school.toml) this send takes about 3 minutes"
             in run.stdout)
+    assert f"Transport: the SMTP server 127.0.0.1:{port_of(server)} (not encrypted, at most 2 messages a minute)" \
+        in run.stdout
     assert "Warning: 6 messages is more than the 4 a day the mail server allows" in run.stdout
     assert handler.received == []
 

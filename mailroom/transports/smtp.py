@@ -154,7 +154,8 @@ class SmtpTransport(Transport):
     def describe(self) -> str:
         cap = self.settings.smtp.messages_per_minute
         pace = f", at most {cap} messages a minute" if cap else ""
-        return f"the SMTP server {self.host}:{self.port} ({self.security}{pace})"
+        secured = {"starttls": "encrypted (STARTTLS)", "ssl": "encrypted (SSL)", "none": "not encrypted"}
+        return f"the SMTP server {self.host}:{self.port} ({secured[self.security]}{pace})"
 
     def plan_notes(self, count: int) -> list[str]:
         return smtp_plan_notes(self.settings, count)
