@@ -151,3 +151,24 @@ def test_no_one_click_header_for_a_plain_http_unsubscribe_link(tmp_path):
     assert parsed["List-Unsubscribe"].startswith("<http://example.org/u?r=abc>")
     assert parsed["List-Unsubscribe-Post"] is None
     assert all_defects(parsed) == []  # type: ignore[arg-type]
+
+
+def test_decoded_parts_are_exactly_the_personalised_version(sent):
+    """The parts are stamped from pre-encoded pieces; decoded, they must equal stage-2 personalisation."""
+    from mailroom.personalize import personalize
+    from mailroom.transports.mime import embed_images
+
+    _, files, version = sent
+    for index, path in enumerate(files):
+        message = parse(path)
+        text, related = message.get_payload()
+        values = {"greeting": f"Dear {PEOPLE[index].first_name}" if PEOPLE[index].first_name else "Dear Parent/Carer",
+                  "first_name": PEOPLE[index].first_name, "last_name": PEOPLE[index].last_name,
+                  "unsubscribe_url": f"https://www.oakfield.example.org/newsletter/unsubscribe?r=rid{index:013d}",
+                  "recipient_id": f"rid{index:013d}"}
+        expected_html = personalize(embed_images(version.html, version), values, is_html=True)
+        expected_text = personalize(version.text, values, is_html=False)
+        assert related.get_payload()[0].get_content().replace("\r\n", "\n") == expected_html.replace("\r\n", "\n")
+        assert text.get_content().replace("\r\n", "\n") == expected_text.replace("\r\n", "\n")
+        for line in path.read_bytes().split(b"\r\n"):
+            assert len(line) <= 998
