@@ -469,3 +469,29 @@ def test_a_refused_sender_address_stops_the_send_with_the_servers_words(project:
         "permissions to send as this sender); check that sender.email in school.toml is this mailbox's "
         "address (or one it may send as)")
     assert handler.mails == 1  # it did not try everyone in turn
+
+
+def test_no_server_listening_is_retried_then_given_up_with_a_plain_reason(project: Path) -> None:
+    from tests.smtp_server import free_port
+
+    port = free_port()  # nothing listens here
+    settings = settings_for(project, port)
+    sleeps: list[float] = []
+    report, ledger = dispatch(settings, SmtpTransport(settings), people(3), sleeps)
+
+    assert report.stopped == "gave_up" and report.sent == 0 and len(sleeps) == 5
+    assert report.stop_message == f"could not connect to the SMTP server 127.0.0.1:{port} (the connection was refused)"
+    assert ledger.counts(SLUG) == {FAILED: 3}
+
+
+def test_an_address_that_cannot_make_a_safe_message_is_refused_alone(project: Path, server: object,
+                                                                     handler: ScriptedHandler) -> None:
+    recipients = people(5)
+    recipients[3] = Recipient("zoë@example.org", "zoë@example.org", "Zoë", "Hart", "parents", 5)
+    settings = settings_for(project, port_of(server))
+    report, ledger = dispatch(settings, SmtpTransport(settings), recipients)
+
+    assert report.sent == 4 and report.failed == 1
+    states = ledger.states(SLUG, [p.key for p in recipients])
+    assert [states[p.key].state for p in recipients] == [SENT, SENT, SENT, FAILED, SENT]
+    assert states["zoë@example.org"].error.startswith("the address 'zoë@example.org' cannot go in a To header")

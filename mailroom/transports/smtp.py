@@ -197,6 +197,10 @@ class SmtpTransport(Transport):
                     raise TransportError(f"the SMTP server {where} does not accept a username and password "
                                          "here; for Microsoft 365, SMTP AUTH must be switched on for the "
                                          "mailbox", retryable=False) from None
+                except smtplib.SMTPException:
+                    _close_quietly(conn)
+                    raise TransportError(f"the SMTP server {where} offers no way of logging in that mailroom "
+                                         "knows (it needs PLAIN, LOGIN or CRAM-MD5)", retryable=False) from None
         except socket.gaierror:
             raise TransportError(f"could not find the SMTP server '{self.host}'; check SMTP_HOST in .env",
                                  retryable=False) from None
@@ -240,7 +244,11 @@ class SmtpTransport(Transport):
         result = BatchResult()
         deferred_in_a_row = 0
         for message in batch.messages:
-            message_id, data = template.render(message, now=datetime.now(UTC))
+            try:
+                message_id, data = template.render(message, now=datetime.now(UTC))
+            except TransportError as exc:  # this person's data cannot make a safe message: only they miss out
+                result.add(message.key, Delivery.REJECTED, error=exc.message)
+                continue
             try:
                 self._deliver_with_reconnect(message, data, sent_any=bool(result.deliveries))
             except _StopBatch as stop:
