@@ -495,3 +495,13 @@ def test_an_address_that_cannot_make_a_safe_message_is_refused_alone(project: Pa
     states = ledger.states(SLUG, [p.key for p in recipients])
     assert [states[p.key].state for p in recipients] == [SENT, SENT, SENT, FAILED, SENT]
     assert states["zoë@example.org"].error.startswith("the address 'zoë@example.org' cannot go in a To header")
+
+
+def test_send_py_test_copy_goes_to_the_one_address_only(project: Path, server: object,
+                                                         handler: ScriptedHandler) -> None:
+    run = send(project, port_of(server), "--test", "head.teacher@example.org")
+    assert run.returncode == 0, run.stderr
+    assert handler.to_addresses() == ["head.teacher@example.org", "head.teacher@example.org"]
+    subjects = sorted(r.parsed()["Subject"] for r in handler.received)
+    assert all(s.startswith("[TEST] ") for s in subjects)
+    assert all(r.parsed()["To"].addresses[0].addr_spec == "head.teacher@example.org" for r in handler.received)
