@@ -1,6 +1,6 @@
 """Messages per second through the SMTP transport to a local aiosmtpd, with the rate cap off.
 
-    /work/venv/bin/python bench/bench_smtp.py [COUNT ...]     (default: 1000 10000)
+    /work/venv/bin/python bench/bench_smtp.py [COUNT ...] [--runs N] [--json]    (default: 1000 10000, 1 run)
 
 The sample newsletter is composed in a temporary folder; aiosmtpd runs in its own process (its Sink
 handler accepts and discards), so the figures are the client's: rendering each person's copy, the SMTP
@@ -70,7 +70,8 @@ def people(count: int) -> list[Recipient]:
                       "parents", i + 2) for i in range(count)]
 
 
-def main(counts: list[int]) -> None:
+def main(counts: list[int], runs: int = 1, as_json: bool = False) -> None:
+    figures: dict[str, dict[str, list[float]]] = {}
     port = free_port()
     server = start_sink(port)
     try:
@@ -86,7 +87,7 @@ def main(counts: list[int]) -> None:
             print(f"SMTP transport to aiosmtpd (Sink, separate process) on 127.0.0.1, cap off; "
                   f"{len(sample) / 1024:.0f} KB per message (HTML, text and inline images)")
             print(f"{'messages':>9}  {'transport only':>16}  {'with ledger':>14}  connections")
-            for count in counts:
+            for count, run in ((c, r) for c in counts for r in range(runs)):
                 recipients = people(count)
                 # transport alone: batches handed straight over
                 transport = SmtpTransport(settings)
@@ -99,7 +100,7 @@ def main(counts: list[int]) -> None:
                         assert len(result.message_ids) == len(chunk), result.errors
                 alone = time.perf_counter() - start
                 # through dispatch, with every batch written to a real SQLite ledger
-                ledger = Ledger(Path(tmp) / f"ledger-{count}.sqlite3")
+                ledger = Ledger(Path(tmp) / f"ledger-{count}-{run}.sqlite3")
                 transport2 = SmtpTransport(settings)
                 dispatcher = Dispatcher(transport2, ledger, newsletter=SLUG, build_hash=build.build_hash)
                 start = time.perf_counter()
@@ -111,10 +112,25 @@ def main(counts: list[int]) -> None:
                 ledger.close()
                 print(f"{count:>9,}  {count / alone:>10,.0f} msg/s  {count / whole:>8,.0f} msg/s  "
                       f"{transport.connections}/{transport2.connections}")
+                figure = figures.setdefault(str(count), {"transport_only": [], "with_ledger": []})
+                figure["transport_only"].append(count / alone)
+                figure["with_ledger"].append(count / whole)
     finally:
         server.terminate()
         server.wait(10)
+    if as_json:  # for bench/run_all.py
+        from benchlib import emit, stats
+
+        emit({"name": "smtp", "message_kb": len(sample) / 1024,
+              "sizes": {c: {k: stats(v) for k, v in f.items()} for c, f in figures.items()}}, True)
 
 
 if __name__ == "__main__":
-    main([int(a) for a in sys.argv[1:]] or [1000, 10000])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("counts", nargs="*", type=int, default=[1000, 10000])
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--json", action="store_true", help="also print the figures as one JSON line at the end")
+    args = parser.parse_args()
+    main(args.counts, args.runs, args.json)
