@@ -43,7 +43,7 @@ _SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&
 _SIMPLE_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Recipient:
     """One person who gets one email: the version of ``audience``."""
 
