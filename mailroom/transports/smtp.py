@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import math
-import re
 import smtplib
 import socket
 import ssl
@@ -36,7 +35,6 @@ from mailroom.transports.base import Batch, BatchResult, Delivery, Message, Tran
 from mailroom.transports.mime import MimeTemplate
 
 _CRLF = b"\r\n"
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 _DEFERRALS_IN_A_ROW = 5  # per-person 4xx answers in a row before the batch stops and backs off
 _UNCERTAIN_IN_A_ROW = 3  # messages lost after hand-over in a row before the send stops altogether
 
@@ -330,7 +328,7 @@ class SmtpTransport(Transport):
         self._command(conn, "mail", lambda: conn.mail(self.settings.sender.email, options), 250)
         self._command(conn, "rcpt", lambda: conn.rcpt(message.email), 250, 251)
         self._command(conn, "data", lambda: (conn.putcmd("data"), conn.getreply())[1], 354)
-        body = _LEADING_DOT.sub(b"..", data)
+        body = dot_stuff(data)
         if not body.endswith(_CRLF):
             body += _CRLF
         try:
@@ -363,6 +361,16 @@ class SmtpTransport(Transport):
             except (OSError, smtplib.SMTPException):
                 self._disconnect()
         raise _Refused(code, text.decode("utf-8", "replace"), stage)
+
+
+def dot_stuff(data: bytes) -> bytes:
+    r"""Double the "." that starts any line (RFC 5321 4.5.2), so no line of the message can end the DATA.
+
+    The same as re.sub(rb"(?m)^\.", b"..", data), which the SMTP profile showed as the sender's largest
+    own cost (a regex pass over every ~67 KB message); bytes.replace does the same in a fraction.
+    """
+    body = data.replace(b"\n.", b"\n..")
+    return b"." + body if body.startswith(b".") else body
 
 
 class _StopBatch(Exception):
