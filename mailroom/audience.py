@@ -266,7 +266,7 @@ def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cel
     else:
         why = _email_problem(email)
         if why:
-            problems.append(f"'{email}' is not a valid email address: {why}")
+            problems.append(f"not a valid email address: {why}")
     for word, name in (("first name", first_name), ("last name", last_name)):
         if not name.isprintable() and _has_control(name):
             problems.append(f"the {word} has a line break or other control character "

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
 from mailroom.audience import LeftOut, _email_problem, load_audience
+from mailroom.audience_report import excel_safe, format_audience_summary, format_left_out, format_problems
+from mailroom.cli import main
 from mailroom.errors import InputError
 from mailroom.settings import Settings, load_settings
 
@@ -140,13 +146,13 @@ def test_bad_email_addresses_are_left_out_with_their_lines(settings: Settings) -
     plan = load_audience(FIXTURES / "bad_email.csv", settings, ["parents"])
     assert [r.line for r in plan.recipients] == [2, 8]
     assert [(o.line, o.detail) for o in plan.problems()] == [
-        (3, "'tom.fletcher.example.com' is not a valid email address: An email address must have an @-sign."),
-        (4, "'grace..okafor@example.org' is not a valid email address: "
+        (3, "not a valid email address: An email address must have an @-sign."),
+        (4, "not a valid email address: "
             "An email address cannot have two periods in a row."),
-        (5, "'wei.chen@example' is not a valid email address: "
+        (5, "not a valid email address: "
             "The part after the @-sign is not valid. It should have a period."),
         (6, "the email address is missing"),
-        (7, "'olivia nowak@example.org' is not a valid email address: "
+        (7, "not a valid email address: "
             "The email address contains invalid characters before the @-sign: SPACE."),
     ]
     assert figures(plan) == {"parents": (7, 2, {"invalid": 5})}
@@ -282,3 +288,150 @@ def test_fast_path_gives_email_validators_verdict(address: str) -> None:
     except EmailNotValidError as exc:
         expected = str(exc)
     assert _email_problem(address) == expected
+
+
+# --- what the office sees ------------------------------------------------------------------------
+
+def test_summary_left_out_and_problems_lines(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "duplicates.csv", settings, ["staff", "parents"])
+    assert format_audience_summary(plan) == [
+        "staff: 4 on the list, 1 will receive, 3 left out (3 unsubscribed)",
+        "parents: 4 on the list, 1 will receive, 3 left out (1 unsubscribed, 2 duplicate)",
+        "not on any list because of a problem: 1 row",
+        "In all, 2 people will receive one email each.",
+    ]
+    assert format_left_out(plan) == [
+        "Left out of staff:",
+        "  unsubscribed (3):",
+        "    line 6: tom.fletcher@example.com (marked unsubscribed on line 7)",
+        "    line 7: Tom.Fletcher@example.com (marked unsubscribed)",
+        "    line 8: grace.okafor@example.org (marked unsubscribed on line 9)",
+        "Left out of parents:",
+        "  unsubscribed (1):",
+        "    line 6: tom.fletcher@example.com (marked unsubscribed on line 7)",
+        "  duplicate (2):",
+        "    line 2: j.morgan@oakfield.example.org (gets the staff version instead (line 4))",
+        "    line 5: AMELIA.HUGHES@example.org (already on the parents list on line 3)",
+    ]
+    assert format_problems(plan) == [
+        "Problems in duplicates.csv (these rows are left out until they are fixed):",
+        "  line 9: grace.okafor@example.org: there is no list called 'parnets'. "
+        "The lists in school.toml are: parents, staff",
+    ]
+
+
+def test_problem_lines_show_control_characters_as_escapes(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "bad_email.csv", settings, ["parents"])
+    assert format_problems(plan)[4:] == [
+        "  line 6: the email address is missing",
+        "  line 7: olivia nowak@example.org: not a valid email address: "
+        "The email address contains invalid characters before the @-sign: SPACE.",
+    ]
+    plan = load_audience(FIXTURES / "control_chars.csv", settings, ["parents"])
+    assert format_problems(plan)[1] == ("  line 3: tom.fletcher@example.com: the first name has a line break or other "
+                                        "control character (names go into the email's headers)")
+
+
+@pytest.mark.parametrize(("cell", "safe"), [
+    ("=1+1", "'=1+1"), ("+44 7700 900123", "'+44 7700 900123"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tx", "'\tx"), ("\rx", "'\rx"), ("a=b@example.org", "a=b@example.org"), ("", ""),
+])
+def test_excel_safe(cell: str, safe: str) -> None:
+    assert excel_safe(cell) == safe
+
+
+def run(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(cwd)
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_command_on_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run(["audiences", "--to", "staff, parents"], ROOT, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "audiences.csv: 30 rows read, lists in this order: staff, parents\n"
+        "\n"
+        "staff: 10 on the list, 10 will receive\n"
+        "parents: 23 on the list, 19 will receive, 4 left out (1 unsubscribed, 3 duplicate)\n"
+        "In all, 29 people will receive one email each.\n"
+        "\n"
+        "Left out of parents:\n"
+        "  unsubscribed (1):\n"
+        "    line 9: daniel.evans@example.com (marked unsubscribed)\n"
+        "  duplicate (3):\n"
+        "    line 22: j.morgan@oakfield.example.org (gets the staff version instead)\n"
+        "    line 24: r.lewis@oakfield.example.org (gets the staff version instead)\n"
+        "    line 28: d.harris@oakfield.example.org (gets the staff version instead)\n")
+
+
+def test_command_with_problems_exits_2_and_writes_an_excel_safe_report(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = tmp_path / "problems.csv"
+    source = FIXTURES / "formula_cells.csv"
+    result = run(["audiences", "--to", "parents", "--audiences", str(source), "--problems-csv", str(report)],
+                 ROOT, monkeypatch)
+    assert result.exit_code == 2
+    assert result.stdout.splitlines()[-7:] == [
+        "Problems in formula_cells.csv (these rows are left out until they are fixed):",
+        '  line 2: =HYPERLINK("https://evil.example.com"): not a valid email address: '
+        "An email address must have an @-sign.",
+        "  line 3: +44 7700 900123: not a valid email address: An email address must have an @-sign.",
+        "  line 4: -2+3: not a valid email address: An email address must have an @-sign.",
+        "  line 5: @SUM(A1:A9): not a valid email address: There must be something before the @-sign.",
+        "",
+        f"Wrote 4 problems to {report}",
+    ]
+    raw = report.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    with report.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [
+        ["line", "email", "problem"],
+        ["2", "'=HYPERLINK(\"https://evil.example.com\")",
+         "not a valid email address: An email address must have an @-sign."],
+        ["3", "'+44 7700 900123", "not a valid email address: An email address must have an @-sign."],
+        ["4", "'-2+3", "not a valid email address: An email address must have an @-sign."],
+        ["5", "'@SUM(A1:A9)", "not a valid email address: There must be something before the @-sign."],
+    ]
+
+
+def test_command_missing_column_is_one_message_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run(["audiences", "--audiences", "tests/fixtures/audiences/missing_column.csv"], ROOT, monkeypatch)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: tests/fixtures/audiences/missing_column.csv, line 1: the column 'lists' is missing. "
+        "The first line has: 'Email', 'First name', 'Last name', 'Group'. "
+        "If your export uses other headings, set them under [audiences_csv] in school.toml\n")
+
+
+def test_command_unknown_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run(["audiences", "--to", "parents,governors"], ROOT, monkeypatch)
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: there is no list called 'governors'. "
+                             "The lists in school.toml are: parents, staff\n")
+
+
+def test_command_uses_the_column_names_in_school_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project(tmp_path, 'email = "Contact Email"\nfirst_name = "Forename"\nlast_name = "Surname"\nlists = "Group"')
+    shutil.copy(FIXTURES / "mapped_columns.csv", tmp_path / "audiences.csv")
+    result = run(["audiences"], tmp_path, monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:5] == [
+        "audiences.csv: 2 rows read, lists in this order: parents, staff",
+        "",
+        "parents: 2 on the list, 2 will receive",
+        "staff: 1 on the list, 0 will receive, 1 left out (1 duplicate)",
+        "In all, 2 people will receive one email each.",
+    ]
+
+
+def test_python_m_mailroom_audiences_in_a_real_process() -> None:
+    result = subprocess.run([sys.executable, "-m", "mailroom", "audiences", "--audiences",
+                             "tests/fixtures/audiences/bad_status.csv", "--to", "parents"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[-2:] == [
+        "Problems in bad_status.csv (these rows are left out until they are fixed):",
+        "  line 2: amelia.hughes@example.org: the status should be 'subscribed', 'unsubscribed' or blank, not 'yes'",
+    ]
