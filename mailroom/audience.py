@@ -250,7 +250,13 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
             if len(cells) < width:
                 cells.extend([""] * (width - len(cells)))
             cells.append("")
-            yield _check_row(start, *(cells[i].strip() for i in at), known, settings)
+            row = _check_row(start, *(cells[i].strip() for i in at), known, settings)
+            if row.problems and line - start > 1 and any(delimiter in c and "\n" in c for c in cells):
+                # A quote opened and never closed swallows the lines after it, which then look like one
+                # cell holding whole rows: say where to look.
+                row = row._replace(problems=(*row.problems, f"this row runs on from line {start} to line "
+                                             f"{line - 1}: is a closing quote (\") missing?"))
+            yield row
     except csv.Error as exc:
         raise InputError(f"this line cannot be read as CSV ({exc})", path, line) from None
     if columns is None:

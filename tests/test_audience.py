@@ -189,6 +189,15 @@ def test_unknown_list_names_are_named_with_the_known_ones(settings: Settings) ->
     ]
 
 
+def test_a_missing_closing_quote_is_pointed_out(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "missing_quote.csv", settings, ["parents"])
+    assert people(plan) == [(5, "wei.chen@example.com", "Wei", "Chen", "parents")]
+    assert [(o.line, o.detail) for o in plan.problems()] == [
+        (2, "the first name has a line break or other control character (names go into the email's headers); "
+            'this row runs on from line 2 to line 4: is a closing quote (") missing?'),
+    ]
+
+
 def test_bad_status_values(settings: Settings) -> None:
     plan = load_audience(FIXTURES / "bad_status.csv", settings, ["parents"])
     assert left(plan) == [
