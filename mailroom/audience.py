@@ -153,6 +153,8 @@ def _detect_encoding(path: Path) -> str:
                          "(or give another file with --audiences)", path) from None
     except IsADirectoryError:
         raise InputError("this is a folder, not a CSV file", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot be opened ({exc.strerror})", path) from None
     with handle:
         head = handle.read(4)
         if head.startswith(codecs.BOM_UTF8):
