@@ -143,7 +143,8 @@ def audiences_command(to: str | None, audiences_file: Path | None, problems_csv:
     from mailroom.settings import load_settings
 
     settings = load_settings()
-    path = audiences_file or settings.root / "audiences.csv"
+    # Shown relative to where the command runs, as office staff would type it.
+    path = audiences_file or Path(_shown(settings.root / "audiences.csv"))
     plan = load_audience(path, settings, split_lists(to, settings), suppressed_for(settings))
     out.print(f"{_shown(plan.path)}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
               f"lists in this order: {', '.join(plan.lists)}", markup=False)

@@ -27,7 +27,7 @@ def settings() -> Settings:
     return load_settings(ROOT, environ={})
 
 
-def project(tmp_path: Path, columns: str | None = None) -> Settings:
+def project_with_columns(tmp_path: Path, columns: str | None = None) -> Settings:
     """A copy of the sample project, with another [audiences_csv] table if given."""
     shutil.copytree(ROOT / "assets", tmp_path / "assets")
     text = (ROOT / "school.toml").read_text(encoding="utf-8")
@@ -133,7 +133,7 @@ def test_header_and_values_in_any_case(settings: Settings) -> None:
 
 
 def test_column_names_from_school_toml(tmp_path: Path) -> None:
-    mapped = project(tmp_path, 'email = "Contact Email"\nfirst_name = "Forename"\nlast_name = "Surname"\n'
+    mapped = project_with_columns(tmp_path, 'email = "Contact Email"\nfirst_name = "Forename"\nlast_name = "Surname"\n'
                                'lists = "Group"')
     plan = load_audience(FIXTURES / "mapped_columns.csv", mapped, ["parents", "staff"])
     assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
@@ -349,13 +349,12 @@ def test_excel_safe(cell: str, safe: str) -> None:
     assert excel_safe(cell) == safe
 
 
-def run(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.chdir(cwd)
+def run(args: list[str]):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
-def test_command_on_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    result = run(["audiences", "--to", "staff, parents"], ROOT, monkeypatch)
+def test_command_on_the_sample(project: Path) -> None:
+    result = run(["audiences", "--to", "staff, parents"])
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "audiences.csv: 30 rows read, lists in this order: staff, parents\n"
@@ -373,25 +372,22 @@ def test_command_on_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
         "    line 28: d.harris@oakfield.example.org (gets the staff version instead)\n")
 
 
-def test_command_with_problems_exits_2_and_writes_an_excel_safe_report(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    report = tmp_path / "problems.csv"
-    source = FIXTURES / "formula_cells.csv"
-    result = run(["audiences", "--to", "parents", "--audiences", str(source), "--problems-csv", str(report)],
-                 ROOT, monkeypatch)
+def test_command_with_problems_exits_2_and_writes_an_excel_safe_report(project: Path) -> None:
+    shutil.copy(FIXTURES / "formula_cells.csv", project / "export.csv")
+    result = run(["audiences", "--to", "parents", "--audiences", "export.csv", "--problems-csv", "problems.csv"])
     assert result.exit_code == 2
     assert result.stdout.splitlines()[-7:] == [
-        "Problems in formula_cells.csv (these rows are left out until they are fixed):",
+        "Problems in export.csv (these rows are left out until they are fixed):",
         '  line 2: =HYPERLINK("https://evil.example.com"): not a valid email address: '
         "An email address must have an @-sign.",
         "  line 3: +44 7700 900123: not a valid email address: An email address must have an @-sign.",
         "  line 4: -2+3: not a valid email address: An email address must have an @-sign.",
         "  line 5: @SUM(A1:A9): not a valid email address: There must be something before the @-sign.",
         "",
-        f"Wrote 4 problems to {report}",
+        "Wrote 4 problems to problems.csv",
     ]
-    raw = report.read_bytes()
-    assert raw.startswith(b"\xef\xbb\xbf")
+    report = project / "problems.csv"
+    assert report.read_bytes().startswith(b"\xef\xbb\xbf")
     with report.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows == [
@@ -404,27 +400,39 @@ def test_command_with_problems_exits_2_and_writes_an_excel_safe_report(
     ]
 
 
-def test_command_missing_column_is_one_message_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
-    result = run(["audiences", "--audiences", "tests/fixtures/audiences/missing_column.csv"], ROOT, monkeypatch)
+def test_command_missing_column_is_one_message_and_exit_2(project: Path) -> None:
+    shutil.copy(FIXTURES / "missing_column.csv", project / "audiences.csv")
+    result = run(["audiences"])
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr == (
-        "Error: tests/fixtures/audiences/missing_column.csv, line 1: the column 'lists' is missing. "
+        "Error: audiences.csv, line 1: the column 'lists' is missing. "
         "The first line has: 'Email', 'First name', 'Last name', 'Group'. "
         "If your export uses other headings, set them under [audiences_csv] in school.toml\n")
 
 
-def test_command_unknown_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    result = run(["audiences", "--to", "parents,governors"], ROOT, monkeypatch)
+def test_command_missing_file(project: Path) -> None:
+    result = run(["audiences", "--audiences", "lists.csv"])
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: lists.csv: not found: mailroom needs the mailing lists in this file "
+                             "(or give another file with --audiences)\n")
+
+
+def test_command_unknown_list(project: Path) -> None:
+    result = run(["audiences", "--to", "parents,governors"])
     assert result.exit_code == 2
     assert result.stderr == ("Error: there is no list called 'governors'. "
                              "The lists in school.toml are: parents, staff\n")
 
 
-def test_command_uses_the_column_names_in_school_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    project(tmp_path, 'email = "Contact Email"\nfirst_name = "Forename"\nlast_name = "Surname"\nlists = "Group"')
-    shutil.copy(FIXTURES / "mapped_columns.csv", tmp_path / "audiences.csv")
-    result = run(["audiences"], tmp_path, monkeypatch)
+def test_command_uses_the_column_names_in_school_toml(project: Path) -> None:
+    toml = project / "school.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('email = "email"', 'email = "Contact Email"')
+                    .replace('first_name = "first_name"', 'first_name = "Forename"')
+                    .replace('last_name = "last_name"', 'last_name = "Surname"')
+                    .replace('lists = "lists"', 'lists = "Group"'), encoding="utf-8")
+    shutil.copy(FIXTURES / "mapped_columns.csv", project / "audiences.csv")
+    result = run(["audiences"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[:5] == [
         "audiences.csv: 2 rows read, lists in this order: parents, staff",
@@ -435,12 +443,13 @@ def test_command_uses_the_column_names_in_school_toml(tmp_path: Path, monkeypatc
     ]
 
 
-def test_python_m_mailroom_audiences_in_a_real_process() -> None:
-    result = subprocess.run([sys.executable, "-m", "mailroom", "audiences", "--audiences",
-                             "tests/fixtures/audiences/bad_status.csv", "--to", "parents"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+def test_python_m_mailroom_audiences_in_a_real_process(project: Path) -> None:
+    shutil.copy(FIXTURES / "bad_status.csv", project / "audiences.csv")
+    result = subprocess.run([sys.executable, "-m", "mailroom", "audiences", "--to", "parents"],
+                            cwd=project, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
     assert result.stdout.splitlines()[-2:] == [
-        "Problems in bad_status.csv (these rows are left out until they are fixed):",
+        "Problems in audiences.csv (these rows are left out until they are fixed):",
         "  line 2: amelia.hughes@example.org: the status should be 'subscribed', 'unsubscribed' or blank, not 'yes'",
     ]
