@@ -30,9 +30,6 @@ FIELDS = ("email", "first_name", "last_name", "lists", "status")
 REQUIRED_FIELDS = ("email", "first_name", "last_name", "lists")  # status may be absent: everyone subscribed
 STATUSES = ("subscribed", "unsubscribed")
 
-# What each field is called in messages for office staff.
-_FIELD_WORDS = {"email": "email address", "first_name": "first name", "last_name": "last name",
-                "lists": "lists", "status": "status"}
 # Bytes Windows-1252 leaves undefined: a file holding them is neither UTF-8 nor Windows-1252.
 _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 _LIST_SPLIT = re.compile(r"[;,]")
@@ -119,6 +116,8 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
     ``suppressed`` maps an address key (trimmed, lower-cased) to the reason it is suppressed.
     """
     path = Path(path)
+    if isinstance(lists, str):  # "staff,parents" as typed after --to
+        lists = lists.split(",")
     chosen = _chosen_lists(lists, settings)
     suppressed = suppressed or {}
     encoding = _detect_encoding(path)
@@ -241,7 +240,7 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
     try:
         for cells in reader:
             start, line = line, reader.line_num + 1
-            if not any(cells) or not "".join(cells).strip():
+            if not "".join(cells).strip():
                 continue
             if columns is None:
                 columns = _columns(cells, start, path, settings)
@@ -260,6 +259,9 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
                                              f"{line - 1}: is a closing quote (\") missing?"))
             yield row
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise InputError("a cell starting on this line runs on for thousands of lines: is a closing "
+                             'quote (") missing?', path, line) from None
         raise InputError(f"this line cannot be read as CSV ({exc})", path, line) from None
     if columns is None:
         raise InputError("the file is empty: it needs a first line of column headings, then one row per person",
@@ -268,6 +270,7 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
 
 def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cell: str, status_cell: str,
                known: Mapping[str, object], settings: Settings) -> _Row:
+    """One row's values, trimmed, with everything wrong with them (all of it, so one fix-up does)."""
     problems: list[str] = []
     if not email:
         problems.append("the email address is missing")

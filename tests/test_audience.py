@@ -198,6 +198,22 @@ def test_a_missing_closing_quote_is_pointed_out(settings: Settings) -> None:
     ]
 
 
+def test_a_quote_never_closed_in_a_big_file_is_one_clear_error(settings: Settings, tmp_path: Path) -> None:
+    big = tmp_path / "audiences.csv"
+    rows = "".join(f"person.{i}@example.org,Pat,Doe,parents\n" for i in range(5000))
+    big.write_text(f'email,first_name,last_name,lists\nsam.roe@example.org,"Sam,Roe,parents\n{rows}',
+                   encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_audience(big, settings, ["parents"])
+    assert str(caught.value) == (f"{big}, line 2: a cell starting on this line runs on for thousands of lines: "
+                                 'is a closing quote (") missing?')
+
+
+def test_lists_may_be_given_as_typed_after_to(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "semicolon.csv", settings, "staff, parents")
+    assert plan.lists == ("staff", "parents")
+
+
 def test_bad_status_values(settings: Settings) -> None:
     plan = load_audience(FIXTURES / "bad_status.csv", settings, ["parents"])
     assert left(plan) == [
