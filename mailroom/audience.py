@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,8 +37,8 @@ _LIST_SPLIT = re.compile(r"[;,]")
 # An ASCII dot-atom local part: for these, email-validator's verdict depends only on the domain (cached
 # below) and the length, so the common case skips the full (slower) validation. Anything else takes the
 # full path, so the verdict is always email-validator's.
-_SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_SIMPLE_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
+_SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                             r"@([A-Za-z0-9.-]+)")
 
 
 @dataclass(frozen=True)
@@ -244,14 +245,16 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
                 continue
             if columns is None:
                 columns = _columns(cells, start, path, settings)
-                # An absent optional column reads the "" appended to every row (index -1).
-                at = [columns.get(name, -1) for name in FIELDS]
-                width = max(at) + 1
+                pick = itemgetter(*(columns[name] for name in REQUIRED_FIELDS))
+                status_at = columns.get("status")
+                width = max(columns.values()) + 1
                 continue
-            if len(cells) < width:
+            if len(cells) < width:  # a short row: what's missing reads as empty
                 cells.extend([""] * (width - len(cells)))
-            cells.append("")
-            row = _check_row(start, *(cells[i].strip() for i in at), known, settings)
+            email, first_name, last_name, lists_cell = pick(cells)
+            status_cell = "" if status_at is None else cells[status_at]
+            row = _check_row(start, email.strip(), first_name.strip(), last_name.strip(), lists_cell.strip(),
+                             status_cell.strip(), known, settings)
             if row.problems and line - start > 1 and any(delimiter in c and "\n" in c for c in cells):
                 # A quote opened and never closed swallows the lines after it, which then look like one
                 # cell holding whole rows: say where to look.
@@ -320,10 +323,9 @@ def _has_control(text: str) -> bool:
 
 def _email_problem(email: str) -> str | None:
     """None if email-validator accepts the address (no DNS look-ups), else its explanation."""
-    local, at, domain = email.rpartition("@")
-    if (at and len(email) <= 200 and len(local) <= 64 and _SIMPLE_LOCAL.fullmatch(local)
-            and _SIMPLE_DOMAIN.fullmatch(domain)):
-        return _domain_problem(domain.lower())
+    simple = _SIMPLE_ADDRESS.fullmatch(email)
+    if simple and len(email) <= 200 and simple.start(1) <= 65:  # local part at most 64 characters
+        return _domain_problem(simple.group(1).lower())
     return _validator_verdict(email)
 
 

@@ -126,6 +126,15 @@ def test_stray_spaces_everywhere(settings: Settings) -> None:
                              "gets the staff version instead")
 
 
+def test_short_and_long_rows_without_a_status_column(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "ragged_rows.csv", settings, ["parents", "staff"])
+    # Cells past the headings are ignored (no status column: everyone is subscribed); missing cells are empty.
+    assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
+                            (4, "grace.okafor@example.org", "Grace", "Okafor", "staff")]
+    assert [(o.line, o.detail) for o in plan.problems()] == [
+        (3, "no list is named in the 'lists' column (use one or more of: parents, staff, separated by ';')")]
+
+
 def test_header_and_values_in_any_case(settings: Settings) -> None:
     plan = load_audience(FIXTURES / "header_case.csv", settings, ["parents", "staff"])
     assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents")]
