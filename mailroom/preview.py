@@ -173,13 +173,13 @@ def _version_section(settings: Settings, audience: str, version: RenderedVersion
     <section aria-labelledby="text-{e(audience)}">
       <h3 id="text-{e(audience)}">Plain-text part</h3>
       <p class="hint">Shown by email programs that do not show pictures and layout.</p>
-      <pre class="text-part">{e(text)}</pre>
+      <pre class="text-part" tabindex="0" role="region" aria-label="{e(name)} plain-text part">{e(text)}</pre>
     </section>
     <section aria-labelledby="links-{e(audience)}">
       <h3 id="links-{e(audience)}">Links ({len(version.links)})</h3>
-      <p class="hint">Web links carry tracking labels, so the school can see which links readers follow
-      (never who followed them).</p>
-      {_links_table(version.links)}
+      <p class="hint">Web links carry tracking labels (with source “{e(settings.tracking.utm_source)}” and
+      medium “{e(settings.tracking.utm_medium)}”), so the school can see which links readers follow, never who.</p>
+      <div class="links-box" tabindex="0" role="region" aria-label="{e(name)} links">{_links_table(version.links)}</div>
     </section>
   </div>
 </section>"""
@@ -195,7 +195,7 @@ def _links_table(links: Sequence[str]) -> str:
             shown, tracking = url, "not tracked"
         else:
             shown = strip_tracking(url).rstrip("?")
-            utm = [(k, v) for k, v in parse_qsl(parts.query) if k.startswith("utm_")]
+            utm = [(k, v) for k, v in parse_qsl(parts.query) if k in ("utm_campaign", "utm_content")]
             tracking = " ".join(f'<span class="chip">{e(k.removeprefix("utm_"))}: {e(v)}</span>' for k, v in utm)
             tracking = tracking or "not tracked"
         rows.append(f'<tr><td class="url">{e(shown)}</td><td>{tracking}</td></tr>')
@@ -273,13 +273,15 @@ figcaption { font-size: 14px; font-weight: 600; color: var(--muted); margin: 0 0
                box-sizing: content-box; }
 .desktop iframe { border: 1px solid #9ca3af; border-top: 26px solid #d1d5db; border-radius: 8px 8px 0 0;
                   box-sizing: content-box; }
-.parts { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 32px; }
-.text-part { margin: 0; padding: 14px 16px; background: #f8fafc; border: 1px solid var(--line); border-radius: 8px;
+.parts { display: grid; grid-template-columns: minmax(0, 640px) minmax(0, 1fr); gap: 32px; }
+.text-part { margin: 0; padding: 14px 16px; max-height: 640px; overflow: auto; background: #f8fafc; border: 1px solid var(--line); border-radius: 8px;
              white-space: pre-wrap; overflow-wrap: anywhere; font: 14px/1.5 ui-monospace, Menlo, Consolas, monospace; }
 .links { width: 100%; border-collapse: collapse; font-size: 14px; }
 .links th { text-align: left; border-bottom: 2px solid var(--line); padding: 6px 8px; }
 .links td { border-bottom: 1px solid var(--line); padding: 8px; vertical-align: top; }
 .links .url { overflow-wrap: anywhere; }
+.text-part:focus-visible, .links-box:focus-visible { outline: 3px solid var(--link); outline-offset: 2px; }
+.links-box { max-height: 640px; overflow: auto; border: 1px solid var(--line); border-radius: 8px; }
 .chip { display: inline-block; margin: 0 4px 4px 0; padding: 1px 8px; border-radius: 999px; background: #e0e7ff;
         color: #1e3a8a; white-space: nowrap; }
 .foot { color: var(--muted); font-size: 14px; padding-bottom: 32px; }
