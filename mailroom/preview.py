@@ -274,7 +274,8 @@ figcaption { font-size: 14px; font-weight: 600; color: var(--muted); margin: 0 0
 .desktop iframe { border: 1px solid #9ca3af; border-top: 26px solid #d1d5db; border-radius: 8px 8px 0 0;
                   box-sizing: content-box; }
 .parts { display: grid; grid-template-columns: minmax(0, 640px) minmax(0, 1fr); gap: 32px; }
-.text-part { margin: 0; padding: 14px 16px; max-height: 640px; overflow: auto; background: #f8fafc; border: 1px solid var(--line); border-radius: 8px;
+.text-part { margin: 0; padding: 14px 16px; max-height: 640px; overflow: auto;
+             background: #f8fafc; border: 1px solid var(--line); border-radius: 8px;
              white-space: pre-wrap; overflow-wrap: anywhere; font: 14px/1.5 ui-monospace, Menlo, Consolas, monospace; }
 .links { width: 100%; border-collapse: collapse; font-size: 14px; }
 .links th { text-align: left; border-bottom: 2px solid var(--line); padding: 6px 8px; }
