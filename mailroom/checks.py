@@ -21,7 +21,7 @@ from lxml import etree
 from mailroom.build import IMAGE_PREFIX, RECIPIENT_FIELDS, Build, token
 from mailroom.content import SOURCE_FILE, Newsletter, load_newsletter
 from mailroom.errors import MailroomError
-from mailroom.links import DANGEROUS_SCHEMES
+from mailroom.links import DANGEROUS_SCHEMES, strip_tracking
 from mailroom.sourcemap import Place, SourceMap, build_source_map, normalise
 
 ERROR = "error"
@@ -132,6 +132,7 @@ _HEADING_EM = {"h1": 2.0, "h2": 1.5, "h3": 1.17, "h4": 1.0, "h5": 0.83, "h6": 0.
 _NAMED = {"white": (255, 255, 255), "black": (0, 0, 0), "red": (255, 0, 0), "green": (0, 128, 0),
           "blue": (0, 0, 255), "gray": (128, 128, 128), "grey": (128, 128, 128), "silver": (192, 192, 192),
           "yellow": (255, 255, 0), "orange": (255, 165, 0), "navy": (0, 0, 128), "maroon": (128, 0, 0)}
+_DEFAULT_LINK = (0, 0, 238)  # what browsers show a link in when the email does not say
 _SKIP_TAGS = {"head", "style", "script", "title", "noscript", "template"}
 
 
@@ -229,6 +230,8 @@ def _child_style(element: etree._Element, parent: _Style) -> _Style:
     color = parse_color(decl["color"]) if "color" in decl else None
     if color is None and tag == "font" and element.get("color"):
         color = parse_color(element.get("color", ""))
+    if color is None and tag == "a" and element.get("href") is not None:
+        color = _DEFAULT_LINK
     if color is not None:
         style.color = color
     background = None
@@ -297,8 +300,23 @@ def _visible_text(element: etree._Element) -> str:
     return normalise("".join(parts))
 
 
+def _word_list(text: str) -> list[str]:
+    return [w.lower().replace("’", "'") for w in _WORD.findall(_URL.sub(" ", text))]
+
+
 def _words(text: str) -> set[str]:
-    return {w.lower().replace("’", "'") for w in _WORD.findall(_URL.sub(" ", text))}
+    return set(_word_list(text))
+
+
+def _examples(words: Iterable[str], left_out: set[str], count: int = 6) -> str:
+    """A few telling words (in reading order, longer than three letters) that only one part has."""
+    shown: list[str] = []
+    for word in words:
+        if word not in left_out and len(word) > 3 and word not in shown:
+            shown.append(word)
+            if len(shown) == count:
+                break
+    return ", ".join(shown)
 
 
 def _snippet(text: str, limit: int = 40) -> str:
@@ -324,10 +342,10 @@ class _Checker:
         self._seen.add(key)
         self.findings.append(Finding(severity, code, message, self.audience, line, place.what if place else ""))
 
-    def where(self, lookup: str, *args: str) -> Place | None:
+    def where(self, lookup: str, *args: str, **kwargs: bool) -> Place | None:
         if self.smap is None:
             return None
-        return getattr(self.smap, lookup)(*args)
+        return getattr(self.smap, lookup)(*args, **kwargs)
 
 
 def check_envelope(subject: str, preheader: str, newsletter: Newsletter | None = None) -> list[Finding]:
@@ -425,11 +443,12 @@ def _check_links(check: _Checker, scan: _Scan) -> None:
             continue
         if not text and not label:
             check.add(ERROR, "link-no-text",
-                      f"the link to {_snippet(href, 70)} has no text, so nobody can tell where it goes", place)
+                      f"the link to {_snippet(strip_tracking(href), 70)} has no text, so nobody can tell where it "
+                      "goes", place)
             continue
         if scheme == "http":
             check.add(WARNING, "insecure-link",
-                      f"the link to {_snippet(href.split('?')[0], 70)} starts with http://; use https:// "
+                      f"the link to {_snippet(strip_tracking(href), 70)} starts with http://; use https:// "
                       "so the address is not flagged as unsafe", place)
         shown = (text or label).strip()
         if shown.lower().strip(" .!:…") in VAGUE_LINK_TEXTS:
@@ -525,7 +544,7 @@ def _check_placeholders(check: _Checker, scan: _Scan, text: str) -> None:
             found = match.group(0)
             if found.isalpha() and found.upper() in ("TODO", "TBC", "TBA", "FIXME") and not found.isupper():
                 continue  # "todo" as a word in a sentence is not a placeholder
-            place = check.where("raw", found, ignore_case=True) if check.smap else None
+            place = check.where("raw", found, ignore_case=True)
             check.add(WARNING, "placeholder",
                       f"placeholder text '{found}' is still in the newsletter", place)
 
@@ -561,8 +580,9 @@ def _check_parts_agree(check: _Checker, scan: _Scan, text: str) -> None:
     common = html_words & text_words
     share = len(common) / len(html_words | text_words)
     if share < SAME_WORDS_MIN:
-        only_html = ", ".join(sorted(html_words - text_words)[:6])
-        only_text = ", ".join(sorted(text_words - html_words)[:6])
+        html_order = [w for run in scan.runs for w in _word_list(run.text)]
+        only_html = _examples(html_order, text_words)
+        only_text = _examples(_word_list(text), html_words)
         detail = "; ".join(part for part in (f"only in the HTML: {only_html}" if only_html else "",
                                              f"only in the text: {only_text}" if only_text else "") if part)
         check.add(WARNING, "parts-differ",

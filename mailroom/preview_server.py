@@ -53,7 +53,7 @@ class Watcher:
     def __init__(self, folder: Path, root: Path, environ: Mapping[str, str] | None = None,
                  on_compose: Callable[[ComposeResult], None] | None = None,
                  on_error: Callable[[MailroomError], None] | None = None) -> None:
-        self.folder = Path(folder).resolve()
+        self.folder = Path(folder)  # as given, so messages show the path the user typed
         self.root = Path(root).resolve()
         self.environ = environ
         self.on_compose = on_compose
@@ -67,7 +67,7 @@ class Watcher:
 
     @property
     def build_dir(self) -> Path:
-        return self.folder / BUILD_DIR
+        return self.folder.resolve() / BUILD_DIR
 
     def watched_files(self) -> list[Path]:
         """newsletter.md, images/, templates/, school.toml (and the logo it names)."""
