@@ -260,7 +260,7 @@ figcaption { font-size: 14px; font-weight: 600; color: var(--muted); margin: 0 0
 .finding-error { background: var(--err-bg); border-color: var(--err); }
 .finding-warning { background: var(--warn-bg); border-color: #b45309; }
 .badge { flex: 0 0 auto; font-size: 14px; font-weight: 700; padding: 2px 10px; border-radius: 999px; color: #fff;
-         min-width: 80px; text-align: center; }
+         min-width: 92px; text-align: center; }
 .finding-error .badge { background: var(--err); }
 .finding-warning .badge { background: var(--warn); }
 .finding-message { margin: 0; }
