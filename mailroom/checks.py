@@ -301,7 +301,8 @@ def _visible_text(element: etree._Element) -> str:
 
 
 def _word_list(text: str) -> list[str]:
-    return [w.lower().replace("’", "'") for w in _WORD.findall(_URL.sub(" ", text))]
+    text = _TOKEN.sub(" ", _URL.sub(" ", text))
+    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
 
 
 def _words(text: str) -> set[str]:
@@ -557,7 +558,8 @@ def _check_unsubscribe(check: _Checker, scan: _Scan, text: str) -> None:
         check.add(ERROR, "no-unsubscribe",
                   "the email has no unsubscribe link; the law requires one in every newsletter, and mail "
                   "services bin emails without one")
-    elif marker not in text and "unsubscribe" not in text.lower():
+    elif not (marker in text or any("unsubscribe" in url.lower() for url in _URL.findall(text))
+              or re.search(r"unsubscribe[^\n]*?(https?://|mailto:)", text, re.IGNORECASE)):
         check.add(ERROR, "no-unsubscribe",
                   "the plain-text part has no unsubscribe link; people whose email shows only text could not stop it")
 
@@ -585,9 +587,10 @@ def _check_parts_agree(check: _Checker, scan: _Scan, text: str) -> None:
         only_text = _examples(_word_list(text), html_words)
         detail = "; ".join(part for part in (f"only in the HTML: {only_html}" if only_html else "",
                                              f"only in the text: {only_text}" if only_text else "") if part)
+        detail = f"; {detail}" if detail else ""
         check.add(WARNING, "parts-differ",
                   f"the plain-text and HTML parts say different things (only {share:.0%} of their words are "
-                  f"shared; {detail}); spam filters notice this", None)
+                  f"shared{detail}); spam filters notice this", None)
 
 
 # --- whole builds ---------------------------------------------------------------------------------

@@ -80,7 +80,8 @@ class SourceMap:
         for number, line in self.lines:
             haystack, wanted = (line.lower(), needle.lower()) if ignore_case else (line, needle)
             if wanted in haystack:
-                return Place(number, "")
+                known = [place for _, place in [*self.headings, *self.texts] if place.line == number]
+                return known[0] if known else Place(number, "")
         return None
 
 
