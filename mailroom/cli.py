@@ -164,6 +164,7 @@ def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
     def composed(result: ComposeResult) -> None:
         out.print(f"{dt.datetime.now():%H:%M:%S} [green]Composed[/] \u201c{_plain(result.build.subject)}\u201d")
         _print_findings(result.findings, list(result.build.versions), stopping=False)
+        out.file.flush()
 
     def failed(exc: MailroomError) -> None:
         err.print(f"{dt.datetime.now():%H:%M:%S} [bold red]Could not compose:[/] {_plain(str(exc))}")
@@ -181,6 +182,7 @@ def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
     out.print(f"[bold]Preview at {server.url}[/]")
     out.print("Edit newsletter.md, an image, a template or school.toml and save: the page updates by itself. "
               "Press Ctrl+C to stop.")
+    out.file.flush()  # the address must show even when the output goes to a pipe or a log
     if not no_open:
         import webbrowser
 
