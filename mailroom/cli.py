@@ -112,8 +112,8 @@ def _print_findings(findings: Sequence[Finding], audiences: Sequence[str], *, st
             only = f" (in the {', '.join(entry.audiences)} version{'s' if len(entry.audiences) > 1 else ''})"
         out.print(f"  {label} [{colour}]{_plain(where + finding.message + only)}[/]")
     if errors:
-        out.print("[bold red]This newsletter cannot be sent until the errors are fixed.[/] "
-                  + ("" if stopping else "Fix them and compose again."))
+        out.print("[bold red]This newsletter cannot be sent until the errors are fixed.[/]"
+                  + ("" if stopping else " Fix them and compose again."))
 
 
 def _count(n: int, word: str) -> str:
