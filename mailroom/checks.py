@@ -126,6 +126,7 @@ class _Scan:
     images: list[etree._Element] = field(default_factory=list)
     links: list[etree._Element] = field(default_factory=list)
     headings: list[etree._Element] = field(default_factory=list)
+    title: str = ""
 
 
 _HEADING_EM = {"h1": 2.0, "h2": 1.5, "h3": 1.17, "h4": 1.0, "h5": 0.83, "h6": 0.67}
@@ -273,6 +274,8 @@ def scan_html(document: str) -> tuple[etree._Element, _Scan]:
 
     body = root.find("body")
     walk(body if body is not None else root, _Style())
+    title = root.find(".//title")
+    scan.title = normalise(title.text_content()) if title is not None else ""
     return root, scan
 
 
@@ -411,7 +414,7 @@ def check_version(html: str, text: str, *, audience: str | None, preheader: str 
 
 
 def _check_leftovers(check: _Checker, html: str, text: str, scan: _Scan) -> None:
-    visible = " ".join(run.text for run in scan.runs)
+    visible = " ".join([*(run.text for run in scan.runs), *scan.hidden_text, scan.title])
     attributes = " ".join(html_lib.unescape(v) for el in scan.links + scan.images for v in el.attrib.values())
     for part in (visible, attributes, text):
         for match in _JINJA_LEFTOVER.finditer(part):

@@ -95,17 +95,23 @@ class Watcher:
             settings = load_settings(self.root, self.environ)
             result = compose_newsletter(settings, self.folder)
         except MailroomError as exc:
-            with self._lock:
-                self.error = str(exc)
-                self.version += 1
-            if self.on_error:
-                self.on_error(exc)
+            self._failed(exc)
+            return
+        except Exception as exc:  # a bug must not stop the watch either; say what happened and carry on
+            self._failed(MailroomError(f"something went wrong while composing ({type(exc).__name__}: {exc})"))
             return
         with self._lock:
             self.error = None
             self.version += 1
         if self.on_compose:
             self.on_compose(result)
+
+    def _failed(self, exc: MailroomError) -> None:
+        with self._lock:
+            self.error = str(exc)
+            self.version += 1
+        if self.on_error:
+            self.on_error(exc)
 
     def changed(self) -> bool:
         return self._take_snapshot() != self._snapshot

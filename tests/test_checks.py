@@ -225,6 +225,13 @@ def test_leftovers_in_the_text_part_and_in_link_addresses() -> None:
     assert codes(email('<p>Hello there <a href="https://example.org/?u=%%user%%">the trip</a></p>')) == ["leftover"]
 
 
+def test_leftovers_in_the_title_are_found() -> None:
+    html = ('<html><head><title>{{ subject }}</title></head><body><h1>Hi</h1><p>Hello there</p>'
+            '<p><a href="%%unsubscribe_url%%">Unsubscribe</a></p></body></html>')
+    found = check_version(html, "Hi\n\nHello there\n\nUnsubscribe: %%unsubscribe_url%%", audience="staff")
+    assert [f.message for f in found] == [
+        "'{{ subject }}' is left in the email: template code that was never filled in"]
+
 def test_the_recipient_tokens_are_not_leftovers() -> None:
     assert codes(email("<p>%%greeting%%, hello there %%first_name%%</p>")) == []
 

@@ -176,3 +176,23 @@ def test_the_command_refuses_a_missing_folder(tmp_path: Path, sample_folder: Pat
                             env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert result.stderr.strip() == "Error: newsletters/nope: there is no such newsletter folder"
+
+
+def test_a_first_compose_that_fails_shows_the_error_until_it_is_fixed(sample_folder: Path) -> None:
+    newsletter = sample_folder / "newsletter.md"
+    edit(newsletter, "::: button", "::: knob")
+    watcher = Watcher(sample_folder, sample_folder.parent.parent, environ={})
+    watcher.compose()
+    server = PreviewServer(watcher, 0)
+    server.start_in_background()
+    try:
+        status, page = get(server.url)
+        assert status == 200
+        assert "unknown block &#x27;::: knob&#x27;; the blocks are: ::: alert, ::: button, ::: only" in page
+        assert 'fetch("/__version"' in page
+        edit(newsletter, "::: knob", "::: button")
+        wait_for(lambda: version(server) == {"version": 2, "error": None})
+        assert "Online safety: sextortion and the rise of AI" in get(server.url)[1]
+    finally:
+        server.shutdown()
+
