@@ -1,7 +1,6 @@
 """Headless Chromium for the tests: one browser per session, pages that record console errors, axe-core.
 
-Chromium is Debian's (/usr/bin/chromium, installed by .ci/run); axe-core is the npm package that
-.ci/run installs into .node/ (set MAILROOM_AXE_JS to use another copy of axe.min.js).
+Chromium is Debian's (/usr/bin/chromium) and axe-core the npm package; scripts/test installs both.
 """
 
 from __future__ import annotations
@@ -20,7 +19,10 @@ REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("MAILROOM_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-AXE_JS = Path(os.environ.get("MAILROOM_AXE_JS", REPO / ".node" / "node_modules" / "axe-core" / "axe.min.js"))
+# scripts/test installs axe-core into .venv/ (npm --prefix .venv); MAILROOM_AXE_JS points elsewhere.
+_AXE_PLACES = [REPO / ".venv" / "node_modules" / "axe-core" / "axe.min.js",
+               REPO / ".node" / "node_modules" / "axe-core" / "axe.min.js"]
+AXE_JS = Path(os.environ.get("MAILROOM_AXE_JS") or next((p for p in _AXE_PLACES if p.is_file()), _AXE_PLACES[0]))
 ARTIFACTS = REPO / "tests" / "artifacts"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
@@ -73,7 +75,7 @@ def open_page(browser: Browser, width: int, height: int = 900, *,
 def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:
     """axe-core's WCAG 2.1 A and AA violations of ``impacts`` on the page (iframes included)."""
     if not AXE_JS.is_file():
-        pytest.fail(f"axe-core is not installed at {AXE_JS}: run  npm install --no-save --prefix .node axe-core@4")
+        pytest.fail(f"axe-core is not installed at {AXE_JS}: run  npm install --no-save --prefix .venv axe-core@4")
     page.add_script_tag(path=str(AXE_JS))
     result = page.evaluate(
         "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}, iframes: true})", WCAG_TAGS)
