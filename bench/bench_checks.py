@@ -1,4 +1,5 @@
-"""How long the preflight checks take on one version: the sample (about 38 KB) and the same repeated past Gmail's 102 KB clip.
+"""How long the preflight checks take on one version: the sample (about 38 KB), and the same repeated
+past Gmail's 102 KB clip.
 
 Target: under 0.5 s per version, so compose and the live preview stay quick.
 Run: /work/venv/bin/python bench/bench_checks.py
