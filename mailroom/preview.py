@@ -273,18 +273,19 @@ figcaption { font-size: 14px; font-weight: 600; color: var(--muted); margin: 0 0
                box-sizing: content-box; }
 .desktop iframe { border: 1px solid #9ca3af; border-top: 26px solid #d1d5db; border-radius: 8px 8px 0 0;
                   box-sizing: content-box; }
-.parts { display: grid; grid-template-columns: minmax(0, 640px) minmax(0, 1fr); gap: 32px; }
+.parts { display: grid; grid-template-columns: minmax(0, 680px) minmax(0, 1fr); gap: 32px; }
 .text-part { margin: 0; padding: 14px 16px; max-height: 640px; overflow: auto;
              background: #f8fafc; border: 1px solid var(--line); border-radius: 8px;
-             white-space: pre-wrap; overflow-wrap: anywhere; font: 14px/1.5 ui-monospace, Menlo, Consolas, monospace; }
-.links { width: 100%; border-collapse: collapse; font-size: 14px; }
+             white-space: pre-wrap; overflow-wrap: anywhere; font: 13px/1.5 ui-monospace, Menlo, Consolas, monospace; }
+.links { width: 100%; border-collapse: collapse; font-size: 14px; table-layout: fixed; }
+.links th:first-child { width: 58%; }
 .links th { text-align: left; border-bottom: 2px solid var(--line); padding: 6px 8px; }
 .links td { border-bottom: 1px solid var(--line); padding: 8px; vertical-align: top; }
 .links .url { overflow-wrap: anywhere; }
 .text-part:focus-visible, .links-box:focus-visible { outline: 3px solid var(--link); outline-offset: 2px; }
 .links-box { max-height: 640px; overflow: auto; border: 1px solid var(--line); border-radius: 8px; }
-.chip { display: inline-block; margin: 0 4px 4px 0; padding: 1px 8px; border-radius: 999px; background: #e0e7ff;
-        color: #1e3a8a; white-space: nowrap; }
+.chip { display: inline-block; margin: 0 4px 4px 0; padding: 1px 8px; border-radius: 6px; background: #e0e7ff;
+        color: #1e3a8a; overflow-wrap: anywhere; }
 .foot { color: var(--muted); font-size: 14px; padding-bottom: 32px; }
 #live-status { margin: 0 0 12px; }
 @media (max-width: 900px) { .parts { grid-template-columns: minmax(0, 1fr); } }
