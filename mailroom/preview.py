@@ -159,7 +159,8 @@ def _version_section(settings: Settings, audience: str, version: RenderedVersion
   <p class="hint">What a reader on the {e(audience)} list sees, greeted as “{e(values["greeting"])}”.</p>
   <div class="frames">
     <figure class="device phone">
-      <figcaption>Phone, {PHONE_WIDTH} px wide</figcaption>
+      <figcaption>Phone, {PHONE_WIDTH} px wide<span class="narrow-note-inline"> (here: as wide as your screen)</span>
+      </figcaption>
       <iframe title="{e(name)} version on a phone, {PHONE_WIDTH} pixels wide" width="{PHONE_WIDTH}"
               height="{FRAME_HEIGHT}" srcdoc="{e(document)}"></iframe>
     </figure>
@@ -168,6 +169,7 @@ def _version_section(settings: Settings, audience: str, version: RenderedVersion
       <iframe title="{e(name)} version on a desktop, {DESKTOP_WIDTH} pixels wide" width="{DESKTOP_WIDTH}"
               height="{FRAME_HEIGHT}" srcdoc="{e(document)}"></iframe>
     </figure>
+    <p class="narrow-note">Open this page on a wider screen to see the desktop version too.</p>
   </div>
   <div class="parts">
     <section aria-labelledby="text-{e(audience)}">
@@ -286,9 +288,13 @@ figcaption { font-size: 14px; font-weight: 600; color: var(--muted); margin: 0 0
 .links-box { max-height: 640px; overflow: auto; border: 1px solid var(--line); border-radius: 8px; }
 .chip { display: inline-block; margin: 0 4px 4px 0; padding: 1px 8px; border-radius: 6px; background: #e0e7ff;
         color: #1e3a8a; overflow-wrap: anywhere; }
+.narrow-note-inline { display: none; }
+.narrow-note { display: none; margin: 0; color: var(--muted); font-size: 15px; }
 .foot { color: var(--muted); font-size: 14px; padding-bottom: 32px; }
 #live-status { margin: 0 0 12px; }
 @media (max-width: 900px) { .parts { grid-template-columns: minmax(0, 1fr); } }
 @media (max-width: 700px) { .wrap { padding: 0 12px; } .card { padding: 16px; }
+  .frames, .device { width: 100%; } .device iframe { width: 100%; box-sizing: border-box; }
+  .device.desktop { display: none; } .narrow-note { display: block; } .narrow-note-inline { display: inline; }
   .mail-row .mail-from { flex-basis: 110px; } .inbox-phone, .phone-row { width: 100%; flex-basis: auto; } }
 """
