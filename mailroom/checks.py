@@ -401,7 +401,7 @@ def check_version(html: str, text: str, *, audience: str | None, preheader: str 
                   f"the email is {size / KB:.0f} KB; Gmail cuts off emails over 102 KB, so there is little room left")
 
     _, scan = scan_html(html)
-    _check_leftovers(check, html, text, scan)
+    _check_leftovers(check, text, scan)
     _check_links(check, scan)
     _check_images(check, scan, image_dir)
     _check_text_style(check, scan)
@@ -413,7 +413,7 @@ def check_version(html: str, text: str, *, audience: str | None, preheader: str 
     return check.findings
 
 
-def _check_leftovers(check: _Checker, html: str, text: str, scan: _Scan) -> None:
+def _check_leftovers(check: _Checker, text: str, scan: _Scan) -> None:
     visible = " ".join([*(run.text for run in scan.runs), *scan.hidden_text, scan.title])
     attributes = " ".join(html_lib.unescape(v) for el in scan.links + scan.images for v in el.attrib.values())
     for part in (visible, attributes, text):
@@ -505,21 +505,38 @@ def _check_images(check: _Checker, scan: _Scan, image_dir: Path | None) -> None:
 
 
 def _check_text_style(check: _Checker, scan: _Scan) -> None:
+    # Text styled the same way on the same line (or in the same template) is one finding, not one per run.
+    contrast: dict[tuple[object, ...], list[str]] = {}
+    small: dict[tuple[object, ...], list[str]] = {}
+    places: dict[tuple[object, ...], Place | None] = {}
     for run in scan.runs:
         style = run.style
         place = check.where("text", run.text)
+        line = place.line if place else None
         large = style.font_px >= 24 or (style.bold and style.font_px >= 18.5)
         needed = MIN_CONTRAST_LARGE if large else MIN_CONTRAST
         ratio = contrast_ratio(style.color, style.background)
         if ratio < needed:
-            check.add(WARNING, "low-contrast",
-                      f"the text '{_snippet(run.text)}' is hard to read: {_hex(style.color)} on "
-                      f"{_hex(style.background)} has a contrast of {ratio:.1f}:1, and at least {needed:g}:1 "
-                      "is needed", place)
+            key = ("low-contrast", _hex(style.color), _hex(style.background), round(ratio, 1), needed, line)
+            contrast.setdefault(key, []).append(run.text)
+            places.setdefault(key, place)
         if style.font_px < MIN_FONT_PX:
-            check.add(WARNING, "small-text",
-                      f"the text '{_snippet(run.text)}' is {style.font_px:g} px; use at least {MIN_FONT_PX:g} px "
-                      "so it can be read on a phone", place)
+            key = ("small-text", style.font_px, line)
+            small.setdefault(key, []).append(run.text)
+            places.setdefault(key, place)
+    for key, texts in contrast.items():
+        _, fg, bg, ratio, needed, _ = key
+        check.add(WARNING, "low-contrast",
+                  f"the text '{_snippet(texts[0])}'{_more(texts)} is hard to read: {fg} on {bg} has a contrast of "
+                  f"{ratio:.1f}:1, and at least {needed:g}:1 is needed", places[key])
+    for key, texts in small.items():
+        check.add(WARNING, "small-text",
+                  f"the text '{_snippet(texts[0])}'{_more(texts)} is {key[1]:g} px; use at least {MIN_FONT_PX:g} px "
+                  "so it can be read on a phone", places[key])
+
+
+def _more(texts: list[str]) -> str:
+    return f" (and {len(texts) - 1} more like it)" if len(texts) > 1 else ""
 
 
 def _hex(rgb: RGB) -> str:

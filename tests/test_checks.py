@@ -265,6 +265,14 @@ def test_contrast_resolves_colours_from_the_nearest_background() -> None:
         "needed"]
 
 
+def test_text_styled_alike_in_one_place_is_one_finding() -> None:
+    html = email('<div style="color:#999;font-size:12px"><p>First grey line</p><p>Second grey line</p>'
+                 '<p>Third grey line</p></div>')
+    assert [f.message for f in findings_of(html)] == [
+        "the text 'First grey line' (and 2 more like it) is hard to read: #999999 on #ffffff has a contrast of "
+        "2.8:1, and at least 4.5:1 is needed",
+        "the text 'First grey line' (and 2 more like it) is 12 px; use at least 14 px so it can be read on a phone"]
+
 def test_large_text_needs_only_3_to_1() -> None:
     html = email('<p style="color:#888;font-size:24px">Big grey words</p>'
                  '<p style="color:#888;font-size:19px;font-weight:bold">Bold grey words</p>'
