@@ -8,15 +8,19 @@ The library raises ``MailroomError`` subclasses; ``_report_errors`` prints them 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
-from mailroom.errors import EXIT_INTERRUPTED, MailroomError
+from mailroom.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, MailroomError
+
+if TYPE_CHECKING:
+    from mailroom.checks import Finding
+    from mailroom.compose import ComposeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,10 +80,117 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
     out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
+    # Compose succeeds (exit 0) even when the checks find errors: the build is there to look at and
+    # fix from; send.py is what refuses it. The message says so plainly.
+    _print_findings(result.findings, list(build.versions), stopping=False)
     if open_browser:
         import webbrowser
 
         webbrowser.open(preview.resolve().as_uri())
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+def _print_findings(findings: Sequence[Finding], audiences: Sequence[str], *, stopping: bool) -> None:
+    """The findings for office staff: errors in red, warnings in yellow, each with its line if known."""
+    from mailroom.checks import merge_audiences
+
+    merged = merge_audiences(findings)
+    errors = sum(1 for m in merged if m.finding.is_error)
+    warnings = len(merged) - errors
+    if not merged:
+        out.print("[green]Checks: no problems found.[/]")
+        return
+    out.print(f"Checks: {_count(errors, 'error')}, {_count(warnings, 'warning')}")
+    for entry in merged:
+        finding = entry.finding
+        label = "[bold red]Error:  [/]" if finding.is_error else "[yellow]Warning:[/]"
+        colour = "red" if finding.is_error else "yellow"
+        where = f"{finding.where()}: " if finding.source_line else ""
+        only = ""
+        if entry.audiences and set(entry.audiences) != set(audiences):
+            only = f" (in the {', '.join(entry.audiences)} version{'s' if len(entry.audiences) > 1 else ''})"
+        out.print(f"  {label} [{colour}]{_plain(where + finding.message + only)}[/]")
+    if errors:
+        out.print("[bold red]This newsletter cannot be sent until the errors are fixed.[/]"
+                  + ("" if stopping else " Fix them and compose again."))
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+@main.command("check")
+@newsletter_argument
+@_report_errors
+def check_command(newsletter: Path) -> None:
+    """Run the preflight checks on NEWSLETTER_DIR's composed build (exit 2 if there are errors)."""
+    from mailroom.build import load_build
+    from mailroom.checks import check_build, has_errors, newsletter_for_build
+
+    build = load_build(newsletter)
+    changed = build.changed_sources()
+    if changed:
+        out.print(f"[yellow]Note:[/] {_plain(', '.join(changed))} changed since the newsletter was composed; "
+                  "these checks are of the last compose. Compose again to check your changes.")
+    findings = check_build(build, newsletter_for_build(build))
+    _print_findings(findings, list(build.versions), stopping=True)
+    if has_errors(findings):
+        sys.exit(EXIT_BAD_INPUT)
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+DEFAULT_PREVIEW_PORT = 8040
+
+
+@main.command("preview")
+@newsletter_argument
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PREVIEW_PORT, show_default=True,
+              help="The port to serve on (0: any free port).")
+@click.option("--no-open", "no_open", is_flag=True, help="Do not open the web browser.")
+@_report_errors
+def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
+    """Show NEWSLETTER_DIR in the browser and update it every time you save a change."""
+    import datetime as dt
+    import errno
+
+    from mailroom.errors import InputError
+    from mailroom.preview_server import PreviewServer, Watcher
+
+    if not newsletter.is_dir():
+        raise InputError("there is no such newsletter folder", newsletter)
+
+    def composed(result: ComposeResult) -> None:
+        out.print(f"{dt.datetime.now():%H:%M:%S} [green]Composed[/] \u201c{_plain(result.build.subject)}\u201d")
+        _print_findings(result.findings, list(result.build.versions), stopping=False)
+        out.file.flush()
+
+    def failed(exc: MailroomError) -> None:
+        err.print(f"{dt.datetime.now():%H:%M:%S} [bold red]Could not compose:[/] {_plain(str(exc))}")
+        err.print("  Fix it and save; the preview shows the last version that worked until then.")
+
+    watcher = Watcher(newsletter, Path.cwd(), on_compose=composed, on_error=failed)
+    watcher.compose()
+    try:
+        server = PreviewServer(watcher, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        server = PreviewServer(watcher, 0)
+        out.print(f"Port {port} is in use, so the preview uses another one.")
+    out.print(f"[bold]Preview at {server.url}[/]")
+    out.print("Edit newsletter.md, an image, a template or school.toml and save: the page updates by itself. "
+              "Press Ctrl+C to stop.")
+    out.file.flush()  # the address must show even when the output goes to a pipe or a log
+    if not no_open:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("Stopped the preview.")
 
 
 def _shown(path: Path) -> str:

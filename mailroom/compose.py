@@ -25,6 +25,7 @@ from mailroom.build import (
     load_build,
     source_digest,
 )
+from mailroom.checks import Finding, check_versions
 from mailroom.content import IMAGE_TYPES, load_newsletter
 from mailroom.errors import InputError
 from mailroom.preview import preview_page
@@ -39,6 +40,7 @@ class ComposeResult:
     build: Build
     web_path: Path
     preview_path: Path
+    findings: tuple[Finding, ...] = ()  # the preflight checks' findings (errors stop a send)
 
 
 def _image_names(paths: list[Path]) -> dict[Path, str]:
@@ -134,14 +136,18 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
             "versions": manifest_versions,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        page = preview_page(settings, front.subject, front.preheader, versions)
+        findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
+                                  preheader=front.preheader, newsletter=newsletter,
+                                  image_dir=staging / IMAGE_PREFIX.rstrip("/"))
+        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date)
         (staging / "preview.html").write_text(page, encoding="utf-8")
         _swap_in(staging, build_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     build = load_build(folder, settings.root)
-    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html")
+    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
+                         findings=tuple(findings))
 
 
 def _swap_in(staging: Path, build_dir: Path) -> None:
