@@ -281,3 +281,13 @@ def test_another_audiences_file_can_be_named(project):
     assert result.returncode == 0, result.stderr
     assert "  parents    1 on the list, 1 receive it; 1 to send now" in result.stdout
     assert ledger_counts(project) == {"sent": 1}
+
+
+def test_sandbox_run_checks_everything_and_records_no_one_as_sent(project, sg):
+    env = environ(project, transport="sendgrid", host=sg.url)
+    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--sandbox", "--yes", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Transport: SendGrid (http://127.0.0.1:" in result.stdout and "sandbox mode" in result.stdout
+    assert "Sandbox: SendGrid checked 3 messages in 2 requests and delivered none." in result.stdout
+    assert all(body["mail_settings"] == {"sandbox_mode": {"enable": True}} for body in sg.requests)
+    assert ledger_counts(project) == {}
