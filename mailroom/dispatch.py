@@ -11,6 +11,7 @@ Nothing here prints; progress goes to a callback and the outcome comes back as a
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections import Counter
@@ -148,22 +149,22 @@ def live_batches(build: Build, settings: Settings, people: Sequence[Person], aud
     Only rendered messages for one batch exist at a time, so memory stays flat however long the list.
     """
     sendable = {PENDING, FAILED} | ({UNCERTAIN, IN_FLIGHT} if resend_uncertain else set())
-    seen: set[str] = set()
     for audience in audiences:
         version = make_version(build, settings, audience)
-        waiting: list[Person] = []
+        waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
         mine = (p for p in people if p.audience == audience)
         while True:
+            # Read the ledger only after earlier batches were settled (the consumer sends each batch
+            # before asking for the next), so someone already sent is never queued again.
             window = [p for _, p in zip(range(_LOOKUP_WINDOW), mine, strict=False)]
             if window:
                 rows = ledger.states(build.slug, [p.key for p in window])
                 for person in window:
                     row = rows.get(person.key)
-                    if person.key not in seen and (row is None or row.state in sendable):
-                        seen.add(person.key)
-                        waiting.append(person)
+                    if row is None or row.state in sendable:
+                        waiting.setdefault(person.key, person)
             while len(waiting) >= size or (waiting and not window):
-                chunk, waiting = waiting[:size], waiting[size:]
+                chunk = [waiting.pop(key) for key in list(itertools.islice(waiting, size))]
                 ids = ledger.recipient_ids([p.key for p in chunk])
                 yield version, [make_message(p, ids[p.key], settings) for p in chunk]
             if not window:
