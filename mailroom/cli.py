@@ -105,9 +105,71 @@ def send_main() -> None:
     send_command.main(prog_name="send.py")
 
 
+# --- audiences ---------------------------------------------------------------------------------
+
+def split_lists(text: str | None, settings: Any) -> list[str]:
+    """--to "staff, parents" as a list in the order given; every list in school.toml when not given."""
+    if text is None:
+        return settings.list_names()
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def suppressed_for(settings: Any) -> dict[str, str]:
+    """The ledger's suppression list (address key -> reason); empty until the ledger has one."""
+    try:
+        from mailroom.suppressions import suppressed_addresses  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    if not settings.db_path.exists():
+        return {}
+    return dict(suppressed_addresses(settings.db_path))
+
+
+@main.command("audiences")
+@click.option("--to", "to", metavar="LISTS",
+              help="Lists, separated by commas, in the order that decides who gets which version "
+                   "(default: every list in school.toml).")
+@click.option("--audiences", "audiences_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The mailing lists file (default: audiences.csv).")
+@click.option("--problems-csv", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write the problems to this CSV file (safe to open in Excel).")
+@_report_errors
+def audiences_command(to: str | None, audiences_file: Path | None, problems_csv: Path | None) -> None:
+    """Check audiences.csv: who is on each list, who will receive, who is left out and why.
+
+    Exits with status 2 when some rows have problems (they would be left out of a send).
+    """
+    from mailroom.audience import load_audience
+    from mailroom.audience_report import format_audience_summary, format_left_out, format_problems, write_problems_csv
+    from mailroom.errors import EXIT_BAD_INPUT, InputError
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    # Shown relative to where the command runs, as office staff would type it.
+    path = audiences_file or Path(_shown(settings.root / "audiences.csv"))
+    plan = load_audience(path, settings, split_lists(to, settings), suppressed_for(settings))
+    out.print(f"{_shown(plan.path)}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
+              f"lists in this order: {', '.join(plan.lists)}", markup=False)
+    for section in (format_audience_summary(plan), format_left_out(plan), format_problems(plan)):
+        if section:
+            out.print()
+            for line in section:
+                out.print(line, markup=False)
+    problems = len(plan.problems())
+    if problems_csv is not None:
+        try:
+            write_problems_csv(plan, problems_csv)
+        except OSError as exc:
+            raise InputError(f"could not write the problems report here ({exc.strerror})", problems_csv) from None
+        out.print()
+        out.print(f"Wrote {problems} {'problem' if problems == 1 else 'problems'} to {_shown(problems_csv)}",
+                  markup=False)
+    if problems:
+        sys.exit(EXIT_BAD_INPUT)
+
+
 # --- send --------------------------------------------------------------------------------------
 
-_SHOW_LEFT_OUT = 30  # left-out people listed one by one before "and N more"
 _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
 
 
@@ -139,10 +201,10 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
 
     if resend_uncertain and mark_uncertain_sent:
         raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
-    lists = [name.strip().lower() for name in to_lists.split(",") if name.strip()]
+    settings = load_settings()
+    lists = split_lists(to_lists, settings)
     if not lists:
         raise click.UsageError("--to needs at least one list name, e.g. --to parents")
-    settings = load_settings()
     build = load_build(newsletter, root=settings.root)
     changed = build.changed_sources()
     if changed:
@@ -174,15 +236,6 @@ def _refuse_preflight_errors(build: Any) -> None:
         listed = "\n".join(f"  - {problem}" for problem in errors)
         raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
                          "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
-
-
-def _suppressed(db_path: Path) -> dict[str, str]:
-    """Addresses that must not be mailed (bounces, complaints), if the suppressions module is installed."""
-    try:
-        from mailroom.suppressions import suppressed_addresses  # type: ignore[import-not-found]
-    except ImportError:
-        return {}
-    return dict(suppressed_addresses(db_path))
 
 
 def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], address: str,
@@ -227,7 +280,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
 
     ledger.settle_abandoned(build.slug)
     audience = load_audience(audiences_file or settings.root / "audiences.csv", settings, lists,
-                             _suppressed(settings.db_path))
+                             suppressed_for(settings))
     if mark_uncertain_sent and not dry_run:
         marked = ledger.resolve_uncertain(build.slug, as_sent=True)
         if marked:
@@ -280,21 +333,14 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
 
 
 def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:
+    """The plan before anything goes out: the lists (as ``mailroom audiences`` shows them), then this send."""
+    from mailroom.audience_report import format_audience_summary, format_left_out, format_problems
+
     out.print(f"[bold]Sending[/] \u201c{_plain(subject)}\u201d")
-    for name in plan.audiences:
-        summary = audience.summaries[name]
-        left = ", ".join(f"{count} {reason}" for reason, count in summary.left_out.items() if count)
-        out.print(f"  {name:<10} {summary.on_list} on the list, {summary.receiving} receive it"
-                  + (f", left out: {left}" if left else "")
-                  + f"; {plan.to_send.get(name, 0)} to send now")
-    shown = [item for item in audience.left_out if item.reason != "duplicate"]
-    if shown:
-        out.print("Left out:")
-        for item in shown[:_SHOW_LEFT_OUT]:
-            where = f"line {item.line}" if item.line else "?"
-            out.print(f"  {where}: {_plain(item.email or '(no address)')} - {item.reason}: {_plain(item.detail)}")
-        if len(shown) > _SHOW_LEFT_OUT:
-            out.print(f"  ... and {len(shown) - _SHOW_LEFT_OUT} more")
+    for section in (format_audience_summary(audience), format_left_out(audience), format_problems(audience)):
+        for line in section:
+            out.print(line, markup=False)
+    out.print("To send now: " + ", ".join(f"{name} {plan.to_send.get(name, 0)}" for name in plan.audiences))
     if plan.already_sent:
         out.print(f"Already sent earlier (skipped): {plan.already_sent}")
     if plan.retrying:

@@ -14,7 +14,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailroom.build import BUILD_DIR, IMAGE_PREFIX, MANIFEST, MANIFEST_VERSION, Build, file_sha256, load_build
+from mailroom.build import (
+    BUILD_DIR,
+    IMAGE_PREFIX,
+    MANIFEST,
+    MANIFEST_VERSION,
+    RENDERING_PART,
+    Build,
+    file_sha256,
+    load_build,
+    source_digest,
+)
 from mailroom.content import IMAGE_TYPES, load_newsletter
 from mailroom.errors import InputError
 from mailroom.preview import preview_page
@@ -71,11 +81,13 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     web = renderer.render(newsletter, WEB_AUDIENCE)
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
-    sources = [newsletter.path, settings.source_file, *(image.path for image in images)]
+    sources = [newsletter.path, *(image.path for image in images)]
     sources += sorted(p for p in (settings.root / TEMPLATE_DIR).rglob("*") if p.is_file())
     if logo is not None:
         sources.append(logo)
     source_hashes = {_relative(p, settings.root): file_sha256(p) for p in sources}
+    settings_name = f"{_relative(settings.source_file, settings.root)}#{RENDERING_PART}"
+    source_hashes[settings_name] = source_digest(settings.source_file, RENDERING_PART)
 
     image_files: list[tuple[Path, str]] = [(path, name) for path, name in image_names.items()]
     if logo is not None and logo_name:
