@@ -59,8 +59,14 @@ def test_dry_run_shows_the_plan_and_sends_nothing(project):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Sending “Online safety: sextortion and the rise of AI”",
-        "  parents    2 on the list, 2 receive it; 2 to send now",
-        "  staff      3 on the list, 1 receive it, left out: 2 duplicate; 1 to send now",
+        "parents: 2 on the list, 2 will receive",
+        "staff: 3 on the list, 1 will receive, 2 left out (2 duplicate)",
+        "In all, 3 people will receive one email each.",
+        "Left out of staff:",
+        "  duplicate (2):",
+        "    line 3: rahul.patel@example.com (gets the parents version instead)",
+        "    line 5: RAHUL.PATEL@example.com (gets the parents version instead (line 3))",
+        "To send now: parents 2, staff 1",
         f"Transport: the outbox folder {project / 'outbox'} (nothing is emailed)",
         "Test: this build has not been test-sent.",
         "3 people will get it now.",
@@ -279,7 +285,7 @@ def test_another_audiences_file_can_be_named(project):
     result = send_py(project, NEWSLETTER, "--to", "parents", "--audiences", str(other), "--yes", "--untested",
                      env=environ(project))
     assert result.returncode == 0, result.stderr
-    assert "  parents    1 on the list, 1 receive it; 1 to send now" in result.stdout
+    assert "parents: 1 on the list, 1 will receive" in result.stdout.splitlines()
     assert ledger_counts(project) == {"sent": 1}
 
 
