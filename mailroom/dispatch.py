@@ -203,11 +203,9 @@ class DispatchReport:
     uncertain: int = 0
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)
-    message_ids: list[str] = field(default_factory=list)
     uncertain_batches: list[int] = field(default_factory=list)
     stopped: str | None = None  # INTERRUPTED, REFUSED, GAVE_UP or UNKNOWN_OUTCOME
     stop_message: str | None = None
-    batch_ids: list[int] = field(default_factory=list)
     confirmed_test_batches: list[int] = field(default_factory=list)
 
 
@@ -259,7 +257,6 @@ class Dispatcher:
         batch_id = self.ledger.begin_batch(
             newsletter=self.newsletter, audience=version.audience, kind=self.kind,
             transport=self.transport.name, build_hash=self.build_hash, keys=[m.key for m in messages])
-        self.report.batch_ids.append(batch_id)
         sent_before, uncertain_before = self.report.sent, self.report.uncertain
         remaining = list(messages)
         message_id: str | None = None
@@ -362,8 +359,6 @@ class Dispatcher:
             state = FAILED
         self.ledger.finish_batch(batch_id, state, message_id=message_id,
                                  error=None if state == SENT else error)
-        if message_id:
-            self.report.message_ids.append(message_id)
         if state == SENT and self.kind == TEST:
             self.report.confirmed_test_batches.append(batch_id)
 
