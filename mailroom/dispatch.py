@@ -338,7 +338,8 @@ class Dispatcher:
             self.report.stopped = INTERRUPTED
             return False
         delay = self.policy.delay(attempt, retry_after, self.rng)
-        self._progress(f"{reason or 'not accepted'}; trying again in {delay:.0f} s")
+        said = (reason or "Not accepted").rstrip().rstrip(".")
+        self._progress(f"{said}. Trying again in {delay:.0f} s.")
         self._sleep(delay)
         if self.stop.is_set():
             self.report.stopped = INTERRUPTED

@@ -297,3 +297,23 @@ def test_sandbox_run_checks_everything_and_records_no_one_as_sent(project, sg):
     assert "Sandbox: SendGrid checked 3 messages in 2 requests and delivered none." in result.stdout
     assert all(body["mail_settings"] == {"sandbox_mode": {"enable": True}} for body in sg.requests)
     assert ledger_counts(project) == {}
+
+
+def test_429_then_202_end_to_end(project, sg):
+    sg.script(Answer(429, headers={"Retry-After": "1"}, errors=["Too many requests"]))
+    env = environ(project, transport="sendgrid", host=sg.url)
+    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
+    assert result.returncode == 0, result.stderr
+    assert ("  SendGrid asked us to slow down (429). SendGrid said: Too many requests. Trying again in 1 s."
+            in result.stdout.splitlines())
+    assert sg.request_count == 3 and set(sg.received.values()) == {1} and len(sg.received) == 3
+
+
+def test_500s_then_202_end_to_end(project, sg):
+    sg.script(Answer(500), Answer(503))
+    env = environ(project, transport="sendgrid", host=sg.url)
+    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "SendGrid had a problem on its side (500)" in result.stdout
+    assert "SendGrid had a problem on its side (503)" in result.stdout
+    assert sg.request_count == 3 and sg.received == {"amelia.hughes@example.org": 1, "rahul.patel@example.com": 1}
