@@ -267,7 +267,7 @@ def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     if report.uncertain:
         raise RefusedForSafety(f"the test copy may or may not have been sent ({report.stop_message}); check the "
                                f"inbox of {address.strip()}, or send the test again")
-    _finish_run(report, ledger, build)
+    _finish_run(report, ledger, build, settings)
     out.print("[bold green]Test sent.[/] Check it, then send for real without --test.")
 
 
@@ -288,7 +288,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     plan = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
     _show_plan(build.subject, plan, audience, transport, sandbox)
     if plan.uncertain:
-        _show_uncertain(plan.uncertain)
+        _show_uncertain(plan.uncertain, _uncertain_file(settings, build))
         if not dry_run:
             raise RefusedForSafety(
                 "nothing was sent: some people may or may not already have this newsletter (see above). "
@@ -323,7 +323,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     with transport, _ctrl_c_stops(dispatcher), _progress_display(plan.total) as show:
         dispatcher.on_progress = show
         report = dispatcher.run(batches)
-    _finish_run(report, ledger, build)
+    _finish_run(report, ledger, build, settings)
     if sandbox:
         out.print(f"[bold green]Sandbox:[/] SendGrid checked {report.sent} messages in {report.requests} "
                   "requests and delivered none.")
@@ -357,7 +357,12 @@ def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: 
     out.print(f"[bold]{plan.total}[/] people will get it now.")
 
 
-def _show_uncertain(batches: Any) -> None:
+def _show_uncertain(batches: Any, full_list: Path) -> None:
+    """Name the people whose send may or may not have arrived; all of them go in ``full_list`` (a CSV)."""
+    import csv
+
+    from mailroom.audience_report import excel_safe
+
     people = sum(len(b.keys) for b in batches)
     err.print(f"[bold yellow]Uncertain:[/] {people} people in {len(batches)} earlier batch(es) may or may not "
               "have this newsletter (the send stopped or lost its connection before the answer came):")
@@ -368,9 +373,20 @@ def _show_uncertain(batches: Any) -> None:
             err.print(f"    {_plain(key)}")
         if len(batch.keys) > _SHOW_UNCERTAIN:
             err.print(f"    ... and {len(batch.keys) - _SHOW_UNCERTAIN} more")
+    full_list.parent.mkdir(parents=True, exist_ok=True)
+    with full_list.open("w", encoding="utf-8-sig", newline="") as handle:  # utf-8-sig: Excel reads it right
+        writer = csv.writer(handle)
+        writer.writerow(["batch", "list", "email"])
+        for batch in batches:
+            writer.writerows([batch.batch_id, batch.audience, excel_safe(key)] for key in batch.keys)
+    err.print(f"  Everyone in these batches is listed in {_plain(_shown(full_list))}")
 
 
-def _finish_run(report: Any, ledger: Any, build: Any) -> None:
+def _uncertain_file(settings: Any, build: Any) -> Path:
+    return settings.db_path.parent / f"uncertain-{build.slug}.csv"
+
+
+def _finish_run(report: Any, ledger: Any, build: Any, settings: Any) -> None:
     """Say how the run ended; anything short of complete becomes the error that sets the exit status."""
     from mailroom.dispatch import GAVE_UP, INTERRUPTED, REFUSED
 
@@ -379,7 +395,7 @@ def _finish_run(report: Any, ledger: Any, build: Any) -> None:
     for reason, count in report.errors.most_common(5):
         err.print(f"  {count} not sent: {_plain(reason)}")
     if report.uncertain:
-        _show_uncertain(ledger.uncertain_batches(build.slug))
+        _show_uncertain(ledger.uncertain_batches(build.slug), _uncertain_file(settings, build))
         raise RefusedForSafety(
             "the send stopped because the outcome of a request is unknown. Run the same command again with "
             "--resend-uncertain (they may get it twice) or --mark-uncertain-sent (they may not get it at all)")

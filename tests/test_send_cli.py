@@ -234,6 +234,10 @@ def test_killed_mid_send_then_rerun_never_sends_twice_and_names_the_uncertain(pr
     assert "  batch 2 (parents, 1000 people, started " in rerun.stderr
     assert "the send stopped while this request was on its way" in rerun.stderr
     assert "    parent001000@example.org" in rerun.stderr
+    assert f"  Everyone in these batches is listed in uncertain-{SAMPLE}.csv" in rerun.stderr
+    listed = (project / f"uncertain-{SAMPLE}.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert listed[0] == "batch,list,email" and len(listed) == 1001
+    assert listed[1] == "2,parents,parent001000@example.org"
     assert set(sg.received.values()) == {1} and sg.request_count == 2  # nothing sent by the refused rerun
 
     finish = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--resend-uncertain", env=env)
