@@ -463,6 +463,8 @@ def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: 
         out.print(f"Uncertain last time (sending again, as you asked): {plan.resending_uncertain}")
     out.print(f"Transport: {_plain(transport.describe())}" + (" - sandbox mode, nothing is delivered" if sandbox
                                                              else ""))
+    for note in transport.plan_notes(plan.total):
+        out.print(_plain(note))
     if plan.test_sends:
         last = plan.test_sends[-1]
         out.print(f"Test: this exact build was test-sent to {_plain(last.address)} at {last.sent_at}.")

@@ -119,6 +119,10 @@ class Transport(ABC):
         """How the plan names this transport to the office."""
         return self.name
 
+    def plan_notes(self, count: int) -> list[str]:
+        """Anything the plan should add about sending ``count`` messages this way (time, daily limits)."""
+        return []
+
     def __enter__(self) -> Transport:
         self.open()
         return self

@@ -1,0 +1,120 @@
+"""Messages per second through the SMTP transport to a local aiosmtpd, with the rate cap off.
+
+    /work/venv/bin/python bench/bench_smtp.py [COUNT ...]     (default: 1000 10000)
+
+The sample newsletter is composed in a temporary folder; aiosmtpd runs in its own process (its Sink
+handler accepts and discards), so the figures are the client's: rendering each person's copy, the SMTP
+dialogue (MAIL, RCPT, DATA on one reused connection) and, in the "with ledger" row, the ledger writes that
+dispatch makes around every batch. A real relay is far slower (and Microsoft 365 caps a mailbox at 30 a
+minute), so this shows the tool is never the bottleneck.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mailroom.audience import Recipient  # noqa: E402
+from mailroom.build import load_build  # noqa: E402
+from mailroom.compose import compose_newsletter  # noqa: E402
+from mailroom.dispatch import Dispatcher, live_batches, make_message, make_version  # noqa: E402
+from mailroom.ledger import Ledger  # noqa: E402
+from mailroom.settings import load_settings  # noqa: E402
+from mailroom.transports.base import Batch  # noqa: E402
+from mailroom.transports.mime import MimeTemplate  # noqa: E402
+from mailroom.transports.smtp import SmtpTransport  # noqa: E402
+
+SLUG = "2024-11-08-online-safety"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_sink(port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink",
+                               "-l", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise SystemExit("aiosmtpd did not start")
+
+
+def project(folder: Path) -> Path:
+    for name in ("assets", "templates"):
+        shutil.copytree(ROOT / name, folder / name)
+    shutil.copytree(ROOT / "newsletters" / SLUG, folder / "newsletters" / SLUG, ignore=shutil.ignore_patterns("build"))
+    shutil.copy(ROOT / "school.toml", folder / "school.toml")
+    compose_newsletter(load_settings(folder, environ={}), folder / "newsletters" / SLUG)
+    return folder
+
+
+def people(count: int) -> list[Recipient]:
+    return [Recipient(f"parent{i:06d}@example.org", f"parent{i:06d}@example.org", f"First{i}", f"Last{i}",
+                      "parents", i + 2) for i in range(count)]
+
+
+def main(counts: list[int]) -> None:
+    port = free_port()
+    server = start_sink(port)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = project(Path(tmp))
+            settings = load_settings(root, environ={"MAILROOM_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
+                                                    "SMTP_PORT": str(port), "SMTP_SECURITY": "none"})
+            smtp = dataclasses.replace(settings.smtp, messages_per_minute=0)
+            settings = dataclasses.replace(settings, smtp=smtp)
+            build = load_build(root / "newsletters" / SLUG, root=root)
+            version = make_version(build, settings, "parents")
+            _mid, sample = MimeTemplate.build(version).render(make_message(people(1)[0], "x" * 16, settings))
+            print(f"SMTP transport to aiosmtpd (Sink, separate process) on 127.0.0.1, cap off; "
+                  f"{len(sample) / 1024:.0f} KB per message (HTML, text and inline images)")
+            print(f"{'messages':>9}  {'transport only':>16}  {'with ledger':>14}  connections")
+            for count in counts:
+                recipients = people(count)
+                # transport alone: batches handed straight over
+                transport = SmtpTransport(settings)
+                messages = [make_message(p, f"{i:016x}", settings) for i, p in enumerate(recipients)]
+                start = time.perf_counter()
+                with transport:
+                    for first in range(0, count, transport.max_batch_size):
+                        chunk = tuple(messages[first:first + transport.max_batch_size])
+                        result = transport.send_batch(Batch(first, version, chunk))
+                        assert len(result.message_ids) == len(chunk), result.errors
+                alone = time.perf_counter() - start
+                # through dispatch, with every batch written to a real SQLite ledger
+                ledger = Ledger(Path(tmp) / f"ledger-{count}.sqlite3")
+                transport2 = SmtpTransport(settings)
+                dispatcher = Dispatcher(transport2, ledger, newsletter=SLUG, build_hash=build.build_hash)
+                start = time.perf_counter()
+                with transport2:
+                    report = dispatcher.run(live_batches(build, settings, recipients, ["parents"], ledger,
+                                                         transport2.max_batch_size))
+                whole = time.perf_counter() - start
+                assert report.sent == count, report
+                ledger.close()
+                print(f"{count:>9,}  {count / alone:>10,.0f} msg/s  {count / whole:>8,.0f} msg/s  "
+                      f"{transport.connections}/{transport2.connections}")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [1000, 10000])
