@@ -99,3 +99,128 @@ def send_main() -> None:
         err.print("Sending is not built yet: compose.py works, send.py comes next.")
         sys.exit(2)
     send_command.main(prog_name="send.py")
+
+
+# --- events ------------------------------------------------------------------------------------
+
+@main.group("events")
+def events_group() -> None:
+    """Delivery events from SendGrid: receive them, or import a file of them."""
+
+
+@events_group.command("serve")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0 picks a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Keep 127.0.0.1 behind a reverse proxy or tunnel.")
+@_report_errors
+def events_serve_command(port: int, host: str) -> None:
+    """Receive SendGrid's signed Event Webhook until stopped with Ctrl+C."""
+    from datetime import datetime
+
+    from mailroom.settings import load_settings
+    from mailroom.webhook import make_server
+
+    settings = load_settings()
+
+    def log(message: str) -> None:
+        err.print(f"{datetime.now():%H:%M:%S} {_plain(message)}")
+
+    server = make_server(settings.db_path, settings.sendgrid.webhook_public_key, host, port, log=log)
+    out.print(f"Listening for SendGrid events on {server.url} (Ctrl+C to stop).")
+    out.print(f"Events are stored in {_plain(_shown(settings.db_path))}.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        totals = server.totals
+        out.print(f"Stopped. {totals.stored} event(s) stored, {totals.repeated} repeat(s), "
+                  f"{totals.suppressed} address(es) added to the suppression list.")
+    finally:
+        server.server_close()
+
+
+@events_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
+@_report_errors
+def events_import_command(file: Path) -> None:
+    """Store the events in FILE (a JSON list, as SendGrid posts them); repeats are ignored."""
+    from mailroom.events import import_events_file
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    result = import_events_file(settings.db_path, file)
+    out.print(f"Imported {result.stored} new event(s) from {_plain(str(file))}; "
+              f"{result.repeated} were already stored.")
+    if result.suppressed:
+        out.print(f"{result.suppressed} address(es) added to the suppression list "
+                  "(see: python -m mailroom suppressions).")
+    if result.resubscribe_requests:
+        out.print(f"{result.resubscribe_requests} suppressed reader(s) asked to be resubscribed. They stay "
+                  "suppressed until the office takes them back:\n"
+                  "  python -m mailroom suppressions remove ADDRESS --note ...")
+
+
+# --- suppressions ------------------------------------------------------------------------------
+
+@main.group("suppressions", invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Also show addresses the office took back.")
+@click.pass_context
+@_report_errors
+def suppressions_group(ctx: click.Context, show_all: bool) -> None:
+    """List the addresses that will be left out of every send, and why."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from mailroom.settings import load_settings
+    from mailroom.suppressions import list_suppressions
+
+    settings = load_settings()
+    rows = list_suppressions(settings.db_path, include_removed=show_all)
+    if not rows:
+        out.print("Nobody is on the suppression list.")
+        return
+    table = Table(title="Suppression list", title_justify="left")
+    for column in ("Address", "Reason", "Date", "Source", *(("Taken back",) if show_all else ())):
+        table.add_column(column)
+    for row in rows:
+        reason = row.reason
+        if row.resubscribed_at:
+            reason += f" (asked to resubscribe on {row.resubscribed_at:%Y-%m-%d})"
+        cells = [_plain(row.email), _plain(reason), f"{row.suppressed_at:%Y-%m-%d}", row.source]
+        if show_all:
+            cells.append(f"{row.removed_at:%Y-%m-%d}: {_plain(row.removal_note or '')}" if row.removed_at else "")
+        table.add_row(*cells)
+    out.print(table)
+    active = sum(1 for row in rows if row.removed_at is None)
+    out.print(f"{active} address(es) suppressed.")
+
+
+@suppressions_group.command("remove")
+@click.argument("address")
+@click.option("--note", required=True, help="Why the address may be mailed again (kept with the history).")
+@_report_errors
+def suppressions_remove_command(address: str, note: str) -> None:
+    """Take ADDRESS off the suppression list, so the next send includes it again."""
+    from mailroom.settings import load_settings
+    from mailroom.suppressions import remove_suppression
+
+    settings = load_settings()
+    removed = remove_suppression(settings.db_path, address, note)
+    out.print(f"{_plain(removed.email)} is no longer suppressed (it was: {_plain(removed.describe())}).")
+
+
+@suppressions_group.command("add")
+@click.argument("address")
+@click.option("--reason", required=True, help='Why, for example "asked by phone not to be emailed".')
+@_report_errors
+def suppressions_add_command(address: str, reason: str) -> None:
+    """Keep ADDRESS out of every send from now on (for requests made to the office)."""
+    from mailroom.settings import load_settings
+    from mailroom.suppressions import add_suppression
+
+    settings = load_settings()
+    if add_suppression(settings.db_path, address, reason, "office"):
+        out.print(f"{_plain(address.strip())} will be left out of every send.")
+    else:
+        out.print(f"{_plain(address.strip())} was already on the suppression list.")

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS suppressions (
     source        TEXT NOT NULL,   -- "webhook", "import", "office"
     suppressed_at TEXT NOT NULL,   -- when it happened (the event's time), UTC
     recorded_at   TEXT NOT NULL,
+    resubscribed_at TEXT,          -- a later group_resubscribe: noted for the office, not acted on
     removed_at    TEXT,
     removal_note  TEXT
 );
@@ -45,6 +46,7 @@ class Suppression:
     suppressed_at: datetime
     removed_at: datetime | None = None
     removal_note: str | None = None
+    resubscribed_at: datetime | None = None
 
     def describe(self) -> str:
         """The reason as a plan shows it, e.g. "bounced on 2026-11-20"."""
@@ -77,31 +79,50 @@ def add_suppression(db_path: Path, email: str, reason: str, source: str,
     office took it back *after* ``occurred_at``: a late or re-imported old event must not undo
     their decision.
     """
-    key = _check_address(email)
-    reason = reason.strip()
-    if not reason:
-        raise InputError("a suppression needs a reason")
-    when = to_text(occurred_at or utc_now())
     conn = connect(db_path)
     try:
         ensure_schema(conn)
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            open_row = conn.execute(
-                "SELECT 1 FROM suppressions WHERE address_key = ? AND removed_at IS NULL", (key,)).fetchone()
-            if open_row is not None:
-                return False
-            last_removed = conn.execute(
-                "SELECT MAX(removed_at) FROM suppressions WHERE address_key = ?", (key,)).fetchone()[0]
-            if last_removed is not None and last_removed >= when:
-                return False
-            conn.execute(
-                "INSERT INTO suppressions (address_key, email, reason, source, suppressed_at, recorded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (key, email.strip(), reason, source, when, to_text(utc_now())))
-            return True
+            return suppress(conn, email, reason, source, occurred_at)
     finally:
         conn.close()
+
+
+def suppress(conn: sqlite3.Connection, email: str, reason: str, source: str,
+             occurred_at: datetime | None = None) -> bool:
+    """``add_suppression`` inside a transaction the caller holds (events store and suppress together)."""
+    key = _check_address(email)
+    reason = reason.strip()
+    if not reason:
+        raise InputError("a suppression needs a reason")
+    when = to_text(occurred_at or utc_now())
+    open_row = conn.execute(
+        "SELECT 1 FROM suppressions WHERE address_key = ? AND removed_at IS NULL", (key,)).fetchone()
+    if open_row is not None:
+        return False
+    last_removed = conn.execute(
+        "SELECT MAX(removed_at) FROM suppressions WHERE address_key = ?", (key,)).fetchone()[0]
+    if last_removed is not None and last_removed >= when:
+        return False
+    conn.execute(
+        "INSERT INTO suppressions (address_key, email, reason, source, suppressed_at, recorded_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (key, email.strip(), reason, source, when, to_text(utc_now())))
+    return True
+
+
+def note_resubscribe(conn: sqlite3.Connection, email: str, occurred_at: datetime) -> bool:
+    """Mark an open suppression as "asked to resubscribe" without lifting it.
+
+    A resubscribe through SendGrid's preferences page is about one unsubscribe group, and says nothing
+    about a bounce or a spam complaint; whether to mail the person again is the office's decision
+    (``mailroom suppressions remove``), so this only makes the request visible in the list.
+    """
+    cursor = conn.execute(
+        "UPDATE suppressions SET resubscribed_at = ? WHERE address_key = ? AND removed_at IS NULL"
+        " AND suppressed_at <= ?", (to_text(occurred_at), address_key(email), to_text(occurred_at)))
+    return cursor.rowcount > 0
 
 
 def remove_suppression(db_path: Path, email: str, note: str) -> Suppression:
@@ -159,4 +180,5 @@ def _from_row(row: sqlite3.Row, removed_at: str | None = None, note: str | None 
         suppressed_at=from_text(row["suppressed_at"]),
         removed_at=from_text(removed) if removed else None,
         removal_note=note or row["removal_note"],
+        resubscribed_at=from_text(row["resubscribed_at"]) if row["resubscribed_at"] else None,
     )
