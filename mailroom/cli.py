@@ -181,19 +181,21 @@ def suppressions_group(ctx: click.Context, show_all: bool) -> None:
         out.print("Nobody is on the suppression list.")
         return
     table = Table(title="Suppression list", title_justify="left")
-    for column in ("Address", "Reason", "Date", "Source", *(("Taken back",) if show_all else ())):
+    for column in ("Address", "Reason", "Date", "Source"):
         table.add_column(column)
-    for row in rows:
+    active = [row for row in rows if row.removed_at is None]
+    for row in active:
         reason = row.reason
         if row.resubscribed_at:
             reason += f" (asked to resubscribe on {row.resubscribed_at:%Y-%m-%d})"
-        cells = [_plain(row.email), _plain(reason), f"{row.suppressed_at:%Y-%m-%d}", row.source]
-        if show_all:
-            cells.append(f"{row.removed_at:%Y-%m-%d}: {_plain(row.removal_note or '')}" if row.removed_at else "")
-        table.add_row(*cells)
-    out.print(table)
-    active = sum(1 for row in rows if row.removed_at is None)
-    out.print(f"{active} address(es) suppressed.")
+        table.add_row(_plain(row.email), _plain(reason), f"{row.suppressed_at:%Y-%m-%d}", row.source)
+    if active:
+        out.print(table)
+    for row in rows:
+        if row.removed_at is not None:
+            out.print(f"Taken back: {_plain(row.email)} ({_plain(row.describe())}), on {row.removed_at:%Y-%m-%d} "
+                      f"by the office: {_plain(row.removal_note or '')}")
+    out.print(f"{len(active)} address(es) suppressed.")
 
 
 @suppressions_group.command("remove")
