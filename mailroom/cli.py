@@ -68,12 +68,14 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
 
     settings = load_settings()
     result = compose_newsletter(settings, newsletter)
-    out.print(f"[bold green]Composed[/] {_plain(result.subject)!s}")
-    for version in result.versions.values():
-        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB HTML, "
-                  f"{len(version.links)} links  ->  {_plain(_shown(version.html_path))}")
-    preview = result.build_dir / "preview.html"
-    out.print(f"Preview: {_plain(_shown(preview))}")
+    build = result.build
+    out.print(f"[bold green]Composed[/] \u201c{_plain(build.subject)}\u201d")
+    for version in build.versions.values():
+        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links"
+                  f"  ->  {_plain(_shown(version.html_path))}")
+    out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
+    preview = result.preview_path
+    out.print(f"Preview in your browser: {_plain(_shown(preview))}")
     if open_browser:
         import webbrowser
 
