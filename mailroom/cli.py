@@ -228,3 +228,41 @@ def suppressions_add_command(address: str, reason: str) -> None:
         out.print(f"{_plain(address.strip())} will be left out of every send.")
     else:
         out.print(f"{_plain(address.strip())} was already on the suppression list.")
+
+
+# --- report ------------------------------------------------------------------------------------
+
+@main.command("report")
+@newsletter_argument
+@_report_errors
+def report_command(newsletter: Path) -> None:
+    """Show what happened to NEWSLETTER_DIR's emails, and write build/report.html."""
+    from rich.table import Table
+
+    from mailroom.report import build_report
+    from mailroom.report_page import write_report_page
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    report = build_report(settings, newsletter)
+    table = Table(title=f"{_plain(report.subject)} ({report.slug})", title_justify="left")
+    for column in ("Audience", "Sent", "Delivered", "Bounced", "Dropped", "Deferred", "Opened",
+                   "Clicked", "Clicks", "Unsubscribed", "Spam"):
+        table.add_column(column, justify="left" if column == "Audience" else "right")
+    for a in report.audiences:
+        table.add_row(_plain(a.audience), str(a.sent), str(a.delivered), str(a.bounced), str(a.dropped),
+                      str(a.deferred), "not tracked" if a.opened is None else str(a.opened),
+                      str(a.clicked), str(a.clicks), str(a.unsubscribed), str(a.spam_reports))
+    out.print(table)
+    if report.links:
+        links = Table(title="Clicks per link (tracking parameters removed)", title_justify="left")
+        links.add_column("Link", overflow="fold")
+        links.add_column("People", justify="right")
+        links.add_column("Clicks", justify="right")
+        for link in report.links:
+            links.add_row(_plain(link.label), str(link.clicked), str(link.clicks))
+        out.print(links)
+    for note in report.notes:
+        out.print(f"- {_plain(note)}")
+    page = write_report_page(report, newsletter, settings.school.language, settings.school.name)
+    out.print(f"Report page: {_plain(_shown(page))}")
