@@ -245,14 +245,26 @@ def report_command(newsletter: Path) -> None:
 
     settings = load_settings()
     report = build_report(settings, newsletter)
-    table = Table(title=f"{_plain(report.subject)} ({report.slug})", title_justify="left")
-    for column in ("Audience", "Sent", "Delivered", "Bounced", "Dropped", "Deferred", "Opened",
-                   "Clicked", "Clicks", "Unsubscribed", "Spam"):
-        table.add_column(column, justify="left" if column == "Audience" else "right")
+    title = report.slug if report.subject == report.slug else f"{report.subject} ({report.slug})"
+    # One column per audience, one row per measure: fits a narrow terminal with several lists.
+    table = Table(title=_plain(title), title_justify="left")
+    table.add_column("People")
     for a in report.audiences:
-        table.add_row(_plain(a.audience), str(a.sent), str(a.delivered), str(a.bounced), str(a.dropped),
-                      str(a.deferred), "not tracked" if a.opened is None else str(a.opened),
-                      str(a.clicked), str(a.clicks), str(a.unsubscribed), str(a.spam_reports))
+        table.add_column(_plain(a.audience), justify="right")
+    rows: list[tuple[str, Callable[[Any], str]]] = [
+        ("Sent", lambda a: str(a.sent)),
+        ("Delivered", lambda a: f"{a.delivered} ({a.share(a.delivered, a.sent)})"),
+        ("Bounced", lambda a: str(a.bounced)),
+        ("Dropped by SendGrid", lambda a: str(a.dropped)),
+        ("Deferred", lambda a: str(a.deferred)),
+        ("Opened", lambda a: "not tracked" if a.opened is None else f"{a.opened} ({a.share(a.opened, a.delivered)})"),
+        ("Clicked a link", lambda a: f"{a.clicked} ({a.share(a.clicked, a.delivered)})"),
+        ("Clicks in total", lambda a: str(a.clicks)),
+        ("Unsubscribed", lambda a: str(a.unsubscribed)),
+        ("Reported as spam", lambda a: str(a.spam_reports)),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(a) for a in report.audiences))
     out.print(table)
     if report.links:
         links = Table(title="Clicks per link (tracking parameters removed)", title_justify="left")
