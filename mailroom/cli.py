@@ -7,8 +7,10 @@ The library raises ``MailroomError`` subclasses; ``_report_errors`` prints them 
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +18,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from mailroom.errors import EXIT_INTERRUPTED, MailroomError
+from mailroom.errors import EXIT_INTERRUPTED, InputError, MailroomError, RefusedForSafety, TransportError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -278,3 +280,285 @@ def report_command(newsletter: Path) -> None:
         out.print(f"- {_plain(note)}")
     page = write_report_page(report, newsletter, settings.school.language, settings.school.name)
     out.print(f"Report page: {_plain(_shown(page))}")
+
+
+# --- send --------------------------------------------------------------------------------------
+
+_SHOW_LEFT_OUT = 30  # left-out people listed one by one before "and N more"
+_SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
+
+
+@main.command("send")
+@newsletter_argument
+@click.option("--to", "to_lists", required=True, metavar="LIST[,LIST...]",
+              help="The mailing lists to send to, e.g. parents,staff (someone on both gets the first's version).")
+@click.option("--test", "test_address", metavar="ADDRESS",
+              help="Send one copy of each version, marked [TEST], to ADDRESS only.")
+@click.option("--dry-run", is_flag=True, help="Show who would get what, and send nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--untested", is_flag=True, help="Allow a live send of a build that was never test-sent.")
+@click.option("--sandbox", is_flag=True, help="SendGrid checks every request but delivers nothing.")
+@click.option("--audiences", "audiences_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The mailing lists file (default: audiences.csv in the project folder).")
+@click.option("--resend-uncertain", is_flag=True,
+              help="Send again to people whose earlier send may or may not have arrived (they may get it twice).")
+@click.option("--mark-uncertain-sent", is_flag=True,
+              help="Count people whose earlier send may or may not have arrived as sent (they may not have it).")
+@_report_errors
+def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_run: bool, yes: bool,
+                 untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
+                 mark_uncertain_sent: bool) -> None:
+    """Send NEWSLETTER_DIR's composed newsletter to the chosen lists, safely and resumably."""
+    from mailroom.build import load_build
+    from mailroom.ledger import Ledger, send_lock
+    from mailroom.settings import load_settings
+    from mailroom.transports import make_transport
+
+    if resend_uncertain and mark_uncertain_sent:
+        raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
+    lists = [name.strip().lower() for name in to_lists.split(",") if name.strip()]
+    if not lists:
+        raise click.UsageError("--to needs at least one list name, e.g. --to parents")
+    settings = load_settings()
+    build = load_build(newsletter, root=settings.root)
+    changed = build.changed_sources()
+    if changed:
+        raise InputError(
+            f"the newsletter has changed since it was composed ({', '.join(changed)}); run  python compose.py "
+            f"{_shown(build.newsletter_dir)}  again, check the preview, then send")
+    _refuse_preflight_errors(build)
+    transport = make_transport(settings, sandbox=sandbox)
+
+    with send_lock(settings.db_path), Ledger(settings.db_path) as ledger:
+        if test_address is not None:
+            _send_test(settings, build, ledger, transport, lists, test_address, sandbox)
+            return
+        _send_live(settings, build, ledger, transport, lists, audiences_file=audiences_file, dry_run=dry_run,
+                   yes=yes, untested=untested, sandbox=sandbox, resend_uncertain=resend_uncertain,
+                   mark_uncertain_sent=mark_uncertain_sent)
+
+
+def _refuse_preflight_errors(build: Any) -> None:
+    """Nothing goes out while the preflight checks (mailroom/checks.py, when present) find an error."""
+    try:
+        from mailroom import checks  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    errors = list(checks.errors_for_build(build))
+    if errors:
+        listed = "\n".join(f"  - {problem}" for problem in errors)
+        raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
+                         "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
+
+
+def _suppressed(db_path: Path) -> dict[str, str]:
+    """Addresses that must not be mailed (bounces, complaints), if the suppressions module is installed."""
+    try:
+        from mailroom.suppressions import suppressed_addresses  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    return dict(suppressed_addresses(db_path))
+
+
+def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], address: str,
+               sandbox: bool) -> None:
+    from email_validator import EmailNotValidError, validate_email
+
+    from mailroom.dispatch import Dispatcher, test_batches
+    from mailroom.ledger import SANDBOX, TEST
+
+    unknown = [name for name in lists if name not in settings.lists]
+    if unknown:
+        raise InputError(f"there is no list called '{unknown[0]}'; the lists are: {', '.join(settings.lists)}",
+                         settings.source_file)
+    try:
+        validate_email(address.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InputError(f"--test needs one email address, and '{address}' is not one ({exc})") from None
+    key = address.strip().lower()
+    recipient_id = ledger.recipient_ids([key])[key]
+    out.print(f"Sending a test copy of {', '.join(lists)} to {_plain(address.strip())} "
+              f"through {_plain(transport.describe())}{' (sandbox: nothing is delivered)' if sandbox else ''}.")
+    dispatcher = Dispatcher(transport, ledger, newsletter=build.slug, build_hash=build.build_hash,
+                            kind=SANDBOX if sandbox else TEST)
+    with transport:
+        report = dispatcher.run(test_batches(build, settings, lists, address, recipient_id))
+    if report.confirmed_test_batches and not sandbox:
+        ledger.record_test_send(newsletter=build.slug, build_hash=build.build_hash, address=key, audiences=lists,
+                                transport=transport.name, batch_id=report.confirmed_test_batches[0])
+    _finish_run(report, ledger, build, settings)
+    out.print("[bold green]Test sent.[/] Check it, then send for real without --test.")
+
+
+def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], *,
+               audiences_file: Path | None, dry_run: bool, yes: bool, untested: bool, sandbox: bool,
+               resend_uncertain: bool, mark_uncertain_sent: bool) -> None:
+    from mailroom.audience import load_audience
+    from mailroom.dispatch import Dispatcher, live_batches, plan_send
+    from mailroom.ledger import LIVE, SANDBOX
+
+    ledger.settle_abandoned(build.slug)
+    audience = load_audience(audiences_file or settings.root / "audiences.csv", settings, lists,
+                             _suppressed(settings.db_path))
+    if mark_uncertain_sent and not dry_run:
+        marked = ledger.resolve_uncertain(build.slug, as_sent=True)
+        if marked:
+            out.print(f"Counted {marked} people from uncertain batches as sent, as you asked.")
+    plan = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
+    _show_plan(build.subject, plan, audience, transport, sandbox)
+    if plan.uncertain:
+        _show_uncertain(plan.uncertain)
+        if not dry_run:
+            raise RefusedForSafety(
+                "nothing was sent: some people may or may not already have this newsletter (see above). "
+                "Run again with --resend-uncertain (they may get it twice) or --mark-uncertain-sent "
+                "(they may not get it at all)")
+    if dry_run:
+        out.print("Dry run: nothing was sent.")
+        return
+    if plan.total == 0:
+        out.print("Nobody is left to send to: everyone on these lists already has this newsletter.")
+        return
+    if not yes:
+        typed = click.prompt(f"To send to {plan.total} people, type {plan.total}", default="", show_default=False)
+        if typed.strip().replace(",", "") != str(plan.total):
+            raise RefusedForSafety("nothing was sent: the number typed did not match")
+    if not plan.test_sends and not sandbox and not untested:
+        if yes:
+            raise RefusedForSafety(
+                "nothing was sent: this build was never test-sent. Send a test first "
+                f"(python send.py {_shown(build.newsletter_dir)} --to {','.join(lists)} --test YOUR_ADDRESS), "
+                "or add --untested to send it anyway")
+        if not click.confirm("This build was never test-sent. Send it anyway?", default=False):
+            raise RefusedForSafety("nothing was sent: send a test first with --test YOUR_ADDRESS")
+
+    if not sandbox:
+        ledger.plan_pending(build.slug, ((p.key, p.audience) for p in audience.recipients))
+    size = transport.max_batch_size
+    dispatcher = Dispatcher(transport, ledger, newsletter=build.slug, build_hash=build.build_hash,
+                            kind=SANDBOX if sandbox else LIVE)
+    batches = live_batches(build, settings, audience.recipients, audience.lists, ledger, size,
+                           resend_uncertain=resend_uncertain)
+    with transport, _ctrl_c_stops(dispatcher), _progress_display(plan.total) as show:
+        dispatcher.on_progress = show
+        report = dispatcher.run(batches)
+    _finish_run(report, ledger, build, settings, sandbox=sandbox)
+    if sandbox:
+        out.print(f"[bold green]Sandbox:[/] SendGrid checked {report.sent} messages in {report.requests} "
+                  "requests and delivered none.")
+    else:
+        out.print(f"[bold green]Done:[/] sent to {report.sent} people. "
+                  f"Everyone on {', '.join(lists)} now has this newsletter.")
+
+
+def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:
+    out.print(f"[bold]Sending[/] \u201c{_plain(subject)}\u201d")
+    for name in plan.audiences:
+        summary = audience.summaries[name]
+        left = ", ".join(f"{count} {reason}" for reason, count in summary.left_out.items() if count)
+        out.print(f"  {name:<10} {summary.on_list} on the list, {summary.receiving} receive it"
+                  + (f", left out: {left}" if left else "")
+                  + f"; {plan.to_send.get(name, 0)} to send now")
+    shown = [item for item in audience.left_out if item.reason != "duplicate"]
+    if shown:
+        out.print("Left out:")
+        for item in shown[:_SHOW_LEFT_OUT]:
+            where = f"line {item.line}" if item.line else "?"
+            out.print(f"  {where}: {_plain(item.email or '(no address)')} - {item.reason}: {_plain(item.detail)}")
+        if len(shown) > _SHOW_LEFT_OUT:
+            out.print(f"  ... and {len(shown) - _SHOW_LEFT_OUT} more")
+    if plan.already_sent:
+        out.print(f"Already sent earlier (skipped): {plan.already_sent}")
+    if plan.retrying:
+        out.print(f"Not accepted last time (trying again): {plan.retrying}")
+    if plan.resending_uncertain:
+        out.print(f"Uncertain last time (sending again, as you asked): {plan.resending_uncertain}")
+    out.print(f"Transport: {_plain(transport.describe())}" + (" - sandbox mode, nothing is delivered" if sandbox
+                                                             else ""))
+    if plan.test_sends:
+        last = plan.test_sends[-1]
+        out.print(f"Test: this exact build was test-sent to {_plain(last.address)} at {last.sent_at}.")
+    else:
+        out.print("Test: this build has [bold]not[/] been test-sent.")
+    out.print(f"[bold]{plan.total}[/] people will get it now.")
+
+
+def _show_uncertain(batches: Any) -> None:
+    people = sum(len(b.keys) for b in batches)
+    err.print(f"[bold yellow]Uncertain:[/] {people} people in {len(batches)} earlier batch(es) may or may not "
+              "have this newsletter (the send stopped or lost its connection before the answer came):")
+    for batch in batches:
+        err.print(f"  batch {batch.batch_id} ({batch.audience}, {len(batch.keys)} people, started "
+                  f"{batch.started_at}): {_plain(batch.error or 'no answer')}")
+        for key in batch.keys[:_SHOW_UNCERTAIN]:
+            err.print(f"    {_plain(key)}")
+        if len(batch.keys) > _SHOW_UNCERTAIN:
+            err.print(f"    ... and {len(batch.keys) - _SHOW_UNCERTAIN} more")
+
+
+def _finish_run(report: Any, ledger: Any, build: Any, settings: Any, *, sandbox: bool = False) -> None:
+    """Say how the run ended; anything short of complete becomes the error that sets the exit status."""
+    from mailroom.dispatch import GAVE_UP, INTERRUPTED, REFUSED
+
+    if report.failed or report.uncertain or report.stopped:
+        out.print(f"Sent: {report.sent}. Not sent: {report.failed}. Uncertain: {report.uncertain}.")
+    for reason, count in report.errors.most_common(5):
+        err.print(f"  {count} not sent: {_plain(reason)}")
+    if report.uncertain:
+        _show_uncertain(ledger.uncertain_batches(build.slug))
+        raise RefusedForSafety(
+            "the send stopped because the outcome of a request is unknown. Run the same command again with "
+            "--resend-uncertain (they may get it twice) or --mark-uncertain-sent (they may not get it at all)")
+    if report.stopped == INTERRUPTED:
+        err.print("Stopped after the batch in flight; what was sent is recorded. Run the same command to carry on.")
+        raise KeyboardInterrupt
+    if report.stopped == REFUSED:
+        raise TransportError(f"{report.stop_message} Nothing more was sent; run the same command again once this "
+                             "is fixed, and it will carry on where it stopped.", retryable=False)
+    if report.stopped == GAVE_UP:
+        raise TransportError(f"gave up after several tries ({report.stop_message}). Run the same command again "
+                             "later: it carries on where it stopped.", retryable=True)
+    if report.failed:
+        raise TransportError(f"{report.failed} people could not be sent to. Run the same command again to retry "
+                             "them.", retryable=True)
+
+
+@contextmanager
+def _ctrl_c_stops(dispatcher: Any) -> Iterator[None]:
+    """First Ctrl-C: finish and record the batch in flight, then stop. A second one stops at once."""
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if dispatcher.stop.is_set():
+            raise KeyboardInterrupt
+        dispatcher.stop.set()
+        err.print("Stopping after the batch in flight (press Ctrl-C again to stop at once)...")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def _progress_display(total: int) -> Iterator[Callable[[Any], None]]:
+    """A progress bar on a terminal; plain lines (one per batch) when output goes to a file or a pipe."""
+    if out.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      TextColumn("{task.description}"), console=out) as bar:
+            task = bar.add_task("", total=total)
+
+            def show(progress: Any) -> None:
+                bar.update(task, completed=progress.done, description=_plain(progress.note or ""))
+
+            yield show
+        return
+
+    def show_plain(progress: Any) -> None:
+        if progress.note:
+            out.print(f"  {_plain(progress.note)}")
+        else:
+            out.print(f"  {progress.done} of {total} done ({progress.sent} sent)")
+
+    yield show_plain

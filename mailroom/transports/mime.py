@@ -1,0 +1,152 @@
+"""Fast RFC 5322 messages for transports that build each email themselves (outbox, SMTP).
+
+The MIME structure of a version is built once (boundaries, headers shared by everyone, images already
+base64-encoded); per person only the To/Message-ID/List-Unsubscribe headers and the two personalised
+text parts are made. Structure:
+  multipart/alternative [ text/plain, text/html ]                               (no images)
+  multipart/alternative [ text/plain, multipart/related [ text/html, images ] ]  (with images, cid: links)
+Every header value from data goes through the email package's header registry, and anything with a
+line break is refused, so no data can add a header.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy as email_policy
+from email.headerregistry import Address
+from email.utils import format_datetime
+
+from mailroom.build import IMAGE_PREFIX
+from mailroom.errors import TransportError
+from mailroom.personalize import personalize
+from mailroom.transports.base import Message, Version
+
+_POLICY = email_policy.SMTP  # CRLF line ends, RFC 2047 for non-ASCII header text
+_CRLF = b"\r\n"
+
+
+def header(name: str, value: str) -> bytes:
+    """One folded, encoded header line; refuses a value that could start another header."""
+    if any(ch in value for ch in "\r\n\x00"):
+        raise TransportError(f"the {name} header would contain a line break; refusing to build the message",
+                             retryable=False)
+    return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
+
+
+def address_header(name: str, display_name: str, email: str) -> bytes:
+    """An address header (From/To/Reply-To) for exactly one address."""
+    try:
+        value = str(Address(display_name=display_name, addr_spec=email))
+    except (ValueError, IndexError) as exc:
+        raise TransportError(f"the address {email!r} cannot go in a {name} header ({exc})", retryable=False) from None
+    return header(name, value)
+
+
+def embed_images(html: str, version: Version) -> str:
+    """Point the version's local images at their inline attachments (``cid:<filename>``)."""
+    for image, _path in version.images:
+        html = html.replace(f'src="{IMAGE_PREFIX}{image.filename}"', f'src="cid:{image.filename}"')
+    return html
+
+
+def list_unsubscribe(url: str, mailto: str) -> str:
+    links = [f"<{url}>"]
+    if mailto:
+        links.append(f"<mailto:{mailto}?subject=unsubscribe>")
+    return ", ".join(links)
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends (C speed; '=' is always encoded, so no boundary can appear)."""
+    data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+    return binascii.b2a_qp(data, istext=True)
+
+
+def _b64_lines(data: bytes) -> bytes:
+    encoded = base64.b64encode(data)
+    return _CRLF.join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+
+
+@dataclass(frozen=True)
+class MimeTemplate:
+    """A version's message, ready to be stamped out per person."""
+
+    version: Version
+    shared_headers: bytes  # From, Reply-To, Subject, List-Id, List-Unsubscribe-Post, MIME-Version, Content-Type
+    html: str  # with cid: images
+    before_text: bytes
+    between: bytes  # after the text part, up to the HTML part's body
+    after_html: bytes  # the rest: images and closing boundaries
+    msgid_domain: str
+    one_click: bool
+
+    @classmethod
+    def build(cls, version: Version, *, one_click: bool) -> MimeTemplate:
+        outer = f"=_mailroom_alt_{secrets.token_hex(8)}".encode()
+        inner = f"=_mailroom_rel_{secrets.token_hex(8)}".encode()
+        shared = b"".join([
+            address_header("From", version.from_name, version.from_email),
+            address_header("Reply-To", "", version.reply_to),
+            header("Subject", version.subject),
+            header("List-Id", version.list_id),
+            header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click") if one_click else b"",
+            b"MIME-Version: 1.0\r\n",
+            b'Content-Type: multipart/alternative; boundary="' + outer + b'"\r\n',
+        ])
+        text_head = (b'Content-Type: text/plain; charset="utf-8"\r\n'
+                     b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        html_head = (b'Content-Type: text/html; charset="utf-8"\r\n'
+                     b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+        before_text = b"\r\n--" + outer + b"\r\n" + text_head
+        if version.images:
+            between = (b"\r\n--" + outer + b"\r\n" + b'Content-Type: multipart/related; boundary="' + inner
+                       + b'"\r\n\r\n--' + inner + b"\r\n" + html_head)
+            parts = []
+            for image, path in version.images:
+                parts.append(
+                    b"\r\n--" + inner + b"\r\n"
+                    + header("Content-Type", image.content_type)
+                    + b"Content-Transfer-Encoding: base64\r\n"
+                    + header("Content-ID", f"<{image.filename}>")
+                    + header("Content-Disposition", f'inline; filename="{image.filename}"')
+                    + b"\r\n" + _b64_lines(path.read_bytes()))
+            after = b"".join(parts) + b"\r\n--" + inner + b"--\r\n--" + outer + b"--\r\n"
+        else:
+            between = b"\r\n--" + outer + b"\r\n" + html_head
+            after = b"\r\n--" + outer + b"--\r\n"
+        domain = version.from_email.rpartition("@")[2] or "mailroom.invalid"
+        return cls(version, shared, embed_images(version.html, version), before_text, between, after,
+                   domain, one_click)
+
+    def render(self, message: Message, *, now: datetime | None = None) -> tuple[str, bytes]:
+        """(Message-ID, the whole message as bytes) for one person."""
+        message_id = f"<{secrets.token_hex(12)}@{self.msgid_domain}>"
+        moment = now or datetime.now(UTC)
+        head = b"".join([
+            b"Date: " + format_datetime(moment).encode("ascii") + _CRLF,
+            header("Message-ID", message_id),
+            address_header("To", message.name, message.email),
+            self.shared_headers,
+            header("List-Unsubscribe", list_unsubscribe(message.unsubscribe_url, self.version.unsubscribe_mailto)),
+        ])
+        text = personalize(self.version.text, message.values, is_html=False)
+        html = personalize(self.html, message.values, is_html=True)
+        body = self.before_text + _qp(text) + self.between + _qp(html) + self.after_html
+        return message_id, head + body
+
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def safe_filename(text: str) -> str:
+    return _UNSAFE_NAME.sub("_", text)[:80] or "message"
+
+
+def stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())

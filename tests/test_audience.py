@@ -1,0 +1,284 @@
+"""audiences.csv as it comes from real spreadsheets: read, checked, de-duplicated; what the office sees."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from email_validator import EmailNotValidError, validate_email
+
+from mailroom.audience import LeftOut, _email_problem, load_audience
+from mailroom.errors import InputError
+from mailroom.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "audiences"
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return load_settings(ROOT, environ={})
+
+
+def project(tmp_path: Path, columns: str | None = None) -> Settings:
+    """A copy of the sample project, with another [audiences_csv] table if given."""
+    shutil.copytree(ROOT / "assets", tmp_path / "assets")
+    text = (ROOT / "school.toml").read_text(encoding="utf-8")
+    if columns is not None:
+        head, _, rest = text.partition("[audiences_csv]")
+        text = head + "[audiences_csv]\n" + columns + "\n\n[web]" + rest.partition("[web]")[2]
+    (tmp_path / "school.toml").write_text(text, encoding="utf-8")
+    return load_settings(tmp_path, environ={})
+
+
+def people(plan) -> list[tuple[int, str, str, str, str]]:
+    return [(r.line, r.email, r.first_name, r.last_name, r.audience) for r in plan.recipients]
+
+
+def left(plan) -> list[tuple[int, str, str | None, str, str]]:
+    return [(o.line, o.email, o.list_name, o.reason, o.detail) for o in plan.left_out]
+
+
+def figures(plan) -> dict[str, tuple[int, int, dict[str, int]]]:
+    return {name: (s.on_list, s.receiving, s.left_out) for name, s in plan.summaries.items()}
+
+
+# --- the sample ----------------------------------------------------------------------------------
+
+def test_sample_audiences_is_clean_and_has_both_lists(settings: Settings) -> None:
+    plan = load_audience(ROOT / "audiences.csv", settings, ["parents", "staff"])
+    assert plan.problems() == []
+    assert 28 <= len(plan.recipients) <= 32
+    assert all(r.email.endswith(("@example.org", "@example.com", ".example.org")) for r in plan.recipients)
+    assert {o.reason for o in plan.left_out} == {"unsubscribed", "duplicate"}
+    assert [o.email for o in plan.left_out if o.reason == "unsubscribed"] == ["daniel.evans@example.com"]
+    # Staff who are also parents get the parents version when parents come first in --to.
+    staff_parents = {o.email for o in plan.left_out if o.reason == "duplicate"}
+    assert len(staff_parents) >= 2
+    assert all(o.list_name == "staff" for o in plan.left_out if o.reason == "duplicate")
+
+
+# --- reading real spreadsheets -------------------------------------------------------------------
+
+def test_utf8_with_byte_order_mark(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "utf8_bom.csv", settings, ["parents", "staff"])
+    assert plan.encoding == "utf-8-sig"
+    assert people(plan) == [(2, "zoe.richardson@example.org", "Zoë", "Richardson", "parents"),
+                            (3, "sean.oconnor@example.com", "Seán", "Ó Conchúir", "staff")]
+
+
+def test_utf8_without_byte_order_mark(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "utf8_plain.csv", settings, ["parents"])
+    assert plan.encoding == "utf-8"
+    assert people(plan)[1] == (3, "maja.kowalska@example.com", "Maja", "Kowalska-Wiśniewska", "parents")
+
+
+def test_windows_1252_from_excel(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "windows1252.csv", settings, ["parents"])
+    assert plan.encoding == "cp1252"
+    assert people(plan) == [(2, "renee.dubois@example.org", "Renée", "Dubois", "parents"),
+                            (3, "liam.obrien@example.com", "Liam", "O\u2019Brien", "parents")]
+
+
+def test_semicolon_separated_with_lists_quoted_or_comma_separated(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "semicolon.csv", settings, ["staff", "parents"])
+    assert plan.delimiter == ";"
+    assert people(plan) == [(2, "renee.dubois@example.org", "Renée", "Dubois", "parents"),
+                            (3, "j.morgan@oakfield.example.org", "Julia", "Morgan", "staff"),
+                            (4, "r.lewis@oakfield.example.org", "Rebecca", "Lewis", "staff")]
+    assert figures(plan) == {"staff": (2, 2, {}), "parents": (3, 1, {"duplicate": 2})}
+
+
+def test_quoted_fields_with_commas_and_line_breaks_keep_line_numbers(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "quoted.csv", settings, ["parents", "staff"])
+    assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
+                            (3, "tom.fletcher@example.com", "Tom", "Fletcher, Jr", "parents"),
+                            (6, "grace.okafor@example.org", "Grace", "Okafor", "parents")]
+    # Tom's notes span lines 3-5, so the bad address is on line 7 of the file, where the row starts.
+    assert left(plan)[-1][:4] == (7, "not-an-email", "parents", "invalid")
+
+
+def test_crlf_line_endings(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "crlf.csv", settings, ["parents"])
+    assert [r.line for r in plan.recipients] == [2, 4]
+    assert [(o.line, o.email) for o in plan.left_out] == [(5, "kim.lee@example")]
+
+
+def test_blank_lines_and_empty_rows_are_skipped_but_counted(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "blank_lines.csv", settings, ["parents"])
+    assert plan.rows == 3
+    assert [r.line for r in plan.recipients] == [5, 9]
+    assert [(o.line, o.email) for o in plan.left_out] == [(11, "kim.lee@example")]
+
+
+def test_stray_spaces_everywhere(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "stray_spaces.csv", settings, ["staff", "parents"])
+    assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
+                            (3, "j.morgan@oakfield.example.org", "Julia", "Morgan", "staff")]
+    assert left(plan)[0] == (3, "j.morgan@oakfield.example.org", "parents", "duplicate",
+                             "gets the staff version instead")
+
+
+def test_header_and_values_in_any_case(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "header_case.csv", settings, ["parents", "staff"])
+    assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents")]
+    assert left(plan) == [(3, "tom.fletcher@example.com", "staff", "unsubscribed", "marked unsubscribed")]
+
+
+def test_column_names_from_school_toml(tmp_path: Path) -> None:
+    mapped = project(tmp_path, 'email = "Contact Email"\nfirst_name = "Forename"\nlast_name = "Surname"\n'
+                               'lists = "Group"')
+    plan = load_audience(FIXTURES / "mapped_columns.csv", mapped, ["parents", "staff"])
+    assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
+                            (3, "j.morgan@oakfield.example.org", "Julia", "Morgan", "parents")]
+
+
+# --- problems ------------------------------------------------------------------------------------
+
+def test_bad_email_addresses_are_left_out_with_their_lines(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "bad_email.csv", settings, ["parents"])
+    assert [r.line for r in plan.recipients] == [2, 8]
+    assert [(o.line, o.detail) for o in plan.problems()] == [
+        (3, "'tom.fletcher.example.com' is not a valid email address: An email address must have an @-sign."),
+        (4, "'grace..okafor@example.org' is not a valid email address: "
+            "An email address cannot have two periods in a row."),
+        (5, "'wei.chen@example' is not a valid email address: "
+            "The part after the @-sign is not valid. It should have a period."),
+        (6, "the email address is missing"),
+        (7, "'olivia nowak@example.org' is not a valid email address: "
+            "The email address contains invalid characters before the @-sign: SPACE."),
+    ]
+    assert figures(plan) == {"parents": (7, 2, {"invalid": 5})}
+
+
+def test_missing_column_names_the_file_the_column_and_the_headers_found(settings: Settings) -> None:
+    with pytest.raises(InputError) as caught:
+        load_audience(FIXTURES / "missing_column.csv", settings, ["parents"])
+    assert str(caught.value) == (
+        f"{FIXTURES / 'missing_column.csv'}, line 1: the column 'lists' is missing. "
+        "The first line has: 'Email', 'First name', 'Last name', 'Group'. "
+        "If your export uses other headings, set them under [audiences_csv] in school.toml")
+
+
+def test_names_with_line_breaks_or_control_characters_are_refused(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "control_chars.csv", settings, ["parents"])
+    assert [r.line for r in plan.recipients] == [2, 6]
+    assert [(o.line, o.detail) for o in plan.problems()] == [
+        (3, "the first name has a line break or other control character (names go into the email's headers)"),
+        (5, "the last name has a line break or other control character (names go into the email's headers)"),
+    ]
+
+
+def test_unknown_list_names_are_named_with_the_known_ones(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "unknown_list.csv", settings, ["parents", "staff"])
+    assert people(plan) == [(5, "wei.chen@example.com", "Wei", "Chen", "staff")]
+    assert left(plan) == [
+        (2, "amelia.hughes@example.org", None, "invalid",
+         "there is no list called 'parnets'. The lists in school.toml are: parents, staff"),
+        (3, "tom.fletcher@example.com", "parents", "invalid",
+         "there is no list called 'governors'. The lists in school.toml are: parents, staff"),
+        (4, "grace.okafor@example.org", None, "invalid",
+         "no list is named in the 'lists' column (use one or more of: parents, staff, separated by ';')"),
+    ]
+
+
+def test_bad_status_values(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "bad_status.csv", settings, ["parents"])
+    assert left(plan) == [
+        (2, "amelia.hughes@example.org", "parents", "invalid",
+         "the status should be 'subscribed', 'unsubscribed' or blank, not 'yes'"),
+        (3, "tom.fletcher@example.com", "parents", "unsubscribed", "marked unsubscribed"),
+    ]
+    assert figures(plan) == {"parents": (3, 1, {"unsubscribed": 1, "invalid": 1})}
+
+
+def test_empty_file(settings: Settings) -> None:
+    with pytest.raises(InputError, match="the file is empty: it needs a first line of column headings"):
+        load_audience(FIXTURES / "empty.csv", settings, ["parents"])
+
+
+def test_missing_file(settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(InputError) as caught:
+        load_audience(tmp_path / "audiences.csv", settings, ["parents"])
+    assert str(caught.value) == (f"{tmp_path / 'audiences.csv'}: not found: mailroom needs the mailing lists "
+                                 "in this file (or give another file with --audiences)")
+
+
+def test_unreadable_bytes_point_at_the_line(settings: Settings) -> None:
+    with pytest.raises(InputError) as caught:
+        load_audience(FIXTURES / "undecodable.csv", settings, ["parents"])
+    assert caught.value.line == 3
+    assert "In Excel, use Save As and choose 'CSV UTF-8 (Comma delimited)'" in str(caught.value)
+
+
+def test_unknown_list_in_to(settings: Settings) -> None:
+    with pytest.raises(InputError) as caught:
+        load_audience(ROOT / "audiences.csv", settings, ["parents", "parnets"])
+    assert str(caught.value) == "there is no list called 'parnets'. The lists in school.toml are: parents, staff"
+
+
+# --- one email per person ------------------------------------------------------------------------
+
+def test_one_email_per_address_in_to_order(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "duplicates.csv", settings, ["staff", "parents"])
+    assert people(plan) == [(2, "j.morgan@oakfield.example.org", "Julia", "Morgan", "staff"),
+                            (3, "amelia.hughes@example.org", "Amelia", "Hughes", "parents")]
+    assert left(plan) == [
+        (2, "j.morgan@oakfield.example.org", "parents", "duplicate", "gets the staff version instead (line 4)"),
+        (5, "AMELIA.HUGHES@example.org", "parents", "duplicate", "already on the parents list on line 3"),
+        (6, "tom.fletcher@example.com", "staff", "unsubscribed", "marked unsubscribed on line 7"),
+        (6, "tom.fletcher@example.com", "parents", "unsubscribed", "marked unsubscribed on line 7"),
+        (7, "Tom.Fletcher@example.com", "staff", "unsubscribed", "marked unsubscribed"),
+        # Grace's second row is invalid, but its "unsubscribed" is still honoured.
+        (8, "grace.okafor@example.org", "staff", "unsubscribed", "marked unsubscribed on line 9"),
+        (9, "grace.okafor@example.org", None, "invalid",
+         "there is no list called 'parnets'. The lists in school.toml are: parents, staff"),
+    ]
+    assert figures(plan) == {"staff": (4, 1, {"unsubscribed": 3}),
+                             "parents": (4, 1, {"unsubscribed": 1, "duplicate": 2})}
+
+
+def test_to_order_decides_the_version(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "duplicates.csv", settings, ["parents", "staff"])
+    assert [(r.email, r.audience) for r in plan.recipients] == [
+        ("j.morgan@oakfield.example.org", "parents"), ("amelia.hughes@example.org", "parents")]
+    assert (4, " J.Morgan@Oakfield.example.org ".strip(), "staff", "duplicate",
+            "gets the parents version instead (line 2)") in left(plan)
+
+
+def test_suppressed_addresses_are_left_out_with_the_reason(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "duplicates.csv", settings, ["staff", "parents"],
+                         suppressed={"j.morgan@oakfield.example.org": "bounced: mailbox does not exist"})
+    assert [r.email for r in plan.recipients] == ["amelia.hughes@example.org"]
+    assert [o for o in plan.left_out if o.reason == "suppressed"] == [
+        LeftOut("j.morgan@oakfield.example.org", 2, "parents", "suppressed", "bounced: mailbox does not exist"),
+        LeftOut("J.Morgan@Oakfield.example.org", 4, "staff", "suppressed", "bounced: mailbox does not exist"),
+    ]
+
+
+def test_only_chosen_lists_count(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "duplicates.csv", settings, ["parents"])
+    assert set(plan.summaries) == {"parents"}
+    assert all(o.list_name in ("parents", None) for o in plan.left_out)
+    assert [(r.email, r.audience) for r in plan.recipients] == [
+        ("j.morgan@oakfield.example.org", "parents"), ("amelia.hughes@example.org", "parents")]
+
+
+# --- the fast path agrees with email-validator ---------------------------------------------------
+
+@pytest.mark.parametrize("address", [
+    "a@example.org", "A.B-c+tag@Example.ORG", "x@123.com", "o'brien@example.com", "a@x.test", "a@localhost.localdomain",
+    "a@-example.org", "a@example-.org", "a@exa_mple.org", "a..b@example.org", ".a@example.org", "a.@example.org",
+    "a@example..org", "a@.example.org", "a@example.org.", "a@example", "a@10.0.0.1", "a@example.invalid",
+    "x" * 64 + "@example.org", "x" * 65 + "@example.org", "a@" + "b" * 63 + ".org", "a@" + "b" * 64 + ".org",
+    "a@" + ".".join(["c" * 60] * 4) + ".org", "é@example.org", "a@münchen.example", "a@xn--mnchen-3ya.example",
+    "a@example.c", "a@example.123", "a b@example.org", "a@@example.org",
+])
+def test_fast_path_gives_email_validators_verdict(address: str) -> None:
+    try:
+        validate_email(address, check_deliverability=False)
+        expected = None
+    except EmailNotValidError as exc:
+        expected = str(exc)
+    assert _email_problem(address) == expected
