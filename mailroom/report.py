@@ -78,20 +78,26 @@ class NewsletterReport:
 # --- where "sent" comes from ---------------------------------------------------------------------
 
 def sent_counts(db_path: Path, slug: str) -> dict[str, int] | None:
-    """How many people each audience's version was sent to, from the send ledger.
+    """How many people each audience's version was sent to, from the send ledger (mailroom/ledger.py).
 
-    None when the ledger has no record of this newsletter (it was sent before the ledger existed,
-    or by another tool); the report then counts SendGrid's ``processed`` events instead.
+    Counts the ledger's ``sends`` rows whose state is ``sent`` (confirmed by the transport); test
+    copies are not in that table. None when the ledger has no record of this newsletter (it was sent
+    before the ledger existed, or by another tool): the report then counts SendGrid's ``processed``
+    events instead. Reads the table directly rather than opening a ``Ledger``, which would create
+    the database file.
     """
+    conn = connect_existing(db_path)
+    if conn is None:
+        return None
     try:
-        from mailroom import ledger  # type: ignore[attr-defined]  # lands with the send branch
-    except ImportError:
-        return None
-    counts = getattr(ledger, "sent_counts", None)
-    if counts is None:
-        return None
-    result = counts(db_path, slug)
-    return dict(result) if result else None
+        if not has_table(conn, "sends"):
+            return None
+        rows = conn.execute(
+            "SELECT audience, SUM(state = 'sent') FROM sends WHERE newsletter = ? GROUP BY audience",
+            (slug,)).fetchall()
+    finally:
+        conn.close()
+    return {row[0]: int(row[1]) for row in rows} or None
 
 
 # --- counting ------------------------------------------------------------------------------------

@@ -157,3 +157,19 @@ def test_page_renders_in_headless_chromium_without_console_errors(project):
             browser.close()
     assert problems == []
     assert requests == [page_path.resolve().as_uri()]
+
+
+def test_a_composed_build_gives_the_subject_and_lists_links_nobody_clicked(project):
+    from mailroom.compose import compose_newsletter
+
+    shutil.copytree(ROOT / "templates", project / "templates")
+    shutil.copytree(ROOT / "newsletters" / SLUG, project / "newsletters" / SLUG, dirs_exist_ok=True)
+    settings = load_settings(project, environ={})
+    compose_newsletter(settings, project / "newsletters" / SLUG)
+    report = build_report(settings, project / "newsletters" / SLUG)
+    assert report.subject == "Online safety: sextortion and the rise of AI"
+    by_url = {link.url: link for link in report.links}
+    assert by_url["https://www.ceop.police.uk/Safety-Centre/"] == LinkClicks(
+        "https://www.ceop.police.uk/Safety-Centre/", "https://www.ceop.police.uk/Safety-Centre/", 0, 0)
+    assert by_url[BRIEFING].clicks == 3
+    assert not any("%%" in url or "utm_" in url for url in by_url)
