@@ -130,6 +130,7 @@ def parse_events(text: str) -> ParsedEvents:
                                   line, column)
         raise NotAnEventArray("expected a list of events in [ ... ]", line, column)
     parsed = ParsedEvents()
+    lines = _LineCounter(text)
     pos = _skip_space(text, pos + 1)
     number = 0
     if pos < len(text) and text[pos] == "]":
@@ -141,7 +142,7 @@ def parse_events(text: str) -> ParsedEvents:
             except json.JSONDecodeError as exc:
                 raise NotAnEventArray(f"this is not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
             number += 1
-            _check_item(item, number, _where(text, pos)[0], parsed)
+            _check_item(item, number, lines.line_at(pos), parsed)
             pos = _skip_space(text, end)
             if pos < len(text) and text[pos] == ",":
                 pos = _skip_space(text, pos + 1)
@@ -156,6 +157,18 @@ def parse_events(text: str) -> ParsedEvents:
         line, column = _where(text, pos)
         raise NotAnEventArray("this is not valid JSON: there is more after the closing ]", line, column)
     return parsed
+
+
+class _LineCounter:
+    """Line numbers for positions met in increasing order, counting each newline only once."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos, self.line = text, 0, 1
+
+    def line_at(self, pos: int) -> int:
+        self.line += self.text.count("\n", self.pos, pos)
+        self.pos = pos
+        return self.line
 
 
 def _skip_space(text: str, pos: int) -> int:

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS suppressions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS suppressions_one_open
     ON suppressions (address_key) WHERE removed_at IS NULL;
+CREATE INDEX IF NOT EXISTS suppressions_by_address ON suppressions (address_key, removed_at);
 """
 
 
