@@ -24,12 +24,14 @@ from typing import Any
 from mailroom.database import connect, to_text, utc_now
 from mailroom.errors import InputError
 from mailroom.suppressions import ensure_schema as ensure_suppression_schema
-from mailroom.suppressions import note_resubscribe, suppress
+from mailroom.suppressions import looks_like_address, note_resubscribe, suppress
 
 EVENT_TYPES = frozenset({
     "processed", "deferred", "delivered", "bounce", "dropped", "open", "click",
     "spamreport", "unsubscribe", "group_unsubscribe", "group_resubscribe",
 })
+
+_YEAR_2100 = 4_102_444_800  # a timestamp beyond this is a mistake, not an event
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -199,10 +201,10 @@ def _check_item(item: Any, number: int, line: int, parsed: ParsedEvents) -> None
     if not isinstance(event_id, str) or not event_id.strip():
         return problem(f'event {number} ({kind}) has no "sg_event_id", so repeats could not be recognised')
     stamp = item.get("timestamp")
-    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or stamp < 0:
+    if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not 0 <= stamp < _YEAR_2100:
         return problem(f'event {number} ({kind}) has no "timestamp" (seconds since 1970)')
     email = item.get("email")
-    if not isinstance(email, str) or "@" not in email:
+    if not isinstance(email, str) or not looks_like_address(email):
         return problem(f'event {number} ({kind}) has no "email" address')
     texts: dict[str, str | None] = {}
     for name in ("newsletter", "audience", "recipient_id", "sg_message_id", "url", "reason", "type"):

@@ -64,12 +64,17 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
 
 
-def _check_address(email: str) -> str:
+def looks_like_address(email: str) -> bool:
+    """Loose shape check (something@something, no spaces): enough to key a suppression on."""
     key = address_key(email)
     local, at, domain = key.partition("@")
-    if not (local and at and domain) or any(ch.isspace() for ch in key):
+    return bool(local and at and domain) and not any(ch.isspace() for ch in key)
+
+
+def _check_address(email: str) -> str:
+    if not looks_like_address(email):
         raise InputError(f"'{email.strip()}' is not an email address")
-    return key
+    return address_key(email)
 
 
 def add_suppression(db_path: Path, email: str, reason: str, source: str,

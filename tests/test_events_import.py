@@ -156,3 +156,19 @@ def test_cli_serve_without_a_key_says_what_to_do(project):
     result = CliRunner().invoke(main, ["events", "serve", "--port", "0"])
     assert result.exit_code == 2
     assert "SENDGRID_WEBHOOK_PUBLIC_KEY is not set" in result.output
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"email": "parent@"}, 'event 1 (bounce) has no "email" address'),
+    ({"email": None}, 'event 1 (bounce) has no "email" address'),
+    ({"timestamp": 10**20}, 'event 1 (bounce) has no "timestamp" (seconds since 1970)'),
+    ({"timestamp": "yesterday"}, 'event 1 (bounce) has no "timestamp" (seconds since 1970)'),
+    ({"audience": 3}, 'event 1 (bounce): "audience" should be text'),
+    ({"event": None}, 'event 1 has no "event" type'),
+])
+def test_unusable_events_are_problems_not_crashes(change, message):
+    item = event("bounce", "ev-1", type="bounce")
+    item.update(change)
+    parsed = parse_events(json.dumps([item]))
+    assert parsed.events == []
+    assert [p.message for p in parsed.problems] == [message]

@@ -191,3 +191,13 @@ def test_key_pasted_as_pem_with_line_breaks_is_accepted(db, signer):
     with running_server(db, pem) as server:
         answer = post(server, PAYLOAD, signer.headers(PAYLOAD))
     assert answer.status == 200
+
+
+def test_signed_batch_with_one_unusable_event_stores_the_rest(signer, db):
+    broken = event("bounce", "ev-x", "not-an-address", type="bounce")
+    body = json.dumps([event("delivered", "ev-1"), broken, event("bounce", "ev-2", "eve@example.org")])
+    with running_server(db, signer.public_key) as server:
+        answer = post(server, body, signer.headers(body))
+    assert (answer.status, answer.body) == (200, {"stored": 2, "repeated": 0, "skipped": 1})
+    assert stored_ids(db) == ["ev-1", "ev-2"]
+    assert set(suppressed_addresses(db)) == {"eve@example.org"}
