@@ -172,3 +172,12 @@ def test_unusable_events_are_problems_not_crashes(change, message):
     parsed = parse_events(json.dumps([item]))
     assert parsed.events == []
     assert [p.message for p in parsed.problems] == [message]
+
+
+def test_missing_file_or_a_folder_is_named(tmp_path):
+    with pytest.raises(InputError) as missing:
+        read_events_file(tmp_path / "events.json")
+    assert str(missing.value) == f"{tmp_path / 'events.json'}: no such file"
+    with pytest.raises(InputError) as folder:
+        read_events_file(tmp_path)
+    assert str(folder.value) == f"{tmp_path}: this is a folder; give the JSON file of events"
