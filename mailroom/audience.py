@@ -14,10 +14,12 @@ import csv
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
+from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -29,17 +31,14 @@ FIELDS = ("email", "first_name", "last_name", "lists", "status")
 REQUIRED_FIELDS = ("email", "first_name", "last_name", "lists")  # status may be absent: everyone subscribed
 STATUSES = ("subscribed", "unsubscribed")
 
-# What each field is called in messages for office staff.
-_FIELD_WORDS = {"email": "email address", "first_name": "first name", "last_name": "last name",
-                "lists": "lists", "status": "status"}
 # Bytes Windows-1252 leaves undefined: a file holding them is neither UTF-8 nor Windows-1252.
 _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 _LIST_SPLIT = re.compile(r"[;,]")
 # An ASCII dot-atom local part: for these, email-validator's verdict depends only on the domain (cached
 # below) and the length, so the common case skips the full (slower) validation. Anything else takes the
 # full path, so the verdict is always email-validator's.
-_SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_SIMPLE_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
+_SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                             r"@([A-Za-z0-9.-]+)")
 
 
 @dataclass(frozen=True)
@@ -97,16 +96,17 @@ class AudiencePlan:
         return found
 
 
-@dataclass
-class _Row:
+class _Row(NamedTuple):
+    """One person row as read. A tuple, not a dataclass: 100,000 of these must be cheap to make."""
+
     line: int
     email: str
     key: str
     first_name: str
     last_name: str
-    lists: tuple[str, ...]
+    lists: tuple[str, ...]  # known list names, in the row's order
     unsubscribed: bool
-    problems: list[str] = field(default_factory=list)
+    problems: tuple[str, ...]  # empty: the row is fine
 
 
 def load_audience(path: Path, settings: Settings, lists: Sequence[str],
@@ -117,16 +117,16 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
     ``suppressed`` maps an address key (trimmed, lower-cased) to the reason it is suppressed.
     """
     path = Path(path)
+    if isinstance(lists, str):  # "staff,parents" as typed after --to
+        lists = lists.split(",")
     chosen = _chosen_lists(lists, settings)
     suppressed = suppressed or {}
     encoding = _detect_encoding(path)
-    rows: list[_Row] = []
     with path.open("r", encoding=encoding, newline="") as handle:
         delimiter = _sniff_delimiter(handle)
         handle.seek(0)
-        for row in _read_rows(handle, path, delimiter, settings):
-            rows.append(row)
-    return _plan(path, settings, chosen, rows, suppressed, encoding, delimiter)
+        # Rows stream from the file into the plan: only each person's rows are kept, not the whole file.
+        return _plan(path, chosen, _read_rows(handle, path, delimiter, settings), suppressed, encoding, delimiter)
 
 
 def _chosen_lists(lists: Sequence[str], settings: Settings) -> tuple[str, ...]:
@@ -153,6 +153,8 @@ def _detect_encoding(path: Path) -> str:
                          "(or give another file with --audiences)", path) from None
     except IsADirectoryError:
         raise InputError("this is a folder, not a CSV file", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot be opened ({exc.strerror})", path) from None
     with handle:
         head = handle.read(4)
         if head.startswith(codecs.BOM_UTF8):
@@ -239,42 +241,71 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
     try:
         for cells in reader:
             start, line = line, reader.line_num + 1
-            if not any(cell.strip() for cell in cells):
+            if not "".join(cells).strip():
                 continue
             if columns is None:
                 columns = _columns(cells, start, path, settings)
-                getters = [(name, columns.get(name)) for name in FIELDS]
+                pick = itemgetter(*(columns[name] for name in REQUIRED_FIELDS))
+                status_at = columns.get("status")
+                width = max(columns.values()) + 1
                 continue
-            values = {name: (cells[i].strip() if i is not None and i < len(cells) else "") for name, i in getters}
-            yield _check_row(start, values, known, settings)
+            if len(cells) < width:  # a short row: what's missing reads as empty
+                cells.extend([""] * (width - len(cells)))
+            email, first_name, last_name, lists_cell = pick(cells)
+            status_cell = "" if status_at is None else cells[status_at]
+            row = _check_row(start, email.strip(), first_name.strip(), last_name.strip(), lists_cell.strip(),
+                             status_cell.strip(), known, settings)
+            if row.problems and line - start > 1 and any(delimiter in c and "\n" in c for c in cells):
+                # A quote opened and never closed swallows the lines after it, which then look like one
+                # cell holding whole rows: say where to look.
+                row = row._replace(problems=(*row.problems, f"this row runs on from line {start} to line "
+                                             f"{line - 1}: is a closing quote (\") missing?"))
+            yield row
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise InputError("a cell starting on this line runs on for thousands of lines: is a closing "
+                             'quote (") missing?', path, line) from None
         raise InputError(f"this line cannot be read as CSV ({exc})", path, line) from None
     if columns is None:
         raise InputError("the file is empty: it needs a first line of column headings, then one row per person",
                          path)
 
 
-def _check_row(line: int, values: dict[str, str], known: Mapping[str, object], settings: Settings) -> _Row:
+def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cell: str, status_cell: str,
+               known: Mapping[str, object], settings: Settings) -> _Row:
+    """One row's values, trimmed, with everything wrong with them (all of it, so one fix-up does)."""
     problems: list[str] = []
-    email = values["email"]
-    key = email.lower()
     if not email:
         problems.append("the email address is missing")
     else:
         why = _email_problem(email)
         if why:
-            problems.append(f"'{email}' is not a valid email address: {why}")
-    for name in ("first_name", "last_name"):
-        if _has_control(values[name]):
-            problems.append(f"the {_FIELD_WORDS[name]} has a line break or other control character "
+            problems.append(f"not a valid email address: {why}")
+    for word, name in (("first name", first_name), ("last name", last_name)):
+        if not name.isprintable() and _has_control(name):
+            problems.append(f"the {word} has a line break or other control character "
                             "(names go into the email's headers)")
+    lists_cell = lists_cell.lower()
+    if lists_cell in known:  # the usual case: one list
+        lists: tuple[str, ...] = (lists_cell,)
+    else:
+        lists = _lists(lists_cell, known, settings, problems)
+    status = status_cell.lower()
+    if status and status not in STATUSES:
+        problems.append(f"the status should be 'subscribed', 'unsubscribed' or blank, not '{status_cell}'")
+    key = email.lower()
+    key = email if key == email else key  # share the string when already lower-case: less memory
+    return _Row(line, email, key, first_name, last_name, lists, status == "unsubscribed", tuple(problems))
+
+
+def _lists(cell: str, known: Mapping[str, object], settings: Settings, problems: list[str]) -> tuple[str, ...]:
+    """The known list names in a lists cell ("parents; staff"); unknown or no names become a problem."""
     lists: list[str] = []
     unknown: list[str] = []
-    for part in _LIST_SPLIT.split(values["lists"]):
-        name = part.strip().lower()
-        if not name or name in lists:
-            continue
-        (lists if name in known else unknown).append(name)
+    for part in _LIST_SPLIT.split(cell):
+        name = part.strip()
+        if name and name not in lists and name not in unknown:
+            (lists if name in known else unknown).append(name)
     if unknown:
         shown = ", ".join(f"'{n}'" for n in unknown)
         problems.append(f"{'there is no list called' if len(unknown) == 1 else 'there are no lists called'} "
@@ -282,23 +313,19 @@ def _check_row(line: int, values: dict[str, str], known: Mapping[str, object], s
     elif not lists:
         problems.append(f"no list is named in the '{settings.columns.lists}' column "
                         f"(use one or more of: {', '.join(known)}, separated by ';')")
-    status = values["status"].lower()
-    if status not in ("", *STATUSES):
-        problems.append(f"the status should be 'subscribed', 'unsubscribed' or blank, not '{values['status']}'")
-    return _Row(line=line, email=email, key=key, first_name=values["first_name"], last_name=values["last_name"],
-                lists=tuple(lists), unsubscribed=status == "unsubscribed", problems=problems)
+    return tuple(lists)
 
 
 def _has_control(text: str) -> bool:
-    return not text.isprintable() and any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+    """Control characters and line or paragraph separators: they could break an email header."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
 
 
 def _email_problem(email: str) -> str | None:
     """None if email-validator accepts the address (no DNS look-ups), else its explanation."""
-    local, at, domain = email.rpartition("@")
-    if (at and len(email) <= 200 and len(local) <= 64 and _SIMPLE_LOCAL.fullmatch(local)
-            and _SIMPLE_DOMAIN.fullmatch(domain)):
-        return _domain_problem(domain.lower())
+    simple = _SIMPLE_ADDRESS.fullmatch(email)
+    if simple and len(email) <= 200 and simple.start(1) <= 65:  # local part at most 64 characters
+        return _domain_problem(simple.group(1).lower())
     return _validator_verdict(email)
 
 
@@ -315,14 +342,17 @@ def _validator_verdict(email: str) -> str | None:
     return None
 
 
-def _plan(path: Path, settings: Settings, chosen: tuple[str, ...], rows: list[_Row],
+def _plan(path: Path, chosen: tuple[str, ...], rows: Iterable[_Row],
           suppressed: Mapping[str, str], encoding: str, delimiter: str) -> AudiencePlan:
     """De-duplicate by address key, choose each person's version, and count every list's entries."""
     order = {name: i for i, name in enumerate(chosen)}
     left_out: list[LeftOut] = []
-    by_key: dict[str, list[_Row]] = {}
+    first_rows: dict[str, _Row] = {}  # key -> the person's first valid row on a chosen list
+    more_rows: dict[str, list[_Row]] = {}  # key -> their later rows (few people have any)
     unsubscribed: dict[str, int] = {}  # key -> first line saying so
+    count = 0
     for row in rows:
+        count += 1
         # An "unsubscribed" is honoured even on a row with other problems, as long as the address is readable.
         if row.unsubscribed and row.email:
             unsubscribed.setdefault(row.key, row.line)
@@ -335,28 +365,36 @@ def _plan(path: Path, settings: Settings, chosen: tuple[str, ...], rows: list[_R
                 left_out.append(LeftOut(row.email, row.line, None, "invalid", detail))
             continue
         if any(name in order for name in row.lists):
-            by_key.setdefault(row.key, []).append(row)
+            if row.key in first_rows:
+                more_rows.setdefault(row.key, []).append(row)
+            else:
+                first_rows[row.key] = row
 
     recipients: list[Recipient] = []
-    for key, person_rows in by_key.items():
-        entries = sorted(((order[name], row.line, name, row) for row in person_rows for name in row.lists
-                          if name in order), key=lambda e: (e[0], e[1]))
-        first = person_rows[0]
+    for key, first in first_rows.items():
+        extra = more_rows.get(key)
+        if extra is None and len(first.lists) == 1:
+            entries = [(first.lists[0], first)]
+            named = first
+        else:
+            person_rows = [first, *(extra or ())]
+            entries = sorted(((name, row) for row in person_rows for name in row.lists if name in order),
+                             key=lambda entry: (order[entry[0]], entry[1].line))
+            named = next((r for r in person_rows if r.first_name or r.last_name), first)
         if key in unsubscribed:
             left_out.extend(LeftOut(row.email, row.line, name, "unsubscribed",
                                     "marked unsubscribed" if row.unsubscribed else
                                     f"marked unsubscribed on line {unsubscribed[key]}")
-                            for _, _, name, row in entries)
+                            for name, row in entries)
             continue
         if key in suppressed:
             reason = suppressed[key]
-            left_out.extend(LeftOut(row.email, row.line, name, "suppressed", reason) for _, _, name, row in entries)
+            left_out.extend(LeftOut(row.email, row.line, name, "suppressed", reason) for name, row in entries)
             continue
-        _, _, audience, primary = entries[0]
-        named = next((r for r in person_rows if r.first_name or r.last_name), first)
+        audience, primary = entries[0]
         recipients.append(Recipient(email=first.email, key=key, first_name=named.first_name,
                                     last_name=named.last_name, audience=audience, line=first.line))
-        for _, _, name, row in entries[1:]:
+        for name, row in entries[1:]:
             if name == audience:
                 detail = f"already on the {name} list on line {primary.line}"
             elif row is primary:
@@ -366,13 +404,12 @@ def _plan(path: Path, settings: Settings, chosen: tuple[str, ...], rows: list[_R
             left_out.append(LeftOut(row.email, row.line, name, "duplicate", detail))
 
     left_out.sort(key=lambda item: (item.line, order.get(item.list_name or "", len(order))))
-    recipients.sort(key=lambda r: r.line)
+    receiving = Counter(r.audience for r in recipients)
+    counts = Counter((item.list_name, item.reason) for item in left_out)
     summaries = {}
     for name in chosen:
-        counts = Counter(item.reason for item in left_out if item.list_name == name)
-        receiving = sum(1 for r in recipients if r.audience == name)
-        summaries[name] = ListSummary(name=name, on_list=receiving + sum(counts.values()), receiving=receiving,
-                                      left_out={reason: counts[reason] for reason in REASONS if counts[reason]})
+        reasons = {reason: counts[name, reason] for reason in REASONS if counts[name, reason]}
+        summaries[name] = ListSummary(name=name, on_list=receiving[name] + sum(reasons.values()),
+                                      receiving=receiving[name], left_out=reasons)
     return AudiencePlan(path=path, lists=chosen, recipients=tuple(recipients), left_out=tuple(left_out),
-                        summaries=summaries, rows=len(rows), encoding=encoding, delimiter=delimiter)
-
+                        summaries=summaries, rows=count, encoding=encoding, delimiter=delimiter)

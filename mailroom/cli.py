@@ -562,3 +562,66 @@ def _progress_display(total: int) -> Iterator[Callable[[Any], None]]:
             out.print(f"  {progress.done} of {total} done ({progress.sent} sent)")
 
     yield show_plain
+
+
+# --- audiences ---------------------------------------------------------------------------------
+
+def split_lists(text: str | None, settings: Any) -> list[str]:
+    """--to "staff, parents" as a list in the order given; every list in school.toml when not given."""
+    if text is None:
+        return settings.list_names()
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def suppressed_for(settings: Any) -> dict[str, str]:
+    """The ledger's suppression list (address key -> reason); empty until the ledger has one."""
+    try:
+        from mailroom.suppressions import suppressed_addresses  # type: ignore[import-not-found]
+    except ImportError:
+        return {}
+    if not settings.db_path.exists():
+        return {}
+    return dict(suppressed_addresses(settings.db_path))
+
+
+@main.command("audiences")
+@click.option("--to", "to", metavar="LISTS",
+              help="Lists, separated by commas, in the order that decides who gets which version "
+                   "(default: every list in school.toml).")
+@click.option("--audiences", "audiences_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The mailing lists file (default: audiences.csv).")
+@click.option("--problems-csv", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write the problems to this CSV file (safe to open in Excel).")
+@_report_errors
+def audiences_command(to: str | None, audiences_file: Path | None, problems_csv: Path | None) -> None:
+    """Check audiences.csv: who is on each list, who will receive, who is left out and why.
+
+    Exits with status 2 when some rows have problems (they would be left out of a send).
+    """
+    from mailroom.audience import load_audience
+    from mailroom.audience_report import format_audience_summary, format_left_out, format_problems, write_problems_csv
+    from mailroom.errors import EXIT_BAD_INPUT, InputError
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    # Shown relative to where the command runs, as office staff would type it.
+    path = audiences_file or Path(_shown(settings.root / "audiences.csv"))
+    plan = load_audience(path, settings, split_lists(to, settings), suppressed_for(settings))
+    out.print(f"{_shown(plan.path)}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
+              f"lists in this order: {', '.join(plan.lists)}", markup=False)
+    for section in (format_audience_summary(plan), format_left_out(plan), format_problems(plan)):
+        if section:
+            out.print()
+            for line in section:
+                out.print(line, markup=False)
+    problems = len(plan.problems())
+    if problems_csv is not None:
+        try:
+            write_problems_csv(plan, problems_csv)
+        except OSError as exc:
+            raise InputError(f"could not write the problems report here ({exc.strerror})", problems_csv) from None
+        out.print()
+        out.print(f"Wrote {problems} {'problem' if problems == 1 else 'problems'} to {_shown(problems_csv)}",
+                  markup=False)
+    if problems:
+        sys.exit(EXIT_BAD_INPUT)

@@ -61,7 +61,7 @@ def tag_url(url: str, tracking: TrackingParameters) -> str:
     if not added:
         return url
     query = f"{parts.query}&{added}" if parts.query else added
-    return urlunsplit(parts._replace(query=query))
+    return urlunsplit(parts._replace(query=query, path=parts.path or "/"))
 
 
 def tag_links_in_html(document: str, tag: Callable[[str], str]) -> tuple[str, list[str]]:

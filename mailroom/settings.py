@@ -260,8 +260,9 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
             path,
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        message = str(exc).split(" (at line")[0]
+        where = re.search(r"\(at line (\d+)", str(exc))
+        line = int(where.group(1)) if where else None
+        message = str(exc).split(" (at ")[0]
         raise ConfigError(f"this is not valid TOML: {message}", path, line) from None
 
     top = _Reader(path, data)
