@@ -288,7 +288,7 @@ _SHOW_LEFT_OUT = 30  # left-out people listed one by one before "and N more"
 _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
 
 
-@main.command("send")
+@main.command("send", context_settings={"help_option_names": ["-h", "--help"]})
 @newsletter_argument
 @click.option("--to", "to_lists", required=True, metavar="LIST[,LIST...]",
               help="The mailing lists to send to, e.g. parents,staff (someone on both gets the first's version).")
@@ -340,11 +340,13 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
 
 def _refuse_preflight_errors(build: Any) -> None:
     """Nothing goes out while the preflight checks (mailroom/checks.py, when present) find an error."""
-    try:
-        from mailroom import checks  # type: ignore[attr-defined]
-    except ImportError:
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("mailroom.checks") is None:
         return
-    errors = list(checks.errors_for_build(build))
+    checks = importlib.import_module("mailroom.checks")
+    errors = [str(problem) for problem in checks.errors_for_build(build)]
     if errors:
         listed = "\n".join(f"  - {problem}" for problem in errors)
         raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
@@ -386,7 +388,10 @@ def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     if report.confirmed_test_batches and not sandbox:
         ledger.record_test_send(newsletter=build.slug, build_hash=build.build_hash, address=key, audiences=lists,
                                 transport=transport.name, batch_id=report.confirmed_test_batches[0])
-    _finish_run(report, ledger, build, settings)
+    if report.uncertain:
+        raise RefusedForSafety(f"the test copy may or may not have been sent ({report.stop_message}); check the "
+                               f"inbox of {address.strip()}, or send the test again")
+    _finish_run(report, ledger, build)
     out.print("[bold green]Test sent.[/] Check it, then send for real without --test.")
 
 
@@ -442,13 +447,13 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     with transport, _ctrl_c_stops(dispatcher), _progress_display(plan.total) as show:
         dispatcher.on_progress = show
         report = dispatcher.run(batches)
-    _finish_run(report, ledger, build, settings, sandbox=sandbox)
+    _finish_run(report, ledger, build)
     if sandbox:
         out.print(f"[bold green]Sandbox:[/] SendGrid checked {report.sent} messages in {report.requests} "
                   "requests and delivered none.")
     else:
-        out.print(f"[bold green]Done:[/] sent to {report.sent} people. "
-                  f"Everyone on {', '.join(lists)} now has this newsletter.")
+        out.print(f"[bold green]Done:[/] sent to {report.sent} people; everyone on {', '.join(lists)} who "
+                  "should get this newsletter now has it.")
 
 
 def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:
@@ -496,7 +501,7 @@ def _show_uncertain(batches: Any) -> None:
             err.print(f"    ... and {len(batch.keys) - _SHOW_UNCERTAIN} more")
 
 
-def _finish_run(report: Any, ledger: Any, build: Any, settings: Any, *, sandbox: bool = False) -> None:
+def _finish_run(report: Any, ledger: Any, build: Any) -> None:
     """Say how the run ended; anything short of complete becomes the error that sets the exit status."""
     from mailroom.dispatch import GAVE_UP, INTERRUPTED, REFUSED
 

@@ -13,22 +13,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import re
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.headerregistry import Address
 from email.utils import format_datetime
 
-from mailroom.build import IMAGE_PREFIX
+from mailroom.build import IMAGE_PREFIX, RECIPIENT_FIELDS, token
 from mailroom.errors import TransportError
-from mailroom.personalize import personalize
 from mailroom.transports.base import Message, Version
 
 _POLICY = email_policy.SMTP  # CRLF line ends, RFC 2047 for non-ASCII header text
 _CRLF = b"\r\n"
+_FIELD = re.compile("|".join(re.escape(token(name)) for name in RECIPIENT_FIELDS))
+_ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
 
 def header(name: str, value: str) -> bytes:
@@ -39,8 +42,17 @@ def header(name: str, value: str) -> bytes:
     return _POLICY.header_factory(name, value).fold(policy=_POLICY).encode("ascii")
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 '_-]*")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9.-]+")
+
+
 def address_header(name: str, display_name: str, email: str) -> bytes:
     """An address header (From/To/Reply-To) for exactly one address."""
+    if (_PLAIN_NAME.fullmatch(display_name) and _PLAIN_ADDRESS.fullmatch(email)
+            and len(name) + len(display_name) + len(email) < 70):
+        # Plain ASCII needs no quoting or encoding: skip the (slow) header registry.
+        line = f"{name}: {display_name.strip()} <{email}>\r\n" if display_name.strip() else f"{name}: {email}\r\n"
+        return line.encode("ascii")
     try:
         value = str(Address(display_name=display_name, addr_spec=email))
     except (ValueError, IndexError) as exc:
@@ -64,8 +76,39 @@ def list_unsubscribe(url: str, mailto: str) -> str:
 
 def _qp(text: str) -> bytes:
     """Quoted-printable UTF-8 with CRLF line ends (C speed; '=' is always encoded, so no boundary can appear)."""
-    data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
-    return binascii.b2a_qp(data, istext=True)
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    # b2a_qp ends soft line breaks like the data's first line (LF here); the message needs CRLF throughout.
+    return encoded.replace(b"\n", b"\r\n")
+
+
+def _segments(template: str) -> tuple[bytes | str, ...]:
+    """A template as quoted-printable pieces, with each token left as its field name.
+
+    Each static piece is encoded once and ends in a soft line break, so a person's values can be
+    encoded on their own and slotted in between: stamping out a message is then a join.
+    """
+    pieces: list[bytes | str] = []
+    for index, piece in enumerate(_split(template)):
+        if index % 2:
+            pieces.append(piece)
+        elif piece:
+            pieces.append(_qp(piece) + b"=\r\n")
+    return tuple(pieces)
+
+
+def _split(template: str) -> list[str]:
+    """Static text and field names, alternating (always starting and ending with static text)."""
+    pieces: list[str] = []
+    last = 0
+    for match in _FIELD.finditer(template):
+        pieces += [template[last:match.start()], match.group(0)[2:-2]]
+        last = match.end()
+    pieces.append(template[last:])
+    return pieces
+
+
+def _stamp(segments: tuple[bytes | str, ...], values: Mapping[str, str]) -> bytes:
+    return b"".join(p if isinstance(p, bytes) else _qp(values[p]) + b"=\r\n" for p in segments)
 
 
 def _b64_lines(data: bytes) -> bytes:
@@ -78,16 +121,16 @@ class MimeTemplate:
     """A version's message, ready to be stamped out per person."""
 
     version: Version
-    shared_headers: bytes  # From, Reply-To, Subject, List-Id, List-Unsubscribe-Post, MIME-Version, Content-Type
-    html: str  # with cid: images
+    shared_headers: bytes  # From, Reply-To, Subject, List-Id, MIME-Version, Content-Type
+    html: tuple[bytes | str, ...]  # with cid: images, as _segments
+    text: tuple[bytes | str, ...]
     before_text: bytes
     between: bytes  # after the text part, up to the HTML part's body
     after_html: bytes  # the rest: images and closing boundaries
     msgid_domain: str
-    one_click: bool
 
     @classmethod
-    def build(cls, version: Version, *, one_click: bool) -> MimeTemplate:
+    def build(cls, version: Version) -> MimeTemplate:
         outer = f"=_mailroom_alt_{secrets.token_hex(8)}".encode()
         inner = f"=_mailroom_rel_{secrets.token_hex(8)}".encode()
         shared = b"".join([
@@ -95,7 +138,6 @@ class MimeTemplate:
             address_header("Reply-To", "", version.reply_to),
             header("Subject", version.subject),
             header("List-Id", version.list_id),
-            header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click") if one_click else b"",
             b"MIME-Version: 1.0\r\n",
             b'Content-Type: multipart/alternative; boundary="' + outer + b'"\r\n',
         ])
@@ -121,8 +163,8 @@ class MimeTemplate:
             between = b"\r\n--" + outer + b"\r\n" + html_head
             after = b"\r\n--" + outer + b"--\r\n"
         domain = version.from_email.rpartition("@")[2] or "mailroom.invalid"
-        return cls(version, shared, embed_images(version.html, version), before_text, between, after,
-                   domain, one_click)
+        return cls(version, shared, _segments(embed_images(version.html, version)), _segments(version.text),
+                   before_text, between, after, domain)
 
     def render(self, message: Message, *, now: datetime | None = None) -> tuple[str, bytes]:
         """(Message-ID, the whole message as bytes) for one person."""
@@ -130,15 +172,25 @@ class MimeTemplate:
         moment = now or datetime.now(UTC)
         head = b"".join([
             b"Date: " + format_datetime(moment).encode("ascii") + _CRLF,
-            header("Message-ID", message_id),
+            b"Message-ID: " + message_id.encode("ascii") + _CRLF,
             address_header("To", message.name, message.email),
             self.shared_headers,
-            header("List-Unsubscribe", list_unsubscribe(message.unsubscribe_url, self.version.unsubscribe_mailto)),
+            _list_unsubscribe_header(message.unsubscribe_url, self.version.unsubscribe_mailto),
+            # One-click unsubscribe (RFC 8058) is only allowed for an https link.
+            _ONE_CLICK if message.unsubscribe_url.lower().startswith("https://") else b"",
         ])
-        text = personalize(self.version.text, message.values, is_html=False)
-        html = personalize(self.html, message.values, is_html=True)
-        body = self.before_text + _qp(text) + self.between + _qp(html) + self.after_html
+        html_values = {name: html.escape(value, quote=True) for name, value in message.values.items()}
+        body = b"".join([self.before_text, _stamp(self.text, message.values), self.between,
+                         _stamp(self.html, html_values), self.after_html])
         return message_id, head + body
+
+
+def _list_unsubscribe_header(url: str, mailto: str) -> bytes:
+    """List-Unsubscribe, one link per line (the links come from school.toml and an opaque id)."""
+    value = list_unsubscribe(url, mailto)
+    if not value.isascii() or any(ch in value for ch in "\r\n\x00") or len(url) > 900:
+        return header("List-Unsubscribe", value)
+    return ("List-Unsubscribe: " + value.replace(", ", ",\r\n ") + "\r\n").encode("ascii")
 
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")

@@ -32,7 +32,7 @@ class OutboxTransport(Transport):
     def _template(self, version: Version) -> MimeTemplate:
         template = self._templates.get(version)
         if template is None:
-            template = MimeTemplate.build(version, one_click=True)
+            template = MimeTemplate.build(version)
             self._templates[version] = template
         return template
 

@@ -1,0 +1,124 @@
+"""Throw-away projects for send tests: the real sample newsletter composed in a temporary folder,
+an audiences.csv of fictional people, and a way to run send.py in it as the office would.
+
+Also ``write_build``: a tiny hand-made build (manifest + html/txt) in the format mailroom/build.py reads,
+for tests that need a build without running compose.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from mailroom.build import BUILD_DIR, MANIFEST, MANIFEST_VERSION
+from mailroom.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = "2024-11-08-online-safety"
+API_KEY = "SG.standin-secret-key-0123456789abcdef"
+
+
+def make_project(folder: Path, *, toml_extra: str = "", timeout: float = 5.0) -> Path:
+    """A copy of the sample project with the sample newsletter composed (sources hashed as usual)."""
+    from mailroom.compose import compose_newsletter
+
+    for name in ("assets", "templates"):
+        shutil.copytree(ROOT / name, folder / name)
+    shutil.copytree(ROOT / "newsletters" / SAMPLE, folder / "newsletters" / SAMPLE,
+                    ignore=shutil.ignore_patterns(BUILD_DIR))
+    text = (ROOT / "school.toml").read_text(encoding="utf-8")
+    text = text.replace("timeout_seconds = 30", f"timeout_seconds = {timeout}") + toml_extra
+    (folder / "school.toml").write_text(text, encoding="utf-8")
+    compose_newsletter(load_settings(folder, environ={}), folder / "newsletters" / SAMPLE)
+    return folder
+
+
+def write_audiences(path: Path, rows: Iterable[tuple[str, str, str, str]]) -> Path:
+    """rows: (email, first_name, last_name, lists)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        handle.write("email,first_name,last_name,lists,status\n")
+        for email, first, last, lists in rows:
+            handle.write(f'{email},{first},{last},"{lists}",subscribed\n')
+    return path
+
+
+def many_people(count: int, lists: str = "parents", domain: str = "example.org") -> list[tuple[str, str, str, str]]:
+    return [(f"parent{i:06d}@{domain}", f"Pat{i}", f"Example{i}", lists) for i in range(count)]
+
+
+def environ(folder: Path, *, transport: str = "outbox", host: str = "", key: str = API_KEY) -> dict[str, str]:
+    env = {"MAILROOM_TRANSPORT": transport, "MAILROOM_DB": str(folder / "mailroom.sqlite3"),
+           "MAILROOM_OUTBOX": str(folder / "outbox")}
+    if transport == "sendgrid":
+        env.update({"SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host})
+    return env
+
+
+def settings_for(folder: Path, **kwargs: str) -> Settings:
+    return load_settings(folder, environ=environ(folder, **kwargs))
+
+
+def send_py(folder: Path, *args: str, env: Mapping[str, str], input: str | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run send.py in the project folder (as the office does), output not on a terminal."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "SENDGRID_", "SMTP_"))}
+    full_env.update(env)
+    full_env["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, str(ROOT / "send.py"), *args], cwd=folder, env=full_env, text=True,
+                          capture_output=True, input=input, timeout=timeout)
+
+
+def start_send_py(folder: Path, *args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "SENDGRID_", "SMTP_"))}
+    full_env.update(env)
+    return subprocess.Popen([sys.executable, str(ROOT / "send.py"), *args], cwd=folder, env=full_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+
+def write_build(newsletter_dir: Path, *, root: Path, versions: Mapping[str, tuple[str, str]],
+                subject: str = "Test newsletter", images: Mapping[str, bytes] | None = None) -> Path:
+    """A hand-made build: versions maps audience -> (html, text), tokens as compose leaves them."""
+    build_dir = newsletter_dir / BUILD_DIR
+    (build_dir / "images").mkdir(parents=True, exist_ok=True)
+    source = newsletter_dir / "newsletter.md"
+    if not source.exists():
+        source.write_text(f"---\nsubject: {subject}\n---\n", encoding="utf-8")
+    image_list = []
+    for filename, data in (images or {}).items():
+        (build_dir / "images" / filename).write_bytes(data)
+        image_list.append({"filename": filename, "content_type": "image/png", "size": len(data)})
+    manifest_versions = {}
+    for audience, (html, text) in versions.items():
+        (build_dir / f"{audience}.html").write_text(html, encoding="utf-8")
+        (build_dir / f"{audience}.txt").write_text(text, encoding="utf-8")
+        manifest_versions[audience] = {
+            "html": f"{audience}.html", "text": f"{audience}.txt", "html_bytes": len(html.encode()),
+            "text_bytes": len(text.encode()), "links": [], "tokens": [], "images": image_list}
+    sources = {str(source.relative_to(root)): hashlib.sha256(source.read_bytes()).hexdigest()}
+    manifest = {"manifest_version": MANIFEST_VERSION, "slug": newsletter_dir.name, "subject": subject,
+                "preheader": "", "date": "2024-11-08", "campaign": "", "versions": manifest_versions,
+                "sources": sources, "build_hash": hashlib.sha256(json.dumps(manifest_versions).encode()).hexdigest()}
+    (build_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return newsletter_dir
+
+
+_COMPOSED: dict[tuple[str, float], Path] = {}
+
+
+def project_copy(dest: Path, *, toml_extra: str = "", timeout: float = 5.0) -> Path:
+    """Like make_project, but composes each variant once per test session and copies it (fast)."""
+    key = (toml_extra, timeout)
+    if key not in _COMPOSED:
+        template = Path(tempfile.mkdtemp(prefix="mailroom-sample-"))
+        atexit.register(shutil.rmtree, template, True)
+        _COMPOSED[key] = make_project(template, toml_extra=toml_extra, timeout=timeout)
+    shutil.copytree(_COMPOSED[key], dest, dirs_exist_ok=True)
+    return dest

@@ -1,0 +1,215 @@
+"""A stand-in for SendGrid's POST /v3/mail/send on 127.0.0.1, for tests and the benchmark.
+
+It checks every body against ../shared/sendgrid/mail_send.schema.json and the limits in FACTS.md
+(answering 400 in SendGrid's error shape, and remembering the violation so a test can fail on it),
+answers 202 with an X-Message-Id, and counts what each address received. It can be scripted, request
+by request, to answer 429 (with reset headers), 500, 401, to drop the connection, or to hang.
+
+    with SendGridStandIn(api_key="SG.test") as sg:
+        sg.script(Answer(429, headers={"X-RateLimit-Reset": "..."}), Answer(202))
+        ... SENDGRID_API_HOST=sg.url ...
+        sg.received["amelia@example.org"] == 1
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared/sendgrid/mail_send.schema.json"
+
+
+@dataclass
+class Answer:
+    """What the stand-in does with one request.
+
+    status: the HTTP status to answer (202 = accepted).
+    drop: close the connection without answering (after reading the body).
+    hang: seconds to wait before answering (or before dropping); ``release()`` ends every wait early.
+    accepted: whether the request counts as delivered (default: a 2xx, or a drop/hang that SendGrid
+    would have taken in before the line went quiet).
+    """
+
+    status: int = 202
+    headers: dict[str, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    drop: bool = False
+    hang: float = 0.0
+    accepted: bool | None = None
+
+    def counts(self) -> bool:
+        return self.accepted if self.accepted is not None else (200 <= self.status < 300)
+
+
+class SendGridStandIn:
+    def __init__(self, api_key: str = "SG.standin-key", *, delay: float = 0.0) -> None:
+        self.api_key = api_key
+        self.delay = delay  # seconds before every answer (for kill-mid-send tests and realism)
+        self.validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+        self._script: list[Answer] = []
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+        self.received: Counter[str] = Counter()  # address -> accepted copies
+        self.requests: list[dict[str, Any]] = []  # every body that arrived (when keep_bodies)
+        self.request_count = 0
+        self.arrived = threading.Event()  # set whenever a request arrives
+        self.violations: list[str] = []
+        self.message_ids: list[str] = []
+        self.keep_bodies = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def script(self, *answers: Answer) -> None:
+        """Answers for the next requests, in order; after them every valid request gets 202."""
+        with self._lock:
+            self._script.extend(answers)
+
+    def release(self) -> None:
+        """End every hang now."""
+        self._released.set()
+
+    def __enter__(self) -> SendGridStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- checking a body -----------------------------------------------------------------------------
+
+    def problems(self, body: Any) -> list[str]:
+        """Why SendGrid would answer 400: the schema, then the limits the schema does not encode."""
+        found = [f"{'/'.join(map(str, e.absolute_path)) or 'body'}: {e.message}"
+                 for e in self.validator.iter_errors(body)]
+        if found:
+            return found
+        personalizations = body["personalizations"]
+        if len(personalizations) > 1000:
+            found.append("more than 1000 personalizations")
+        addresses = [a["email"].lower() for p in personalizations for kind in ("to", "cc", "bcc")
+                     for a in p.get(kind, [])]
+        if len(addresses) > 1000:
+            found.append("more than 1000 addresses in one request")
+        if len(addresses) != len(set(addresses)):
+            found.append("an address appears more than once in the request")
+        for i, p in enumerate(personalizations):
+            if len(p.get("to", [])) != 1 or p.get("cc") or p.get("bcc"):
+                found.append(f"personalizations/{i}: not exactly one recipient")
+            subs = p.get("substitutions", {})
+            if any(not isinstance(v, str) for v in subs.values()):
+                found.append(f"personalizations/{i}: substitutions must be strings")
+            if len(json.dumps(subs).encode()) > 10_000:
+                found.append(f"personalizations/{i}: substitutions over 10,000 bytes")
+            if len(json.dumps(p.get("custom_args", {})).encode()) > 10_000:
+                found.append(f"personalizations/{i}: custom_args over 10,000 bytes")
+            for a in p.get("to", []):
+                if any(ch in a.get("name", "") for ch in ";,"):
+                    found.append(f"personalizations/{i}: a name contains ';' or ','")
+        if len(json.dumps(body.get("custom_args", {})).encode()) > 10_000:
+            found.append("custom_args over 10,000 bytes")
+        categories = body.get("categories", [])
+        if len(categories) > 10 or len(set(categories)) != len(categories):
+            found.append("more than 10 categories, or one twice")
+        return found
+
+    # --- the HTTP side ---------------------------------------------------------------------------------
+
+    def _next_answer(self) -> Answer:
+        with self._lock:
+            self.request_count += 1
+            return self._script.pop(0) if self._script else Answer()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def _answer(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                if data:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path != "/v3/mail/send":
+                    self._answer(404, _errors(["not found"]))
+                    return
+                answer = standin._next_answer()
+                standin.arrived.set()
+                if self.headers.get("Authorization") != f"Bearer {standin.api_key}" or answer.status == 401:
+                    self._answer(401, _errors(["The provided authorization grant is invalid, expired, or revoked"]))
+                    return
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    standin.violations.append("the body is not JSON")
+                    self._answer(400, _errors(["Bad Request"]))
+                    return
+                if standin.keep_bodies:
+                    standin.requests.append(body)
+                problems = standin.problems(body)
+                if problems:
+                    standin.violations.extend(problems)
+                    self._answer(400, _errors(problems))
+                    return
+                if answer.hang or standin.delay:
+                    standin._released.wait(answer.hang or standin.delay)
+                if answer.counts():
+                    with standin._lock:
+                        for p in body["personalizations"]:
+                            standin.received[p["to"][0]["email"].lower()] += 1
+                if answer.drop:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if 200 <= answer.status < 300:
+                    message_id = uuid.uuid4().hex[:22]
+                    standin.message_ids.append(message_id)
+                    sandbox = body.get("mail_settings", {}).get("sandbox_mode", {}).get("enable")
+                    self._answer(200 if sandbox else answer.status, None, {"X-Message-Id": message_id})
+                else:
+                    self._answer(answer.status, _errors(answer.errors or [f"status {answer.status}"]),
+                                 answer.headers)
+
+        return Handler
+
+
+def _errors(messages: list[str]) -> dict[str, Any]:
+    return {"errors": [{"message": m, "field": None, "help": None} for m in messages]}
+
+
+def wait_until(predicate: Any, timeout: float = 20.0) -> bool:
+    """Poll ``predicate`` until it is true (for tests that watch a subprocess)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,106 @@
+"""The ledger on a real SQLite file: opaque ids, states, test sends, the one-send-at-a-time lock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mailroom.errors import RefusedForSafety
+from mailroom.ledger import FAILED, LIVE, SENT, TEST, UNCERTAIN, Ledger, Outcome, send_lock
+
+
+def test_recipient_ids_are_random_stable_and_never_the_address(tmp_path):
+    db = tmp_path / "ledger.sqlite3"
+    with Ledger(db) as ledger:
+        first = ledger.recipient_ids(["amelia.hughes@example.org", "rahul.patel@example.com"])
+    with Ledger(db) as ledger:
+        again = ledger.recipient_ids(["rahul.patel@example.com", "amelia.hughes@example.org", "new@example.org"])
+    assert again["amelia.hughes@example.org"] == first["amelia.hughes@example.org"]
+    assert again["rahul.patel@example.com"] == first["rahul.patel@example.com"]
+    assert len(set(again.values())) == 3
+    for key, rid in again.items():
+        assert len(rid) == 16 and key.split("@")[0] not in rid
+    other = Ledger(tmp_path / "other.sqlite3").recipient_ids(["amelia.hughes@example.org"])
+    assert other["amelia.hughes@example.org"] != first["amelia.hughes@example.org"]  # random, not a hash
+
+
+def test_a_batch_is_in_flight_until_settled_and_abandoned_ones_become_uncertain(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.plan_pending("n1", [("a@example.org", "parents"), ("b@example.org", "parents"),
+                                   ("c@example.org", "staff")])
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=LIVE, transport="sendgrid",
+                                   build_hash="h", keys=["a@example.org", "b@example.org"])
+        assert {r.state for r in ledger.states("n1", ["a@example.org", "b@example.org"]).values()} == {"in_flight"}
+        ledger.record_outcomes(batch, "n1", LIVE, [Outcome("a@example.org", SENT, message_id="m1")])
+        # the process dies here: b is still in flight
+        assert ledger.settle_abandoned("n1") == 1
+        states = ledger.states("n1", ["a@example.org", "b@example.org", "c@example.org"])
+        assert (states["a@example.org"].state, states["a@example.org"].message_id) == (SENT, "m1")
+        assert states["b@example.org"].state == UNCERTAIN and states["c@example.org"].state == "pending"
+        [uncertain] = ledger.uncertain_batches("n1")
+        assert (uncertain.batch_id, uncertain.audience, uncertain.keys) == (batch, "parents", ("b@example.org",))
+        assert ledger.resolve_uncertain("n1", as_sent=True) == 1
+        assert ledger.counts("n1") == {SENT: 2, "pending": 1}
+        assert ledger.uncertain_batches("n1") == []
+
+
+def test_resending_uncertain_puts_them_back_in_the_queue(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=LIVE, transport="outbox",
+                                   build_hash="h", keys=["a@example.org"])
+        ledger.record_outcomes(batch, "n1", LIVE, [Outcome("a@example.org", UNCERTAIN, error="dropped")])
+        assert ledger.resolve_uncertain("n1", as_sent=False) == 1
+        assert ledger.counts("n1") == {"pending": 1}
+
+
+def test_test_sends_count_only_for_the_same_build(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=TEST, transport="outbox",
+                                   build_hash="hash-1", keys=["office@example.org"])
+        ledger.record_test_send(newsletter="n1", build_hash="hash-1", address="office@example.org",
+                                audiences=["parents", "staff"], transport="outbox", batch_id=batch)
+        [test] = ledger.test_sends("n1", "hash-1")
+        assert (test.address, test.audiences, test.transport) == ("office@example.org", ("parents", "staff"),
+                                                                  "outbox")
+        assert ledger.test_sends("n1", "hash-2") == []  # recomposed: test again
+        assert ledger.counts("n1") == {}  # a test send never touches the send state
+
+
+def test_failed_rows_keep_their_reason(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        batch = ledger.begin_batch(newsletter="n1", audience="staff", kind=LIVE, transport="smtp",
+                                   build_hash="h", keys=["x@example.org"])
+        ledger.record_outcomes(batch, "n1", LIVE, [Outcome("x@example.org", FAILED, error="550 no such user")])
+        assert ledger.states("n1", ["x@example.org"])["x@example.org"].error == "550 no such user"
+
+
+def test_the_ledger_uses_wal(tmp_path):
+    Ledger(tmp_path / "l.sqlite3").close()
+    with sqlite3.connect(tmp_path / "l.sqlite3") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _hold_lock(db: str, ready, release) -> None:
+    with send_lock(Path(db)):
+        ready.set()
+        release.wait(10)
+
+
+def test_only_one_send_at_a_time_and_a_dead_sender_frees_the_lock(tmp_path):
+    db = tmp_path / "l.sqlite3"
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(db), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(20)
+        with pytest.raises(RefusedForSafety, match="another send is running right now"), send_lock(db):
+            pass
+    finally:
+        holder.kill()  # dies without letting go
+        holder.join()
+    with send_lock(db):  # the lock went with the process
+        pass
