@@ -1,7 +1,7 @@
 """How fast and how lean is a send? Prints figures; not a test.
 
 1. send.py through the SendGrid transport to the local stand-in (tests/sendgrid_standin.py), for 10,000
-   and 100,000 people: wall time, requests made, and the sender's peak memory (its own ru_maxrss).
+   and 100,000 people: wall time, requests made, and the sender's peak memory (its own VmHWM, see peak_memory.py).
    Targets: one request per 1000 people; peak memory under 150 MB at 100,000 and at most 1.3x the
    figure at 10,000 (people are streamed in batches, never all rendered at once).
 2. The outbox transport: messages written per second for 1,000 and 10,000 people (target >= 1000/s),
@@ -45,14 +45,22 @@ def run_send(folder: Path, env: dict[str, str]) -> tuple[float, float, int]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "SENDGRID_", "SMTP_"))}
     full_env.update(env)
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, str(ROOT / "send.py"), f"newsletters/{SAMPLE}", "--to", "parents",
-                              "--yes", "--untested"], cwd=folder, env=full_env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    result = subprocess.run(measured(folder / "peak.txt", ROOT / "send.py", f"newsletters/{SAMPLE}", "--to",
+                                     "parents", "--yes", "--untested"),
+                            cwd=folder, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - started
-    if status:
-        print(child.stderr.read().decode() if child.stderr else "", file=sys.stderr)
-    return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    if result.returncode:
+        print(result.stderr, file=sys.stderr)
+    return seconds, peak_mb(folder / "peak.txt"), result.returncode
+
+
+def measured(peak_file: Path, script: Path, *args: str) -> list[str]:
+    """A command running ``script`` that leaves its own peak memory in ``peak_file``."""
+    return [sys.executable, str(ROOT / "bench" / "peak_memory.py"), str(peak_file), str(script), *args]
+
+
+def peak_mb(peak_file: Path) -> float:
+    return int(peak_file.read_text()) / 1024
 
 
 def bench_sendgrid(work: Path, sizes: list[int]) -> None:
@@ -132,12 +140,11 @@ def bench_dispatch(work: Path, sizes: list[int]) -> None:
         with SendGridStandIn(api_key=API_KEY) as standin:
             standin.keep_bodies = False
             started = time.perf_counter()
-            child = subprocess.Popen([sys.executable, __file__, "--dispatch-child", str(folder), standin.url,
-                                      str(size)])
-            _, status, usage = os.wait4(child.pid, 0)
+            status = subprocess.run(measured(folder / "peak.txt", Path(__file__), "--dispatch-child", str(folder),
+                                             standin.url, str(size))).returncode
             seconds = time.perf_counter() - started
             assert status == 0 and len(standin.received) == size and not standin.violations
-            peaks[size] = usage.ru_maxrss / 1024
+            peaks[size] = peak_mb(folder / "peak.txt")
             print(f"{size:>8} {seconds:>8.1f} {standin.request_count:>9} {peaks[size]:>8.1f}")
     print(f"peak memory {sizes[-1]:,} / {sizes[0]:,}: {peaks[sizes[-1]] / peaks[sizes[0]]:.2f}x")
 

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,17 +31,14 @@ FIELDS = ("email", "first_name", "last_name", "lists", "status")
 REQUIRED_FIELDS = ("email", "first_name", "last_name", "lists")  # status may be absent: everyone subscribed
 STATUSES = ("subscribed", "unsubscribed")
 
-# What each field is called in messages for office staff.
-_FIELD_WORDS = {"email": "email address", "first_name": "first name", "last_name": "last name",
-                "lists": "lists", "status": "status"}
 # Bytes Windows-1252 leaves undefined: a file holding them is neither UTF-8 nor Windows-1252.
 _CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 _LIST_SPLIT = re.compile(r"[;,]")
 # An ASCII dot-atom local part: for these, email-validator's verdict depends only on the domain (cached
 # below) and the length, so the common case skips the full (slower) validation. Anything else takes the
 # full path, so the verdict is always email-validator's.
-_SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_SIMPLE_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
+_SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                             r"@([A-Za-z0-9.-]+)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +117,8 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
     ``suppressed`` maps an address key (trimmed, lower-cased) to the reason it is suppressed.
     """
     path = Path(path)
+    if isinstance(lists, str):  # "staff,parents" as typed after --to
+        lists = lists.split(",")
     chosen = _chosen_lists(lists, settings)
     suppressed = suppressed or {}
     encoding = _detect_encoding(path)
@@ -153,6 +153,8 @@ def _detect_encoding(path: Path) -> str:
                          "(or give another file with --audiences)", path) from None
     except IsADirectoryError:
         raise InputError("this is a folder, not a CSV file", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot be opened ({exc.strerror})", path) from None
     with handle:
         head = handle.read(4)
         if head.startswith(codecs.BOM_UTF8):
@@ -239,19 +241,30 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
     try:
         for cells in reader:
             start, line = line, reader.line_num + 1
-            if not any(cells) or not "".join(cells).strip():
+            if not "".join(cells).strip():
                 continue
             if columns is None:
                 columns = _columns(cells, start, path, settings)
-                # An absent optional column reads the "" appended to every row (index -1).
-                at = [columns.get(name, -1) for name in FIELDS]
-                width = max(at) + 1
+                pick = itemgetter(*(columns[name] for name in REQUIRED_FIELDS))
+                status_at = columns.get("status")
+                width = max(columns.values()) + 1
                 continue
-            if len(cells) < width:
+            if len(cells) < width:  # a short row: what's missing reads as empty
                 cells.extend([""] * (width - len(cells)))
-            cells.append("")
-            yield _check_row(start, *(cells[i].strip() for i in at), known, settings)
+            email, first_name, last_name, lists_cell = pick(cells)
+            status_cell = "" if status_at is None else cells[status_at]
+            row = _check_row(start, email.strip(), first_name.strip(), last_name.strip(), lists_cell.strip(),
+                             status_cell.strip(), known, settings)
+            if row.problems and line - start > 1 and any(delimiter in c and "\n" in c for c in cells):
+                # A quote opened and never closed swallows the lines after it, which then look like one
+                # cell holding whole rows: say where to look.
+                row = row._replace(problems=(*row.problems, f"this row runs on from line {start} to line "
+                                             f"{line - 1}: is a closing quote (\") missing?"))
+            yield row
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):
+            raise InputError("a cell starting on this line runs on for thousands of lines: is a closing "
+                             'quote (") missing?', path, line) from None
         raise InputError(f"this line cannot be read as CSV ({exc})", path, line) from None
     if columns is None:
         raise InputError("the file is empty: it needs a first line of column headings, then one row per person",
@@ -260,13 +273,14 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
 
 def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cell: str, status_cell: str,
                known: Mapping[str, object], settings: Settings) -> _Row:
+    """One row's values, trimmed, with everything wrong with them (all of it, so one fix-up does)."""
     problems: list[str] = []
     if not email:
         problems.append("the email address is missing")
     else:
         why = _email_problem(email)
         if why:
-            problems.append(f"'{email}' is not a valid email address: {why}")
+            problems.append(f"not a valid email address: {why}")
     for word, name in (("first name", first_name), ("last name", last_name)):
         if not name.isprintable() and _has_control(name):
             problems.append(f"the {word} has a line break or other control character "
@@ -309,10 +323,9 @@ def _has_control(text: str) -> bool:
 
 def _email_problem(email: str) -> str | None:
     """None if email-validator accepts the address (no DNS look-ups), else its explanation."""
-    local, at, domain = email.rpartition("@")
-    if (at and len(email) <= 200 and len(local) <= 64 and _SIMPLE_LOCAL.fullmatch(local)
-            and _SIMPLE_DOMAIN.fullmatch(domain)):
-        return _domain_problem(domain.lower())
+    simple = _SIMPLE_ADDRESS.fullmatch(email)
+    if simple and len(email) <= 200 and simple.start(1) <= 65:  # local part at most 64 characters
+        return _domain_problem(simple.group(1).lower())
     return _validator_verdict(email)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,15 +84,37 @@ class Build:
     def changed_sources(self) -> list[str]:
         """Sources whose content differs from what was composed (or that are gone)."""
         changed = []
-        for rel, digest in self.sources.items():
+        for name, digest in self.sources.items():
+            rel, _, part = name.partition("#")
             path = self.root / rel
-            if not path.is_file() or file_sha256(path) != digest:
-                changed.append(rel)
+            if not path.is_file() or source_digest(path, part) != digest:
+                changed.append(name)
         return changed
 
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# The parts of school.toml that change what an email looks like. Sending settings ([smtp], [sendgrid],
+# [audiences_csv]) are left out, so changing the sending pace doesn't force a new compose.
+RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web")
+RENDERING_PART = "rendering"
+
+
+def rendering_settings_sha256(path: Path) -> str:
+    """A digest of school.toml's rendering tables, independent of comments and layout."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return "unreadable"
+    used = {name: data.get(name) for name in RENDERING_TABLES}
+    return hashlib.sha256(json.dumps(used, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def source_digest(path: Path, part: str = "") -> str:
+    """The digest recorded for a source: the whole file, or only the rendering part of school.toml."""
+    return rendering_settings_sha256(path) if part == RENDERING_PART else file_sha256(path)
 
 
 def load_build(newsletter_dir: Path | str, root: Path | None = None) -> Build:

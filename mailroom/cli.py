@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 
-from mailroom.errors import EXIT_INTERRUPTED, InputError, MailroomError, RefusedForSafety, TransportError
+from mailroom.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    InputError,
+    MailroomError,
+    RefusedForSafety,
+    TransportError,
+)
+
+if TYPE_CHECKING:
+    from mailroom.checks import Finding
+    from mailroom.compose import ComposeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,10 +89,117 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
     out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
+    # Compose succeeds (exit 0) even when the checks find errors: the build is there to look at and
+    # fix from; send.py is what refuses it. The message says so plainly.
+    _print_findings(result.findings, list(build.versions), stopping=False)
     if open_browser:
         import webbrowser
 
         webbrowser.open(preview.resolve().as_uri())
+
+
+# --- checks ------------------------------------------------------------------------------------
+
+def _print_findings(findings: Sequence[Finding], audiences: Sequence[str], *, stopping: bool) -> None:
+    """The findings for office staff: errors in red, warnings in yellow, each with its line if known."""
+    from mailroom.checks import merge_audiences
+
+    merged = merge_audiences(findings)
+    errors = sum(1 for m in merged if m.finding.is_error)
+    warnings = len(merged) - errors
+    if not merged:
+        out.print("[green]Checks: no problems found.[/]")
+        return
+    out.print(f"Checks: {_count(errors, 'error')}, {_count(warnings, 'warning')}")
+    for entry in merged:
+        finding = entry.finding
+        label = "[bold red]Error:  [/]" if finding.is_error else "[yellow]Warning:[/]"
+        colour = "red" if finding.is_error else "yellow"
+        where = f"{finding.where()}: " if finding.source_line else ""
+        only = ""
+        if entry.audiences and set(entry.audiences) != set(audiences):
+            only = f" (in the {', '.join(entry.audiences)} version{'s' if len(entry.audiences) > 1 else ''})"
+        out.print(f"  {label} [{colour}]{_plain(where + finding.message + only)}[/]")
+    if errors:
+        out.print("[bold red]This newsletter cannot be sent until the errors are fixed.[/]"
+                  + ("" if stopping else " Fix them and compose again."))
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+@main.command("check")
+@newsletter_argument
+@_report_errors
+def check_command(newsletter: Path) -> None:
+    """Run the preflight checks on NEWSLETTER_DIR's composed build (exit 2 if there are errors)."""
+    from mailroom.build import load_build
+    from mailroom.checks import check_build, has_errors, newsletter_for_build
+
+    build = load_build(newsletter)
+    changed = build.changed_sources()
+    if changed:
+        out.print(f"[yellow]Note:[/] {_plain(', '.join(changed))} changed since the newsletter was composed; "
+                  "these checks are of the last compose. Compose again to check your changes.")
+    findings = check_build(build, newsletter_for_build(build))
+    _print_findings(findings, list(build.versions), stopping=True)
+    if has_errors(findings):
+        sys.exit(EXIT_BAD_INPUT)
+
+
+# --- preview ------------------------------------------------------------------------------------
+
+DEFAULT_PREVIEW_PORT = 8040
+
+
+@main.command("preview")
+@newsletter_argument
+@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PREVIEW_PORT, show_default=True,
+              help="The port to serve on (0: any free port).")
+@click.option("--no-open", "no_open", is_flag=True, help="Do not open the web browser.")
+@_report_errors
+def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
+    """Show NEWSLETTER_DIR in the browser and update it every time you save a change."""
+    import datetime as dt
+    import errno
+
+    from mailroom.errors import InputError
+    from mailroom.preview_server import PreviewServer, Watcher
+
+    if not newsletter.is_dir():
+        raise InputError("there is no such newsletter folder", newsletter)
+
+    def composed(result: ComposeResult) -> None:
+        out.print(f"{dt.datetime.now():%H:%M:%S} [green]Composed[/] \u201c{_plain(result.build.subject)}\u201d")
+        _print_findings(result.findings, list(result.build.versions), stopping=False)
+        out.file.flush()
+
+    def failed(exc: MailroomError) -> None:
+        err.print(f"{dt.datetime.now():%H:%M:%S} [bold red]Could not compose:[/] {_plain(str(exc))}")
+        err.print("  Fix it and save; the preview shows the last version that worked until then.")
+
+    watcher = Watcher(newsletter, Path.cwd(), on_compose=composed, on_error=failed)
+    watcher.compose()
+    try:
+        server = PreviewServer(watcher, port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        server = PreviewServer(watcher, 0)
+        out.print(f"Port {port} is in use, so the preview uses another one.")
+    out.print(f"[bold]Preview at {server.url}[/]")
+    out.print("Edit newsletter.md, an image, a template or school.toml and save: the page updates by itself. "
+              "Press Ctrl+C to stop.")
+    out.file.flush()  # the address must show even when the output goes to a pipe or a log
+    if not no_open:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out.print("Stopped the preview.")
 
 
 def _shown(path: Path) -> str:
@@ -105,9 +223,244 @@ def send_main() -> None:
     send_command.main(prog_name="send.py")
 
 
+# --- events ------------------------------------------------------------------------------------
+
+@main.group("events")
+def events_group() -> None:
+    """Delivery events from SendGrid: receive them, or import a file of them."""
+
+
+@events_group.command("serve")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0 picks a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on. Keep 127.0.0.1 behind a reverse proxy or tunnel.")
+@_report_errors
+def events_serve_command(port: int, host: str) -> None:
+    """Receive SendGrid's signed Event Webhook until stopped with Ctrl+C."""
+    from datetime import datetime
+
+    from mailroom.settings import load_settings
+    from mailroom.webhook import make_server
+
+    settings = load_settings()
+
+    def log(message: str) -> None:
+        err.print(f"{datetime.now():%H:%M:%S} {_plain(message)}")
+
+    server = make_server(settings.db_path, settings.sendgrid.webhook_public_key, host, port, log=log)
+    out.print(f"Listening for SendGrid events on {server.url} (Ctrl+C to stop).")
+    out.print(f"Events are stored in {_plain(_shown(settings.db_path))}.")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        totals = server.totals
+        out.print(f"Stopped. {totals.stored} event(s) stored, {totals.repeated} repeat(s), "
+                  f"{totals.suppressed} address(es) added to the suppression list.")
+    finally:
+        server.server_close()
+
+
+@events_group.command("import")
+@click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
+@_report_errors
+def events_import_command(file: Path) -> None:
+    """Store the events in FILE (a JSON list, as SendGrid posts them); repeats are ignored."""
+    from mailroom.events import import_events_file
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    result = import_events_file(settings.db_path, file)
+    out.print(f"Imported {result.stored} new event(s) from {_plain(str(file))}; "
+              f"{result.repeated} were already stored.")
+    if result.suppressed:
+        out.print(f"{result.suppressed} address(es) added to the suppression list "
+                  "(see: python -m mailroom suppressions).")
+    if result.resubscribe_requests:
+        out.print(f"{result.resubscribe_requests} suppressed reader(s) asked to be resubscribed. They stay "
+                  "suppressed until the office takes them back:\n"
+                  "  python -m mailroom suppressions remove ADDRESS --note ...")
+
+
+# --- suppressions ------------------------------------------------------------------------------
+
+@main.group("suppressions", invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Also show addresses the office took back.")
+@click.pass_context
+@_report_errors
+def suppressions_group(ctx: click.Context, show_all: bool) -> None:
+    """List the addresses that will be left out of every send, and why."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from mailroom.settings import load_settings
+    from mailroom.suppressions import list_suppressions
+
+    settings = load_settings()
+    rows = list_suppressions(settings.db_path, include_removed=show_all)
+    if not rows:
+        out.print("Nobody is on the suppression list.")
+        return
+    table = Table(title="Suppression list", title_justify="left")
+    for column in ("Address", "Reason", "Date", "Source"):
+        table.add_column(column)
+    active = [row for row in rows if row.removed_at is None]
+    for row in active:
+        reason = row.reason
+        if row.resubscribed_at:
+            reason += f" (asked to resubscribe on {row.resubscribed_at:%Y-%m-%d})"
+        table.add_row(_plain(row.email), _plain(reason), f"{row.suppressed_at:%Y-%m-%d}", row.source)
+    if active:
+        out.print(table)
+    for row in rows:
+        if row.removed_at is not None:
+            out.print(f"Taken back: {_plain(row.email)} ({_plain(row.describe())}), on {row.removed_at:%Y-%m-%d} "
+                      f"by the office: {_plain(row.removal_note or '')}")
+    out.print(f"{len(active)} address(es) suppressed.")
+
+
+@suppressions_group.command("remove")
+@click.argument("address")
+@click.option("--note", required=True, help="Why the address may be mailed again (kept with the history).")
+@_report_errors
+def suppressions_remove_command(address: str, note: str) -> None:
+    """Take ADDRESS off the suppression list, so the next send includes it again."""
+    from mailroom.settings import load_settings
+    from mailroom.suppressions import remove_suppression
+
+    settings = load_settings()
+    removed = remove_suppression(settings.db_path, address, note)
+    out.print(f"{_plain(removed.email)} is no longer suppressed (it was: {_plain(removed.describe())}).")
+
+
+@suppressions_group.command("add")
+@click.argument("address")
+@click.option("--reason", required=True, help='Why, for example "asked by phone not to be emailed".')
+@_report_errors
+def suppressions_add_command(address: str, reason: str) -> None:
+    """Keep ADDRESS out of every send from now on (for requests made to the office)."""
+    from mailroom.settings import load_settings
+    from mailroom.suppressions import add_suppression
+
+    settings = load_settings()
+    if add_suppression(settings.db_path, address, reason, "office"):
+        out.print(f"{_plain(address.strip())} will be left out of every send.")
+    else:
+        out.print(f"{_plain(address.strip())} was already on the suppression list.")
+
+
+# --- report ------------------------------------------------------------------------------------
+
+@main.command("report")
+@newsletter_argument
+@_report_errors
+def report_command(newsletter: Path) -> None:
+    """Show what happened to NEWSLETTER_DIR's emails, and write build/report.html."""
+    from rich.table import Table
+
+    from mailroom.report import build_report
+    from mailroom.report_page import write_report_page
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    report = build_report(settings, newsletter)
+    title = report.slug if report.subject == report.slug else f"{report.subject} ({report.slug})"
+    # One column per audience, one row per measure: fits a narrow terminal with several lists.
+    table = Table(title=_plain(title), title_justify="left")
+    table.add_column("People")
+    for a in report.audiences:
+        table.add_column(_plain(a.audience), justify="right")
+    rows: list[tuple[str, Callable[[Any], str]]] = [
+        ("Sent", lambda a: str(a.sent)),
+        ("Delivered", lambda a: f"{a.delivered} ({a.share(a.delivered, a.sent)})"),
+        ("Bounced", lambda a: str(a.bounced)),
+        ("Dropped by SendGrid", lambda a: str(a.dropped)),
+        ("Deferred", lambda a: str(a.deferred)),
+        ("Opened", lambda a: "not tracked" if a.opened is None else f"{a.opened} ({a.share(a.opened, a.delivered)})"),
+        ("Clicked a link", lambda a: f"{a.clicked} ({a.share(a.clicked, a.delivered)})"),
+        ("Clicks in total", lambda a: str(a.clicks)),
+        ("Unsubscribed", lambda a: str(a.unsubscribed)),
+        ("Reported as spam", lambda a: str(a.spam_reports)),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(a) for a in report.audiences))
+    out.print(table)
+    if report.links:
+        links = Table(title="Clicks per link (tracking parameters removed)", title_justify="left")
+        links.add_column("Link", overflow="fold")
+        links.add_column("People", justify="right")
+        links.add_column("Clicks", justify="right")
+        for link in report.links:
+            links.add_row(_plain(link.label), str(link.clicked), str(link.clicks))
+        out.print(links)
+    for note in report.notes:
+        out.print(f"- {_plain(note)}")
+    page = write_report_page(report, newsletter, settings.school.language, settings.school.name)
+    out.print(f"Report page: {_plain(_shown(page))}")
+
+
+# --- audiences ---------------------------------------------------------------------------------
+
+def split_lists(text: str | None, settings: Any) -> list[str]:
+    """--to "staff, parents" as a list in the order given; every list in school.toml when not given."""
+    if text is None:
+        return settings.list_names()
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def suppressed_for(settings: Any) -> dict[str, str]:
+    """Addresses that must not be mailed (bounces, complaints, unsubscribes) -> why."""
+    from mailroom.suppressions import suppressed_addresses
+
+    return dict(suppressed_addresses(settings.db_path))
+
+
+@main.command("audiences")
+@click.option("--to", "to", metavar="LISTS",
+              help="Lists, separated by commas, in the order that decides who gets which version "
+                   "(default: every list in school.toml).")
+@click.option("--audiences", "audiences_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="The mailing lists file (default: audiences.csv).")
+@click.option("--problems-csv", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write the problems to this CSV file (safe to open in Excel).")
+@_report_errors
+def audiences_command(to: str | None, audiences_file: Path | None, problems_csv: Path | None) -> None:
+    """Check audiences.csv: who is on each list, who will receive, who is left out and why.
+
+    Exits with status 2 when some rows have problems (they would be left out of a send).
+    """
+    from mailroom.audience import load_audience
+    from mailroom.audience_report import format_audience_summary, format_left_out, format_problems, write_problems_csv
+    from mailroom.errors import EXIT_BAD_INPUT, InputError
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    # Shown relative to where the command runs, as office staff would type it.
+    path = audiences_file or Path(_shown(settings.root / "audiences.csv"))
+    plan = load_audience(path, settings, split_lists(to, settings), suppressed_for(settings))
+    out.print(f"{_shown(plan.path)}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
+              f"lists in this order: {', '.join(plan.lists)}", markup=False)
+    for section in (format_audience_summary(plan), format_left_out(plan), format_problems(plan)):
+        if section:
+            out.print()
+            for line in section:
+                out.print(line, markup=False)
+    problems = len(plan.problems())
+    if problems_csv is not None:
+        try:
+            write_problems_csv(plan, problems_csv)
+        except OSError as exc:
+            raise InputError(f"could not write the problems report here ({exc.strerror})", problems_csv) from None
+        out.print()
+        out.print(f"Wrote {problems} {'problem' if problems == 1 else 'problems'} to {_shown(problems_csv)}",
+                  markup=False)
+    if problems:
+        sys.exit(EXIT_BAD_INPUT)
+
+
 # --- send --------------------------------------------------------------------------------------
 
-_SHOW_LEFT_OUT = 30  # left-out people listed one by one before "and N more"
 _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
 
 
@@ -139,10 +492,10 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
 
     if resend_uncertain and mark_uncertain_sent:
         raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
-    lists = [name.strip().lower() for name in to_lists.split(",") if name.strip()]
+    settings = load_settings()
+    lists = split_lists(to_lists, settings)
     if not lists:
         raise click.UsageError("--to needs at least one list name, e.g. --to parents")
-    settings = load_settings()
     build = load_build(newsletter, root=settings.root)
     changed = build.changed_sources()
     if changed:
@@ -162,27 +515,14 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
 
 
 def _refuse_preflight_errors(build: Any) -> None:
-    """Nothing goes out while the preflight checks (mailroom/checks.py, when present) find an error."""
-    import importlib
-    import importlib.util
+    """Nothing goes out while the preflight checks find an error."""
+    from mailroom.checks import errors_for_build
 
-    if importlib.util.find_spec("mailroom.checks") is None:
-        return
-    checks = importlib.import_module("mailroom.checks")
-    errors = [str(problem) for problem in checks.errors_for_build(build)]
+    errors = [str(problem) for problem in errors_for_build(build)]
     if errors:
         listed = "\n".join(f"  - {problem}" for problem in errors)
         raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
                          "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
-
-
-def _suppressed(db_path: Path) -> dict[str, str]:
-    """Addresses that must not be mailed (bounces, complaints), if the suppressions module is installed."""
-    try:
-        from mailroom.suppressions import suppressed_addresses  # type: ignore[import-not-found]
-    except ImportError:
-        return {}
-    return dict(suppressed_addresses(db_path))
 
 
 def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], address: str,
@@ -214,7 +554,7 @@ def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     if report.uncertain:
         raise RefusedForSafety(f"the test copy may or may not have been sent ({report.stop_message}); check the "
                                f"inbox of {address.strip()}, or send the test again")
-    _finish_run(report, ledger, build)
+    _finish_run(report, ledger, build, settings)
     out.print("[bold green]Test sent.[/] Check it, then send for real without --test.")
 
 
@@ -227,7 +567,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
 
     ledger.settle_abandoned(build.slug)
     audience = load_audience(audiences_file or settings.root / "audiences.csv", settings, lists,
-                             _suppressed(settings.db_path))
+                             suppressed_for(settings))
     if mark_uncertain_sent and not dry_run:
         marked = ledger.resolve_uncertain(build.slug, as_sent=True)
         if marked:
@@ -235,7 +575,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     plan = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
     _show_plan(build.subject, plan, audience, transport, sandbox)
     if plan.uncertain:
-        _show_uncertain(plan.uncertain)
+        _show_uncertain(plan.uncertain, _uncertain_file(settings, build))
         if not dry_run:
             raise RefusedForSafety(
                 "nothing was sent: some people may or may not already have this newsletter (see above). "
@@ -270,7 +610,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
     with transport, _ctrl_c_stops(dispatcher), _progress_display(plan.total) as show:
         dispatcher.on_progress = show
         report = dispatcher.run(batches)
-    _finish_run(report, ledger, build)
+    _finish_run(report, ledger, build, settings)
     if sandbox:
         out.print(f"[bold green]Sandbox:[/] SendGrid checked {report.sent} messages in {report.requests} "
                   "requests and delivered none.")
@@ -280,21 +620,14 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
 
 
 def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:
+    """The plan before anything goes out: the lists (as ``mailroom audiences`` shows them), then this send."""
+    from mailroom.audience_report import format_audience_summary, format_left_out, format_problems
+
     out.print(f"[bold]Sending[/] \u201c{_plain(subject)}\u201d")
-    for name in plan.audiences:
-        summary = audience.summaries[name]
-        left = ", ".join(f"{count} {reason}" for reason, count in summary.left_out.items() if count)
-        out.print(f"  {name:<10} {summary.on_list} on the list, {summary.receiving} receive it"
-                  + (f", left out: {left}" if left else "")
-                  + f"; {plan.to_send.get(name, 0)} to send now")
-    shown = [item for item in audience.left_out if item.reason != "duplicate"]
-    if shown:
-        out.print("Left out:")
-        for item in shown[:_SHOW_LEFT_OUT]:
-            where = f"line {item.line}" if item.line else "?"
-            out.print(f"  {where}: {_plain(item.email or '(no address)')} - {item.reason}: {_plain(item.detail)}")
-        if len(shown) > _SHOW_LEFT_OUT:
-            out.print(f"  ... and {len(shown) - _SHOW_LEFT_OUT} more")
+    for section in (format_audience_summary(audience), format_left_out(audience), format_problems(audience)):
+        for line in section:
+            out.print(line, markup=False)
+    out.print("To send now: " + ", ".join(f"{name} {plan.to_send.get(name, 0)}" for name in plan.audiences))
     if plan.already_sent:
         out.print(f"Already sent earlier (skipped): {plan.already_sent}")
     if plan.retrying:
@@ -313,7 +646,12 @@ def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: 
     out.print(f"[bold]{plan.total}[/] people will get it now.")
 
 
-def _show_uncertain(batches: Any) -> None:
+def _show_uncertain(batches: Any, full_list: Path) -> None:
+    """Name the people whose send may or may not have arrived; all of them go in ``full_list`` (a CSV)."""
+    import csv
+
+    from mailroom.audience_report import excel_safe
+
     people = sum(len(b.keys) for b in batches)
     err.print(f"[bold yellow]Uncertain:[/] {people} people in {len(batches)} earlier batch(es) may or may not "
               "have this newsletter (the send stopped or lost its connection before the answer came):")
@@ -324,9 +662,20 @@ def _show_uncertain(batches: Any) -> None:
             err.print(f"    {_plain(key)}")
         if len(batch.keys) > _SHOW_UNCERTAIN:
             err.print(f"    ... and {len(batch.keys) - _SHOW_UNCERTAIN} more")
+    full_list.parent.mkdir(parents=True, exist_ok=True)
+    with full_list.open("w", encoding="utf-8-sig", newline="") as handle:  # utf-8-sig: Excel reads it right
+        writer = csv.writer(handle)
+        writer.writerow(["batch", "list", "email"])
+        for batch in batches:
+            writer.writerows([batch.batch_id, batch.audience, excel_safe(key)] for key in batch.keys)
+    err.print(f"  Everyone in these batches is listed in {_plain(_shown(full_list))}")
 
 
-def _finish_run(report: Any, ledger: Any, build: Any) -> None:
+def _uncertain_file(settings: Any, build: Any) -> Path:
+    return settings.db_path.parent / f"uncertain-{build.slug}.csv"
+
+
+def _finish_run(report: Any, ledger: Any, build: Any, settings: Any) -> None:
     """Say how the run ended; anything short of complete becomes the error that sets the exit status."""
     from mailroom.dispatch import GAVE_UP, INTERRUPTED, REFUSED
 
@@ -335,7 +684,7 @@ def _finish_run(report: Any, ledger: Any, build: Any) -> None:
     for reason, count in report.errors.most_common(5):
         err.print(f"  {count} not sent: {_plain(reason)}")
     if report.uncertain:
-        _show_uncertain(ledger.uncertain_batches(build.slug))
+        _show_uncertain(ledger.uncertain_batches(build.slug), _uncertain_file(settings, build))
         raise RefusedForSafety(
             "the send stopped because the outcome of a request is unknown. Run the same command again with "
             "--resend-uncertain (they may get it twice) or --mark-uncertain-sent (they may not get it at all)")

@@ -14,7 +14,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailroom.build import BUILD_DIR, IMAGE_PREFIX, MANIFEST, MANIFEST_VERSION, Build, file_sha256, load_build
+from mailroom.build import (
+    BUILD_DIR,
+    IMAGE_PREFIX,
+    MANIFEST,
+    MANIFEST_VERSION,
+    RENDERING_PART,
+    Build,
+    file_sha256,
+    load_build,
+    source_digest,
+)
+from mailroom.checks import Finding, check_versions
 from mailroom.content import IMAGE_TYPES, Newsletter, load_newsletter
 from mailroom.errors import InputError
 from mailroom.preview import preview_page
@@ -29,6 +40,7 @@ class ComposeResult:
     build: Build
     web_path: Path
     preview_path: Path
+    findings: tuple[Finding, ...] = ()  # the preflight checks' findings (errors stop a send)
 
 
 def _image_names(paths: list[Path]) -> dict[Path, str]:
@@ -76,11 +88,13 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     web = renderer.render(newsletter, WEB_AUDIENCE)
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
-    sources = [newsletter.path, settings.source_file, *(image.path for image in images)]
+    sources = [newsletter.path, *(image.path for image in images)]
     sources += sorted(p for p in (settings.root / TEMPLATE_DIR).rglob("*") if p.is_file())
     if logo is not None:
         sources.append(logo)
     source_hashes = {_relative(p, settings.root): file_sha256(p) for p in sources}
+    settings_name = f"{_relative(settings.source_file, settings.root)}#{RENDERING_PART}"
+    source_hashes[settings_name] = source_digest(settings.source_file, RENDERING_PART)
 
     image_files: list[tuple[Path, str]] = [(path, name) for path, name in image_names.items()]
     if logo is not None and logo_name:
@@ -127,14 +141,18 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
             "versions": manifest_versions,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        page = preview_page(settings, front.subject, front.preheader, versions)
+        findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
+                                  preheader=front.preheader, newsletter=newsletter,
+                                  image_dir=staging / IMAGE_PREFIX.rstrip("/"))
+        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date)
         (staging / "preview.html").write_text(page, encoding="utf-8")
         _swap_in(staging, build_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     build = load_build(folder, settings.root)
-    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html")
+    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
+                         findings=tuple(findings))
 
 
 def _swap_in(staging: Path, build_dir: Path) -> None:

@@ -11,6 +11,7 @@ Nothing here prints; progress goes to a callback and the outcome comes back as a
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 from collections import Counter
@@ -148,22 +149,22 @@ def live_batches(build: Build, settings: Settings, people: Sequence[Person], aud
     Only rendered messages for one batch exist at a time, so memory stays flat however long the list.
     """
     sendable = {PENDING, FAILED} | ({UNCERTAIN, IN_FLIGHT} if resend_uncertain else set())
-    seen: set[str] = set()
     for audience in audiences:
         version = make_version(build, settings, audience)
-        waiting: list[Person] = []
+        waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
         mine = (p for p in people if p.audience == audience)
         while True:
+            # Read the ledger only after earlier batches were settled (the consumer sends each batch
+            # before asking for the next), so someone already sent is never queued again.
             window = [p for _, p in zip(range(_LOOKUP_WINDOW), mine, strict=False)]
             if window:
                 rows = ledger.states(build.slug, [p.key for p in window])
                 for person in window:
                     row = rows.get(person.key)
-                    if person.key not in seen and (row is None or row.state in sendable):
-                        seen.add(person.key)
-                        waiting.append(person)
+                    if row is None or row.state in sendable:
+                        waiting.setdefault(person.key, person)
             while len(waiting) >= size or (waiting and not window):
-                chunk, waiting = waiting[:size], waiting[size:]
+                chunk = [waiting.pop(key) for key in list(itertools.islice(waiting, size))]
                 ids = ledger.recipient_ids([p.key for p in chunk])
                 yield version, [make_message(p, ids[p.key], settings) for p in chunk]
             if not window:
@@ -202,11 +203,9 @@ class DispatchReport:
     uncertain: int = 0
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)
-    message_ids: list[str] = field(default_factory=list)
     uncertain_batches: list[int] = field(default_factory=list)
     stopped: str | None = None  # INTERRUPTED, REFUSED, GAVE_UP or UNKNOWN_OUTCOME
     stop_message: str | None = None
-    batch_ids: list[int] = field(default_factory=list)
     confirmed_test_batches: list[int] = field(default_factory=list)
 
 
@@ -258,7 +257,6 @@ class Dispatcher:
         batch_id = self.ledger.begin_batch(
             newsletter=self.newsletter, audience=version.audience, kind=self.kind,
             transport=self.transport.name, build_hash=self.build_hash, keys=[m.key for m in messages])
-        self.report.batch_ids.append(batch_id)
         sent_before, uncertain_before = self.report.sent, self.report.uncertain
         remaining = list(messages)
         message_id: str | None = None
@@ -340,7 +338,8 @@ class Dispatcher:
             self.report.stopped = INTERRUPTED
             return False
         delay = self.policy.delay(attempt, retry_after, self.rng)
-        self._progress(f"{reason or 'not accepted'}; trying again in {delay:.0f} s")
+        said = (reason or "Not accepted").rstrip().rstrip(".")
+        self._progress(f"{said}. Trying again in {delay:.0f} s.")
         self._sleep(delay)
         if self.stop.is_set():
             self.report.stopped = INTERRUPTED
@@ -361,8 +360,6 @@ class Dispatcher:
             state = FAILED
         self.ledger.finish_batch(batch_id, state, message_id=message_id,
                                  error=None if state == SENT else error)
-        if message_id:
-            self.report.message_ids.append(message_id)
         if state == SENT and self.kind == TEST:
             self.report.confirmed_test_batches.append(batch_id)
 

@@ -251,10 +251,6 @@ class Ledger:
             "UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
             "finished_at = ? WHERE batch_id = ?", (state, message_id, error, _now(), batch_id))
 
-    def batch_state(self, batch_id: int) -> str:
-        row = self.conn.execute("SELECT state FROM send_batches WHERE batch_id = ?", (batch_id,)).fetchone()
-        return row[0] if row else ""
-
     # --- resume ------------------------------------------------------------------------------------
 
     def settle_abandoned(self, newsletter: str) -> int:

@@ -39,3 +39,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def sample_dir(project: Path) -> Path:
     return project / "newsletters" / SAMPLE_SLUG
+
+
+# Fixtures of their own concerns (copies of the project with fixture newsletters; headless Chromium).
+pytest_plugins = ["tests.projects", "tests.browser"]

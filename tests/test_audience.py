@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
 from mailroom.audience import LeftOut, _email_problem, load_audience
+from mailroom.audience_report import excel_safe, format_audience_summary, format_left_out, format_problems
+from mailroom.cli import main
 from mailroom.errors import InputError
 from mailroom.settings import Settings, load_settings
 
@@ -21,7 +27,7 @@ def settings() -> Settings:
     return load_settings(ROOT, environ={})
 
 
-def project(tmp_path: Path, columns: str | None = None) -> Settings:
+def project_with_columns(tmp_path: Path, columns: str | None = None) -> Settings:
     """A copy of the sample project, with another [audiences_csv] table if given."""
     shutil.copytree(ROOT / "assets", tmp_path / "assets")
     text = (ROOT / "school.toml").read_text(encoding="utf-8")
@@ -120,6 +126,15 @@ def test_stray_spaces_everywhere(settings: Settings) -> None:
                              "gets the staff version instead")
 
 
+def test_short_and_long_rows_without_a_status_column(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "ragged_rows.csv", settings, ["parents", "staff"])
+    # Cells past the headings are ignored (no status column: everyone is subscribed); missing cells are empty.
+    assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
+                            (4, "grace.okafor@example.org", "Grace", "Okafor", "staff")]
+    assert [(o.line, o.detail) for o in plan.problems()] == [
+        (3, "no list is named in the 'lists' column (use one or more of: parents, staff, separated by ';')")]
+
+
 def test_header_and_values_in_any_case(settings: Settings) -> None:
     plan = load_audience(FIXTURES / "header_case.csv", settings, ["parents", "staff"])
     assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents")]
@@ -127,7 +142,7 @@ def test_header_and_values_in_any_case(settings: Settings) -> None:
 
 
 def test_column_names_from_school_toml(tmp_path: Path) -> None:
-    mapped = project(tmp_path, 'email = "Contact Email"\nfirst_name = "Forename"\nlast_name = "Surname"\n'
+    mapped = project_with_columns(tmp_path, 'email = "Contact Email"\nfirst_name = "Forename"\nlast_name = "Surname"\n'
                                'lists = "Group"')
     plan = load_audience(FIXTURES / "mapped_columns.csv", mapped, ["parents", "staff"])
     assert people(plan) == [(2, "amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
@@ -140,13 +155,13 @@ def test_bad_email_addresses_are_left_out_with_their_lines(settings: Settings) -
     plan = load_audience(FIXTURES / "bad_email.csv", settings, ["parents"])
     assert [r.line for r in plan.recipients] == [2, 8]
     assert [(o.line, o.detail) for o in plan.problems()] == [
-        (3, "'tom.fletcher.example.com' is not a valid email address: An email address must have an @-sign."),
-        (4, "'grace..okafor@example.org' is not a valid email address: "
+        (3, "not a valid email address: An email address must have an @-sign."),
+        (4, "not a valid email address: "
             "An email address cannot have two periods in a row."),
-        (5, "'wei.chen@example' is not a valid email address: "
+        (5, "not a valid email address: "
             "The part after the @-sign is not valid. It should have a period."),
         (6, "the email address is missing"),
-        (7, "'olivia nowak@example.org' is not a valid email address: "
+        (7, "not a valid email address: "
             "The email address contains invalid characters before the @-sign: SPACE."),
     ]
     assert figures(plan) == {"parents": (7, 2, {"invalid": 5})}
@@ -181,6 +196,31 @@ def test_unknown_list_names_are_named_with_the_known_ones(settings: Settings) ->
         (4, "grace.okafor@example.org", None, "invalid",
          "no list is named in the 'lists' column (use one or more of: parents, staff, separated by ';')"),
     ]
+
+
+def test_a_missing_closing_quote_is_pointed_out(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "missing_quote.csv", settings, ["parents"])
+    assert people(plan) == [(5, "wei.chen@example.com", "Wei", "Chen", "parents")]
+    assert [(o.line, o.detail) for o in plan.problems()] == [
+        (2, "the first name has a line break or other control character (names go into the email's headers); "
+            'this row runs on from line 2 to line 4: is a closing quote (") missing?'),
+    ]
+
+
+def test_a_quote_never_closed_in_a_big_file_is_one_clear_error(settings: Settings, tmp_path: Path) -> None:
+    big = tmp_path / "audiences.csv"
+    rows = "".join(f"person.{i}@example.org,Pat,Doe,parents\n" for i in range(5000))
+    big.write_text(f'email,first_name,last_name,lists\nsam.roe@example.org,"Sam,Roe,parents\n{rows}',
+                   encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        load_audience(big, settings, ["parents"])
+    assert str(caught.value) == (f"{big}, line 2: a cell starting on this line runs on for thousands of lines: "
+                                 'is a closing quote (") missing?')
+
+
+def test_lists_may_be_given_as_typed_after_to(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "semicolon.csv", settings, "staff, parents")
+    assert plan.lists == ("staff", "parents")
 
 
 def test_bad_status_values(settings: Settings) -> None:
@@ -282,3 +322,159 @@ def test_fast_path_gives_email_validators_verdict(address: str) -> None:
     except EmailNotValidError as exc:
         expected = str(exc)
     assert _email_problem(address) == expected
+
+
+# --- what the office sees ------------------------------------------------------------------------
+
+def test_summary_left_out_and_problems_lines(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "duplicates.csv", settings, ["staff", "parents"])
+    assert format_audience_summary(plan) == [
+        "staff: 4 on the list, 1 will receive, 3 left out (3 unsubscribed)",
+        "parents: 4 on the list, 1 will receive, 3 left out (1 unsubscribed, 2 duplicate)",
+        "not on any list because of a problem: 1 row",
+        "In all, 2 people will receive one email each.",
+    ]
+    assert format_left_out(plan) == [
+        "Left out of staff:",
+        "  unsubscribed (3):",
+        "    line 6: tom.fletcher@example.com (marked unsubscribed on line 7)",
+        "    line 7: Tom.Fletcher@example.com (marked unsubscribed)",
+        "    line 8: grace.okafor@example.org (marked unsubscribed on line 9)",
+        "Left out of parents:",
+        "  unsubscribed (1):",
+        "    line 6: tom.fletcher@example.com (marked unsubscribed on line 7)",
+        "  duplicate (2):",
+        "    line 2: j.morgan@oakfield.example.org (gets the staff version instead (line 4))",
+        "    line 5: AMELIA.HUGHES@example.org (already on the parents list on line 3)",
+    ]
+    assert format_problems(plan) == [
+        "Problems in duplicates.csv (these rows are left out until they are fixed):",
+        "  line 9: grace.okafor@example.org: there is no list called 'parnets'. "
+        "The lists in school.toml are: parents, staff",
+    ]
+
+
+def test_problem_lines_show_control_characters_as_escapes(settings: Settings) -> None:
+    plan = load_audience(FIXTURES / "bad_email.csv", settings, ["parents"])
+    assert format_problems(plan)[4:] == [
+        "  line 6: the email address is missing",
+        "  line 7: olivia nowak@example.org: not a valid email address: "
+        "The email address contains invalid characters before the @-sign: SPACE.",
+    ]
+    plan = load_audience(FIXTURES / "control_chars.csv", settings, ["parents"])
+    assert format_problems(plan)[1] == ("  line 3: tom.fletcher@example.com: the first name has a line break or other "
+                                        "control character (names go into the email's headers)")
+
+
+@pytest.mark.parametrize(("cell", "safe"), [
+    ("=1+1", "'=1+1"), ("+44 7700 900123", "'+44 7700 900123"), ("-2", "'-2"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tx", "'\tx"), ("\rx", "'\rx"), ("a=b@example.org", "a=b@example.org"), ("", ""),
+])
+def test_excel_safe(cell: str, safe: str) -> None:
+    assert excel_safe(cell) == safe
+
+
+def run(args: list[str]):
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_command_on_the_sample(project: Path) -> None:
+    result = run(["audiences", "--to", "staff, parents"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "audiences.csv: 30 rows read, lists in this order: staff, parents\n"
+        "\n"
+        "staff: 10 on the list, 10 will receive\n"
+        "parents: 23 on the list, 19 will receive, 4 left out (1 unsubscribed, 3 duplicate)\n"
+        "In all, 29 people will receive one email each.\n"
+        "\n"
+        "Left out of parents:\n"
+        "  unsubscribed (1):\n"
+        "    line 9: daniel.evans@example.com (marked unsubscribed)\n"
+        "  duplicate (3):\n"
+        "    line 22: j.morgan@oakfield.example.org (gets the staff version instead)\n"
+        "    line 24: r.lewis@oakfield.example.org (gets the staff version instead)\n"
+        "    line 28: d.harris@oakfield.example.org (gets the staff version instead)\n")
+
+
+def test_command_with_problems_exits_2_and_writes_an_excel_safe_report(project: Path) -> None:
+    shutil.copy(FIXTURES / "formula_cells.csv", project / "export.csv")
+    result = run(["audiences", "--to", "parents", "--audiences", "export.csv", "--problems-csv", "problems.csv"])
+    assert result.exit_code == 2
+    assert result.stdout.splitlines()[-7:] == [
+        "Problems in export.csv (these rows are left out until they are fixed):",
+        '  line 2: =HYPERLINK("https://evil.example.com"): not a valid email address: '
+        "An email address must have an @-sign.",
+        "  line 3: +44 7700 900123: not a valid email address: An email address must have an @-sign.",
+        "  line 4: -2+3: not a valid email address: An email address must have an @-sign.",
+        "  line 5: @SUM(A1:A9): not a valid email address: There must be something before the @-sign.",
+        "",
+        "Wrote 4 problems to problems.csv",
+    ]
+    report = project / "problems.csv"
+    assert report.read_bytes().startswith(b"\xef\xbb\xbf")
+    with report.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows == [
+        ["line", "email", "problem"],
+        ["2", "'=HYPERLINK(\"https://evil.example.com\")",
+         "not a valid email address: An email address must have an @-sign."],
+        ["3", "'+44 7700 900123", "not a valid email address: An email address must have an @-sign."],
+        ["4", "'-2+3", "not a valid email address: An email address must have an @-sign."],
+        ["5", "'@SUM(A1:A9)", "not a valid email address: There must be something before the @-sign."],
+    ]
+
+
+def test_command_missing_column_is_one_message_and_exit_2(project: Path) -> None:
+    shutil.copy(FIXTURES / "missing_column.csv", project / "audiences.csv")
+    result = run(["audiences"])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "Error: audiences.csv, line 1: the column 'lists' is missing. "
+        "The first line has: 'Email', 'First name', 'Last name', 'Group'. "
+        "If your export uses other headings, set them under [audiences_csv] in school.toml\n")
+
+
+def test_command_missing_file(project: Path) -> None:
+    result = run(["audiences", "--audiences", "lists.csv"])
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: lists.csv: not found: mailroom needs the mailing lists in this file "
+                             "(or give another file with --audiences)\n")
+
+
+def test_command_unknown_list(project: Path) -> None:
+    result = run(["audiences", "--to", "parents,governors"])
+    assert result.exit_code == 2
+    assert result.stderr == ("Error: there is no list called 'governors'. "
+                             "The lists in school.toml are: parents, staff\n")
+
+
+def test_command_uses_the_column_names_in_school_toml(project: Path) -> None:
+    toml = project / "school.toml"
+    toml.write_text(toml.read_text(encoding="utf-8").replace('email = "email"', 'email = "Contact Email"')
+                    .replace('first_name = "first_name"', 'first_name = "Forename"')
+                    .replace('last_name = "last_name"', 'last_name = "Surname"')
+                    .replace('lists = "lists"', 'lists = "Group"'), encoding="utf-8")
+    shutil.copy(FIXTURES / "mapped_columns.csv", project / "audiences.csv")
+    result = run(["audiences"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[:5] == [
+        "audiences.csv: 2 rows read, lists in this order: parents, staff",
+        "",
+        "parents: 2 on the list, 2 will receive",
+        "staff: 1 on the list, 0 will receive, 1 left out (1 duplicate)",
+        "In all, 2 people will receive one email each.",
+    ]
+
+
+def test_python_m_mailroom_audiences_in_a_real_process(project: Path) -> None:
+    shutil.copy(FIXTURES / "bad_status.csv", project / "audiences.csv")
+    result = subprocess.run([sys.executable, "-m", "mailroom", "audiences", "--to", "parents"],
+                            cwd=project, capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[-2:] == [
+        "Problems in audiences.csv (these rows are left out until they are fixed):",
+        "  line 2: amelia.hughes@example.org: the status should be 'subscribed', 'unsubscribed' or blank, not 'yes'",
+    ]

@@ -34,7 +34,7 @@ def test_compose_writes_every_version_and_a_manifest(project: Path, sample_dir: 
     assert manifest["audiences"] == ["parents", "staff"]
     assert manifest["campaign"] == "online-safety-2024-11"
     assert set(manifest["sources"]) >= {
-        "newsletters/2024-11-08-online-safety/newsletter.md", "school.toml", "templates/base.mjml.j2",
+        "newsletters/2024-11-08-online-safety/newsletter.md", "school.toml#rendering", "templates/base.mjml.j2",
         "newsletters/2024-11-08-online-safety/images/home-learning-hub.png", "assets/logo.png"}
     parents = manifest["versions"]["parents"]
     assert parents["tokens"] == ["greeting", "unsubscribe_url"]
@@ -54,6 +54,17 @@ def test_editing_a_source_after_compose_is_detected(project: Path, sample_dir: P
     build = load_build(sample_dir, project)
     assert build.changed_sources() == ["newsletters/2024-11-08-online-safety/newsletter.md",
                                        "templates/footer.mjml.j2"]
+
+
+def test_only_the_rendering_part_of_school_toml_counts(project: Path, sample_dir: Path) -> None:
+    """Changing the sending pace must not force a new compose; changing the school's address must."""
+    assert compose(project, str(sample_dir)).returncode == 0
+    toml = project / "school.toml"
+    toml.write_text(toml.read_text().replace("messages_per_minute = 30", "messages_per_minute = 20")
+                    + "\n# a comment\n")
+    assert load_build(sample_dir, project).changed_sources() == []
+    toml.write_text(toml.read_text().replace("Oakfield Lane", "Oakfield Road"))
+    assert load_build(sample_dir, project).changed_sources() == ["school.toml#rendering"]
 
 
 def test_same_sources_give_the_same_build_hash(project: Path, sample_dir: Path) -> None:

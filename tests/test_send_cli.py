@@ -59,8 +59,14 @@ def test_dry_run_shows_the_plan_and_sends_nothing(project):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Sending “Online safety: sextortion and the rise of AI”",
-        "  parents    2 on the list, 2 receive it; 2 to send now",
-        "  staff      3 on the list, 1 receive it, left out: 2 duplicate; 1 to send now",
+        "parents: 2 on the list, 2 will receive",
+        "staff: 3 on the list, 1 will receive, 2 left out (2 duplicate)",
+        "In all, 3 people will receive one email each.",
+        "Left out of staff:",
+        "  duplicate (2):",
+        "    line 3: rahul.patel@example.com (gets the parents version instead)",
+        "    line 5: RAHUL.PATEL@example.com (gets the parents version instead (line 3))",
+        "To send now: parents 2, staff 1",
         f"Transport: the outbox folder {project / 'outbox'} (nothing is emailed)",
         "Test: this build has not been test-sent.",
         "3 people will get it now.",
@@ -228,6 +234,10 @@ def test_killed_mid_send_then_rerun_never_sends_twice_and_names_the_uncertain(pr
     assert "  batch 2 (parents, 1000 people, started " in rerun.stderr
     assert "the send stopped while this request was on its way" in rerun.stderr
     assert "    parent001000@example.org" in rerun.stderr
+    assert f"  Everyone in these batches is listed in uncertain-{SAMPLE}.csv" in rerun.stderr
+    listed = (project / f"uncertain-{SAMPLE}.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert listed[0] == "batch,list,email" and len(listed) == 1001
+    assert listed[1] == "2,parents,parent001000@example.org"
     assert set(sg.received.values()) == {1} and sg.request_count == 2  # nothing sent by the refused rerun
 
     finish = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--resend-uncertain", env=env)
@@ -279,5 +289,35 @@ def test_another_audiences_file_can_be_named(project):
     result = send_py(project, NEWSLETTER, "--to", "parents", "--audiences", str(other), "--yes", "--untested",
                      env=environ(project))
     assert result.returncode == 0, result.stderr
-    assert "  parents    1 on the list, 1 receive it; 1 to send now" in result.stdout
+    assert "parents: 1 on the list, 1 will receive" in result.stdout.splitlines()
     assert ledger_counts(project) == {"sent": 1}
+
+
+def test_sandbox_run_checks_everything_and_records_no_one_as_sent(project, sg):
+    env = environ(project, transport="sendgrid", host=sg.url)
+    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--sandbox", "--yes", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Transport: SendGrid (http://127.0.0.1:" in result.stdout and "sandbox mode" in result.stdout
+    assert "Sandbox: SendGrid checked 3 messages in 2 requests and delivered none." in result.stdout
+    assert all(body["mail_settings"] == {"sandbox_mode": {"enable": True}} for body in sg.requests)
+    assert ledger_counts(project) == {}
+
+
+def test_429_then_202_end_to_end(project, sg):
+    sg.script(Answer(429, headers={"Retry-After": "1"}, errors=["Too many requests"]))
+    env = environ(project, transport="sendgrid", host=sg.url)
+    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
+    assert result.returncode == 0, result.stderr
+    assert ("  SendGrid asked us to slow down (429). SendGrid said: Too many requests. Trying again in 1 s."
+            in result.stdout.splitlines())
+    assert sg.request_count == 3 and set(sg.received.values()) == {1} and len(sg.received) == 3
+
+
+def test_500s_then_202_end_to_end(project, sg):
+    sg.script(Answer(500), Answer(503))
+    env = environ(project, transport="sendgrid", host=sg.url)
+    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "SendGrid had a problem on its side (500)" in result.stdout
+    assert "SendGrid had a problem on its side (503)" in result.stdout
+    assert sg.request_count == 3 and sg.received == {"amelia.hughes@example.org": 1, "rahul.patel@example.com": 1}

@@ -278,3 +278,18 @@ def test_resume_checkpoint_only_moves_on_confirmed_sends(project, sg):
     assert [len(b.keys) for b in run.plan.uncertain] == [1000]
     assert set(sg.received.values()) == {1} and len(sg.received) == 1500
     assert report.sent == 500
+
+
+def test_a_repeated_address_is_queued_once_even_if_the_list_repeats_it(project, sg):
+    """The audience module de-duplicates; the batching does not rely on it alone."""
+    from tests.test_send_outbox import Person
+
+    run = Run(project, sg)
+    people = [Person(f"p{i}@example.org", "Pat", "Example") for i in range(3)] * 2
+    people += [Person("P1@example.org", "Pat", "Example")]
+    transport = SendGridTransport(run.settings)
+    with Ledger(run.settings.db_path) as ledger, transport:
+        batches = live_batches(run.build, run.settings, people, ["parents"], ledger, 2)
+        report = Dispatcher(transport, ledger, newsletter=run.build.slug, build_hash=run.build.build_hash).run(
+            batches)
+    assert report.sent == 3 and sg.received == {"p0@example.org": 1, "p1@example.org": 1, "p2@example.org": 1}

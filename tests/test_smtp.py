@@ -375,7 +375,7 @@ def test_send_py_delivers_one_message_each_and_never_shows_the_password(project:
     assert all(len(r.rcpt_tos) == 1 and r.parsed()["To"].addresses[0].addr_spec == r.rcpt_tos[0]
                for r in handler.received)
     assert f"Transport: the SMTP server 127.0.0.1:{port_of(server)} (not encrypted)" in run.stdout
-    assert "Done: sent to 6 people." in run.stdout
+    assert "Done: sent to 6 people;" in run.stdout
     assert PASSWORD not in run.stdout + run.stderr
     assert PASSWORD.encode() not in _stored_bytes(project)
 

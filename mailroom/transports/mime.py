@@ -5,8 +5,9 @@ base64-encoded); per person only the To/Message-ID/List-Unsubscribe headers and 
 text parts are made. Structure:
   multipart/alternative [ text/plain, text/html ]                               (no images)
   multipart/alternative [ text/plain, multipart/related [ text/html, images ] ]  (with images, cid: links)
-Every header value from data goes through the email package's header registry, and anything with a
-line break is refused, so no data can add a header.
+A header value from data is either plain ASCII matched by a strict pattern (written as is) or goes
+through the email package's header registry; anything with a line break is refused, so no data can
+add a header.
 """
 
 from __future__ import annotations
@@ -66,11 +67,11 @@ def address_header(name: str, display_name: str, email: str) -> bytes:
     return header(name, value)
 
 
-def embed_images(html: str, version: Version) -> str:
+def embed_images(markup: str, version: Version) -> str:
     """Point the version's local images at their inline attachments (``cid:<filename>``)."""
     for image, _path in version.images:
-        html = html.replace(f'src="{IMAGE_PREFIX}{image.filename}"', f'src="cid:{image.filename}"')
-    return html
+        markup = markup.replace(f'src="{IMAGE_PREFIX}{image.filename}"', f'src="cid:{image.filename}"')
+    return markup
 
 
 def list_unsubscribe(url: str, mailto: str) -> str:

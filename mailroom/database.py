@@ -1,0 +1,55 @@
+"""Opening the one SQLite file (settings.db_path) that the ledger, events and suppressions share.
+
+Each module creates its own tables with CREATE TABLE IF NOT EXISTS; this module only decides how a
+connection behaves: WAL so the webhook server can write while a send or a report reads, a busy timeout
+so two commands never fail on a momentary lock, and autocommit so every ``with conn:`` block is one
+short transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def connect(db_path: Path) -> sqlite3.Connection:
+    """A connection to ``db_path`` in WAL mode, creating the file (and its folder) if needed."""
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                           check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def connect_existing(db_path: Path) -> sqlite3.Connection | None:
+    """A connection only if the file already exists: reading must never create an empty database."""
+    if not Path(db_path).is_file():
+        return None
+    return connect(db_path)
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether ``name`` exists yet (a fresh ledger may not have every module's tables)."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+    return row is not None
+
+
+def utc_now() -> datetime:
+    """The current time in UTC, second precision (what the tables store)."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def to_text(moment: datetime) -> str:
+    """A UTC timestamp as stored: ISO 8601 with a Z, which sorts as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_text(text: str) -> datetime:
+    """The inverse of ``to_text``."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)

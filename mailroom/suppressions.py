@@ -1,0 +1,190 @@
+"""Who must not be mailed again, and why: bounces, spam complaints and unsubscribes.
+
+Rows are never deleted. Taking an address back (``remove_suppression``) closes its row with a note,
+so the office can always see who was suppressed, when, and who decided otherwise. At most one row per
+address is open at a time; an address's key is its trimmed, lower-cased form (as in audience.py).
+
+A missing database file means nothing is suppressed yet: reading never creates the file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from mailroom.database import connect, connect_existing, from_text, has_table, to_text, utc_now
+from mailroom.errors import InputError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppressions (
+    id            INTEGER PRIMARY KEY,
+    address_key   TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    reason        TEXT NOT NULL,   -- short and human: "bounced", "marked the email as spam", ...
+    source        TEXT NOT NULL,   -- "webhook", "import", "office"
+    suppressed_at TEXT NOT NULL,   -- when it happened (the event's time), UTC
+    recorded_at   TEXT NOT NULL,
+    resubscribed_at TEXT,          -- a later group_resubscribe: noted for the office, not acted on
+    removed_at    TEXT,
+    removal_note  TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS suppressions_one_open
+    ON suppressions (address_key) WHERE removed_at IS NULL;
+CREATE INDEX IF NOT EXISTS suppressions_by_address ON suppressions (address_key, removed_at);
+"""
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One row of the suppression list, open (``removed_at`` is None) or taken back."""
+
+    email: str
+    key: str
+    reason: str
+    source: str
+    suppressed_at: datetime
+    removed_at: datetime | None = None
+    removal_note: str | None = None
+    resubscribed_at: datetime | None = None
+
+    def describe(self) -> str:
+        """The reason as a plan shows it, e.g. "bounced on 2026-11-20"."""
+        return f"{self.reason} on {self.suppressed_at:%Y-%m-%d}"
+
+
+def address_key(email: str) -> str:
+    """The form addresses are compared in: trimmed and lower-cased."""
+    return email.strip().lower()
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the suppressions table if this database does not have it yet."""
+    conn.executescript(_SCHEMA)
+
+
+def looks_like_address(email: str) -> bool:
+    """Loose shape check (something@something, no spaces): enough to key a suppression on."""
+    key = address_key(email)
+    local, at, domain = key.partition("@")
+    return bool(local and at and domain) and not any(ch.isspace() for ch in key)
+
+
+def _check_address(email: str) -> str:
+    if not looks_like_address(email):
+        raise InputError(f"'{email.strip()}' is not an email address")
+    return address_key(email)
+
+
+def add_suppression(db_path: Path, email: str, reason: str, source: str,
+                    occurred_at: datetime | None = None) -> bool:
+    """Keep ``email`` out of future sends. Returns False when nothing changed.
+
+    Nothing changes if the address is already suppressed (the first reason is kept), or if the
+    office took it back *after* ``occurred_at``: a late or re-imported old event must not undo
+    their decision.
+    """
+    conn = connect(db_path)
+    try:
+        ensure_schema(conn)
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            return suppress(conn, email, reason, source, occurred_at)
+    finally:
+        conn.close()
+
+
+def suppress(conn: sqlite3.Connection, email: str, reason: str, source: str,
+             occurred_at: datetime | None = None) -> bool:
+    """``add_suppression`` inside a transaction the caller holds (events store and suppress together)."""
+    key = _check_address(email)
+    reason = reason.strip()
+    if not reason:
+        raise InputError("a suppression needs a reason")
+    when = to_text(occurred_at or utc_now())
+    open_row = conn.execute(
+        "SELECT 1 FROM suppressions WHERE address_key = ? AND removed_at IS NULL", (key,)).fetchone()
+    if open_row is not None:
+        return False
+    last_removed = conn.execute(
+        "SELECT MAX(removed_at) FROM suppressions WHERE address_key = ?", (key,)).fetchone()[0]
+    if last_removed is not None and last_removed >= when:
+        return False
+    conn.execute(
+        "INSERT INTO suppressions (address_key, email, reason, source, suppressed_at, recorded_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (key, email.strip(), reason, source, when, to_text(utc_now())))
+    return True
+
+
+def note_resubscribe(conn: sqlite3.Connection, email: str, occurred_at: datetime) -> bool:
+    """Mark an open suppression as "asked to resubscribe" without lifting it.
+
+    A resubscribe through SendGrid's preferences page is about one unsubscribe group, and says nothing
+    about a bounce or a spam complaint; whether to mail the person again is the office's decision
+    (``mailroom suppressions remove``), so this only makes the request visible in the list.
+    """
+    cursor = conn.execute(
+        "UPDATE suppressions SET resubscribed_at = ? WHERE address_key = ? AND removed_at IS NULL"
+        " AND suppressed_at <= ?", (to_text(occurred_at), address_key(email), to_text(occurred_at)))
+    return cursor.rowcount > 0
+
+
+def remove_suppression(db_path: Path, email: str, note: str) -> Suppression:
+    """Take ``email`` off the suppression list, keeping the row with ``note`` saying why."""
+    key = address_key(email)
+    note = note.strip()
+    if not note:
+        raise InputError("say why the address is being taken back (--note), so the office can see it later")
+    conn = connect_existing(db_path)
+    if conn is None:
+        raise InputError(f"{email.strip()} is not on the suppression list (nothing is suppressed yet)")
+    try:
+        ensure_schema(conn)
+        with conn:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT * FROM suppressions WHERE address_key = ? AND removed_at IS NULL", (key,)).fetchone()
+            if row is None:
+                raise InputError(f"{email.strip()} is not on the suppression list")
+            removed_at = to_text(utc_now())
+            conn.execute("UPDATE suppressions SET removed_at = ?, removal_note = ? WHERE id = ?",
+                         (removed_at, note, row["id"]))
+        return _from_row(row, removed_at=removed_at, note=note)
+    finally:
+        conn.close()
+
+
+def list_suppressions(db_path: Path, include_removed: bool = False) -> list[Suppression]:
+    """The suppression list, oldest first; with ``include_removed`` the taken-back rows too."""
+    conn = connect_existing(db_path)
+    if conn is None:
+        return []
+    try:
+        if not has_table(conn, "suppressions"):
+            return []
+        where = "" if include_removed else " WHERE removed_at IS NULL"
+        rows = conn.execute(f"SELECT * FROM suppressions{where} ORDER BY suppressed_at, id").fetchall()
+        return [_from_row(row) for row in rows]
+    finally:
+        conn.close()
+
+
+def suppressed_addresses(db_path: Path) -> dict[str, str]:
+    """Address key -> reason ("bounced on 2026-11-20") for everyone a send must leave out."""
+    return {s.key: s.describe() for s in list_suppressions(db_path)}
+
+
+def _from_row(row: sqlite3.Row, removed_at: str | None = None, note: str | None = None) -> Suppression:
+    removed = removed_at or row["removed_at"]
+    return Suppression(
+        email=row["email"],
+        key=row["address_key"],
+        reason=row["reason"],
+        source=row["source"],
+        suppressed_at=from_text(row["suppressed_at"]),
+        removed_at=from_text(removed) if removed else None,
+        removal_note=note or row["removal_note"],
+        resubscribed_at=from_text(row["resubscribed_at"]) if row["resubscribed_at"] else None,
+    )

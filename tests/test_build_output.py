@@ -1,0 +1,98 @@
+"""Issue 2, point 7: what compose writes into newsletters/<slug>/build/, and that it writes it atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailroom.build import load_build
+from mailroom.errors import InputError
+from tests.projects import REPO, compose_copy
+
+KB = 1024
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_compose_writes_every_version_the_web_copy_the_preview_and_the_manifest(sample_folder: Path) -> None:
+    result = compose_copy(sample_folder)
+    build = sample_folder / "build"
+    assert sorted(snapshot(build)) == [
+        "images/home-learning-hub.png", "images/school-logo.png", "manifest.json", "parents.html", "parents.txt",
+        "preview.html", "staff.html", "staff.txt", "web.html", "web.txt"]
+    assert result.web_path == build / "web.html" and result.preview_path == build / "preview.html"
+
+
+def test_the_manifest_records_what_went_in_and_what_came_out(sample_folder: Path) -> None:
+    compose_copy(sample_folder)
+    build = sample_folder / "build"
+    root = sample_folder.parent.parent
+    manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["subject"] == "Online safety: sextortion and the rise of AI"
+    assert manifest["preheader"].startswith("A safeguarding alert about a growing online threat")
+    assert manifest["audiences"] == ["parents", "staff"]
+    assert manifest["campaign"] == "online-safety-2024-11"
+    slug = sample_folder.name
+    assert {f"newsletters/{slug}/newsletter.md", "school.toml#rendering", "templates/base.mjml.j2", "assets/logo.png",
+            f"newsletters/{slug}/images/home-learning-hub.png"} <= set(manifest["sources"])
+    for name, digest in manifest["sources"].items():
+        if "#" not in name:  # school.toml#rendering is a digest of its rendering tables, tested in test_compose
+            assert sha256(root / name) == digest, name
+    for audience, version in manifest["versions"].items():
+        html = (build / version["html"]).read_text(encoding="utf-8")
+        assert version["html_bytes"] == len(html.encode("utf-8"))
+        assert version["text_bytes"] == (build / version["text"]).stat().st_size
+        hrefs = [h.replace("&amp;", "&") for h in re.findall(r'<a\b[^>]*?\bhref="([^"]*)"', html)]
+        assert version["links"] == hrefs
+        assert all(f"utm_content={audience}" in link for link in hrefs if link.startswith("https://"))
+        assert version["tokens"] == ["greeting", "unsubscribe_url"]
+        assert [i["filename"] for i in version["images"]] == ["home-learning-hub.png", "school-logo.png"]
+        assert version["html_bytes"] < 90 * KB  # well under Gmail's 102 KB clip
+    assert load_build(sample_folder, root).changed_sources() == []
+
+
+def test_the_web_copy_has_no_personal_tokens(sample_folder: Path) -> None:
+    compose_copy(sample_folder)
+    build = sample_folder / "build"
+    web = (build / "web.html").read_text(encoding="utf-8") + (build / "web.txt").read_text(encoding="utf-8")
+    assert "%%" not in web
+    assert "unsubscribe" not in web.lower()
+    assert "This is the web copy of the newsletter the school emails to its mailing lists." in web
+    assert "Dear Parent/Carer," in web
+    assert "%%unsubscribe_url%%" in (build / "parents.html").read_text(encoding="utf-8")
+
+
+def test_a_failed_compose_leaves_the_previous_build_as_it_was(sample_folder: Path) -> None:
+    compose_copy(sample_folder)
+    before = snapshot(sample_folder / "build")
+    newsletter = sample_folder / "newsletter.md"
+    newsletter.write_text(newsletter.read_text(encoding="utf-8") + "\n::: poll\nWhich day?\n:::\n", encoding="utf-8")
+    with pytest.raises(InputError, match="unknown block '::: poll'"):
+        compose_copy(sample_folder)
+    assert snapshot(sample_folder / "build") == before
+    assert sorted(p.name for p in sample_folder.iterdir()) == ["build", "images", "newsletter.md"]
+
+
+def test_compose_open_opens_the_preview(sample_folder: Path, tmp_path: Path) -> None:
+    opened = tmp_path / "opened.txt"
+    fake_browser = tmp_path / "fake-browser"
+    fake_browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    fake_browser.chmod(0o755)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BROWSER": str(fake_browser)}
+    result = subprocess.run([sys.executable, str(REPO / "compose.py"), f"newsletters/{sample_folder.name}", "--open"],
+                            cwd=sample_folder.parent.parent, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert opened.read_text().split() == [(sample_folder / "build" / "preview.html").resolve().as_uri()]
