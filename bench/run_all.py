@@ -25,6 +25,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 LATENCY_MS = 20
+RAW = BENCH / "out" / "results.json"  # the last run's figures (git-ignored), for --report-only
 
 
 def machine() -> dict[str, str]:
@@ -122,7 +123,7 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 # --- the report ---------------------------------------------------------------------------------------------
 
-def report(results: dict[str, Any], info: dict[str, str], when: str, load: tuple[str, str], log: list[str],
+def report(results: dict[str, Any], info: dict[str, str], when: str, load: list[str], log: list[str],
            command: str) -> str:
     out: list[str] = ["# Benchmark results", ""]
     out += [f"Written by `{command}` on {when}. Every figure is the median of several runs, with the min and max "
@@ -343,7 +344,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs and no 100,000-person send")
     parser.add_argument("--output", type=Path, default=BENCH / "RESULTS.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help=f"write the report again from the last run's figures ({RAW.relative_to(ROOT)})")
     args = parser.parse_args()
+    if args.report_only:
+        raw = json.loads(RAW.read_text(encoding="utf-8"))
+        args.output.write_text(report(**raw) + "\n", encoding="utf-8")
+        print(f"Wrote {args.output}")
+        return
     quick = args.quick
     started = time.perf_counter()
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -364,7 +372,11 @@ def main() -> None:
     load_end = f"{os.getloadavg()[0]:.2f}"
     log.append(f"the whole run took {time.perf_counter() - started:.0f} s")
     command = "python bench/run_all.py" + (" --quick" if quick else "")
-    text = report(results, machine(), when, (load_start, load_end), log, command)
+    raw = {"results": results, "info": machine(), "when": when, "load": [load_start, load_end], "log": log,
+           "command": command}
+    RAW.parent.mkdir(exist_ok=True)
+    RAW.write_text(json.dumps(raw, indent=1), encoding="utf-8")
+    text = report(**raw)
     args.output.write_text(text + "\n", encoding="utf-8")
     print(f"Wrote {args.output}")
 
