@@ -223,3 +223,16 @@ def safe_filename(text: str) -> str:
 
 def stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
+class MimeTemplates:
+    """Each version's template, built on first use: a run stamps out one or two versions many times."""
+
+    def __init__(self) -> None:
+        self._built: dict[Version, MimeTemplate] = {}
+
+    def for_version(self, version: Version) -> MimeTemplate:
+        template = self._built.get(version)
+        if template is None:
+            template = self._built[version] = MimeTemplate.build(version)
+        return template

@@ -11,8 +11,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailroom.transports.base import Batch, BatchResult, Delivery, Transport, Version
-from mailroom.transports.mime import MimeTemplate, safe_filename, stamp
+from mailroom.transports.base import Batch, BatchResult, Delivery, Transport
+from mailroom.transports.mime import MimeTemplates, safe_filename, stamp
 
 
 class OutboxTransport(Transport):
@@ -21,7 +21,7 @@ class OutboxTransport(Transport):
 
     def __init__(self, outbox_dir: Path) -> None:
         self.outbox_dir = Path(outbox_dir)
-        self._templates: dict[Version, MimeTemplate] = {}
+        self._templates = MimeTemplates()
 
     def describe(self) -> str:
         return f"the outbox folder {self.outbox_dir} (nothing is emailed)"
@@ -29,15 +29,8 @@ class OutboxTransport(Transport):
     def folder(self, newsletter: str) -> Path:
         return self.outbox_dir / safe_filename(newsletter)
 
-    def _template(self, version: Version) -> MimeTemplate:
-        template = self._templates.get(version)
-        if template is None:
-            template = MimeTemplate.build(version)
-            self._templates[version] = template
-        return template
-
     def send_batch(self, batch: Batch) -> BatchResult:
-        template = self._template(batch.version)
+        template = self._templates.for_version(batch.version)
         folder = self.folder(batch.version.newsletter)
         folder.mkdir(parents=True, exist_ok=True)
         now = datetime.now(UTC)

@@ -31,8 +31,8 @@ from datetime import UTC, datetime
 
 from mailroom.errors import ConfigError, TransportError
 from mailroom.settings import Settings
-from mailroom.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
-from mailroom.transports.mime import MimeTemplate
+from mailroom.transports.base import Batch, BatchResult, Delivery, Message, Transport
+from mailroom.transports.mime import MimeTemplates
 
 _CRLF = b"\r\n"
 _DEFERRALS_IN_A_ROW = 5  # per-person 4xx answers in a row before the batch stops and backs off
@@ -144,7 +144,7 @@ class SmtpTransport(Transport):
             # about 20 seconds of sending per batch at the cap, so Ctrl-C ("after the batch in flight") is quick
             self.max_batch_size = max(1, min(type(self).max_batch_size, smtp.messages_per_minute // 3))
         self._conn: smtplib.SMTP | None = None
-        self._templates: dict[Version, MimeTemplate] = {}
+        self._templates = MimeTemplates()
         self._fatal: _Fatal | None = None
         self._uncertain_streak = 0
         self.connections = 0  # how many times we connected (for tests and the benchmark)
@@ -228,17 +228,10 @@ class SmtpTransport(Transport):
 
     # --- sending ------------------------------------------------------------------------------------
 
-    def _template(self, version: Version) -> MimeTemplate:
-        template = self._templates.get(version)
-        if template is None:
-            template = MimeTemplate.build(version)
-            self._templates[version] = template
-        return template
-
     def send_batch(self, batch: Batch) -> BatchResult:
         if self._fatal is not None:
             raise self._fatal.error
-        template = self._template(batch.version)
+        template = self._templates.for_version(batch.version)
         result = BatchResult()
         deferred_in_a_row = 0
         for message in batch.messages:
