@@ -374,8 +374,9 @@ class _Source(NamedTuple):
         return handle
 
     def changed(self) -> InputError:
-        return InputError("this file changed while the send was being planned, so who gets what may be different "
-                          "now. Nothing more was read from it: run the same command again", self.path)
+        return InputError("this file changed while mailroom was reading it for this send, so who gets what may "
+                          "be different now. Nothing more was sent: run the same command again (anyone who "
+                          "already has this newsletter is skipped)", self.path)
 
 
 def _stamp(fileno: int) -> tuple[int, int, int]:

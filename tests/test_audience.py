@@ -341,8 +341,9 @@ def test_a_file_changed_after_planning_is_not_read_as_if_it_were_the_same(settin
         handle.write("new.parent@example.org,New,Parent,parents,\n")
     with pytest.raises(InputError) as caught:
         list(plan.recipients)
-    assert str(caught.value) == (f"{path}: this file changed while the send was being planned, so who gets what "
-                                 "may be different now. Nothing more was read from it: run the same command again")
+    assert str(caught.value) == (f"{path}: this file changed while mailroom was reading it for this send, so who "
+                                 "gets what may be different now. Nothing more was sent: run the same command "
+                                 "again (anyone who already has this newsletter is skipped)")
 
 
 # --- the fast path agrees with email-validator ---------------------------------------------------
