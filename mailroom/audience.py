@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import os
 import re
 import unicodedata
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -78,7 +80,7 @@ class ListSummary:
 class AudiencePlan:
     path: Path
     lists: tuple[str, ...]
-    recipients: tuple[Recipient, ...]
+    recipients: Recipients  # sized, iterable again and again, in file order
     left_out: tuple[LeftOut, ...]
     summaries: dict[str, ListSummary]
     rows: int = 0  # people rows read (blank lines and the header not counted)
@@ -123,10 +125,12 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
     suppressed = suppressed or {}
     encoding = _detect_encoding(path)
     with path.open("r", encoding=encoding, newline="") as handle:
+        stamp = _stamp(handle.fileno())
         delimiter = _sniff_delimiter(handle)
         handle.seek(0)
-        # Rows stream from the file into the plan: only each person's rows are kept, not the whole file.
-        return _plan(path, chosen, _read_rows(handle, path, delimiter, settings), suppressed, encoding, delimiter)
+        source = _Source(path, encoding, delimiter, settings, stamp)
+        # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
+        return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed)
 
 
 def _chosen_lists(lists: Sequence[str], settings: Settings) -> tuple[str, ...]:
@@ -232,10 +236,12 @@ def _columns(header: list[str], header_line: int, path: Path, settings: Settings
     return columns
 
 
-def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Settings) -> Iterator[_Row]:
-    """Each non-blank row after the header, checked; ``line`` is the physical line where the row starts."""
+def _cells(handle: Iterator[str], path: Path, delimiter: str, settings: Settings
+           ) -> Iterator[tuple[int, int, list[str], str, str, str, str, str]]:
+    """Each non-blank row after the header, as read: where it starts and ends, its cells, and the fields
+    (untrimmed) email, first name, last name, lists and status. ``line`` is the physical line where the row
+    starts; the row ends just before ``end``."""
     reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
-    known = settings.lists
     columns: dict[str, int] | None = None
     line = 1
     try:
@@ -253,14 +259,7 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
                 cells.extend([""] * (width - len(cells)))
             email, first_name, last_name, lists_cell = pick(cells)
             status_cell = "" if status_at is None else cells[status_at]
-            row = _check_row(start, email.strip(), first_name.strip(), last_name.strip(), lists_cell.strip(),
-                             status_cell.strip(), known, settings)
-            if row.problems and line - start > 1 and any(delimiter in c and "\n" in c for c in cells):
-                # A quote opened and never closed swallows the lines after it, which then look like one
-                # cell holding whole rows: say where to look.
-                row = row._replace(problems=(*row.problems, f"this row runs on from line {start} to line "
-                                             f"{line - 1}: is a closing quote (\") missing?"))
-            yield row
+            yield start, line, cells, email, first_name, last_name, lists_cell, status_cell
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
             raise InputError("a cell starting on this line runs on for thousands of lines: is a closing "
@@ -269,6 +268,21 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
     if columns is None:
         raise InputError("the file is empty: it needs a first line of column headings, then one row per person",
                          path)
+
+
+def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Settings) -> Iterator[_Row]:
+    """Each non-blank row after the header, checked."""
+    known = settings.lists
+    for start, end, cells, email, first_name, last_name, lists_cell, status_cell in _cells(
+            handle, path, delimiter, settings):
+        row = _check_row(start, email.strip(), first_name.strip(), last_name.strip(), lists_cell.strip(),
+                         status_cell.strip(), known, settings)
+        if row.problems and end - start > 1 and any(delimiter in c and "\n" in c for c in cells):
+            # A quote opened and never closed swallows the lines after it, which then look like one
+            # cell holding whole rows: say where to look.
+            row = row._replace(problems=(*row.problems, f"this row runs on from line {start} to line "
+                                         f"{end - 1}: is a closing quote (\") missing?"))
+        yield row
 
 
 def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cell: str, status_cell: str,
@@ -342,20 +356,107 @@ def _validator_verdict(email: str) -> str | None:
     return None
 
 
-def _plan(path: Path, chosen: tuple[str, ...], rows: Iterable[_Row],
-          suppressed: Mapping[str, str], encoding: str, delimiter: str) -> AudiencePlan:
-    """De-duplicate by address key, choose each person's version, and count every list's entries."""
+class _Source(NamedTuple):
+    """Where the rows come from and how to read them again, exactly as the first time."""
+
+    path: Path
+    encoding: str
+    delimiter: str
+    settings: Settings
+    stamp: tuple[int, int, int]  # the file's size, modification time and inode when it was first read
+
+    def open(self) -> TextIO:
+        """The file again, refusing if it is not the file that was planned from."""
+        handle = self.path.open("r", encoding=self.encoding, newline="")
+        if _stamp(handle.fileno()) != self.stamp:
+            handle.close()
+            raise self.changed()
+        return handle
+
+    def changed(self) -> InputError:
+        return InputError("this file changed while mailroom was reading it for this send, so who gets what may "
+                          "be different now. Nothing more was sent: run the same command again (anyone who "
+                          "already has this newsletter is skipped)", self.path)
+
+
+def _stamp(fileno: int) -> tuple[int, int, int]:
+    status = os.fstat(fileno)
+    return status.st_size, status.st_mtime_ns, status.st_ino
+
+
+class Recipients:
+    """The people who get an email, in file order, read from the file again each time they are iterated.
+
+    Holding 100,000 ``Recipient`` objects for a whole send costs ~50 MB; this keeps one byte per row
+    (which list's version that row's person gets, or 0) plus the few people found on several rows.
+    It is sized and can be iterated any number of times; the file must not change in between.
+    """
+
+    __slots__ = ("_chosen", "_count", "_lists", "_people", "_source")
+
+    def __init__(self, source: _Source, lists: tuple[str, ...], chosen: array, people: Mapping[int, Recipient]):
+        self._source = source
+        self._lists = lists
+        self._chosen = chosen  # row number -> 1 + the index in ``lists`` of the version, or 0: nobody new here
+        self._people = people  # row number -> the person, for people found on several rows
+        self._count = len(chosen) - chosen.count(0)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __bool__(self) -> bool:
+        return self._count > 0
+
+    def __repr__(self) -> str:
+        return f"<{self._count} recipients from {self._source.path}>"
+
+    def __iter__(self) -> Iterator[Recipient]:
+        source, chosen, people, lists = self._source, self._chosen, self._people, self._lists
+        rows = len(chosen)
+        with source.open() as handle:
+            number = -1
+            for number, (start, _end, _row_cells, email, first_name, last_name, _lists, _status) in enumerate(
+                    _cells(handle, source.path, source.delimiter, source.settings)):
+                if number >= rows:
+                    raise source.changed()
+                code = chosen[number]
+                if not code:
+                    continue
+                person = people.get(number)
+                if person is None:
+                    email = email.strip()
+                    key = email.lower()
+                    person = Recipient(email=email, key=email if key == email else key,
+                                       first_name=first_name.strip(), last_name=last_name.strip(),
+                                       audience=lists[code - 1], line=start)
+                yield person
+            if number + 1 != rows:
+                raise source.changed()
+
+
+def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
+          suppressed: Mapping[str, str]) -> AudiencePlan:
+    """De-duplicate by address key, choose each person's version, and count every list's entries.
+
+    One pass decides everyone found on one row only, keeping a set of address hashes to spot the rest;
+    people on several rows (and, were it ever to happen, addresses whose hashes collide) are decided in a
+    second pass that reads only their rows in full, so nobody is dropped or merged by a hash alone.
+    """
     order = {name: i for i, name in enumerate(chosen)}
     left_out: list[LeftOut] = []
-    first_rows: dict[str, _Row] = {}  # key -> the person's first valid row on a chosen list
-    more_rows: dict[str, list[_Row]] = {}  # key -> their later rows (few people have any)
     unsubscribed: dict[str, int] = {}  # key -> first line saying so
+    codes = array("B" if len(chosen) < 255 else "H")  # row number -> 1 + version index, or 0
+    seen: set[int] = set()  # hashes of the keys on rows that matter to de-duplication
+    again: set[int] = set()  # ... of those found on more than one such row
+    tentative: dict[int, list[LeftOut]] = {}  # hash -> left-out entries of a one-row person (undone if again)
     count = 0
     for row in rows:
         count += 1
         # An "unsubscribed" is honoured even on a row with other problems, as long as the address is readable.
-        if row.unsubscribed and row.email:
+        unsubscribes = row.unsubscribed and bool(row.email)
+        if unsubscribes:
             unsubscribed.setdefault(row.key, row.line)
+        candidate = False
         if row.problems:
             detail = "; ".join(row.problems)
             places = [name for name in row.lists if name in order]
@@ -363,53 +464,111 @@ def _plan(path: Path, chosen: tuple[str, ...], rows: Iterable[_Row],
                 left_out.extend(LeftOut(row.email, row.line, name, "invalid", detail) for name in places)
             elif not row.lists:
                 left_out.append(LeftOut(row.email, row.line, None, "invalid", detail))
-            continue
-        if any(name in order for name in row.lists):
-            if row.key in first_rows:
-                more_rows.setdefault(row.key, []).append(row)
-            else:
-                first_rows[row.key] = row
-
-    recipients: list[Recipient] = []
-    for key, first in first_rows.items():
-        extra = more_rows.get(key)
-        if extra is None and len(first.lists) == 1:
-            entries = [(first.lists[0], first)]
-            named = first
         else:
-            person_rows = [first, *(extra or ())]
-            entries = sorted(((name, row) for row in person_rows for name in row.lists if name in order),
-                             key=lambda entry: (order[entry[0]], entry[1].line))
-            named = next((r for r in person_rows if r.first_name or r.last_name), first)
-        if key in unsubscribed:
-            left_out.extend(LeftOut(row.email, row.line, name, "unsubscribed",
-                                    "marked unsubscribed" if row.unsubscribed else
-                                    f"marked unsubscribed on line {unsubscribed[key]}")
-                            for name, row in entries)
-            continue
-        if key in suppressed:
-            reason = suppressed[key]
-            left_out.extend(LeftOut(row.email, row.line, name, "suppressed", reason) for name, row in entries)
-            continue
-        audience, primary = entries[0]
-        recipients.append(Recipient(email=first.email, key=key, first_name=named.first_name,
-                                    last_name=named.last_name, audience=audience, line=first.line))
-        for name, row in entries[1:]:
-            if name == audience:
-                detail = f"already on the {name} list on line {primary.line}"
-            elif row is primary:
-                detail = f"gets the {audience} version instead"
+            candidate = any(name in order for name in row.lists)
+        code = 0
+        if candidate or unsubscribes:
+            marker = hash(row.key)
+            if marker in seen:
+                again.add(marker)
             else:
-                detail = f"gets the {audience} version instead (line {primary.line})"
-            left_out.append(LeftOut(row.email, row.line, name, "duplicate", detail))
+                seen.add(marker)
+                if candidate:
+                    person, entries = _decide(row.key, [row], order, unsubscribed, suppressed)
+                    if person is not None:
+                        code = order[person.audience] + 1
+                    if entries:
+                        tentative[marker] = entries
+        codes.append(code)
+    del seen
+
+    people: dict[int, Recipient] = {}
+    if again:
+        for marker in again:
+            tentative.pop(marker, None)
+        people = _decide_again(source, chosen, order, again, codes, unsubscribed, suppressed, left_out)
+    for entries in tentative.values():
+        left_out.extend(entries)
 
     left_out.sort(key=lambda item: (item.line, order.get(item.list_name or "", len(order))))
-    receiving = Counter(r.audience for r in recipients)
     counts = Counter((item.list_name, item.reason) for item in left_out)
     summaries = {}
-    for name in chosen:
+    for index, name in enumerate(chosen):
         reasons = {reason: counts[name, reason] for reason in REASONS if counts[name, reason]}
-        summaries[name] = ListSummary(name=name, on_list=receiving[name] + sum(reasons.values()),
-                                      receiving=receiving[name], left_out=reasons)
-    return AudiencePlan(path=path, lists=chosen, recipients=tuple(recipients), left_out=tuple(left_out),
-                        summaries=summaries, rows=count, encoding=encoding, delimiter=delimiter)
+        receiving = codes.count(index + 1)
+        summaries[name] = ListSummary(name=name, on_list=receiving + sum(reasons.values()),
+                                      receiving=receiving, left_out=reasons)
+    return AudiencePlan(path=source.path, lists=chosen, recipients=Recipients(source, chosen, codes, people),
+                        left_out=tuple(left_out), summaries=summaries, rows=count, encoding=source.encoding,
+                        delimiter=source.delimiter)
+
+
+def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, int], again: set[int],
+                  codes: array, unsubscribed: Mapping[str, int], suppressed: Mapping[str, str],
+                  left_out: list[LeftOut]) -> dict[int, Recipient]:
+    """The second pass: people whose key's hash was on several rows, decided from all their rows.
+
+    Returns row number -> person, for the row where each was first found (their place in file order).
+    """
+    groups: dict[str, list[tuple[int, _Row]]] = {}  # key -> (row number, row) of their rows on a chosen list
+    known = source.settings.lists
+    with source.open() as handle:
+        number = -1
+        for number, (start, _end, _row_cells, email, first_name, last_name, lists_cell, status_cell) in enumerate(
+                _cells(handle, source.path, source.delimiter, source.settings)):
+            if number >= len(codes):
+                raise source.changed()
+            email = email.strip()
+            if hash(email.lower()) not in again:
+                continue
+            codes[number] = 0
+            row = _check_row(start, email, first_name.strip(), last_name.strip(), lists_cell.strip(),
+                             status_cell.strip(), known, source.settings)
+            if not row.problems and any(name in order for name in row.lists):
+                groups.setdefault(row.key, []).append((number, row))
+        if number + 1 != len(codes):
+            raise source.changed()
+    people: dict[int, Recipient] = {}
+    for key, numbered in groups.items():
+        person, entries = _decide(key, [row for _, row in numbered], order, unsubscribed, suppressed)
+        left_out.extend(entries)
+        if person is not None:
+            first = numbered[0][0]
+            codes[first] = order[person.audience] + 1
+            people[first] = person
+    return people
+
+
+def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubscribed: Mapping[str, int],
+            suppressed: Mapping[str, str]) -> tuple[Recipient | None, list[LeftOut]]:
+    """One person (all their valid rows on a chosen list, in file order): the email they get, if any,
+    and their entries that get none (unsubscribed, suppressed, or a duplicate of the one they get)."""
+    first = person_rows[0]
+    if len(person_rows) == 1 and len(first.lists) == 1:
+        entries = [(first.lists[0], first)]
+        named = first
+    else:
+        entries = sorted(((name, row) for row in person_rows for name in row.lists if name in order),
+                         key=lambda entry: (order[entry[0]], entry[1].line))
+        named = next((r for r in person_rows if r.first_name or r.last_name), first)
+    if key in unsubscribed:
+        return None, [LeftOut(row.email, row.line, name, "unsubscribed",
+                              "marked unsubscribed" if row.unsubscribed else
+                              f"marked unsubscribed on line {unsubscribed[key]}")
+                      for name, row in entries]
+    if key in suppressed:
+        reason = suppressed[key]
+        return None, [LeftOut(row.email, row.line, name, "suppressed", reason) for name, row in entries]
+    audience, primary = entries[0]
+    person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
+                       audience=audience, line=first.line)
+    left: list[LeftOut] = []
+    for name, row in entries[1:]:
+        if name == audience:
+            detail = f"already on the {name} list on line {primary.line}"
+        elif row is primary:
+            detail = f"gets the {audience} version instead"
+        else:
+            detail = f"gets the {audience} version instead (line {primary.line})"
+        left.append(LeftOut(row.email, row.line, name, "duplicate", detail))
+    return person, left

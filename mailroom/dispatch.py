@@ -109,7 +109,7 @@ class SendPlan:
         return sum(self.to_send.values())
 
 
-def plan_send(build: Build, people: Sequence[Person], audiences: Sequence[str], ledger: Ledger, *,
+def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
               resend_uncertain: bool = False) -> SendPlan:
     """Compare the people on the lists with the ledger; nothing is written."""
     for audience in audiences:
@@ -119,8 +119,8 @@ def plan_send(build: Build, people: Sequence[Person], audiences: Sequence[str], 
                 f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
     to_send: Counter[str] = Counter({a: 0 for a in audiences})
     already = retrying = resending = 0
-    for start in range(0, len(people), _LOOKUP_WINDOW):
-        window = people[start:start + _LOOKUP_WINDOW]
+    remaining = iter(people)  # read once, a window at a time: the people may be streamed from a file
+    while window := list(itertools.islice(remaining, _LOOKUP_WINDOW)):
         rows = ledger.states(build.slug, [p.key for p in window])
         for person in window:
             row = rows.get(person.key)
@@ -141,12 +141,14 @@ def plan_send(build: Build, people: Sequence[Person], audiences: Sequence[str], 
                     resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash))
 
 
-def live_batches(build: Build, settings: Settings, people: Sequence[Person], audiences: Sequence[str],
+def live_batches(build: Build, settings: Settings, people: Iterable[Person], audiences: Sequence[str],
                  ledger: Ledger, size: int, *, resend_uncertain: bool = False
                  ) -> Iterator[tuple[Version, list[Message]]]:
     """The run's batches, made lazily: one version per batch, people read from the ledger just in time.
 
     Only rendered messages for one batch exist at a time, so memory stays flat however long the list.
+    ``people`` is read through once per audience, so it must be re-iterable (a list, or the
+    ``Recipients`` of an audience plan, which reads the file again).
     """
     sendable = {PENDING, FAILED} | ({UNCERTAIN, IN_FLIGHT} if resend_uncertain else set())
     for audience in audiences:

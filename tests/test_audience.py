@@ -305,6 +305,47 @@ def test_only_chosen_lists_count(settings: Settings) -> None:
         ("j.morgan@oakfield.example.org", "parents"), ("amelia.hughes@example.org", "parents")]
 
 
+
+# --- recipients are read again from the file, not held in memory -----------------------------------
+
+SAMPLES = ["duplicates.csv", "quoted.csv", "semicolon.csv", "windows1252.csv", "utf8_bom.csv", "blank_lines.csv",
+           "stray_spaces.csv", "bad_email.csv", "unknown_list.csv", "bad_status.csv"]
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_recipients_can_be_read_again_and_again(settings: Settings, name: str) -> None:
+    plan = load_audience(FIXTURES / name, settings, ["parents", "staff"])
+    first = list(plan.recipients)
+    assert first and list(plan.recipients) == first  # same people, same order, each time
+    assert len(plan.recipients) == len(first) == sum(s.receiving for s in plan.summaries.values())
+
+
+@pytest.mark.parametrize("name", [*SAMPLES, "../../../audiences.csv"])
+def test_colliding_address_hashes_never_merge_or_drop_anyone(settings: Settings, name: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Duplicates are spotted by a hash of the address; were every hash the same, the plan must not change."""
+    expected = load_audience(FIXTURES / name, settings, ["staff", "parents"], {"amelia.hughes@example.org": "x"})
+    monkeypatch.setattr("mailroom.audience.hash", lambda _key: 7, raising=False)
+    plan = load_audience(FIXTURES / name, settings, ["staff", "parents"], {"amelia.hughes@example.org": "x"})
+    assert list(plan.recipients) == list(expected.recipients)
+    assert plan.left_out == expected.left_out and plan.summaries == expected.summaries
+
+
+def test_a_file_changed_after_planning_is_not_read_as_if_it_were_the_same(settings: Settings,
+                                                                          tmp_path: Path) -> None:
+    path = tmp_path / "audiences.csv"
+    shutil.copy(FIXTURES / "duplicates.csv", path)
+    plan = load_audience(path, settings, ["parents"])
+    assert len(list(plan.recipients)) == 2
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("new.parent@example.org,New,Parent,parents,\n")
+    with pytest.raises(InputError) as caught:
+        list(plan.recipients)
+    assert str(caught.value) == (f"{path}: this file changed while mailroom was reading it for this send, so who "
+                                 "gets what may be different now. Nothing more was sent: run the same command "
+                                 "again (anyone who already has this newsletter is skipped)")
+
+
 # --- the fast path agrees with email-validator ---------------------------------------------------
 
 @pytest.mark.parametrize("address", [

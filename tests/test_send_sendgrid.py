@@ -24,6 +24,7 @@ from mailroom.dispatch import (
     live_batches,
     plan_send,
 )
+from mailroom.errors import InputError
 from mailroom.ledger import FAILED, LIVE, SANDBOX, SENT, UNCERTAIN, Ledger
 from mailroom.transports.sendgrid import SendGridTransport
 from tests.send_project import API_KEY, SAMPLE, many_people, project_copy, settings_for, write_audiences
@@ -88,6 +89,29 @@ def test_2500_people_go_in_three_requests_each_once(project, sg):
     assert report.sent == 2500 and run.counts == {SENT: 2500}
     assert [b["message_id"] for b in run.batches] == sg.message_ids  # X-Message-Id stored per batch
     assert run.plan.total == 0 and run.plan.already_sent == 2500
+
+
+
+def test_audiences_changed_during_a_send_stops_it_and_a_rerun_sends_nobody_twice(project, sg, monkeypatch):
+    """People are read from audiences.csv again as batches are made; an edit mid-send must not go unnoticed."""
+    run = Run(project, sg, many_people(2500))
+    real = SendGridTransport.send_batch
+
+    def send_then_edit(transport, batch):
+        result = real(transport, batch)
+        if sg.request_count == 1:  # someone adds a row while the send is under way
+            with (project / "audiences.csv").open("a", encoding="utf-8") as handle:
+                handle.write("late.parent@example.org,Late,Parent,parents,subscribed\n")
+        return result
+
+    monkeypatch.setattr(SendGridTransport, "send_batch", send_then_edit)
+    with pytest.raises(InputError, match="this file changed while mailroom was reading it for this send"):
+        run()
+    assert sg.request_count == 2  # the batch already made went; nothing was made from the changed file
+    monkeypatch.undo()
+    report = run()
+    assert report.sent == 501 and run.counts == {SENT: 2501}
+    assert len(sg.received) == 2501 and set(sg.received.values()) == {1}
 
 
 def test_request_body_carries_one_person_per_personalization_and_only_opaque_ids(project, sg):
