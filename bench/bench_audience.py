@@ -1,6 +1,6 @@
 """How long load_audience takes, and how much memory it needs, for 10,000 and 100,000 rows.
 
-Target: 100,000 rows in under 2 seconds. Run: /work/venv/bin/python bench/bench_audience.py [--runs N] [--json]
+Target: 100,000 rows in under 2 seconds. Run: python bench/bench_audience.py [--runs N] [--json]
 (--json: one JSON line at the end for bench/run_all.py, with every run's time).
 The generated files look like a real export: mixed case, some people on both lists, a few unsubscribed,
 duplicated and invalid rows, quoted names with commas, and names with accents.

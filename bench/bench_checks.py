@@ -2,7 +2,7 @@
 past Gmail's 102 KB clip.
 
 Target: under 0.5 s per version, so compose and the live preview stay quick.
-Run: /work/venv/bin/python bench/bench_checks.py
+Run: python bench/bench_checks.py
 """
 
 from __future__ import annotations

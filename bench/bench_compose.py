@@ -8,7 +8,7 @@
 Everything runs in a temporary copy of the project, so the repository's build is not touched. The npm tools are
 installed into bench/.node/ (gitignored) when node and npm are present; without them the reference is skipped.
 
-Run: /work/venv/bin/python bench/bench_compose.py [--runs N] [--json]
+Run: python bench/bench_compose.py [--runs N] [--json]
 """
 
 from __future__ import annotations

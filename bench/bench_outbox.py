@@ -4,7 +4,7 @@
 a whole process (start-up included, as the office sees it), a fresh ledger and outbox each run.
 Target: at least 1,000 messages per second.
 
-Run: /work/venv/bin/python bench/bench_outbox.py [--runs N] [--json]
+Run: python bench/bench_outbox.py [--runs N] [--json]
 """
 
 from __future__ import annotations

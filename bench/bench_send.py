@@ -7,7 +7,7 @@
 2. The outbox transport: messages written per second for 1,000 and 10,000 people (target >= 1000/s),
    and send.py end to end into the outbox for 10,000.
 
-    /work/venv/bin/python bench/bench_send.py [--quick]
+    python bench/bench_send.py [--quick]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Each figure: wall time of the whole process, requests the stand-in received, the
 Targets: one request per 1000 people; at least 30x the naive approach; peak RSS under 150 MB at 100,000 and
 no more than 1.3x the 10,000 figure.
 
-Run: /work/venv/bin/python bench/bench_send_compare.py [--runs N] [--json] [--sizes 1000,10000,100000]
+Run: python bench/bench_send_compare.py [--runs N] [--json] [--sizes 1000,10000,100000]
      [--latency-ms MS] (a round trip added to every answer; the default 0 is loopback, kinder to the naive way)
 """
 

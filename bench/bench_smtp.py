@@ -1,6 +1,6 @@
 """Messages per second through the SMTP transport to a local aiosmtpd, with the rate cap off.
 
-    /work/venv/bin/python bench/bench_smtp.py [COUNT ...] [--runs N] [--json]    (default: 1000 10000, 1 run)
+    python bench/bench_smtp.py [COUNT ...] [--runs N] [--json]    (default: 1000 10000, 1 run)
 
 The sample newsletter is composed in a temporary folder; aiosmtpd runs in its own process (its Sink
 handler accepts and discards), so the figures are the client's: rendering each person's copy, the SMTP

@@ -1,6 +1,6 @@
 """How long importing a season's events and building the report take (prints figures; not a test).
 
-    /work/venv/bin/python bench/events_bench.py [EVENTS]
+    python bench/events_bench.py [EVENTS]
 
 A newsletter to ~1,000 families produces a few thousand events; 100,000 is a generous ceiling.
 """

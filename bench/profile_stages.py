@@ -4,7 +4,7 @@ Stages: compose as a cold process, sending 10,000 people through SendGrid (to th
 outbox, 10,000 through SMTP (to a local aiosmtpd, when the SMTP transport exists), loading 100,000 audience
 rows. Each runs once under cProfile (which slows Python code down, so read shares, not seconds).
 
-Run: /work/venv/bin/python bench/profile_stages.py [--json] [--top N]
+Run: python bench/profile_stages.py [--json] [--top N]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Run every benchmark on this machine and write bench/RESULTS.md: one command, figures anyone can reproduce.
 
-    /work/venv/bin/python bench/run_all.py            (about 10 minutes on 2 cores)
-    /work/venv/bin/python bench/run_all.py --quick    (fewer runs and sizes, for trying it out)
+    python bench/run_all.py            (about 10 minutes on 2 cores)
+    python bench/run_all.py --quick    (fewer runs and sizes, for trying it out)
 
 Each bench script runs in its own process with ``--json``; this collects what they print and writes the
 machine, the date, every figure as the median of several runs with its min and max, and the ratios.

@@ -7,7 +7,8 @@ text part (raw). SendGrid's answer is turned into what dispatch needs to know:
 - 429 and 5xx, or no connection at all: known not accepted, worth retrying (429 says how long to wait);
 - 400/401/403/413 and other 4xx: refused for good, with SendGrid's own words;
 - a timeout or a connection dropped after the request went out: nobody knows (uncertain).
-See /work/shared/sendgrid/FACTS.md for the limits respected here.
+SendGrid's v3 Mail Send limits are respected here: 1000 personalizations and addresses per request, each
+address once, substitutions and custom_args under 10,000 bytes, at most 10 categories.
 """
 
 from __future__ import annotations
