@@ -216,10 +216,6 @@ def compose_main() -> None:
 
 def send_main() -> None:
     """Entry point of send.py."""
-    send_command = main.commands.get("send")
-    if send_command is None:
-        err.print("Sending is not built yet: compose.py works, send.py comes next.")
-        sys.exit(2)
     send_command.main(prog_name="send.py")
 
 

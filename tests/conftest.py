@@ -11,24 +11,14 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE_SLUG = "2024-11-08-online-safety"
 
 
-def copy_project(target: Path) -> Path:
-    """school.toml, templates, assets, audiences.csv and the sample newsletter, copied under ``target``."""
-    for name in ("school.toml", "audiences.csv"):
-        if (REPO / name).exists():
-            shutil.copy(REPO / name, target / name)
-    for name in ("templates", "assets"):
-        shutil.copytree(REPO / name, target / name)
-    shutil.copytree(REPO / "newsletters" / SAMPLE_SLUG, target / "newsletters" / SAMPLE_SLUG,
-                    ignore=shutil.ignore_patterns("build", ".build-*"))
-    return target
-
-
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A copy of the project in a temporary folder, which is also the working directory."""
+    from tests.projects import make_project  # a plugin (below): imported late so pytest can rewrite it
+
     root = tmp_path / "project"
-    root.mkdir()
-    copy_project(root)
+    make_project(root)
+    shutil.copy(REPO / "audiences.csv", root / "audiences.csv")
     monkeypatch.chdir(root)
     for name in ("MAILROOM_TRANSPORT", "SENDGRID_API_KEY", "SENDGRID_API_HOST", "SMTP_HOST", "MAILROOM_OUTBOX",
                  "MAILROOM_DB", "SMTP_PASSWORD", "SMTP_USERNAME", "SMTP_PORT", "SMTP_SECURITY"):

@@ -29,11 +29,9 @@ API_KEY = "SG.standin-secret-key-0123456789abcdef"
 def make_project(folder: Path, *, toml_extra: str = "", timeout: float = 5.0) -> Path:
     """A copy of the sample project with the sample newsletter composed (sources hashed as usual)."""
     from mailroom.compose import compose_newsletter
+    from tests.projects import make_project as copy_sample
 
-    for name in ("assets", "templates"):
-        shutil.copytree(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "newsletters" / SAMPLE, folder / "newsletters" / SAMPLE,
-                    ignore=shutil.ignore_patterns(BUILD_DIR))
+    copy_sample(folder)
     text = (ROOT / "school.toml").read_text(encoding="utf-8")
     text = text.replace("timeout_seconds = 30", f"timeout_seconds = {timeout}") + toml_extra
     (folder / "school.toml").write_text(text, encoding="utf-8")
