@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mailroom.audience import load_audience  # noqa: E402
+from mailroom.audience.lists import load_audience  # noqa: E402
 from mailroom.settings import load_settings  # noqa: E402
 
 FIRST = ["Amelia", "Rahul", "Grace", "Tom", "Siobhan", "Wei", "Fatima", "Zoë", "Seán", "Marta", "Kwame", "Priya"]

@@ -16,10 +16,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mailroom.checks import check_version  # noqa: E402
-from mailroom.compose import compose_newsletter  # noqa: E402
-from mailroom.content import load_newsletter  # noqa: E402
+from mailroom.checks.rules import check_version  # noqa: E402
+from mailroom.compose.content import load_newsletter  # noqa: E402
 from mailroom.settings import load_settings  # noqa: E402
+from mailroom.workflows.compose import compose_newsletter  # noqa: E402
 
 SAMPLE = "2024-11-08-online-safety"
 

@@ -27,10 +27,10 @@ from benchlib import ROOT, SAMPLE_SLUG, arguments, copy_project, emit, repeat, s
 
 sys.path.insert(0, str(ROOT))
 
-from mailroom.compose import compose_newsletter, renderer_for
-from mailroom.content import load_newsletter
-from mailroom.render import WEB_AUDIENCE
+from mailroom.compose.content import load_newsletter
+from mailroom.compose.render import WEB_AUDIENCE
 from mailroom.settings import load_settings
+from mailroom.workflows.compose import compose_newsletter, renderer_for
 
 NODE_DIR = ROOT / "bench" / ".node"
 NODE_MODULES = NODE_DIR / "node_modules"

@@ -21,8 +21,8 @@ from benchlib import ROOT, SAMPLE_SLUG, arguments, copy_project, emit, stats
 
 sys.path.insert(0, str(ROOT))
 
-from mailroom.compose import compose_newsletter
 from mailroom.settings import load_settings
+from mailroom.workflows.compose import compose_newsletter
 
 SIZES = (1_000, 10_000)
 

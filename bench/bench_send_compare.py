@@ -28,9 +28,9 @@ from benchlib import ROOT, SAMPLE_SLUG, copy_project, emit, stats
 
 sys.path.insert(0, str(ROOT))
 
-from mailroom.build import load_build
-from mailroom.compose import compose_newsletter
+from mailroom.compose.build import load_build
 from mailroom.settings import load_settings
+from mailroom.workflows.compose import compose_newsletter
 
 API_KEY = "SG.bench-standin-key"
 NAIVE_SIZES = (1_000, 10_000)

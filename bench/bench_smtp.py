@@ -23,15 +23,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mailroom.audience import Recipient  # noqa: E402
-from mailroom.build import load_build  # noqa: E402
-from mailroom.compose import compose_newsletter  # noqa: E402
-from mailroom.dispatch import Dispatcher, live_batches, make_message, make_version  # noqa: E402
-from mailroom.ledger import Ledger  # noqa: E402
+from mailroom.audience.lists import Recipient  # noqa: E402
+from mailroom.compose.build import load_build  # noqa: E402
+from mailroom.send.dispatch import Dispatcher, live_batches, make_message, make_version  # noqa: E402
+from mailroom.send.ledger import Ledger  # noqa: E402
+from mailroom.send.transports.base import Batch  # noqa: E402
+from mailroom.send.transports.mime import MimeTemplate  # noqa: E402
+from mailroom.send.transports.smtp import SmtpTransport  # noqa: E402
 from mailroom.settings import load_settings  # noqa: E402
-from mailroom.transports.base import Batch  # noqa: E402
-from mailroom.transports.mime import MimeTemplate  # noqa: E402
-from mailroom.transports.smtp import SmtpTransport  # noqa: E402
+from mailroom.workflows.compose import compose_newsletter  # noqa: E402
 
 SLUG = "2024-11-08-online-safety"
 

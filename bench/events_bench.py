@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailroom.events import import_events_file
-from mailroom.report import build_report
+from mailroom.events.intake import import_events_file
+from mailroom.events.report import build_report
 from mailroom.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

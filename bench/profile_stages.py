@@ -26,8 +26,8 @@ from benchlib import ROOT, SAMPLE_SLUG, copy_project, emit
 
 sys.path.insert(0, str(ROOT))
 
-from mailroom.compose import compose_newsletter
 from mailroom.settings import load_settings
+from mailroom.workflows.compose import compose_newsletter
 
 
 def summarise(profile: Path, top: int) -> dict[str, Any]:
@@ -114,7 +114,7 @@ def main() -> None:
         script = tmp / "load.py"
         script.write_text(
             "import sys\nfrom pathlib import Path\nsys.path.insert(0, sys.argv[1])\n"
-            "from mailroom.audience import load_audience\nfrom mailroom.settings import load_settings\n"
+            "from mailroom.audience.lists import load_audience\nfrom mailroom.settings import load_settings\n"
             "load_audience(Path(sys.argv[2]), load_settings(sys.argv[1], environ={}), ['staff', 'parents'])\n")
         stages["audiences 100,000 rows"] = profiled([str(script), str(ROOT), str(rows)], project, env,
                                                    tmp / "audience.prof")

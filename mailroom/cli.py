@@ -28,8 +28,8 @@ from mailroom.errors import (
 )
 
 if TYPE_CHECKING:
-    from mailroom.checks import Finding
-    from mailroom.compose import ComposeResult
+    from mailroom.checks.rules import Finding
+    from mailroom.workflows.compose import ComposeResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -76,8 +76,8 @@ def main() -> None:
 @_report_errors
 def compose_command(newsletter: Path, open_browser: bool) -> None:
     """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience."""
-    from mailroom.compose import compose_newsletter
     from mailroom.settings import load_settings
+    from mailroom.workflows.compose import compose_newsletter
 
     settings = load_settings()
     result = compose_newsletter(settings, newsletter)
@@ -102,7 +102,7 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
 
 def _print_findings(findings: Sequence[Finding], audiences: Sequence[str], *, stopping: bool) -> None:
     """The findings for office staff: errors in red, warnings in yellow, each with its line if known."""
-    from mailroom.checks import merge_audiences
+    from mailroom.checks.rules import merge_audiences
 
     merged = merge_audiences(findings)
     errors = sum(1 for m in merged if m.finding.is_error)
@@ -134,8 +134,8 @@ def _count(n: int, word: str) -> str:
 @_report_errors
 def check_command(newsletter: Path) -> None:
     """Run the preflight checks on NEWSLETTER_DIR's composed build (exit 2 if there are errors)."""
-    from mailroom.build import load_build
-    from mailroom.checks import check_build, has_errors, newsletter_for_build
+    from mailroom.checks.rules import check_build, has_errors, newsletter_for_build
+    from mailroom.compose.build import load_build
 
     build = load_build(newsletter)
     changed = build.changed_sources()
@@ -165,7 +165,7 @@ def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
     import errno
 
     from mailroom.errors import InputError
-    from mailroom.preview_server import PreviewServer, Watcher
+    from mailroom.servers.live_preview import PreviewServer, Watcher
 
     if not newsletter.is_dir():
         raise InputError("there is no such newsletter folder", newsletter)
@@ -236,8 +236,8 @@ def events_serve_command(port: int, host: str) -> None:
     """Receive SendGrid's signed Event Webhook until stopped with Ctrl+C."""
     from datetime import datetime
 
+    from mailroom.servers.webhook import make_server
     from mailroom.settings import load_settings
-    from mailroom.webhook import make_server
 
     settings = load_settings()
 
@@ -262,7 +262,7 @@ def events_serve_command(port: int, host: str) -> None:
 @_report_errors
 def events_import_command(file: Path) -> None:
     """Store the events in FILE (a JSON list, as SendGrid posts them); repeats are ignored."""
-    from mailroom.events import import_events_file
+    from mailroom.events.intake import import_events_file
     from mailroom.settings import load_settings
 
     settings = load_settings()
@@ -290,8 +290,8 @@ def suppressions_group(ctx: click.Context, show_all: bool) -> None:
         return
     from rich.table import Table
 
+    from mailroom.events.suppressions import list_suppressions
     from mailroom.settings import load_settings
-    from mailroom.suppressions import list_suppressions
 
     settings = load_settings()
     rows = list_suppressions(settings.db_path, include_removed=show_all)
@@ -322,8 +322,8 @@ def suppressions_group(ctx: click.Context, show_all: bool) -> None:
 @_report_errors
 def suppressions_remove_command(address: str, note: str) -> None:
     """Take ADDRESS off the suppression list, so the next send includes it again."""
+    from mailroom.events.suppressions import remove_suppression
     from mailroom.settings import load_settings
-    from mailroom.suppressions import remove_suppression
 
     settings = load_settings()
     removed = remove_suppression(settings.db_path, address, note)
@@ -336,8 +336,8 @@ def suppressions_remove_command(address: str, note: str) -> None:
 @_report_errors
 def suppressions_add_command(address: str, reason: str) -> None:
     """Keep ADDRESS out of every send from now on (for requests made to the office)."""
+    from mailroom.events.suppressions import add_suppression
     from mailroom.settings import load_settings
-    from mailroom.suppressions import add_suppression
 
     settings = load_settings()
     if add_suppression(settings.db_path, address, reason, "office"):
@@ -355,8 +355,8 @@ def report_command(newsletter: Path) -> None:
     """Show what happened to NEWSLETTER_DIR's emails, and write build/report.html."""
     from rich.table import Table
 
-    from mailroom.report import build_report
-    from mailroom.report_page import write_report_page
+    from mailroom.events.report import build_report
+    from mailroom.events.report_page import write_report_page
     from mailroom.settings import load_settings
 
     settings = load_settings()
@@ -407,7 +407,7 @@ def split_lists(text: str | None, settings: Any) -> list[str]:
 
 def suppressed_for(settings: Any) -> dict[str, str]:
     """Addresses that must not be mailed (bounces, complaints, unsubscribes) -> why."""
-    from mailroom.suppressions import suppressed_addresses
+    from mailroom.events.suppressions import suppressed_addresses
 
     return dict(suppressed_addresses(settings.db_path))
 
@@ -426,8 +426,8 @@ def audiences_command(to: str | None, audiences_file: Path | None, problems_csv:
 
     Exits with status 2 when some rows have problems (they would be left out of a send).
     """
-    from mailroom.audience import load_audience
-    from mailroom.audience_report import format_audience_summary, format_left_out, format_problems, write_problems_csv
+    from mailroom.audience.lists import load_audience
+    from mailroom.audience.report import format_audience_summary, format_left_out, format_problems, write_problems_csv
     from mailroom.errors import EXIT_BAD_INPUT, InputError
     from mailroom.settings import load_settings
 
@@ -481,10 +481,10 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
                  untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
                  mark_uncertain_sent: bool) -> None:
     """Send NEWSLETTER_DIR's composed newsletter to the chosen lists, safely and resumably."""
-    from mailroom.build import load_build
-    from mailroom.ledger import Ledger, send_lock
+    from mailroom.compose.build import load_build
+    from mailroom.send.ledger import Ledger, send_lock
+    from mailroom.send.transports import make_transport
     from mailroom.settings import load_settings
-    from mailroom.transports import make_transport
 
     if resend_uncertain and mark_uncertain_sent:
         raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
@@ -512,7 +512,7 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
 
 def _refuse_preflight_errors(build: Any) -> None:
     """Nothing goes out while the preflight checks find an error."""
-    from mailroom.checks import errors_for_build
+    from mailroom.checks.rules import errors_for_build
 
     errors = [str(problem) for problem in errors_for_build(build)]
     if errors:
@@ -525,8 +525,8 @@ def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
                sandbox: bool) -> None:
     from email_validator import EmailNotValidError, validate_email
 
-    from mailroom.dispatch import Dispatcher, test_batches
-    from mailroom.ledger import SANDBOX, TEST
+    from mailroom.send.dispatch import Dispatcher, test_batches
+    from mailroom.send.ledger import SANDBOX, TEST
 
     unknown = [name for name in lists if name not in settings.lists]
     if unknown:
@@ -557,9 +557,9 @@ def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
 def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], *,
                audiences_file: Path | None, dry_run: bool, yes: bool, untested: bool, sandbox: bool,
                resend_uncertain: bool, mark_uncertain_sent: bool) -> None:
-    from mailroom.audience import load_audience
-    from mailroom.dispatch import Dispatcher, live_batches, plan_send
-    from mailroom.ledger import LIVE, SANDBOX
+    from mailroom.audience.lists import load_audience
+    from mailroom.send.dispatch import Dispatcher, live_batches, plan_send
+    from mailroom.send.ledger import LIVE, SANDBOX
 
     ledger.settle_abandoned(build.slug)
     audience = load_audience(audiences_file or settings.root / "audiences.csv", settings, lists,
@@ -617,7 +617,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
 
 def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:
     """The plan before anything goes out: the lists (as ``mailroom audiences`` shows them), then this send."""
-    from mailroom.audience_report import format_audience_summary, format_left_out, format_problems
+    from mailroom.audience.report import format_audience_summary, format_left_out, format_problems
 
     out.print(f"[bold]Sending[/] \u201c{_plain(subject)}\u201d")
     for section in (format_audience_summary(audience), format_left_out(audience), format_problems(audience)):
@@ -646,7 +646,7 @@ def _show_uncertain(batches: Any, full_list: Path) -> None:
     """Name the people whose send may or may not have arrived; all of them go in ``full_list`` (a CSV)."""
     import csv
 
-    from mailroom.audience_report import excel_safe
+    from mailroom.audience.report import excel_safe
 
     people = sum(len(b.keys) for b in batches)
     err.print(f"[bold yellow]Uncertain:[/] {people} people in {len(batches)} earlier batch(es) may or may not "
@@ -673,7 +673,7 @@ def _uncertain_file(settings: Any, build: Any) -> Path:
 
 def _finish_run(report: Any, ledger: Any, build: Any, settings: Any) -> None:
     """Say how the run ended; anything short of complete becomes the error that sets the exit status."""
-    from mailroom.dispatch import GAVE_UP, INTERRUPTED, REFUSED
+    from mailroom.send.dispatch import GAVE_UP, INTERRUPTED, REFUSED
 
     if report.failed or report.uncertain or report.stopped:
         out.print(f"Sent: {report.sent}. Not sent: {report.failed}. Uncertain: {report.uncertain}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# Exit statuses (DESIGN.md, "The command line").
+# Exit statuses (docs/architecture.md, "Exit statuses").
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_BAD_INPUT = 2

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.compose import ComposeResult, compose_newsletter
 from mailroom.settings import Settings, load_settings
+from mailroom.workflows.compose import ComposeResult, compose_newsletter
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = "2024-11-08-online-safety"

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mailroom.build import BUILD_DIR, MANIFEST, MANIFEST_VERSION
+from mailroom.compose.build import BUILD_DIR, MANIFEST, MANIFEST_VERSION
 from mailroom.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ API_KEY = "SG.standin-secret-key-0123456789abcdef"
 
 def make_project(folder: Path, *, toml_extra: str = "", timeout: float = 5.0) -> Path:
     """A copy of the sample project with the sample newsletter composed (sources hashed as usual)."""
-    from mailroom.compose import compose_newsletter
+    from mailroom.workflows.compose import compose_newsletter
     from tests.projects import make_project as copy_sample
 
     copy_sample(folder)

@@ -1,6 +1,7 @@
 """A stand-in for SendGrid's POST /v3/mail/send on 127.0.0.1, for tests and the benchmark.
 
-It checks every body against ../shared/sendgrid/mail_send.schema.json and the limits in FACTS.md
+It checks every body against tests/fixtures/sendgrid/mail_send.schema.json (SendGrid's published request
+schema, resolved) and the per-request limits SendGrid documents
 (answering 400 in SendGrid's error shape, and remembering the violation so a test can fail on it),
 answers 202 with an X-Message-Id, and counts what each address received. It can be scripted, request
 by request, to answer 429 (with reset headers), 500, 401, to drop the connection, or to hang.
@@ -25,7 +26,7 @@ from typing import Any
 
 import jsonschema
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared/sendgrid/mail_send.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent / "fixtures" / "sendgrid" / "mail_send.schema.json"
 
 
 @dataclass

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
-from mailroom.audience import LeftOut, _email_problem, load_audience
-from mailroom.audience_report import excel_safe, format_audience_summary, format_left_out, format_problems
+from mailroom.audience.lists import LeftOut, _email_problem, load_audience
+from mailroom.audience.report import excel_safe, format_audience_summary, format_left_out, format_problems
 from mailroom.cli import main
 from mailroom.errors import InputError
 from mailroom.settings import Settings, load_settings
@@ -325,7 +325,7 @@ def test_colliding_address_hashes_never_merge_or_drop_anyone(settings: Settings,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """Duplicates are spotted by a hash of the address; were every hash the same, the plan must not change."""
     expected = load_audience(FIXTURES / name, settings, ["staff", "parents"], {"amelia.hughes@example.org": "x"})
-    monkeypatch.setattr("mailroom.audience.hash", lambda _key: 7, raising=False)
+    monkeypatch.setattr("mailroom.audience.lists.hash", lambda _key: 7, raising=False)
     plan = load_audience(FIXTURES / name, settings, ["staff", "parents"], {"amelia.hughes@example.org": "x"})
     assert list(plan.recipients) == list(expected.recipients)
     assert plan.left_out == expected.left_out and plan.summaries == expected.summaries

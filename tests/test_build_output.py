@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.build import load_build
+from mailroom.compose.build import load_build
 from mailroom.errors import InputError
 from tests.projects import REPO, compose_copy
 

@@ -7,21 +7,20 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from mailroom.build import load_build
-from mailroom.checks import (
+from mailroom.checks.rules import (
     ERROR,
     WARNING,
     Finding,
     check_build,
     check_envelope,
     check_version,
-    contrast_ratio,
     errors_for_build,
     merge_audiences,
     newsletter_for_build,
-    parse_color,
 )
-from mailroom.compose import ComposeResult
+from mailroom.checks.style import contrast_ratio, parse_color
+from mailroom.compose.build import load_build
+from mailroom.workflows.compose import ComposeResult
 from tests.projects import FIXTURE_NEWSLETTERS, compose_copy, make_project
 
 FIELDS = "%%greeting%%, %%first_name%%, %%last_name%%, %%unsubscribe_url%%, %%recipient_id%%"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.build import load_build
+from mailroom.compose.build import load_build
 from mailroom.errors import InputError
 
 COMPOSE = str(Path(__file__).resolve().parents[1] / "compose.py")

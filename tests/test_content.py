@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.content import load_newsletter
+from mailroom.compose.content import load_newsletter
 from mailroom.errors import InputError
 
 LISTS = ("parents", "staff")
@@ -19,7 +19,7 @@ date: 2024-11-08
 audiences: parents, staff
 ---
 """
-SEED = Path(__file__).resolve().parent / "fixtures" / "seed" / "online-safety-seed.txt"  # ../shared/seed, as given
+SEED = Path(__file__).resolve().parent / "fixtures" / "seed" / "online-safety-seed.txt"  # the seed text, as office staff gave it
 
 
 def write(folder: Path, text: str) -> Path:

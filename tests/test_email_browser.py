@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
-from mailroom.compose import ComposeResult
-from mailroom.preview import sample_document
+from mailroom.preview.page import sample_document
+from mailroom.workflows.compose import ComposeResult
 from tests.browser import artifact, axe_violations, horizontal_overflow, open_page
 from tests.projects import project_settings
 

@@ -7,8 +7,8 @@ from click.testing import CliRunner
 
 from mailroom.cli import main
 from mailroom.errors import InputError
-from mailroom.events import import_events_file, parse_events, read_events_file, suppression_reason
-from mailroom.suppressions import add_suppression, list_suppressions, suppressed_addresses
+from mailroom.events.intake import import_events_file, parse_events, read_events_file, suppression_reason
+from mailroom.events.suppressions import add_suppression, list_suppressions, suppressed_addresses
 from tests.sendgrid_events import event
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mailroom.suppressions import suppressed_addresses
+from mailroom.events.suppressions import suppressed_addresses
 from tests.sendgrid_events import Signer, event
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,12 +4,12 @@ import json
 import shutil
 from pathlib import Path
 
-from mailroom.audience import load_audience
-from mailroom.events import import_events_file
-from mailroom.ledger import LIVE, SENT, Ledger, Outcome
-from mailroom.report import build_report
+from mailroom.audience.lists import load_audience
+from mailroom.events.intake import import_events_file
+from mailroom.events.report import build_report
+from mailroom.events.suppressions import suppressed_addresses
+from mailroom.send.ledger import LIVE, SENT, Ledger, Outcome
 from mailroom.settings import load_settings
-from mailroom.suppressions import suppressed_addresses
 from tests.sendgrid_events import Signer, event, post, running_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ from email import policy
 
 import pytest
 
-from mailroom.personalize import html_values, personalize, recipient_values
-from mailroom.transports.mime import _segments, _stamp, header
+from mailroom.send.personalize import html_values, personalize, recipient_values
+from mailroom.send.transports.mime import _segments, _stamp, header
 
 TEMPLATE = ("<p>%%greeting%%,</p>\n<p>" + "Long line of newsletter text " * 8 + "%%first_name%%%%last_name%%</p>\n"
             '<a href="%%unsubscribe_url%%">Unsubscribe</a> id %%recipient_id%% ends with a space \n'

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from mailroom.compose import ComposeResult
-from mailroom.preview import DESKTOP_WIDTH, PHONE_WIDTH
+from mailroom.preview.page import DESKTOP_WIDTH, PHONE_WIDTH
+from mailroom.workflows.compose import ComposeResult
 from tests.browser import artifact, axe_violations, horizontal_overflow, open_page
 from tests.projects import FIXTURE_NEWSLETTERS, compose_copy, make_project
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
-from mailroom.preview_server import PreviewServer, Watcher
+from mailroom.servers.live_preview import PreviewServer, Watcher
 from tests.browser import open_page
 from tests.projects import REPO
 

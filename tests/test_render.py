@@ -9,11 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from mjml import mjml2html
 
-from mailroom.compose import compose_newsletter, renderer_for
-from mailroom.content import load_newsletter
+from mailroom.compose.content import load_newsletter
+from mailroom.compose.links import TrackingParameters, check_link, strip_tracking, tag_url
 from mailroom.errors import InputError
-from mailroom.links import TrackingParameters, check_link, strip_tracking, tag_url
 from mailroom.settings import load_settings
+from mailroom.workflows.compose import compose_newsletter, renderer_for
 
 TRACKING = TrackingParameters(source="school", medium="email", campaign="week-1", content="parents")
 

@@ -6,11 +6,11 @@ import pytest
 from click.testing import CliRunner
 
 from mailroom.cli import main
-from mailroom.events import import_events_file
-from mailroom.report import AudienceNumbers, LinkClicks, build_report
-from mailroom.report_page import render_report_page, write_report_page
+from mailroom.events.intake import import_events_file
+from mailroom.events.report import AudienceNumbers, LinkClicks, build_report
+from mailroom.events.report_page import render_report_page, write_report_page
+from mailroom.events.suppressions import suppressed_addresses
 from mailroom.settings import load_settings
-from mailroom.suppressions import suppressed_addresses
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "events" / "online-safety-events.json"
@@ -151,7 +151,7 @@ def test_page_renders_in_headless_chromium_without_console_errors(project, brows
 
 
 def test_a_composed_build_gives_the_subject_and_lists_links_nobody_clicked(project):
-    from mailroom.compose import compose_newsletter
+    from mailroom.workflows.compose import compose_newsletter
 
     shutil.copytree(ROOT / "templates", project / "templates")
     shutil.copytree(ROOT / "newsletters" / SLUG, project / "newsletters" / SLUG, dirs_exist_ok=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.ledger import Ledger
+from mailroom.send.ledger import Ledger
 from tests.send_project import (
     API_KEY,
     SAMPLE,

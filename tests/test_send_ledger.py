@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailroom.errors import RefusedForSafety
-from mailroom.ledger import FAILED, LIVE, SENT, TEST, UNCERTAIN, Ledger, Outcome, send_lock
+from mailroom.send.ledger import FAILED, LIVE, SENT, TEST, UNCERTAIN, Ledger, Outcome, send_lock
 
 
 def test_recipient_ids_are_random_stable_and_never_the_address(tmp_path):

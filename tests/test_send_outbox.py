@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.build import BuiltImage, load_build
-from mailroom.dispatch import make_message, make_version
+from mailroom.compose.build import BuiltImage, load_build
 from mailroom.errors import TransportError
-from mailroom.transports.base import Batch, Delivery, Version
-from mailroom.transports.mime import MimeTemplate
-from mailroom.transports.outbox import OutboxTransport
+from mailroom.send.dispatch import make_message, make_version
+from mailroom.send.transports.base import Batch, Delivery, Version
+from mailroom.send.transports.mime import MimeTemplate
+from mailroom.send.transports.outbox import OutboxTransport
 from tests.send_project import SAMPLE, project_copy, settings_for, write_build
 
 
@@ -155,8 +155,8 @@ def test_no_one_click_header_for_a_plain_http_unsubscribe_link(tmp_path):
 
 def test_decoded_parts_are_exactly_the_personalised_version(sent):
     """The parts are stamped from pre-encoded pieces; decoded, they must equal stage-2 personalisation."""
-    from mailroom.personalize import personalize
-    from mailroom.transports.mime import embed_images
+    from mailroom.send.personalize import personalize
+    from mailroom.send.transports.mime import embed_images
 
     _, files, version = sent
     for index, path in enumerate(files):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.audience import load_audience
-from mailroom.build import load_build
-from mailroom.dispatch import (
+from mailroom.audience.lists import load_audience
+from mailroom.compose.build import load_build
+from mailroom.errors import InputError
+from mailroom.send.dispatch import (
     GAVE_UP,
     INTERRUPTED,
     REFUSED,
@@ -24,9 +25,8 @@ from mailroom.dispatch import (
     live_batches,
     plan_send,
 )
-from mailroom.errors import InputError
-from mailroom.ledger import FAILED, LIVE, SANDBOX, SENT, UNCERTAIN, Ledger
-from mailroom.transports.sendgrid import SendGridTransport
+from mailroom.send.ledger import FAILED, LIVE, SANDBOX, SENT, UNCERTAIN, Ledger
+from mailroom.send.transports.sendgrid import SendGridTransport
 from tests.send_project import API_KEY, SAMPLE, many_people, project_copy, settings_for, write_audiences
 from tests.sendgrid_standin import Answer, SendGridStandIn
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.audience import Recipient
-from mailroom.build import load_build
-from mailroom.dispatch import REFUSED, Dispatcher, live_batches
+from mailroom.audience.lists import Recipient
+from mailroom.compose.build import load_build
 from mailroom.errors import ConfigError
-from mailroom.ledger import FAILED, SENT, UNCERTAIN, Ledger
+from mailroom.send.dispatch import REFUSED, Dispatcher, live_batches
+from mailroom.send.ledger import FAILED, SENT, UNCERTAIN, Ledger
+from mailroom.send.transports import make_transport
+from mailroom.send.transports.smtp import AUTH_REFUSED, SmtpTransport, smtp_plan_notes
 from mailroom.settings import Settings, load_settings
-from mailroom.transports import make_transport
-from mailroom.transports.smtp import AUTH_REFUSED, SmtpTransport, smtp_plan_notes
 from tests.smtp_server import DROP, Authenticator, ScriptedHandler, self_signed_cert, start_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mailroom.transports.smtp import dot_stuff
+from mailroom.send.transports.smtp import dot_stuff
 
 
 @pytest.mark.parametrize(("data", "expected"), [

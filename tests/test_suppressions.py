@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from mailroom.errors import InputError
-from mailroom.suppressions import (
+from mailroom.events.suppressions import (
     add_suppression,
     list_suppressions,
     remove_suppression,

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from mailroom.errors import ConfigError
-from mailroom.suppressions import suppressed_addresses
-from mailroom.webhook import make_server
+from mailroom.events.suppressions import suppressed_addresses
+from mailroom.servers.webhook import make_server
 from tests.sendgrid_events import SIGNATURE, TIMESTAMP, Signer, event, post, running_server
 
 

@@ -1,0 +1,1 @@
+"""The mailing lists: reading the school's exports and planning who gets which version."""

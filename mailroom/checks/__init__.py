@@ -1,0 +1,1 @@
+"""Preflight checks on what compose wrote, traced back to newsletter.md lines."""

@@ -1,0 +1,170 @@
+"""Stage 1 of rendering: one audience's version of a newsletter, from Markdown to email-ready HTML and text.
+
+Jinja2 (autoescape, StrictUndefined) -> MJML -> mjml-python -> HTML -> premailer (CSS inlined, media
+queries kept) -> tracking parameters on every http(s) link. The plain-text part comes from the same
+blocks. Per-recipient fields stay as tokens; ``personalize`` fills them in at send time.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
+from mjml import mjml2html
+from premailer import Premailer
+
+from mailroom.compose.build import IMAGE_PREFIX, RECIPIENT_FIELDS, token
+from mailroom.compose.content import Block, Newsletter, markdown_parser
+from mailroom.compose.links import TrackingParameters, tag_links_in_html, tag_url
+from mailroom.compose.plaintext import block_text
+from mailroom.errors import InputError
+from mailroom.settings import Settings
+
+TEMPLATE_DIR = "templates"
+LAYOUT = "base.mjml.j2"
+TEXT_LAYOUT = "text.txt.j2"
+WEB_AUDIENCE = "web"
+_COLOR_SCHEME_META = '<meta name="color-scheme" content="light"><meta name="supported-color-schemes" content="light">'
+_TOKEN_ANY = re.compile(r"%%([a-z_]+)%%")
+
+
+@dataclass(frozen=True)
+class RenderedVersion:
+    """One audience's email, ready to write into the build."""
+
+    audience: str
+    html: str
+    text: str
+    links: tuple[str, ...]
+    tokens: tuple[str, ...]
+
+
+class Renderer:
+    """Holds the template environments for one compose run (templates are parsed once)."""
+
+    def __init__(self, settings: Settings, image_names: dict[Path, str], logo_name: str | None) -> None:
+        self.settings = settings
+        self.template_dir = settings.root / TEMPLATE_DIR
+        self.image_names = image_names
+        self.logo_name = logo_name
+        loader = jinja2.FileSystemLoader(self.template_dir)
+        self.html_env = jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined)
+        self.text_env = jinja2.Environment(loader=loader, autoescape=False, undefined=jinja2.StrictUndefined,
+                                           keep_trailing_newline=True)
+        self.md = markdown_parser()
+
+    def render(self, newsletter: Newsletter, audience: str) -> RenderedVersion:
+        """Render ``audience``'s version; ``WEB_AUDIENCE`` gives the public copy with no personal tokens."""
+        mjml_source, context, blocks, tag = self._prepare(newsletter, audience)
+        html = self._compile(mjml_source)
+        html, links = tag_links_in_html(html, tag)
+        body_text = "\n\n".join(block_text(block, tag) for block in blocks)
+        text = self._template(self.text_env, TEXT_LAYOUT, context | {"body": body_text})
+        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        tokens = tuple(sorted({m for m in _TOKEN_ANY.findall(html + text) if m in RECIPIENT_FIELDS}))
+        return RenderedVersion(audience=audience, html=html, text=text, links=tuple(links), tokens=tokens)
+
+    def mjml(self, newsletter: Newsletter, audience: str) -> str:
+        """The MJML source of ``audience``'s version before compiling, so the benchmark can feed the npm tools."""
+        return self._prepare(newsletter, audience)[0]
+
+    def _prepare(self, newsletter: Newsletter, audience: str
+                 ) -> tuple[str, dict[str, Any], list[Block], Callable[[str], str]]:
+        """The MJML source, the template context, the blocks and the link tagger, shared by both outputs."""
+        settings = self.settings
+        web = audience == WEB_AUDIENCE
+        list_name = settings.archive_audience if web else audience
+        mailing_list = settings.lists[list_name]
+        tracking = TrackingParameters(
+            source=settings.tracking.utm_source, medium=settings.tracking.utm_medium,
+            campaign=newsletter.front.campaign or newsletter.slug, content=audience)
+
+        def tag(url: str) -> str:
+            return tag_url(url, tracking)
+
+        blocks = newsletter.blocks_for(list_name)
+        date = newsletter.front.date
+        context: dict[str, Any] = {
+            "school": settings.school,
+            "sender": settings.sender,
+            "brand": settings.brand,
+            "mailing_list": mailing_list,
+            "subject": newsletter.front.subject,
+            "preheader": newsletter.front.preheader,
+            "date_long": f"{date:%A} {date.day} {date:%B %Y}",
+            "greeting": mailing_list.greeting if web else token("greeting"),
+            "unsubscribe_url": "" if web else token("unsubscribe_url"),
+            "logo_src": f"{IMAGE_PREFIX}{self.logo_name}" if self.logo_name else "",
+            "web": web,
+        }
+        mjml_source = self._template(self.html_env, LAYOUT, context | {
+            "blocks": [self._html_view(block) for block in blocks]})
+        return mjml_source, context, list(blocks), tag
+
+    def _html_view(self, block: Block) -> dict[str, Any]:
+        """What a block partial needs, with Markdown already turned into (trusted) HTML."""
+        view: dict[str, Any] = {"kind": block.kind, "title": block.title, "url": block.url, "label": block.label}
+        if block.tokens:
+            view["html"] = Markup(self.md.renderer.render(block.tokens, self.md.options, {}))
+        if block.image is not None:
+            view.update(src=f"{IMAGE_PREFIX}{self.image_names[block.image.path]}", alt=block.image.alt,
+                        width=min(block.image.width, 552))
+        return view
+
+    def _template(self, env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
+        try:
+            return env.get_template(name).render(context)
+        except jinja2.TemplateNotFound as exc:
+            raise InputError(f"template '{exc.name}' is missing", self.template_dir / name) from None
+        except jinja2.TemplateSyntaxError as exc:
+            path = Path(exc.filename) if exc.filename else self.template_dir / name
+            raise InputError(f"template error: {exc.message}", path, exc.lineno) from None
+        except jinja2.UndefinedError as exc:
+            path, line = _template_frame(exc, self.template_dir)
+            raise InputError(f"template error: {exc.message}", path or self.template_dir / name, line) from None
+
+    def _compile(self, mjml_source: str) -> str:
+        try:
+            html = mjml2html(mjml_source, disable_comments=True)
+        except Exception as exc:  # mjml-python raises plain exceptions with the parser's message
+            raise InputError(f"the templates do not make valid MJML: {exc}", self.template_dir / LAYOUT) from None
+        html = html.replace("</head>", _COLOR_SCHEME_META + "</head>", 1)
+        return inline_css(html)
+
+
+def inline_css(html: str) -> str:
+    """Inline the CSS for clients that drop <style>, keeping media queries and !important for phones."""
+    logger = logging.getLogger("mailroom.premailer")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    return Premailer(
+        html,
+        allow_network=False,
+        keep_style_tags=False,
+        strip_important=False,
+        disable_validation=True,
+        remove_classes=False,
+        cssutils_logging_handler=logger.handlers[0],
+        cssutils_logging_level=logging.CRITICAL,
+        disable_leftover_css=False,
+    ).transform(pretty_print=False)
+
+
+def _template_frame(exc: BaseException, template_dir: Path) -> tuple[Path | None, int | None]:
+    """The template file and line where Jinja raised, from the traceback Jinja rewrites for us."""
+    found: tuple[Path | None, int | None] = (None, None)
+    tb = exc.__traceback__ or sys.exc_info()[2]
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = (Path(filename), tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+

@@ -1,0 +1,1 @@
+"""Delivery events in (webhook, import), suppressions, and the report out."""

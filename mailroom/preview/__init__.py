@@ -1,0 +1,1 @@
+"""The preview page office staff look at before sending."""

@@ -1,0 +1,1 @@
+"""Stage 2: the ledger, batching and retries, and the transports that deliver each message."""

@@ -1,0 +1,390 @@
+"""From a build and a list of people to batches handed to one transport, safely and resumably.
+
+- The plan: who gets which version, who already has it (skipped), who is in an uncertain batch.
+- The loop: batches per version, each written to the ledger as in flight before it goes out and
+  settled only by what the transport confirms (so the resume point only moves on confirmed sends).
+- Retries: only what is known not to have been accepted, with capped exponential backoff and jitter,
+  honouring the service's own "wait until" (Retry-After / X-Ratelimit-Reset), a bounded number of times.
+- Stopping: Ctrl-C (``stop``) ends the run after the batch in flight, which is recorded first.
+Nothing here prints; progress goes to a callback and the outcome comes back as a ``DispatchReport``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mailroom.compose.build import Build
+from mailroom.errors import InputError, TransportError
+from mailroom.send.ledger import (
+    FAILED,
+    IN_FLIGHT,
+    LIVE,
+    PENDING,
+    SANDBOX,
+    SENT,
+    TEST,
+    UNCERTAIN,
+    Ledger,
+    Outcome,
+    TestSend,
+    UncertainBatch,
+)
+from mailroom.send.personalize import recipient_values
+from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
+from mailroom.settings import Settings
+
+_LOOKUP_WINDOW = 1000  # people whose ledger state is read in one query while batching
+
+
+class Person(Protocol):
+    """What dispatch needs of a recipient (``mailroom.audience.lists.Recipient`` has it)."""
+
+    email: str
+    key: str
+    first_name: str
+    last_name: str
+    audience: str
+
+
+# --- versions -----------------------------------------------------------------------------------------
+
+def make_version(build: Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
+    """The audience's version of the build, as every transport receives it."""
+    built = build.versions.get(audience)
+    if built is None:
+        raise InputError(
+            f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
+            f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+    domain = settings.sender.email.rpartition("@")[2]
+    return Version(
+        newsletter=build.slug,
+        audience=audience,
+        subject=f"[TEST] {build.subject}" if test else build.subject,
+        html=built.html(),
+        text=built.text(),
+        images=tuple((image, build.image_path(image)) for image in built.images),
+        from_name=settings.sender.name,
+        from_email=settings.sender.email,
+        reply_to=settings.sender.reply_to,
+        list_id=f"{settings.school.name} {audience} <{audience}.{domain}>",
+        unsubscribe_mailto=settings.unsubscribe.mailto,
+        test=test,
+    )
+
+
+def make_message(person: Person, recipient_id: str, settings: Settings) -> Message:
+    """One person's copy: their fields, their unsubscribe link, nobody else's."""
+    greeting = settings.lists[person.audience].greeting if person.audience in settings.lists else "Hello"
+    values = recipient_values(
+        first_name=person.first_name, last_name=person.last_name, default_greeting=greeting,
+        unsubscribe_url=settings.unsubscribe.url.replace("{recipient_id}", recipient_id),
+        recipient_id=recipient_id)
+    name = " ".join(part for part in (person.first_name.strip(), person.last_name.strip()) if part)
+    return Message(key=person.key, email=person.email, name=name, recipient_id=recipient_id, values=values)
+
+
+# --- the plan -------------------------------------------------------------------------------------------
+
+@dataclass
+class SendPlan:
+    """Who gets what this run; the CLI shows it before anything goes out."""
+
+    newsletter: str
+    audiences: tuple[str, ...]
+    to_send: dict[str, int]  # audience -> people to send to now
+    already_sent: int
+    retrying: int  # known not to have been accepted last time: sent again now
+    uncertain: list[UncertainBatch]  # outcome unknown and not resolved by a flag
+    resending_uncertain: int
+    test_sends: list[TestSend] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.to_send.values())
+
+
+def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
+              resend_uncertain: bool = False) -> SendPlan:
+    """Compare the people on the lists with the ledger; nothing is written."""
+    for audience in audiences:
+        if audience not in build.versions:
+            raise InputError(
+                f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
+                f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+    to_send: Counter[str] = Counter({a: 0 for a in audiences})
+    already = retrying = resending = 0
+    remaining = iter(people)  # read once, a window at a time: the people may be streamed from a file
+    while window := list(itertools.islice(remaining, _LOOKUP_WINDOW)):
+        rows = ledger.states(build.slug, [p.key for p in window])
+        for person in window:
+            row = rows.get(person.key)
+            state = row.state if row else PENDING
+            if state == SENT:
+                already += 1
+                continue
+            if state in (UNCERTAIN, IN_FLIGHT):
+                if not resend_uncertain:
+                    continue
+                resending += 1
+            elif state == FAILED:
+                retrying += 1
+            to_send[person.audience] += 1
+    uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
+    return SendPlan(newsletter=build.slug, audiences=tuple(audiences), to_send=dict(to_send),
+                    already_sent=already, retrying=retrying, uncertain=uncertain,
+                    resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash))
+
+
+def live_batches(build: Build, settings: Settings, people: Iterable[Person], audiences: Sequence[str],
+                 ledger: Ledger, size: int, *, resend_uncertain: bool = False
+                 ) -> Iterator[tuple[Version, list[Message]]]:
+    """The run's batches, made lazily: one version per batch, people read from the ledger just in time.
+
+    Only rendered messages for one batch exist at a time, so memory stays flat however long the list.
+    ``people`` is read through once per audience, so it must be re-iterable (a list, or the
+    ``Recipients`` of an audience plan, which reads the file again).
+    """
+    sendable = {PENDING, FAILED} | ({UNCERTAIN, IN_FLIGHT} if resend_uncertain else set())
+    for audience in audiences:
+        version = make_version(build, settings, audience)
+        waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
+        mine = (p for p in people if p.audience == audience)
+        while True:
+            # Read the ledger only after earlier batches were settled (the consumer sends each batch
+            # before asking for the next), so someone already sent is never queued again.
+            window = [p for _, p in zip(range(_LOOKUP_WINDOW), mine, strict=False)]
+            if window:
+                rows = ledger.states(build.slug, [p.key for p in window])
+                for person in window:
+                    row = rows.get(person.key)
+                    if row is None or row.state in sendable:
+                        waiting.setdefault(person.key, person)
+            while len(waiting) >= size or (waiting and not window):
+                chunk = [waiting.pop(key) for key in list(itertools.islice(waiting, size))]
+                ids = ledger.recipient_ids([p.key for p in chunk])
+                yield version, [make_message(p, ids[p.key], settings) for p in chunk]
+            if not window:
+                break
+
+
+# --- retries --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often to try again; the defaults suit SendGrid and an SMTP relay."""
+
+    max_attempts: int = 6  # tries per batch, the first included
+    base_delay: float = 2.0  # seconds before the first retry (before jitter)
+    max_delay: float = 60.0  # backoff cap
+    max_wait: float = 900.0  # longest we wait for a service's own reset time
+
+    def delay(self, retry_number: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before retry number ``retry_number`` (1 = the first retry)."""
+        backoff = min(self.max_delay, self.base_delay * 2 ** (retry_number - 1))
+        jittered = backoff / 2 + rng.uniform(0, backoff / 2)
+        if retry_after is not None and retry_after > 0:
+            return min(self.max_wait, max(retry_after, jittered / 4))
+        return jittered
+
+
+# --- the loop ---------------------------------------------------------------------------------------------
+
+INTERRUPTED, REFUSED, GAVE_UP, UNKNOWN_OUTCOME = "interrupted", "refused", "gave_up", "uncertain"
+
+
+@dataclass
+class DispatchReport:
+    sent: int = 0
+    failed: int = 0  # refused for good or retries used up: known not accepted, a rerun tries again
+    uncertain: int = 0
+    requests: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    uncertain_batches: list[int] = field(default_factory=list)
+    stopped: str | None = None  # INTERRUPTED, REFUSED, GAVE_UP or UNKNOWN_OUTCOME
+    stop_message: str | None = None
+    confirmed_test_batches: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    """What the progress display needs after each step."""
+
+    done: int  # people settled this run (sent, failed or uncertain)
+    sent: int
+    note: str | None = None  # e.g. "SendGrid asked us to slow down; waiting 12 s"
+
+
+class Dispatcher:
+    """Hands batches to one transport, records every step in the ledger, retries what is safe to retry."""
+
+    def __init__(self, transport: Transport, ledger: Ledger, *, newsletter: str, build_hash: str,
+                 kind: str = LIVE, policy: RetryPolicy | None = None,
+                 sleep: Callable[[float], None] | None = None, rng: random.Random | None = None,
+                 stop: threading.Event | None = None,
+                 on_progress: Callable[[Progress], None] | None = None) -> None:
+        self.transport = transport
+        self.ledger = ledger
+        self.newsletter = newsletter
+        self.build_hash = build_hash
+        self.kind = kind
+        self.policy = policy or RetryPolicy()
+        self.stop = stop or threading.Event()
+        self._sleep = sleep or self._interruptible_sleep
+        self.rng = rng or random.Random()
+        self.on_progress = on_progress or (lambda progress: None)
+        self.report = DispatchReport()
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self.stop.wait(seconds)
+
+    def run(self, batches: Iterable[tuple[Version, list[Message]]]) -> DispatchReport:
+        for version, messages in batches:
+            if self.stop.is_set():
+                self.report.stopped = INTERRUPTED
+                break
+            if not messages:
+                continue
+            self._one_batch(version, messages)
+            if self.report.stopped:
+                break
+        return self.report
+
+    def _one_batch(self, version: Version, messages: list[Message]) -> None:
+        batch_id = self.ledger.begin_batch(
+            newsletter=self.newsletter, audience=version.audience, kind=self.kind,
+            transport=self.transport.name, build_hash=self.build_hash, keys=[m.key for m in messages])
+        sent_before, uncertain_before = self.report.sent, self.report.uncertain
+        remaining = list(messages)
+        message_id: str | None = None
+        last_error: str | None = None
+        attempt = 0
+        while remaining:
+            attempt += 1
+            batch = Batch(batch_id=batch_id, version=version, messages=tuple(remaining),
+                          sandbox=self.kind == SANDBOX)
+            self.ledger.count_attempt(batch_id)
+            self.report.requests += 1
+            try:
+                result = self.transport.send_batch(batch)
+            except TransportError as exc:
+                last_error = exc.message
+                if exc.uncertain:
+                    self._settle(batch_id, remaining, UNCERTAIN, error=exc.message)
+                    self.report.uncertain_batches.append(batch_id)
+                    self.report.stopped, self.report.stop_message = UNKNOWN_OUTCOME, exc.message
+                    break
+                if not exc.retryable:
+                    self._settle(batch_id, remaining, FAILED, error=exc.message)
+                    self.report.stopped, self.report.stop_message = REFUSED, exc.message
+                    break
+                if not self._wait_before_retry(attempt, exc.retry_after, exc.message):
+                    self._settle(batch_id, remaining, FAILED, error=exc.message)
+                    break
+                continue
+            remaining, message_id, last_error = self._record(batch_id, remaining, result, message_id, last_error)
+            if remaining and not self._wait_before_retry(attempt, result.retry_after, last_error):
+                self._settle(batch_id, remaining, FAILED, error=last_error)
+                break
+        self._finish(batch_id, len(messages), sent_before, uncertain_before, message_id, last_error)
+
+    def _record(self, batch_id: int, remaining: list[Message], result: BatchResult, message_id: str | None,
+                last_error: str | None) -> tuple[list[Message], str | None, str | None]:
+        """Write what the transport confirmed; return who is still to be tried."""
+        outcomes, still = [], []
+        for message in remaining:
+            delivery = result.deliveries.get(message.key, Delivery.NOT_SENT)
+            error = result.errors.get(message.key)
+            if delivery is Delivery.SENT:
+                mid = result.message_ids.get(message.key)
+                message_id = message_id or mid
+                outcomes.append(Outcome(message.key, SENT, message_id=mid))
+                self.report.sent += 1
+            elif delivery is Delivery.REJECTED:
+                outcomes.append(Outcome(message.key, FAILED, error=error))
+                self.report.failed += 1
+                self.report.errors[error or "refused"] += 1
+            elif delivery is Delivery.UNCERTAIN:
+                outcomes.append(Outcome(message.key, UNCERTAIN, error=error))
+                self.report.uncertain += 1
+                if batch_id not in self.report.uncertain_batches:
+                    self.report.uncertain_batches.append(batch_id)
+            else:
+                still.append(message)
+            last_error = error or last_error
+        self.ledger.record_outcomes(batch_id, self.newsletter, self.kind, outcomes)
+        self._progress()
+        return still, message_id, last_error
+
+    def _settle(self, batch_id: int, messages: list[Message], state: str, *, error: str | None) -> None:
+        self.ledger.record_outcomes(batch_id, self.newsletter, self.kind,
+                                    [Outcome(m.key, state, error=error) for m in messages])
+        if state == UNCERTAIN:
+            self.report.uncertain += len(messages)
+        else:
+            self.report.failed += len(messages)
+            self.report.errors[error or "not accepted"] += len(messages)
+        self._progress()
+
+    def _wait_before_retry(self, attempt: int, retry_after: float | None, reason: str | None) -> bool:
+        """Wait, unless attempts are used up or the user pressed Ctrl-C; False means give up on the batch."""
+        if attempt >= self.policy.max_attempts:
+            self.report.stopped, self.report.stop_message = GAVE_UP, reason
+            return False
+        if self.stop.is_set():
+            self.report.stopped = INTERRUPTED
+            return False
+        delay = self.policy.delay(attempt, retry_after, self.rng)
+        said = (reason or "Not accepted").rstrip().rstrip(".")
+        self._progress(f"{said}. Trying again in {delay:.0f} s.")
+        self._sleep(delay)
+        if self.stop.is_set():
+            self.report.stopped = INTERRUPTED
+            return False
+        return True
+
+    def _finish(self, batch_id: int, size: int, sent_before: int, uncertain_before: int,
+                message_id: str | None, error: str | None) -> None:
+        sent = self.report.sent - sent_before
+        uncertain = self.report.uncertain - uncertain_before
+        if sent == size:
+            state = SENT
+        elif uncertain:
+            state = UNCERTAIN
+        elif sent:
+            state = "partly_sent"
+        else:
+            state = FAILED
+        self.ledger.finish_batch(batch_id, state, message_id=message_id,
+                                 error=None if state == SENT else error)
+        if state == SENT and self.kind == TEST:
+            self.report.confirmed_test_batches.append(batch_id)
+
+    def _progress(self, note: str | None = None) -> None:
+        r = self.report
+        self.on_progress(Progress(done=r.sent + r.failed + r.uncertain, sent=r.sent, note=note))
+
+
+def test_batches(build: Build, settings: Settings, audiences: Sequence[str], address: str,
+                 recipient_id: str) -> Iterator[tuple[Version, list[Message]]]:
+    """One copy of each chosen version, subject marked [TEST], to one address."""
+    key = address.strip().lower()
+    for audience in audiences:
+        version = make_version(build, settings, audience, test=True)
+        person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=audience)
+        yield version, [make_message(person, recipient_id, settings)]
+
+
+@dataclass(frozen=True)
+class _TestPerson:
+    email: str
+    key: str
+    first_name: str
+    last_name: str
+    audience: str
+

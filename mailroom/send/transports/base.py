@@ -1,0 +1,131 @@
+"""The one small interface every transport (outbox, SendGrid, SMTP) sits behind.
+
+A transport only turns a batch into whatever its service wants, hands it over and says what became of
+each person. The loop, retries, waiting, the ledger and Ctrl-C belong to ``mailroom.send.dispatch``, so
+every transport gets the same safety rules for free.
+
+How a transport reports:
+- per person, a ``Delivery``: SENT (with the service's message id), REJECTED (this person's message was
+  refused for good, e.g. an SMTP 550), NOT_SENT (known not accepted, worth retrying: e.g. the SMTP
+  connection failed before this message was handed over) or UNCERTAIN (it may or may not have arrived:
+  the connection dropped after the message was handed over).
+- for the whole batch at once, by raising ``TransportError``: ``retryable`` (known not accepted, try
+  again later), ``uncertain`` (the request went out and no answer came back) or neither (refused for good).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailroom.compose.build import BuiltImage
+
+
+class Delivery(enum.Enum):
+    SENT = "sent"
+    REJECTED = "rejected"
+    NOT_SENT = "not_sent"
+    UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One audience's email, shared by every message of a batch; transports may cache work per Version."""
+
+    newsletter: str
+    audience: str
+    subject: str  # already "[TEST] ..." for a test send
+    html: str  # tokens (``%%first_name%%``...) still in place; local images as src="images/<file>"
+    text: str
+    images: tuple[tuple[BuiltImage, Path], ...]  # (image, file on disk)
+    from_name: str
+    from_email: str
+    reply_to: str
+    list_id: str  # the List-Id header's value
+    unsubscribe_mailto: str  # mailto: address for List-Unsubscribe ("" for none)
+    test: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    """One person's copy: exactly one recipient, never more."""
+
+    key: str  # address key (ledger)
+    email: str
+    name: str  # display name for the To header ("" when unknown)
+    recipient_id: str  # opaque id (never the address)
+    values: Mapping[str, str]  # raw per-recipient fields (mailroom.send.personalize.recipient_values)
+
+    @property
+    def unsubscribe_url(self) -> str:
+        return self.values["unsubscribe_url"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """People who get the same version, handed to the transport in one go."""
+
+    batch_id: int
+    version: Version
+    messages: tuple[Message, ...]
+    sandbox: bool = False
+
+
+@dataclass
+class BatchResult:
+    """Per person what happened; people missing from ``deliveries`` count as NOT_SENT."""
+
+    deliveries: dict[str, Delivery] = field(default_factory=dict)
+    message_ids: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    retry_after: float | None = None  # the service asked us to wait this long before retrying the rest
+
+    def add(self, key: str, delivery: Delivery, *, message_id: str | None = None, error: str | None = None) -> None:
+        self.deliveries[key] = delivery
+        if message_id:
+            self.message_ids[key] = message_id
+        if error:
+            self.errors[key] = error
+
+    @classmethod
+    def all_sent(cls, batch: Batch, message_id: str | None) -> BatchResult:
+        result = cls()
+        for message in batch.messages:
+            result.add(message.key, Delivery.SENT, message_id=message_id)
+        return result
+
+
+class Transport(ABC):
+    """Name, open, send_batch, close: the whole contract."""
+
+    name: str = "transport"
+    #: the most people one ``send_batch`` call may carry (dispatch never exceeds it)
+    max_batch_size: int = 100
+
+    def open(self) -> None:  # noqa: B027 - optional hook, most transports need nothing
+        """Connect or prepare; called once before the first batch."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called once at the end, also after an error or Ctrl-C."""
+
+    @abstractmethod
+    def send_batch(self, batch: Batch) -> BatchResult:
+        """Hand the batch over and say, per person, what happened; raise TransportError for the whole batch."""
+
+    def describe(self) -> str:
+        """How the plan names this transport to the office."""
+        return self.name
+
+    def plan_notes(self, count: int) -> list[str]:
+        """Anything the plan should add about sending ``count`` messages this way (time, daily limits)."""
+        return []
+
+    def __enter__(self) -> Transport:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,58 @@
+"""The default transport: one .eml file per person under the outbox folder, nothing leaves the computer.
+
+A real transport, not a stand-in: the files are complete RFC 5322 messages (open one in any mail
+program), written the same way SMTP would send them. Each file is written to a temporary name and
+renamed, so a crash never leaves half a message behind.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mailroom.send.transports.base import Batch, BatchResult, Delivery, Transport
+from mailroom.send.transports.mime import MimeTemplates, safe_filename, stamp
+
+
+class OutboxTransport(Transport):
+    name = "outbox"
+    max_batch_size = 200
+
+    def __init__(self, outbox_dir: Path) -> None:
+        self.outbox_dir = Path(outbox_dir)
+        self._templates = MimeTemplates()
+
+    def describe(self) -> str:
+        return f"the outbox folder {self.outbox_dir} (nothing is emailed)"
+
+    def folder(self, newsletter: str) -> Path:
+        return self.outbox_dir / safe_filename(newsletter)
+
+    def send_batch(self, batch: Batch) -> BatchResult:
+        template = self._templates.for_version(batch.version)
+        folder = self.folder(batch.version.newsletter)
+        folder.mkdir(parents=True, exist_ok=True)
+        now = datetime.now(UTC)
+        result = BatchResult()
+        for message in batch.messages:
+            if batch.version.test:
+                name = f"test-{safe_filename(batch.version.audience)}-{stamp()}-{batch.batch_id}.eml"
+            else:
+                name = f"{safe_filename(message.recipient_id)}.eml"
+            message_id, data = template.render(message, now=now)
+            try:
+                _write_atomically(folder / name, data)
+            except OSError as exc:
+                result.add(message.key, Delivery.REJECTED,
+                           error=f"could not write {folder / name}: {exc.strerror or exc}")
+                break  # the rest stay NOT_SENT; dispatch decides whether to try again
+            result.add(message.key, Delivery.SENT, message_id=message_id)
+        return result
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+    os.replace(temp, path)

@@ -1,0 +1,1 @@
+"""Long-running local servers: the live preview and SendGrid's event webhook."""

@@ -1,0 +1,220 @@
+"""`mailroom preview`: serve the preview on 127.0.0.1 and recompose whenever a source changes.
+
+Staff edit newsletter.md (or a template, an image, school.toml) and the page in the browser updates
+by itself. The served preview.html gets a small script that asks ``/__version`` once a second and
+reloads when a new compose has finished; the file on disk stays script-free. A compose that fails
+while watching is shown at the top of the page and reported to the terminal; the server carries on
+serving the last good build and tries again at the next change.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from mailroom.compose.build import BUILD_DIR
+from mailroom.compose.content import SOURCE_FILE
+from mailroom.compose.render import TEMPLATE_DIR
+from mailroom.errors import MailroomError
+from mailroom.settings import load_settings
+from mailroom.workflows.compose import ComposeResult, compose_newsletter
+
+VERSION_PATH = "/__version"
+POLL_SECONDS = 0.5
+
+_RELOAD_SCRIPT = """<script>
+(function () {
+  var shown = %(version)d;
+  function check() {
+    fetch("%(path)s", {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (state) {
+      if (state.version !== shown) { location.reload(); }
+    }).catch(function () {}).finally(function () { setTimeout(check, 1000); });
+  }
+  setTimeout(check, 1000);
+})();
+</script>"""
+
+_BARE_PAGE = """<!doctype html><html lang="en-GB"><head><meta charset="utf-8"><title>Newsletter preview</title>
+<style>body{font:16px/1.5 system-ui,Arial,sans-serif;margin:0;padding:24px;background:#eef1f5;color:#111827}</style>
+</head><body><main><h1>Newsletter preview</h1>%s</main></body></html>"""
+
+
+class Watcher:
+    """Composes the newsletter now and again whenever one of its sources changes."""
+
+    def __init__(self, folder: Path, root: Path, environ: Mapping[str, str] | None = None,
+                 on_compose: Callable[[ComposeResult], None] | None = None,
+                 on_error: Callable[[MailroomError], None] | None = None) -> None:
+        self.folder = Path(folder)  # as given, so messages show the path the user typed
+        self.root = Path(root).resolve()
+        self.environ = environ
+        self.on_compose = on_compose
+        self.on_error = on_error
+        self.version = 0
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._snapshot: dict[str, tuple[int, int]] = {}
+        self._thread: threading.Thread | None = None
+
+    @property
+    def build_dir(self) -> Path:
+        return self.folder.resolve() / BUILD_DIR
+
+    def watched_files(self) -> list[Path]:
+        """newsletter.md, images/, templates/, school.toml (and the logo it names)."""
+        root = self.root
+        files = [self.folder / SOURCE_FILE, root / "school.toml"]
+        for folder in (self.folder / "images", root / TEMPLATE_DIR, root / "assets"):
+            if folder.is_dir():
+                files += sorted(p for p in folder.rglob("*") if p.is_file())
+        return files
+
+    def _take_snapshot(self) -> dict[str, tuple[int, int]]:
+        snapshot = {}
+        for path in self.watched_files():
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            snapshot[str(path)] = (stat.st_mtime_ns, stat.st_size)
+        return snapshot
+
+    def compose(self) -> None:
+        """Compose once; remember the error instead of raising it, so the watch goes on."""
+        self._snapshot = self._take_snapshot()
+        try:
+            settings = load_settings(self.root, self.environ)
+            result = compose_newsletter(settings, self.folder)
+        except MailroomError as exc:
+            self._failed(exc)
+            return
+        except Exception as exc:  # a bug must not stop the watch either; say what happened and carry on
+            self._failed(MailroomError(f"something went wrong while composing ({type(exc).__name__}: {exc})"))
+            return
+        with self._lock:
+            self.error = None
+            self.version += 1
+        if self.on_compose:
+            self.on_compose(result)
+
+    def _failed(self, exc: MailroomError) -> None:
+        with self._lock:
+            self.error = str(exc)
+            self.version += 1
+        if self.on_error:
+            self.on_error(exc)
+
+    def changed(self) -> bool:
+        return self._take_snapshot() != self._snapshot
+
+    def state(self) -> dict[str, Any]:
+        with self._lock:
+            return {"version": self.version, "error": self.error}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mailroom-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            if self.changed():
+                # Editors often save in two steps; wait a moment so we compose the finished file.
+                time.sleep(0.1)
+                self.compose()
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    watcher: Watcher
+
+    def __init__(self, *args: Any, watcher: Watcher, **kwargs: Any) -> None:
+        self.watcher = watcher
+        super().__init__(*args, directory=str(watcher.build_dir), **kwargs)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the terminal is for messages about the newsletter, not every request."""
+
+    def end_headers(self) -> None:
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == VERSION_PATH:
+            self._send(HTTPStatus.OK, "application/json", json.dumps(self.watcher.state()))
+        elif path in ("/", "/preview.html"):
+            self._send(HTTPStatus.OK, "text/html; charset=utf-8", self._preview_page())
+        else:
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def _send(self, status: HTTPStatus, content_type: str, body: str) -> None:
+        data = body.encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _preview_page(self) -> str:
+        state = self.watcher.state()
+        script = _RELOAD_SCRIPT % {"version": state["version"], "path": VERSION_PATH}
+        banner = ""
+        if state["error"]:
+            banner = ('<div id="live-status" class="status status-error" role="alert"><strong>The newsletter could '
+                      f'not be composed:</strong> {html.escape(state["error"])}<br>Fix it and save: this page '
+                      'updates by itself. Until then it shows the last version that worked.</div>')
+        try:
+            page = (self.watcher.build_dir / "preview.html").read_text(encoding="utf-8")
+        except OSError:
+            return _BARE_PAGE % (banner or "<p>Composing…</p>") + script
+        if banner:
+            page = page.replace('<main id="main" class="wrap">', '<main id="main" class="wrap">' + banner, 1)
+        return page.replace("</body>", script + "</body>", 1)
+
+
+class PreviewServer:
+    """A ThreadingHTTPServer on 127.0.0.1 serving one newsletter's build, plus its watcher."""
+
+    def __init__(self, watcher: Watcher, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.watcher = watcher
+        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, watcher=watcher))
+        self.httpd.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def serve_forever(self) -> None:
+        self.watcher.start()
+        try:
+            self.httpd.serve_forever(poll_interval=0.2)
+        finally:
+            self.watcher.stop()
+            self.httpd.server_close()
+
+    def start_in_background(self) -> threading.Thread:
+        """For tests and embedding: serve from a daemon thread; ``shutdown`` stops it."""
+        thread = threading.Thread(target=self.serve_forever, name="mailroom-preview", daemon=True)
+        thread.start()
+        return thread
+
+    def shutdown(self) -> None:
+        self.httpd.shutdown()

@@ -1,0 +1,1 @@
+"""The two workflows that call every stage: compose a newsletter, and the rules of a send."""
