@@ -18,19 +18,19 @@ from tests.send_project import (
     SAMPLE,
     environ,
     many_people,
-    project_copy,
+    send_project,
     send_py,
     start_send_py,
     write_audiences,
 )
-from tests.sendgrid_standin import Answer, SendGridStandIn, wait_until
+from tests.sendgrid_standin import Answer, wait_until
 
 NEWSLETTER = f"newsletters/{SAMPLE}"
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    folder = project_copy(tmp_path / "school")
+    folder = send_project(tmp_path / "school")
     write_audiences(folder / "audiences.csv", [
         ("amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
         ("rahul.patel@example.com", "Rahul", "Patel", "parents;staff"),
@@ -38,13 +38,6 @@ def project(tmp_path: Path) -> Path:
         ("RAHUL.PATEL@example.com", "Rahul", "Patel", "staff"),
     ])
     return folder
-
-
-@pytest.fixture
-def sg():
-    with SendGridStandIn(api_key=API_KEY) as standin:
-        yield standin
-        assert standin.violations == []
 
 
 def ledger_counts(folder: Path) -> dict[str, int]:
