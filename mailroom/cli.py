@@ -452,7 +452,7 @@ def suppressed_for(settings: Settings) -> dict[str, str]:
 @click.option("--to", "to", metavar="LISTS",
               help="Lists, separated by commas, in the order that decides who gets which version "
                    "(default: every list in school.toml).")
-@click.option("--audiences", "audiences_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--audiences", "audiences_file", type=click.Path(path_type=Path),
               help="The mailing lists file (default: audiences.csv).")
 @click.option("--problems-csv", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write the problems to this CSV file (safe to open in Excel).")

@@ -18,6 +18,7 @@ Nothing secret is stored here: no API key, no password, no message content.
 from __future__ import annotations
 
 import enum
+import errno
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -169,12 +170,10 @@ class Ledger:
         """
         self.path = Path(db_path)
         try:
-            self.conn = connect(self.path)
+            self.conn = connect(self.path) if busy_timeout is None else connect(self.path, busy_timeout)
         except (sqlite3.Error, OSError) as exc:
             raise ledger_error(self.path, exc) from None
         try:
-            if busy_timeout is not None:
-                self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             self.conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self.conn.close()
@@ -368,7 +367,14 @@ def ledger_error(path: Path, exc: BaseException) -> LedgerError:
         return LedgerError("this file is damaged or is not mailroom's send ledger, so mailroom cannot tell who "
                            "already has which newsletter. Nothing was sent. Restore it from a backup, or "
                            "move it aside to start a new ledger (then nobody counts as sent yet)", path)
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = "part of this path is a file, not a folder"
+    elif isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "this place is read-only, or you may not write to it"
+    elif isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+    else:
+        reason = str(exc)
     return LedgerError(f"mailroom cannot read and write the send ledger here ({reason}). Nothing was sent. "
                        "Check that the folder exists and that you may write to it, or set MAILROOM_DB to "
                        "another place", path)
@@ -389,7 +395,7 @@ def send_lock(db_path: Path) -> Iterator[None]:
         raise RefusedForSafety(
             "another send is running right now; wait for it to finish, then try again") from None
     except OSError as exc:
-        raise ledger_error(lock_path, exc) from None
+        raise ledger_error(Path(db_path), exc) from None
     try:
         yield
     finally:

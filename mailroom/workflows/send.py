@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import random
-import stat
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -170,7 +169,6 @@ class SendSession:
         build, ledger, settings = self.build, self.ledger, self.settings
         ledger.settle_abandoned(build.slug)
         path = audiences_file or settings.root / "audiences.csv"
-        refuse_special_file(path)
         audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)))
         marked = 0
         if mark_uncertain_sent and not dry_run:
@@ -293,20 +291,6 @@ def refuse_preflight_errors(build: Build) -> None:
         listed = "\n".join(f"  - {problem}" for problem in errors)
         raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
                          "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
-
-
-def refuse_special_file(path: Path) -> None:
-    """A folder, a named pipe or a device given as the lists file: say so, rather than hang or crash on it."""
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return  # missing or unreadable: load_audience names the file and the reason
-    if stat.S_ISDIR(mode):
-        raise InputError("this is a folder, not a CSV file; give the mailing lists file itself "
-                         "(e.g. --audiences audiences.csv)", path)
-    if not stat.S_ISREG(mode):
-        raise InputError("this is not an ordinary file (it may be a pipe or a device); save the mailing "
-                         "lists as a CSV file and give that file with --audiences", path)
 
 
 def write_uncertain_list(batches: Sequence[UncertainBatch], path: Path) -> Path:
