@@ -27,6 +27,7 @@ from mailroom.errors import ExitStatus, InputError, Interrupted, MailroomError, 
 if TYPE_CHECKING:
     from mailroom.audience.lists import AudiencePlan
     from mailroom.checks.rules import Finding
+    from mailroom.events.report import AudienceNumbers
     from mailroom.send.dispatch import Progress
     from mailroom.send.ledger import UncertainBatch
     from mailroom.settings import Settings
@@ -403,7 +404,7 @@ def report_command(newsletter: Path) -> None:
     table.add_column("People")
     for a in report.audiences:
         table.add_column(_plain(a.audience), justify="right")
-    rows: list[tuple[str, Callable[[Any], str]]] = [
+    rows: list[tuple[str, Callable[[AudienceNumbers], str]]] = [
         ("Sent", lambda a: str(a.sent)),
         ("Delivered", lambda a: f"{a.delivered} ({a.share(a.delivered, a.sent)})"),
         ("Bounced", lambda a: str(a.bounced)),
