@@ -17,10 +17,11 @@ from pathlib import Path
 
 from mailroom.checks.sourcemap import Place, SourceMap, build_source_map, normalise
 from mailroom.checks.style import RGB, Scan, contrast_ratio, declarations, scan_html, visible_text
-from mailroom.compose.build import IMAGE_PREFIX, RECIPIENT_FIELDS, Build, token
+from mailroom.compose.build import IMAGE_PREFIX, Build
 from mailroom.compose.content import SOURCE_FILE, Newsletter, load_newsletter
 from mailroom.compose.links import DANGEROUS_SCHEMES, strip_tracking
 from mailroom.errors import MailroomError
+from mailroom.tokens import ANY_TOKEN, RECIPIENT_FIELDS, token
 
 ERROR = "error"
 WARNING = "warning"
@@ -41,7 +42,6 @@ VAGUE_LINK_TEXTS = {"click here", "here", "read more", "more", "click", "this", 
                     "find out more", "learn more", "click this link", "go"}
 _PLACEHOLDER = re.compile(r"\b(TODO|TBC|TBA|FIXME|XXX+)\b|\blorem ipsum\b|\[insert[^\]]*\]", re.IGNORECASE)
 _JINJA_LEFTOVER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|\{\{|\{%")
-_TOKEN = re.compile(r"%%([A-Za-z0-9_]*)%%")
 _URL = re.compile(r"(?:https?|mailto|tel):[^\s<>()\"']+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 # A full address, or one with a path; a plain "www.school.example.org" reads well enough.
@@ -95,7 +95,7 @@ def merge_audiences(findings: Iterable[Finding]) -> list[MergedFinding]:
 
 
 def _word_list(text: str) -> list[str]:
-    text = _TOKEN.sub(" ", _URL.sub(" ", text))
+    text = ANY_TOKEN.sub(" ", _URL.sub(" ", text))
     return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
 
 
@@ -213,7 +213,7 @@ def _check_leftovers(check: _Checker, text: str, scan: Scan) -> None:
             check.add(ERROR, "leftover",
                       f"'{_snippet(found)}' is left in the email: template code that was never filled in",
                       check.where("raw", found))
-        for match in _TOKEN.finditer(part):
+        for match in ANY_TOKEN.finditer(part):
             if match.group(1) not in RECIPIENT_FIELDS:
                 found = match.group(0)
                 fields = ", ".join(token(name) for name in RECIPIENT_FIELDS)

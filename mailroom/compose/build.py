@@ -19,16 +19,6 @@ BUILD_DIR = "build"
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
-# The closed set of per-recipient fields (docs/architecture.md, "Two-stage rendering").
-# ``greeting`` is "Dear Sam" or, when the first name is empty, the list's default greeting.
-RECIPIENT_FIELDS = ("greeting", "first_name", "last_name", "unsubscribe_url", "recipient_id")
-
-
-def token(name: str) -> str:
-    """The placeholder compose leaves in a version for a per-recipient field."""
-    return f"%%{name}%%"
-
-
 # The prefix of an image's src in a built version; transports swap it for ``cid:`` when embedding.
 IMAGE_PREFIX = "images/"
 

@@ -29,7 +29,6 @@ from mailroom.errors import InputError
 SOURCE_FILE = "newsletter.md"
 FRONT_MATTER_FIELDS = ("subject", "preheader", "date", "audiences", "campaign")
 REQUIRED_FIELDS = ("subject", "preheader", "date", "audiences")
-BLOCK_KINDS = ("alert", "button", "only")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 _URL_LIKE = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
 

@@ -27,12 +27,12 @@ from typing import Any
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from mailroom.compose.build import RECIPIENT_FIELDS, token
 from mailroom.errors import TransportError
 from mailroom.send.personalize import html_values
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Transport, Version
 from mailroom.send.transports.mime import embed_images, list_unsubscribe
 from mailroom.settings import Settings
+from mailroom.tokens import RECIPIENT_FIELDS, token
 
 MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
@@ -41,11 +41,11 @@ _NAME_FORBIDDEN = re.compile(r"[;,\r\n]+")
 
 
 def html_tag(name: str) -> str:
-    return f"%%h:{name}%%"
+    return token(f"h:{name}")
 
 
 def text_tag(name: str) -> str:
-    return f"%%t:{name}%%"
+    return token(f"t:{name}")
 
 
 def _to_tags(template: str, tag: Callable[[str], str]) -> tuple[str, tuple[str, ...]]:
