@@ -219,12 +219,12 @@ def _columns(header: list[str], header_line: int, path: Path, settings: Settings
     for index, name in enumerate(header):
         positions.setdefault(_header_key(name), index)
     columns: dict[str, int] = {}
-    missing = []
+    missing: list[str] = []
     for name in FIELDS:
         wanted = getattr(settings.columns, name)
-        index = positions.get(_header_key(wanted))
-        if index is not None:
-            columns[name] = index
+        position = positions.get(_header_key(wanted))
+        if position is not None:
+            columns[name] = position
         elif name in REQUIRED_FIELDS:
             missing.append(wanted)
     if missing:

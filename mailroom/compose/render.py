@@ -127,8 +127,8 @@ class Renderer:
             path = Path(exc.filename) if exc.filename else self.template_dir / name
             raise InputError(f"template error: {exc.message}", path, exc.lineno) from None
         except jinja2.UndefinedError as exc:
-            path, line = _template_frame(exc, self.template_dir)
-            raise InputError(f"template error: {exc.message}", path or self.template_dir / name, line) from None
+            frame_path, line = _template_frame(exc, self.template_dir)
+            raise InputError(f"template error: {exc.message}", frame_path or self.template_dir / name, line) from None
 
     def _compile(self, mjml_source: str) -> str:
         try:
