@@ -46,7 +46,7 @@ class _Boundary(click.Command):
 
     show_traceback = False  # set by --traceback, which every command and the group accept
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> NoReturn:
         _Boundary.show_traceback = False
         sys.exit(run_command(lambda: super(_Boundary, self).main(
