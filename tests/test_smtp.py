@@ -413,14 +413,11 @@ def test_send_py_wrong_password_exits_1_with_a_plain_message(project: Path, hand
     assert handler.received == []
 
 
-def test_send_py_plan_warns_past_the_daily_limit_and_shows_the_time(project: Path, server: object,
+def test_send_py_plan_warns_past_the_daily_limit_and_shows_the_time(tmp_path: Path, server: object,
                                                                      handler: ScriptedHandler) -> None:
-    toml = project / "school.toml"
-    toml.write_text(toml.read_text().replace("messages_per_minute = 0", "messages_per_minute = 2")
-                    .replace("daily_limit = 10000", "daily_limit = 4"))
-    # school.toml is one of the build's sources, so compose again after editing it
-    subprocess.run([sys.executable, str(REPO / "compose.py"), f"newsletters/{SLUG}"], cwd=project, env=_env({}),
-                   check=True, capture_output=True)
+    # school.toml is one of the build's sources, so the project is composed with these settings
+    project = send_project(tmp_path / "school", school_toml={"messages_per_minute = 30": "messages_per_minute = 2",
+                                                             "daily_limit = 10000": "daily_limit = 4"})
     run = send(project, port_of(server), "--dry-run")
     assert run.returncode == 0, run.stderr
     assert ("At 2 messages a minute (messages_per_minute in school.toml) this send takes about 3 minutes"
