@@ -585,7 +585,9 @@ def _show_plan(plan: LivePlan) -> None:
     for section in (format_audience_summary(audience), format_left_out(audience), format_problems(audience)):
         for line in section:
             out.print(line, markup=False)
-    out.print("To send now: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in counts.audiences))
+    # Per version: each list's own, and a combination's (people on several lists) when anyone gets it.
+    shown = [name for name in counts.audiences if counts.to_send.get(name) or "+" not in name]
+    out.print("To send now, per version: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in shown))
     if counts.already_sent:
         out.print(f"Already sent earlier (skipped): {counts.already_sent}")
     if counts.retrying:

@@ -29,6 +29,7 @@ from email_validator import EmailNotValidError, validate_email
 from mailroom.addresses import address_key
 from mailroom.errors import InputError
 from mailroom.settings import Settings
+from mailroom.versions import version_for
 
 REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid")
 FIELDS = ("email", "first_name", "last_name", "lists", "status")
@@ -47,14 +48,16 @@ _SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One person who gets one email: the version of ``audience``."""
+    """One person who gets one email: the version for all of their ``lists``, greeted as ``audience``."""
 
     email: str  # as written in the CSV, trimmed
     key: str  # the form de-duplication compares (mailroom.addresses.address_key)
     first_name: str
     last_name: str
-    audience: str  # the list whose version this person gets (first list in --to order that they're on)
+    audience: str  # the list they are greeted as: the first of their lists in --to order
     line: int  # CSV line where the person was first found
+    lists: tuple[str, ...] = ()  # every chosen list they are on, in --to order
+    version: str = ""  # the slug of the version they get (mailroom.versions.version_for)
 
 
 @dataclass(frozen=True)
@@ -114,11 +117,14 @@ class _Row(NamedTuple):
 
 
 def load_audience(path: Path, settings: Settings, lists: Sequence[str],
-                  suppressed: Mapping[str, str] | None = None) -> AudiencePlan:
+                  suppressed: Mapping[str, str] | None = None, *,
+                  version_order: Sequence[str] | None = None) -> AudiencePlan:
     """Read ``path`` and work out who on ``lists`` gets which version, and who is left out and why.
 
     ``lists`` is the --to order: someone on several of them gets the version of the first.
     ``suppressed`` maps an address key (``mailroom.addresses.address_key``) to the reason it is suppressed.
+    ``version_order`` is the newsletter's audiences, which orders the lists in a version's name
+    (default: the --to order).
     """
     path = Path(path)
     if isinstance(lists, str):  # "staff,parents" as typed after --to
@@ -134,7 +140,8 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
             handle.seek(0)
             source = _Source(path, encoding, delimiter, settings, stamp)
             # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
-            return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed)
+            return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed,
+                         tuple(version_order or chosen))
     except OSError as exc:  # e.g. a network drive gone, a file another program holds, a disk error
         raise InputError(f"mailroom could not read this file ({exc.strerror or exc}); check that it opens, "
                          "or save a copy somewhere else and give that one with --audiences", path) from None
@@ -409,16 +416,18 @@ class Recipients:
     """The people who get an email, in file order, read from the file again each time they are iterated.
 
     Holding 100,000 ``Recipient`` objects for a whole send costs ~50 MB; this keeps one byte per row
-    (which list's version that row's person gets, or 0) plus the few people found on several rows.
+    (which combination of lists that row's person is on, or 0) plus the few people found on several rows.
     It is sized and can be iterated any number of times; the file must not change in between.
     """
 
-    __slots__ = ("_chosen", "_count", "_lists", "_people", "_source")
+    __slots__ = ("_chosen", "_combos", "_count", "_people", "_source", "_versions")
 
-    def __init__(self, source: _Source, lists: tuple[str, ...], chosen: array, people: Mapping[int, Recipient]):
+    def __init__(self, source: _Source, combos: Sequence[tuple[str, ...]], versions: Sequence[str], chosen: array,
+                 people: Mapping[int, Recipient]):
         self._source = source
-        self._lists = lists
-        self._chosen = chosen  # row number -> 1 + the index in ``lists`` of the version, or 0: nobody new here
+        self._combos = combos  # code - 1 -> the lists (in --to order) ...
+        self._versions = versions  # ... and the slug of their version
+        self._chosen = chosen  # row number -> 1 + the index in ``combos``, or 0: nobody new here
         self._people = people  # row number -> the person, for people found on several rows
         self._count = len(chosen) - chosen.count(0)
 
@@ -432,7 +441,8 @@ class Recipients:
         return f"<{self._count} recipients from {self._source.path}>"
 
     def __iter__(self) -> Iterator[Recipient]:
-        source, chosen, people, lists = self._source, self._chosen, self._people, self._lists
+        source, chosen, people, combos, versions = (self._source, self._chosen, self._people, self._combos,
+                                                    self._versions)
         rows = len(chosen)
         with source.open() as handle:
             number = -1
@@ -447,26 +457,54 @@ class Recipients:
                 if person is None:
                     email = email.strip()
                     key = address_key(email)
+                    lists = combos[code - 1]
                     person = Recipient(email=email, key=email if key == email else key,
                                        first_name=first_name.strip(), last_name=last_name.strip(),
-                                       audience=lists[code - 1], line=start)
+                                       audience=lists[0], line=start, lists=lists, version=versions[code - 1])
                 yield person
             if number + 1 != rows:
                 raise source.changed()
 
 
+class _Combos:
+    """The combinations of lists people are on, numbered from 1 as they are first met (the row codes)."""
+
+    def __init__(self, chosen: tuple[str, ...], version_order: tuple[str, ...]) -> None:
+        self.order = {name: i for i, name in enumerate(chosen)}
+        self.version_order = version_order
+        self.lists: list[tuple[str, ...]] = []
+        self.versions: list[str] = []
+        self._codes: dict[tuple[str, ...], int] = {}
+
+    def code(self, person: Recipient) -> int:
+        code = self._codes.get(person.lists)
+        if code is None:
+            self.lists.append(person.lists)
+            self.versions.append(person.version)
+            code = self._codes[person.lists] = len(self.lists)
+        return code
+
+    def person(self, key: str, email: str, first_name: str, last_name: str, lists: tuple[str, ...],
+               line: int) -> Recipient:
+        order = self.version_order
+        version = version_for(lists, order if any(n in order for n in lists) else tuple(self.order)).slug
+        return Recipient(email=email, key=key, first_name=first_name, last_name=last_name, audience=lists[0],
+                         line=line, lists=lists, version=version)
+
+
 def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
-          suppressed: Mapping[str, str]) -> AudiencePlan:
-    """De-duplicate by address key, choose each person's version, and count every list's entries.
+          suppressed: Mapping[str, str], version_order: tuple[str, ...]) -> AudiencePlan:
+    """De-duplicate by address key, work out each person's lists, and count every list's entries.
 
     One pass decides everyone found on one row only, keeping a set of address hashes to spot the rest;
     people on several rows (and, were it ever to happen, addresses whose hashes collide) are decided in a
     second pass that reads only their rows in full, so nobody is dropped or merged by a hash alone.
     """
-    order = {name: i for i, name in enumerate(chosen)}
+    combos = _Combos(chosen, version_order)
+    order = combos.order
     left_out: list[LeftOut] = []
     unsubscribed: dict[str, int] = {}  # key -> first line saying so
-    codes = array("B" if len(chosen) < 255 else "H")  # row number -> 1 + version index, or 0
+    codes = array("I")  # row number -> 1 + combination index, or 0
     seen: set[int] = set()  # hashes of the keys on rows that matter to de-duplication
     again: set[int] = set()  # ... of those found on more than one such row
     tentative: dict[int, list[LeftOut]] = {}  # hash -> left-out entries of a one-row person (undone if again)
@@ -495,9 +533,9 @@ def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
             else:
                 seen.add(marker)
                 if candidate:
-                    person, entries = _decide(row.key, [row], order, unsubscribed, suppressed)
+                    person, entries = _decide(row.key, [row], combos, unsubscribed, suppressed)
                     if person is not None:
-                        code = order[person.audience] + 1
+                        code = combos.code(person)
                     if entries:
                         tentative[marker] = entries
         codes.append(code)
@@ -507,30 +545,33 @@ def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
     if again:
         for marker in again:
             tentative.pop(marker, None)
-        people = _decide_again(source, chosen, order, again, codes, unsubscribed, suppressed, left_out)
+        people = _decide_again(source, combos, again, codes, unsubscribed, suppressed, left_out)
     for entries in tentative.values():
         left_out.extend(entries)
 
     left_out.sort(key=lambda item: (item.line, order.get(item.list_name or "", len(order))))
     counts = Counter((item.list_name, item.reason) for item in left_out)
+    per_code = Counter(codes)
     summaries = {}
-    for index, name in enumerate(chosen):
+    for name in chosen:
         reasons = {reason: counts[name, reason] for reason in REASONS if counts[name, reason]}
-        receiving = codes.count(index + 1)
+        receiving = sum(per_code[i + 1] for i, lists in enumerate(combos.lists) if name in lists)
         summaries[name] = ListSummary(name=name, on_list=receiving + sum(reasons.values()),
                                       receiving=receiving, left_out=reasons)
-    return AudiencePlan(path=source.path, lists=chosen, recipients=Recipients(source, chosen, codes, people),
+    return AudiencePlan(path=source.path, lists=chosen,
+                        recipients=Recipients(source, combos.lists, combos.versions, codes, people),
                         left_out=tuple(left_out), summaries=summaries, rows=count, encoding=source.encoding,
                         delimiter=source.delimiter)
 
 
-def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, int], again: set[int],
-                  codes: array, unsubscribed: Mapping[str, int], suppressed: Mapping[str, str],
+def _decide_again(source: _Source, combos: _Combos, again: set[int], codes: array,
+                  unsubscribed: Mapping[str, int], suppressed: Mapping[str, str],
                   left_out: list[LeftOut]) -> dict[int, Recipient]:
     """The second pass: people whose key's hash was on several rows, decided from all their rows.
 
     Returns row number -> person, for the row where each was first found (their place in file order).
     """
+    order = combos.order
     groups: dict[str, list[tuple[int, _Row]]] = {}  # key -> (row number, row) of their rows on a chosen list
     known = source.settings.lists
     with source.open() as handle:
@@ -551,19 +592,22 @@ def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, 
             raise source.changed()
     people: dict[int, Recipient] = {}
     for key, numbered in groups.items():
-        person, entries = _decide(key, [row for _, row in numbered], order, unsubscribed, suppressed)
+        person, entries = _decide(key, [row for _, row in numbered], combos, unsubscribed, suppressed)
         left_out.extend(entries)
         if person is not None:
             first = numbered[0][0]
-            codes[first] = order[person.audience] + 1
+            codes[first] = combos.code(person)
             people[first] = person
     return people
 
 
-def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubscribed: Mapping[str, int],
+def _decide(key: str, person_rows: list[_Row], combos: _Combos, unsubscribed: Mapping[str, int],
             suppressed: Mapping[str, str]) -> tuple[Recipient | None, list[LeftOut]]:
-    """One person (all their valid rows on a chosen list, in file order): the email they get, if any,
-    and their entries that get none (unsubscribed, suppressed, or a duplicate of the one they get)."""
+    """One person (all their valid rows on a chosen list, in file order): the one email they get, if any,
+    and their entries that get none (unsubscribed, suppressed, or the same list again on another row).
+
+    Someone on several lists gets one email: the version with every one of their lists' sections."""
+    order = combos.order
     first = person_rows[0]
     if len(person_rows) == 1 and len(first.lists) == 1:
         entries = [(first.lists[0], first)]
@@ -580,16 +624,13 @@ def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubsc
     if key in suppressed:
         reason = suppressed[key]
         return None, [LeftOut(row.email, row.line, name, "suppressed", reason) for name, row in entries]
-    audience, primary = entries[0]
-    person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
-                       audience=audience, line=first.line)
+    primary: dict[str, _Row] = {}
     left: list[LeftOut] = []
-    for name, row in entries[1:]:
-        if name == audience:
-            detail = f"already on the {name} list on line {primary.line}"
-        elif row is primary:
-            detail = f"gets the {audience} version instead"
+    for name, row in entries:
+        if name in primary:
+            left.append(LeftOut(row.email, row.line, name, "duplicate",
+                                f"already on the {name} list on line {primary[name].line}"))
         else:
-            detail = f"gets the {audience} version instead (line {primary.line})"
-        left.append(LeftOut(row.email, row.line, name, "duplicate", detail))
+            primary[name] = row
+    person = combos.person(key, first.email, named.first_name, named.last_name, tuple(primary), first.line)
     return person, left

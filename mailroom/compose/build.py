@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mailroom.errors import InputError
+from mailroom.versions import VersionKey
 
 BUILD_DIR = "build"
 MANIFEST = "manifest.json"
@@ -43,6 +44,7 @@ class ManifestVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    lists: tuple[str, ...] = ()  # the lists whose readers get it; () in a build from before versions had them
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class Manifest:
                 links=tuple(map(_text, v["links"])), tokens=tuple(map(_text, v["tokens"])),
                 images=tuple(BuiltImage(_text(i["filename"]), _text(i["content_type"]), int(i["size"]))
                              for i in v["images"]),
+                lists=tuple(map(_text, v.get("lists", []))),
             )
             for name, v in data["versions"].items()
         }
@@ -131,6 +134,7 @@ class BuiltVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    lists: tuple[str, ...] = ()  # the lists whose sections it holds, in the newsletter's order
 
     def html(self) -> str:
         return self.html_path.read_text(encoding="utf-8")
@@ -224,7 +228,7 @@ def load_build(newsletter_dir: Path | str, root: Path | None = None) -> Build:
     versions = {
         name: BuiltVersion(audience=name, html_path=build_dir / v.html, text_path=build_dir / v.text,
                            html_bytes=v.html_bytes, text_bytes=v.text_bytes, links=v.links, tokens=v.tokens,
-                           images=v.images)
+                           images=v.images, lists=v.lists or VersionKey.from_slug(name).lists)
         for name, v in manifest.versions.items()
     }
     for version in versions.values():

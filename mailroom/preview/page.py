@@ -20,6 +20,7 @@ from mailroom.compose.render import RenderedVersion
 from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
 from mailroom.tokens import token
+from mailroom.versions import VersionKey, describe
 
 PHONE_WIDTH = 375
 DESKTOP_WIDTH = 600
@@ -30,8 +31,9 @@ e = html.escape
 
 
 def sample_values(settings: Settings, audience: str) -> dict[str, str]:
-    """What the tokens show in the preview: a reader with no name on file."""
-    return recipient_values(first_name="", last_name="", default_greeting=settings.lists[audience].greeting,
+    """What the tokens show in the preview: a reader with no name on file, greeted as the version's first list."""
+    greeting_list = VersionKey.from_slug(audience).greeting_list
+    return recipient_values(first_name="", last_name="", default_greeting=settings.lists[greeting_list].greeting,
                             unsubscribe_url=PREVIEW_UNSUBSCRIBE, recipient_id="preview")
 
 
@@ -57,7 +59,7 @@ def preview_page(settings: Settings, subject: str, preheader: str, versions: Map
                   f'with {_count(warnings_shown, "warning")} to look at first.</p>')
     else:
         status = '<p class="status status-ok"><strong>Ready to send:</strong> the checks found nothing wrong.</p>'
-    nav = "".join(f'<li><a href="#version-{e(a)}">{e(a.capitalize())} version</a></li>' for a in versions)
+    nav = "".join(f'<li><a href="#version-{e(a)}">{e(describe(a))} version</a></li>' for a in versions)
     sections = "".join(_version_section(settings, audience, version) for audience, version in versions.items())
     return f"""<!doctype html>
 <html lang="en-GB"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -152,11 +154,14 @@ def _version_section(settings: Settings, audience: str, version: RenderedVersion
     values = sample_values(settings, audience)
     document = personalize(version.html, values, is_html=True)
     text = personalize(version.text, values, is_html=False)
-    name = audience.capitalize()
+    name = describe(audience)
+    lists = VersionKey.from_slug(audience).lists
+    on = (f"the {e(lists[0])} list" if len(lists) == 1 else
+          "the " + ", ".join(e(n) for n in lists[:-1]) + f" and {e(lists[-1])} lists")
     return f"""
 <section id="version-{e(audience)}" class="version card" aria-labelledby="title-{e(audience)}">
   <h2 id="title-{e(audience)}">{e(name)} version</h2>
-  <p class="hint">What a reader on the {e(audience)} list sees, greeted as “{e(values["greeting"])}”.</p>
+  <p class="hint">What a reader on {on} sees, greeted as “{e(values["greeting"])}”.</p>
   <div class="frames">
     <figure class="device phone">
       <figcaption>Phone, {PHONE_WIDTH} px wide<span class="narrow-note-inline"> (here: as wide as your screen)</span>

@@ -37,6 +37,7 @@ from mailroom.send.ledger import (
 from mailroom.send.personalize import recipient_values
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.settings import Settings
+from mailroom.versions import VersionKey
 
 _LOOKUP_WINDOW = 1000  # people whose ledger state is read in one query while batching
 
@@ -54,17 +55,36 @@ class Person(Protocol):
     def last_name(self) -> str: ...
     @property
     def audience(self) -> str: ...
+    @property
+    def version(self) -> str: ...
 
 
 # --- versions -----------------------------------------------------------------------------------------
 
+def versions_to_send(build: Build, lists: Sequence[str]) -> list[str]:
+    """The build's versions a send to ``lists`` can use (each list alone and their combinations), each
+    list's own first, then the combinations in the newsletter's order. Refuses a list with no version."""
+    chosen = set(lists)
+    for name in lists:
+        if name not in build.versions:
+            raise InputError(
+                f"this newsletter has no version for the list '{name}': add it to the audiences in the "
+                f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+    usable = [slug for slug, built in build.versions.items() if set(built.lists) <= chosen]
+    return sorted(usable, key=lambda slug: len(build.versions[slug].lists))
+
+
+def _no_version(build: Build, slug: str) -> InputError:
+    return InputError(
+        f"this build has no version for people on {' and '.join(VersionKey.from_slug(slug).lists)} "
+        f"('{slug}'); compose the newsletter again so it makes one", build.newsletter_dir / "newsletter.md")
+
+
 def make_version(build: Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
-    """The audience's version of the build, as every transport receives it."""
+    """The version named ``audience`` (a slug: ``parents``, ``parents+staff``), as every transport receives it."""
     built = build.versions.get(audience)
     if built is None:
-        raise InputError(
-            f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
-            f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+        raise _no_version(build, audience)
     domain = settings.sender.email.rpartition("@")[2]
     return Version(
         newsletter=build.slug,
@@ -76,7 +96,7 @@ def make_version(build: Build, settings: Settings, audience: str, *, test: bool 
         from_name=settings.sender.name,
         from_email=settings.sender.email,
         reply_to=settings.sender.reply_to,
-        list_id=f"{settings.school.name} {audience} <{audience}.{domain}>",
+        list_id=f"{settings.school.name} {audience} <{audience}.{domain}>",  # '+' is allowed (RFC 2919)
         unsubscribe_mailto=settings.unsubscribe.mailto,
         test=test,
     )
@@ -100,8 +120,8 @@ class SendPlan:
     """Who gets what this run; the CLI shows it before anything goes out."""
 
     newsletter: str
-    audiences: tuple[str, ...]
-    to_send: dict[str, int]  # audience -> people to send to now
+    audiences: tuple[str, ...]  # the versions (slugs) this send can use, in sending order
+    to_send: dict[str, int]  # version slug -> people to send it to now
     already_sent: int
     retrying: int  # known not to have been accepted last time: sent again now
     uncertain: list[UncertainBatch]  # outcome unknown and not resolved by a flag
@@ -115,18 +135,18 @@ class SendPlan:
 
 def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
               resend_uncertain: bool = False) -> SendPlan:
-    """Compare the people on the lists with the ledger; nothing is written."""
-    for audience in audiences:
-        if audience not in build.versions:
-            raise InputError(
-                f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
-                f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
-    to_send: Counter[str] = Counter({a: 0 for a in audiences})
+    """Compare the people on the lists with the ledger, counting people per version; nothing is written.
+
+    Refuses, before anything is sent, when someone's version is not in the build."""
+    versions = versions_to_send(build, audiences)
+    to_send: Counter[str] = Counter({v: 0 for v in versions})
     already = retrying = resending = 0
     remaining = iter(people)  # read once, a window at a time: the people may be streamed from a file
     while window := list(itertools.islice(remaining, _LOOKUP_WINDOW)):
         rows = ledger.states(build.slug, [p.key for p in window])
         for person in window:
+            if person.version not in to_send:
+                raise _no_version(build, person.version)
             row = rows.get(person.key)
             state = row.state if row else SendState.PENDING
             if state == SendState.SENT:
@@ -138,9 +158,9 @@ def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], 
                 resending += 1
             elif state == SendState.FAILED:
                 retrying += 1
-            to_send[person.audience] += 1
+            to_send[person.version] += 1
     uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
-    return SendPlan(newsletter=build.slug, audiences=tuple(audiences), to_send=dict(to_send),
+    return SendPlan(newsletter=build.slug, audiences=tuple(versions), to_send=dict(to_send),
                     already_sent=already, retrying=retrying, uncertain=uncertain,
                     resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash))
 
@@ -151,16 +171,16 @@ def live_batches(build: Build, settings: Settings, people: Iterable[Person], aud
     """The run's batches, made lazily: one version per batch, people read from the ledger just in time.
 
     Only rendered messages for one batch exist at a time, so memory stays flat however long the list.
-    ``people`` is read through once per audience, so it must be re-iterable (a list, or the
-    ``Recipients`` of an audience plan, which reads the file again).
+    ``people`` is read through once per version, so it must be re-iterable (a list, or the
+    ``Recipients`` of an audience plan).
     """
     sendable = {SendState.PENDING, SendState.FAILED}
     if resend_uncertain:
         sendable |= {SendState.UNCERTAIN, SendState.IN_FLIGHT}
-    for audience in audiences:
-        version = make_version(build, settings, audience)
+    for slug in versions_to_send(build, audiences):
+        version = make_version(build, settings, slug)
         waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
-        mine = (p for p in people if p.audience == audience)
+        mine = (p for p in people if p.version == slug)
         while True:
             # Read the ledger only after earlier batches were settled (the consumer sends each batch
             # before asking for the next), so someone already sent is never queued again.
@@ -399,11 +419,13 @@ class Dispatcher:
 
 def test_batches(build: Build, settings: Settings, audiences: Sequence[str], address: str,
                  recipient_id: str) -> Iterator[tuple[Version, list[Message]]]:
-    """One copy of each chosen version, subject marked [TEST], to one address."""
+    """One copy of each version the chosen lists can get (their combinations too), marked [TEST], to one address."""
     key = address.strip().lower()
-    for audience in audiences:
-        version = make_version(build, settings, audience, test=True)
-        person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=audience)
+    for slug in versions_to_send(build, audiences):
+        version = make_version(build, settings, slug, test=True)
+        greeting_list = VersionKey.from_slug(slug).greeting_list
+        person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=greeting_list,
+                             version=slug)
         yield version, [make_message(person, recipient_id, settings)]
 
 
@@ -414,4 +436,5 @@ class _TestPerson:
     first_name: str
     last_name: str
     audience: str
+    version: str
 

@@ -31,6 +31,7 @@ from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion,
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.settings import Settings
+from mailroom.versions import VersionKey, combinations_needed
 
 LOGO_NAME = "school-logo"
 
@@ -83,8 +84,11 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     images = newsletter.images()
     renderer = renderer_for(settings, newsletter)
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
-    versions: dict[str, RenderedVersion] = {
-        audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
+    # One version per combination of the newsletter's lists a reader can be on (mailroom/versions.py).
+    versions: dict[str, RenderedVersion] = {}
+    for lists in combinations_needed(newsletter.front.audiences):
+        slug = VersionKey(lists).slug
+        versions[slug] = renderer.render(newsletter, slug)
     web = renderer.render(newsletter, WEB_AUDIENCE)
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
@@ -118,6 +122,7 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
                 links=version.links, tokens=version.tokens,
                 images=tuple(BuiltImage(name, IMAGE_TYPES[path.suffix.lower()], path.stat().st_size)
                              for path, name in used),
+                lists=VersionKey.from_slug(audience).lists,
             )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")

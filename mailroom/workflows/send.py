@@ -169,7 +169,8 @@ class SendSession:
         build, ledger, settings = self.build, self.ledger, self.settings
         ledger.settle_abandoned(build.slug)
         path = audiences_file or settings.root / "audiences.csv"
-        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)))
+        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
+                                 version_order=build.manifest.audiences)
         marked = 0
         if mark_uncertain_sent and not dry_run:
             marked = ledger.resolve_uncertain(build.slug, as_sent=True)
@@ -203,7 +204,7 @@ class SendSession:
         build, ledger = self.build, self.ledger
         people = plan.audience.recipients
         if not self.sandbox:
-            ledger.plan_pending(build.slug, ((p.key, p.audience) for p in people))
+            ledger.plan_pending(build.slug, ((p.key, p.version) for p in people))
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.LIVE, on_progress)
         batches = live_batches(build, self.settings, people, plan.lists, ledger, self.transport.max_batch_size,
                                resend_uncertain=plan.resend_uncertain)
