@@ -468,9 +468,10 @@ def audiences_command(to: str | None, audiences_file: Path | None, problems_csv:
 
     settings = load_settings()
     # Shown relative to where the command runs, as office staff would type it.
-    path = audiences_file or Path(_shown(settings.root / "audiences.csv"))
-    plan = load_audience(path, settings, split_lists(to, settings), suppressed_for(settings))
-    out.print(f"{_shown(plan.path)}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
+    plan = load_audience(audiences_file, settings, split_lists(to, settings), suppressed_for(settings),
+                         default=Path(_shown(settings.root / "audiences.csv")))
+    files = ", ".join(_shown(path) + (f" (sheet '{sheet}')" if sheet else "") for path, sheet in plan.files)
+    out.print(f"{files}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
               f"lists in this order: {', '.join(plan.lists)}", markup=False)
     for section in (format_audience_summary(plan), format_left_out(plan), format_problems(plan)):
         if section:

@@ -171,8 +171,8 @@ def live_batches(build: Build, settings: Settings, people: Iterable[Person], aud
     """The run's batches, made lazily: one version per batch, people read from the ledger just in time.
 
     Only rendered messages for one batch exist at a time, so memory stays flat however long the list.
-    ``people`` is read through once per version, so it must be re-iterable (a list, or the
-    ``Recipients`` of an audience plan).
+    ``people`` is read through once per version, so it must be re-iterable (a list, like an audience
+    plan's recipients).
     """
     sendable = {SendState.PENDING, SendState.FAILED}
     if resend_uncertain:

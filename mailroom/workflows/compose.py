@@ -31,7 +31,7 @@ from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion,
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.settings import Settings
-from mailroom.versions import VersionKey, combinations_needed
+from mailroom.versions import ALL_COMBINATIONS_UP_TO, VersionKey, combinations_needed
 
 LOGO_NAME = "school-logo"
 
@@ -86,7 +86,13 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     # One version per combination of the newsletter's lists a reader can be on (mailroom/versions.py).
     versions: dict[str, RenderedVersion] = {}
-    for lists in combinations_needed(newsletter.front.audiences):
+    audiences = newsletter.front.audiences
+    occurring = None
+    if len(audiences) > ALL_COMBINATIONS_UP_TO:  # too many lists for every combination: those people are on
+        from mailroom.audience.lists import lists_people_are_on
+
+        occurring = lists_people_are_on(settings)
+    for lists in combinations_needed(audiences, occurring):
         slug = VersionKey(lists).slug
         versions[slug] = renderer.render(newsletter, slug)
     web = renderer.render(newsletter, WEB_AUDIENCE)

@@ -168,8 +168,7 @@ class SendSession:
             raise InputError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
         build, ledger, settings = self.build, self.ledger, self.settings
         ledger.settle_abandoned(build.slug)
-        path = audiences_file or settings.root / "audiences.csv"
-        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
+        audience = load_audience(audiences_file, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
                                  version_order=build.manifest.audiences)
         marked = 0
         if mark_uncertain_sent and not dry_run:
