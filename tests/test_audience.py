@@ -359,21 +359,21 @@ def test_summary_left_out_and_problems_lines(settings: Settings) -> None:
         "parents: 4 on the list, 2 will receive, 2 left out (1 unsubscribed, 1 duplicate)",
         "not on any list because of a problem: 1 row",
         "In all, 2 people will receive one email each.",
+        "People on several lists get one email with all their lists' sections. Per version: parents 1, "
+        "staff+parents 1.",
     ]
     assert format_left_out(plan) == [
-        "Left out of staff:",
-        "  unsubscribed (3):",
-        "    line 6: tom.fletcher@example.com (marked unsubscribed on line 7)",
-        "    line 7: Tom.Fletcher@example.com (marked unsubscribed)",
-        "    line 8: grace.okafor@example.org (marked unsubscribed on line 9)",
-        "Left out of parents:",
-        "  unsubscribed (1):",
-        "    line 6: tom.fletcher@example.com (marked unsubscribed on line 7)",
-        "  duplicate (1):",
-        "    line 5: AMELIA.HUGHES@example.org (already on the parents list on line 3)",
+        "Left out: 6 entries on the lists get no email:",
+        "  unsubscribed: 4 (staff 3, parents 1) - asked not to get the newsletter",
+        "    line 6: tom.fletcher@example.com (staff, marked unsubscribed on line 7)",
+        "    line 6: tom.fletcher@example.com (parents, marked unsubscribed on line 7)",
+        "    ... and 2 more",
+        "  duplicate: 1 (parents 1) - the same address again on a list: they get one email",
+        "    line 5: AMELIA.HUGHES@example.org (parents, already on the parents list on line 3)",
+        "  invalid: 1 (no list 1) - a problem on the row: see the problems below",
     ]
     assert format_problems(plan) == [
-        "Problems in duplicates.csv (these rows are left out until they are fixed):",
+        "Problems in duplicates.csv (1; these are left out until they are fixed):",
         "  line 9: grace.okafor@example.org: there is no list called 'parnets'. "
         "The lists in school.toml are: parents, staff",
     ]
@@ -412,10 +412,12 @@ def test_command_on_the_sample(project: Path) -> None:
         "staff: 10 on the list, 10 will receive\n"
         "parents: 23 on the list, 22 will receive, 1 left out (1 unsubscribed)\n"
         "In all, 29 people will receive one email each.\n"
+        "People on several lists get one email with all their lists' sections. Per version: staff 7, parents 19, "
+        "parents+staff 3.\n"
         "\n"
-        "Left out of parents:\n"
-        "  unsubscribed (1):\n"
-        "    line 9: daniel.evans@example.com (marked unsubscribed)\n")
+        "Left out: 1 entry on the lists gets no email:\n"
+        "  unsubscribed: 1 (parents 1) - asked not to get the newsletter\n"
+        "    line 9: daniel.evans@example.com (parents, marked unsubscribed)\n")
 
 
 def test_command_with_problems_exits_2_and_writes_an_excel_safe_report(project: Path) -> None:
@@ -423,7 +425,7 @@ def test_command_with_problems_exits_2_and_writes_an_excel_safe_report(project: 
     result = run(["audiences", "--to", "parents", "--audiences", "export.csv", "--problems-csv", "problems.csv"])
     assert result.exit_code == 2
     assert result.stdout.splitlines()[-7:] == [
-        "Problems in export.csv (these rows are left out until they are fixed):",
+        "Problems in export.csv (4; these are left out until they are fixed):",
         '  line 2: =HYPERLINK("https://evil.example.com"): not a valid email address: '
         "An email address must have an @-sign.",
         "  line 3: +44 7700 900123: not a valid email address: An email address must have an @-sign.",
@@ -496,7 +498,7 @@ def test_python_m_mailroom_audiences_in_a_real_process(project: Path) -> None:
                             env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
     assert result.stdout.splitlines()[-2:] == [
-        "Problems in audiences.csv (these rows are left out until they are fixed):",
+        "Problems in audiences.csv (1; these are left out until they are fixed):",
         "  line 2: amelia.hughes@example.org: the 'status' cell says 'maybe', which school.toml lists neither as "
         "subscribed ('subscribed', 'yes', 'y', 'true', '1', 'opted in', 'opt in', blank) nor as unsubscribed "
         "('unsubscribed', 'no', 'n', 'false', '0', 'opted out', 'opt out')",

@@ -294,7 +294,8 @@ class _Planner:
         self._count += 1
         return self._count
 
-    def plan(self, *, path: Path, encoding: str, delimiter: str, files: tuple[str, ...]) -> AudiencePlan:
+    def plan(self, *, path: Path, encoding: str, delimiter: str,
+             files: tuple[tuple[Path, str | None], ...]) -> AudiencePlan:
         recipients: list[Recipient] = []
         left_out = list(self.left_out)
         for key, entries in self.people.items():

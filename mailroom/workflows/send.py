@@ -26,13 +26,13 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
 from mailroom.audience.lists import AudiencePlan, load_audience
-from mailroom.audience.report import excel_safe
+from mailroom.audience.report import excel_safe, write_left_out_csv
 from mailroom.checks.rules import errors_for_build
 from mailroom.compose.build import Build, load_build
 from mailroom.errors import InputError, Interrupted, MailroomError, RefusedForSafety, TransportError
@@ -48,7 +48,7 @@ from mailroom.send.dispatch import (
     plan_send,
     test_batches,
 )
-from mailroom.send.ledger import BatchKind, Ledger, TestSend, UncertainBatch, send_lock
+from mailroom.send.ledger import BatchKind, Ledger, SendState, TestSend, UncertainBatch, send_lock
 from mailroom.send.transports import make_transport
 from mailroom.send.transports.base import Transport
 from mailroom.settings import Settings
@@ -68,6 +68,7 @@ class LivePlan:
     resend_uncertain: bool
     marked_as_sent: int  # uncertain people counted as sent at the office's request, this run
     uncertain_file: Path | None  # a CSV naming every uncertain person, when there are any
+    left_out_file: Path | None = None  # a CSV naming everyone on the lists who gets no email, and why
 
     @property
     def total(self) -> int:
@@ -98,6 +99,16 @@ class TestPlan:
 
 
 @dataclass(frozen=True)
+class NotSent:
+    """Someone this run could not send to, and what the service said."""
+
+    email: str
+    name: str
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class SendResult:
     """How a send ended. ``error`` is set unless everyone was sent to; it carries the exit status."""
 
@@ -105,6 +116,8 @@ class SendResult:
     error: MailroomError | None
     uncertain: tuple[UncertainBatch, ...] = ()  # batches whose outcome is unknown after this run
     uncertain_file: Path | None = None
+    not_sent: tuple[NotSent, ...] = ()  # everyone known not to have been accepted, in plan order
+    not_sent_file: Path | None = None  # ... all of them in a CSV
 
     @property
     def complete(self) -> bool:
@@ -177,11 +190,15 @@ class SendSession:
         uncertain_file = None
         if counts.uncertain:
             uncertain_file = write_uncertain_list(counts.uncertain, self.uncertain_file)
+        left_out_file = None
+        if audience.left_out:
+            left_out_file = self.report_file("left-out")
+            write_left_out_csv(audience, left_out_file)
         return LivePlan(
             subject=build.subject, lists=audience.lists, audience=audience, counts=counts,
             transport=self.transport.describe(), transport_notes=tuple(self.transport.plan_notes(counts.total)),
             sandbox=self.sandbox, resend_uncertain=resend_uncertain, marked_as_sent=marked,
-            uncertain_file=uncertain_file)
+            uncertain_file=uncertain_file, left_out_file=left_out_file)
 
     def check_live(self, plan: LivePlan, *, untested: bool) -> None:
         """Refuse a live send the rules do not allow yet: people are uncertain, or the build was never tested."""
@@ -209,7 +226,27 @@ class SendSession:
                                resend_uncertain=plan.resend_uncertain)
         with self.transport:
             report = dispatcher.run(batches)
-        return self._result(report, report_error(report))
+        result = self._result(report, report_error(report))
+        if report.failed and not self.sandbox:
+            not_sent = self.not_sent(plan)
+            path = self.report_file("not-sent")
+            write_not_sent_list(not_sent, path)
+            result = replace(result, not_sent=tuple(not_sent), not_sent_file=path)
+        return result
+
+    def not_sent(self, plan: LivePlan) -> list[NotSent]:
+        """The people of ``plan`` the ledger holds as not accepted, with the reason, in plan order."""
+        found: list[NotSent] = []
+        people = list(plan.audience.recipients)
+        for start in range(0, len(people), 1000):
+            window = people[start:start + 1000]
+            rows = self.ledger.states(self.build.slug, [p.key for p in window])
+            for person in window:
+                row = rows.get(person.key)
+                if row is not None and row.state == SendState.FAILED:
+                    name = " ".join(part for part in (person.first_name, person.last_name) if part)
+                    found.append(NotSent(person.email, name, person.version, row.error or "not accepted"))
+        return found
 
     # --- test sends ------------------------------------------------------------------------------------
 
@@ -249,7 +286,11 @@ class SendSession:
     @property
     def uncertain_file(self) -> Path:
         """Where the full list of uncertain people is written (a CSV that opens right in Excel)."""
-        return self.settings.db_path.parent / f"uncertain-{self.build.slug}.csv"
+        return self.report_file("uncertain")
+
+    def report_file(self, kind: str) -> Path:
+        """Where a full list of some people of this send is written: beside the ledger, named by newsletter."""
+        return self.settings.db_path.parent / f"{kind}-{self.build.slug}.csv"
 
     def _dispatcher(self, kind: BatchKind, on_progress: Callable[[Progress], None] | None) -> Dispatcher:
         return Dispatcher(self.transport, self.ledger, newsletter=self.build.slug, build_hash=self.build.build_hash,
@@ -291,6 +332,15 @@ def refuse_preflight_errors(build: Build) -> None:
         listed = "\n".join(f"  - {problem}" for problem in errors)
         raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
                          "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
+
+
+def write_not_sent_list(people: Sequence[NotSent], path: Path) -> Path:
+    """Everyone not sent to (email, name, version, reason), as a CSV safe to open in Excel."""
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "version", "reason"])
+        writer.writerows([excel_safe(p.email), excel_safe(p.name), p.version, excel_safe(p.reason)] for p in people)
+    return path
 
 
 def write_uncertain_list(batches: Sequence[UncertainBatch], path: Path) -> Path:
