@@ -610,7 +610,7 @@ def _show_plan(plan: LivePlan) -> None:
             out.print(line, markup=False)
     # Per version: each list's own, and a combination's (people on several lists) when anyone gets it.
     shown = [name for name in counts.audiences if counts.to_send.get(name) or "+" not in name]
-    out.print("To send now, per version: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in shown))
+    out.print("To send now, per version: " + ", ".join(f"{name} {counts.to_send.get(name, 0):,}" for name in shown))
     if counts.already_sent:
         out.print(f"Already sent earlier (skipped): {counts.already_sent}")
     if counts.retrying:

@@ -3,6 +3,7 @@ and end to end through send.py."""
 
 from __future__ import annotations
 
+import csv
 import itertools
 import os
 import ssl
@@ -381,6 +382,18 @@ def test_send_py_reports_a_refused_address_and_exits_1(project: Path, server: ob
     assert run.returncode == 1
     assert "Sent: 5. Not sent: 1. Uncertain: 0." in run.stdout
     assert "1 not sent: the SMTP server refused it: 550 5.1.1 User unknown" in run.stderr
+    # the end names who was not sent and why, and lists them all in a CSV beside the ledger
+    assert run.stderr.splitlines()[1:4] == [
+        "Not sent (1):",
+        "  Tom Fletcher <tom.fletcher@example.com>: the SMTP server refused it: 550 5.1.1 User unknown",
+        f"  Everyone not sent to is listed in not-sent-{SLUG}.csv",
+    ]
+    with (project / f"not-sent-{SLUG}.csv").open(encoding="utf-8-sig", newline="") as handle:
+        assert list(csv.reader(handle)) == [
+            ["email", "name", "version", "reason"],
+            ["tom.fletcher@example.com", "Tom Fletcher", "parents",
+             "the SMTP server refused it: 550 5.1.1 User unknown"],
+        ]
     assert sorted(handler.to_addresses()) == sorted(RECEIVING - {"tom.fletcher@example.com"})
 
 

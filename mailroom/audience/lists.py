@@ -341,9 +341,9 @@ class _Planner:
         left: list[tuple[int, LeftOut]] = []
         for name, entry in placed:
             if name in primary:
+                first_place = _same_file_place(primary[name].place, entry.place)
                 left.append((entry.order, LeftOut(entry.email, entry.line, name, "duplicate",
-                                                  f"already on the {name} list on {primary[name].place}",
-                                                  entry.place)))
+                                                  f"already on the {name} list on {first_place}", entry.place)))
             else:
                 primary[name] = entry
         named = next((e for e in entries if e.first_name or e.last_name), first)
@@ -355,6 +355,15 @@ class _Planner:
         person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
                            audience=lists[0], line=first.line, lists=lists, version=version, place=first.place)
         return person, left
+
+
+def _same_file_place(place: str, beside: str) -> str:
+    """``place`` without the file and sheet it shares with ``beside``: "row 2, contact 1", not the whole path."""
+    for mark in ("line ", "row "):
+        head, found, rest = place.rpartition(mark)
+        if found and beside.startswith(head):
+            return mark + rest
+    return place
 
 
 def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_list: str | None, prefix: str,

@@ -26,7 +26,7 @@ def _visible(text: str) -> str:
 
 
 def _people(count: int) -> str:
-    return f"{count} {'person' if count == 1 else 'people'}"
+    return f"{count:,} {'person' if count == 1 else 'people'}"
 
 
 # How many of each kind of entry the screen shows; everything is in the CSV files.

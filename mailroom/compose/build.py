@@ -203,6 +203,7 @@ def file_sha256(path: Path) -> str:
 # [audiences_csv]) are left out, so changing the sending pace doesn't force a new compose.
 RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web")
 RENDERING_PART = "rendering"
+_LIST_SOURCE_KEYS = ("file", "columns")  # [lists.X] keys that say where the people are, not how the email looks
 
 
 def rendering_settings_sha256(path: Path) -> str:
@@ -212,6 +213,10 @@ def rendering_settings_sha256(path: Path) -> str:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return "unreadable"
     used = {name: data.get(name) for name in RENDERING_TABLES}
+    lists = used.get("lists")
+    if isinstance(lists, dict):  # where a list's people come from does not change how its email looks
+        used["lists"] = {name: {k: v for k, v in table.items() if k not in _LIST_SOURCE_KEYS}
+                         if isinstance(table, dict) else table for name, table in lists.items()}
     return hashlib.sha256(json.dumps(used, sort_keys=True, default=str).encode()).hexdigest()
 
 
