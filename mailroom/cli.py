@@ -26,6 +26,7 @@ from mailroom.errors import (
     RefusedForSafety,
     TransportError,
 )
+from mailroom.secrets import mask
 
 if TYPE_CHECKING:
     from mailroom.checks.rules import Finding
@@ -55,8 +56,8 @@ def _report_errors(func: F) -> F:
 
 
 def _plain(text: str) -> str:
-    """Escape rich markup so file names and user text print as they are."""
-    return text.replace("[", r"\[")
+    """Escape rich markup so file names and user text print as they are; never show a secret."""
+    return mask(text).replace("[", r"\[")
 
 
 newsletter_argument = click.argument(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mailroom.secrets import mask
+
 # Exit statuses (docs/architecture.md, "Exit statuses").
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
@@ -23,6 +25,7 @@ class MailroomError(Exception):
     exit_status = EXIT_BAD_INPUT
 
     def __init__(self, message: str) -> None:
+        message = mask(message)  # a message may quote a value that turns out to be a secret
         super().__init__(message)
         self.message = message
 
