@@ -559,7 +559,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
                audiences_file: Path | None, dry_run: bool, yes: bool, untested: bool, sandbox: bool,
                resend_uncertain: bool, mark_uncertain_sent: bool) -> None:
     from mailroom.audience.lists import load_audience
-    from mailroom.send.dispatch import Dispatcher, live_batches, plan_send
+    from mailroom.send.dispatch import Dispatcher, live_batches, make_version, plan_send
     from mailroom.send.ledger import LIVE, SANDBOX
 
     ledger.settle_abandoned(build.slug)
@@ -570,6 +570,8 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
         if marked:
             out.print(f"Counted {marked} people from uncertain batches as sent, as you asked.")
     plan = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
+    for name in plan.audiences:  # e.g. an email over SendGrid's 30 MB: refused before anyone gets it
+        transport.check_version(make_version(build, settings, name))
     _show_plan(build.subject, plan, audience, transport, sandbox)
     if plan.uncertain:
         _show_uncertain(plan.uncertain, _uncertain_file(settings, build))

@@ -47,8 +47,9 @@ class Run:
     """One in-process send of the sample newsletter through SendGrid (the stand-in)."""
 
     def __init__(self, folder: Path, sg: SendGridStandIn, people: list[tuple[str, str, str, str]] | None = None,
-                 toml: str = "") -> None:
+                 toml: str = "", **transport_options) -> None:
         self.folder = folder
+        self.transport_options = transport_options
         write_audiences(folder / "audiences.csv", people if people is not None else many_people(5))
         self.settings = settings_for(folder, transport="sendgrid", host=sg.url)
         self.build = load_build(folder / "newsletters" / SAMPLE, root=folder)
@@ -56,7 +57,7 @@ class Run:
 
     def __call__(self, lists: tuple[str, ...] = ("parents",), *, kind: str = LIVE, resend: bool = False,
                  policy: RetryPolicy | None = None, stop_after_first: bool = False, clock=time.time):
-        transport = SendGridTransport(self.settings, clock=clock)
+        transport = SendGridTransport(self.settings, clock=clock, **self.transport_options)
         audience = load_audience(self.folder / "audiences.csv", self.settings, lists)
         with Ledger(self.settings.db_path) as ledger:
             ledger.settle_abandoned(self.build.slug)
