@@ -181,3 +181,17 @@ def test_missing_file_or_a_folder_is_named(tmp_path):
     with pytest.raises(InputError) as folder:
         read_events_file(tmp_path)
     assert str(folder.value) == f"{tmp_path}: this is a folder; give the JSON file of events"
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000,
+    '[{"event": "open", "deep": ' + "[" * 5_000 + "]" * 5_000 + "}]",
+    '[\n  {"event": "open", "n": ' + "9" * 5_000 + "}\n]",
+])
+def test_cli_import_of_deeply_nested_or_huge_json_exits_2_without_a_traceback(project, text):
+    (project / "events.json").write_text(text)
+    result = CliRunner().invoke(main, ["events", "import", "events.json"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "events.json, line " in result.output and "Traceback" not in result.output
+    assert "nested more than 32 levels deep" in result.output or "a number in it is too long" in result.output

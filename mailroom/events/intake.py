@@ -14,6 +14,7 @@ unsubscribing reader (see ``suppression_reason``).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,6 +33,11 @@ EVENT_TYPES = frozenset({
 })
 
 _YEAR_2100 = 4_102_444_800  # a timestamp beyond this is a mistake, not an event
+# SendGrid's events nest two or three levels (the array, an event, a list of categories). Python's
+# json module recurses once per level and fails with RecursionError near 1,000, so depth is checked
+# first, on the text, with a scan that does not recurse.
+MAX_NESTING = 32
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -121,6 +127,7 @@ def parse_events(text: str) -> ParsedEvents:
     37th event can be reported at its own line. Raises ``NotAnEventArray`` if the text is not a JSON
     array; items that are not usable events are returned as ``problems``.
     """
+    _check_nesting(text)
     decoder = json.JSONDecoder()
     pos = _skip_space(text, 0)
     if pos < len(text) and text[pos] == "\ufeff":  # a byte-order mark some editors add
@@ -143,6 +150,10 @@ def parse_events(text: str) -> ParsedEvents:
                 item, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
                 raise NotAnEventArray(f"this is not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+            except (ValueError, RecursionError):  # e.g. a number of more than 4,300 digits
+                line, column = _where(text, pos)
+                raise NotAnEventArray(f"event {number + 1} cannot be read: a number in it is too long", line,
+                                      column) from None
             number += 1
             _check_item(item, number, lines.line_at(pos), parsed)
             pos = _skip_space(text, end)
@@ -159,6 +170,21 @@ def parse_events(text: str) -> ParsedEvents:
         line, column = _where(text, pos)
         raise NotAnEventArray("this is not valid JSON: there is more after the closing ]", line, column)
     return parsed
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse JSON nested deeper than ``MAX_NESTING`` before the json module recurses into it."""
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line, column = _where(text, match.start())
+                raise NotAnEventArray(f"the JSON is nested more than {MAX_NESTING} levels deep; SendGrid's "
+                                      "events are never nested like this", line, column)
+        elif token in "]}":
+            depth -= 1
 
 
 class _LineCounter:
