@@ -3,7 +3,7 @@
 The standard library's ``ThreadingHTTPServer`` starts one thread per connection, waits forever for a
 slow client and listens with a backlog of 5. Here instead:
 
-- **A backlog** big enough for bursts (SendGrid posts in parallel): connections queue in the kernel
+- **A backlog** (1024) big enough for bursts (SendGrid posts in parallel): connections queue in the kernel
   instead of being reset.
 - **A waiting room.** An accepted connection gets no thread until its first bytes arrive: one thread
   watches every idle connection (``selectors``) and closes those that stay silent past
@@ -43,7 +43,7 @@ _WAKE = b"w"
 class HardenedHTTPServer(HTTPServer):
     """``HTTPServer`` with a waiting room for idle connections, a worker pool and per-request deadlines."""
 
-    request_queue_size = 128  # the listen backlog (the standard library's 5 resets bursts)
+    request_queue_size = 1024  # the listen backlog (the standard library's 5 drops and resets bursts)
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], handler: Callable[..., BaseHTTPRequestHandler], *,
