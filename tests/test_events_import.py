@@ -61,17 +61,19 @@ def test_which_events_suppress(kind, extra, expected):
     assert suppression_reason(one) == expected
 
 
-def test_resubscribe_is_noted_but_does_not_lift_the_suppression(tmp_path):
+def test_a_later_group_resubscribe_lifts_a_group_unsubscribe_but_only_notes_a_spam_report(tmp_path):
     db = tmp_path / "mailroom.sqlite3"
     file = write_events(tmp_path / "events.json", [
         event("group_resubscribe", "ev-2", timestamp=1_731_070_000),
         event("group_unsubscribe", "ev-1", timestamp=1_731_060_000),
+        event("spamreport", "ev-3", "bob@example.com", timestamp=1_731_060_000),
+        event("group_resubscribe", "ev-4", "bob@example.com", timestamp=1_731_070_000),
     ])
     result = import_events_file(db, file)
-    assert result.resubscribe_requests == 1
-    assert suppressed_addresses(db) == {"ada.parent@example.org": "unsubscribed on 2024-11-08"}
+    assert (result.suppressed, result.resubscribed, result.resubscribe_requests) == (1, 0, 1)
+    assert suppressed_addresses(db) == {"bob@example.com": "marked the email as spam on 2024-11-08"}
     [row] = list_suppressions(db)
-    assert row.resubscribed_at is not None
+    assert row.resubscribed_at is not None  # shown to the office, who decide
 
 
 def test_a_problem_anywhere_names_the_file_and_line_and_imports_nothing(tmp_path):

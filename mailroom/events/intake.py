@@ -24,8 +24,16 @@ from typing import Any
 
 from mailroom.database import connect, to_text, utc_now
 from mailroom.errors import InputError
+from mailroom.events.suppressions import (
+    GROUP_RESUBSCRIBE,
+    GROUP_UNSUBSCRIBE,
+    SUPPRESS,
+    address_key,
+    apply_event_history,
+    looks_like_address,
+    record_event,
+)
 from mailroom.events.suppressions import ensure_schema as ensure_suppression_schema
-from mailroom.events.suppressions import looks_like_address, note_resubscribe, suppress
 
 EVENT_TYPES = frozenset({
     "processed", "deferred", "delivered", "bounce", "dropped", "open", "click",
@@ -100,13 +108,15 @@ class StoreResult:
 
     stored: int = 0
     repeated: int = 0
-    suppressed: int = 0
-    resubscribe_requests: int = 0
+    suppressed: int = 0  # addresses newly on the suppression list
+    resubscribed: int = 0  # taken off it by a group resubscribe after their group unsubscribe
+    resubscribe_requests: int = 0  # resubscribes noted against a suppression they cannot lift
 
     def add(self, other: StoreResult) -> None:
         self.stored += other.stored
         self.repeated += other.repeated
         self.suppressed += other.suppressed
+        self.resubscribed += other.resubscribed
         self.resubscribe_requests += other.resubscribe_requests
 
 
@@ -314,21 +324,22 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def store_events(db_path: Path, events: Iterable[Event], source: str) -> StoreResult:
-    """Store events not seen before and apply their suppressions, all in one short transaction.
+    """Store events not seen before and bring the suppression list in line, in one short transaction.
 
     An event already stored (same ``sg_event_id``) changes nothing, so a retried webhook delivery
-    or a re-imported file is harmless. Events are applied oldest first, so a resubscribe that
-    follows an unsubscribe in the same batch is noted against it.
+    or a re-imported file is harmless. Events that bear on a suppression are kept with the address
+    (``suppression_events``), and each person they concern is decided again from all of their events
+    in event time, so the order the POSTs arrived in makes no difference (mailroom/events/suppressions.py).
     """
     result = StoreResult()
     received = to_text(utc_now())
-    ordered = sorted(events, key=lambda e: e.timestamp)
+    concerned: dict[str, None] = {}  # address keys, in order
     conn = connect(db_path)
     try:
         ensure_schema(conn)
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            for event in ordered:
+            for event in events:
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO events (sg_event_id, event, occurred_at, newsletter, audience,"
                     " recipient_id, sg_message_id, url, bounce_type, source, received_at)"
@@ -339,14 +350,28 @@ def store_events(db_path: Path, events: Iterable[Event], source: str) -> StoreRe
                     result.repeated += 1
                     continue
                 result.stored += 1
-                reason = suppression_reason(event)
-                if reason and suppress(conn, event.email, reason, source, event.occurred_at):
-                    result.suppressed += 1
-                if event.event == "group_resubscribe" and note_resubscribe(conn, event.email, event.occurred_at):
-                    result.resubscribe_requests += 1
+                kind, reason = _suppression_kind(event)
+                if kind and record_event(conn, event_id=event.sg_event_id, email=event.email, kind=kind,
+                                         reason=reason, occurred_at=event.timestamp, source=source):
+                    concerned[address_key(event.email)] = None
+            for key in concerned:
+                change = apply_event_history(conn, key)
+                result.suppressed += change.suppressed
+                result.resubscribed += change.lifted
+                result.resubscribe_requests += change.noted_resubscribe
     finally:
         conn.close()
     return result
+
+
+def _suppression_kind(event: Event) -> tuple[str | None, str | None]:
+    """How an event bears on its person's suppression: (kind, reason shown), or (None, None)."""
+    if event.event == "group_resubscribe":
+        return GROUP_RESUBSCRIBE, None
+    reason = suppression_reason(event)
+    if reason is None:
+        return None, None
+    return (GROUP_UNSUBSCRIBE if event.event == "group_unsubscribe" else SUPPRESS), reason
 
 
 def import_events_file(db_path: Path, path: Path) -> StoreResult:
