@@ -130,7 +130,8 @@ class _Handler(QuietHandler):
         skipped = len(parsed.problems) + parsed.unknown_types
         self.server.log(
             f"stored {result.stored} event(s), {result.repeated} repeat(s), {skipped} skipped; "
-            f"{result.suppressed} address(es) added to the suppression list")
+            f"{result.suppressed} address(es) added to the suppression list, {result.resubscribed} taken off it "
+            "by a resubscribe")
         self._answer(HTTPStatus.OK, {"stored": result.stored, "repeated": result.repeated, "skipped": skipped})
 
     def _refusal_before_body(self) -> tuple[HTTPStatus, str] | None:
