@@ -78,15 +78,15 @@ def test_32_parallel_posters_with_10000_events_are_all_stored_once_without_a_res
     assert workers <= server.max_workers
 
 
-def _slow_client(port: int, results: list[float], started: threading.Event) -> None:
-    """Sends a request one byte at a time; records how long until the server closed the connection."""
+def _slow_client(port: int, head: bytes, results: list[float], started: threading.Event) -> None:
+    """Sends ``head`` at once, then a body one byte at a time; records when the server cut it off."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     began = time.monotonic()
     started.set()
-    payload = b"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n" + b"[" * 100
     try:
-        for byte in payload:  # bounded: at most len(payload) sends, 20 ms apart
-            sock.sendall(bytes([byte]))
+        sock.sendall(head)
+        for _ in range(150):  # bounded: at most 150 bytes, 20 ms apart (3 s)
+            sock.sendall(b"[")
             time.sleep(0.02)
         results.append(float("inf"))  # never cut off
     except OSError:
@@ -95,26 +95,50 @@ def _slow_client(port: int, results: list[float], started: threading.Event) -> N
         sock.close()
 
 
-def test_a_slow_body_is_cut_off_at_the_deadline_and_others_are_still_served(signer, db) -> None:
+def _slow_clients(port: int, head: bytes, count: int) -> tuple[list[threading.Thread], list[float]]:
     cut_off: list[float] = []
-    deadline = 0.5
-    with running_server(db, signer.public_key, workers=2, request_deadline=deadline) as server:
-        port = server.server_address[1]
-        started = [threading.Event() for _ in range(4)]  # twice as many slow clients as workers
-        slow = [threading.Thread(target=_slow_client, args=(port, cut_off, s)) for s in started]
-        for thread in slow:
-            thread.start()
-        for s in started:
-            s.wait(5)
-        body = json.dumps([event("delivered", "ev-fast")])
+    started = [threading.Event() for _ in range(count)]
+    threads = [threading.Thread(target=_slow_client, args=(port, head, cut_off, s)) for s in started]
+    for thread in threads:
+        thread.start()
+    for event_ in started:
+        event_.wait(5)
+    return threads, cut_off
+
+
+def test_dribbled_headers_hold_no_worker_and_are_cut_off_at_the_header_deadline(signer, db) -> None:
+    header_deadline = 1.0
+    with running_server(db, signer.public_key, workers=2, header_deadline=header_deadline,
+                        request_deadline=5.0) as server:
+        # The request line arrives, then header bytes one at a time: the headers never end. Ten times as
+        # many slow clients as workers: they wait for their headers without a worker.
         began = time.monotonic()
+        threads, cut_off = _slow_clients(server.server_address[1], b"POST /events HTTP/1.1\r\nX-Slow: ", 20)
+        body = json.dumps([event("delivered", "ev-fast")])
         answer = post(server, body, signer.headers(body))
-        served_after = time.monotonic() - began
-        for thread in slow:
+        served_at = time.monotonic() - began
+        for thread in threads:
             thread.join(10)
+        workers = server.threads_in_use
     assert answer.status == 200 and stored(db) == ["ev-fast"]
-    assert len(cut_off) == 4 and all(deadline * 0.8 <= t < 4 * deadline for t in cut_off), cut_off
-    assert served_after < 4 * deadline  # it waited at most for slow clients' deadlines, never for their bodies
+    assert served_at < min(cut_off)  # served while every slow client was still connected
+    assert len(cut_off) == 20 and all(0.8 * header_deadline <= t < 3 * header_deadline for t in cut_off), cut_off
+    assert workers <= 2
+
+
+def test_a_dribbled_body_is_cut_off_at_the_request_deadline(signer, db) -> None:
+    deadline = 0.8
+    body = GOOD_BODY.encode()
+    signed = signer.headers(GOOD_BODY)
+    head = (f"POST /events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body) + 1000}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in signed.items()) + "\r\n").encode()
+    with running_server(db, signer.public_key, header_deadline=0.2, request_deadline=deadline) as server:
+        threads, cut_off = _slow_clients(server.server_address[1], head, 2)
+        for thread in threads:
+            thread.join(10)
+    # Past the short header deadline (the headers came at once), cut at the request deadline instead.
+    assert len(cut_off) == 2 and all(0.8 * deadline <= t < 3 * deadline for t in cut_off), cut_off
+    assert not db.exists() or stored(db) == []
 
 
 def test_idle_connections_hold_no_worker_and_the_server_keeps_answering(signer, db) -> None:

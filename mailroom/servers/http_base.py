@@ -3,29 +3,32 @@
 The standard library's ``ThreadingHTTPServer`` starts one thread per connection, waits forever for a
 slow client and listens with a backlog of 5. Here instead:
 
-- **A backlog** (1024) big enough for bursts (SendGrid posts in parallel): connections queue in the kernel
-  instead of being reset.
-- **A waiting room.** An accepted connection gets no thread until its first bytes arrive: one thread
-  watches every idle connection (``selectors``) and closes those that stay silent past
-  ``idle_timeout``. Idle connections therefore cost a file descriptor, not a thread; when more than
-  ``max_waiting`` are open, the oldest silent one is closed to make room.
-- **A bounded worker pool** (``max_workers`` threads) handles connections that have started talking;
-  at most ``max_queued`` wait for a free worker, and beyond that new ones are closed (load shed).
-- **A deadline per request**: the whole request (headers and body) must arrive within
-  ``request_deadline`` seconds of a worker taking it, however slowly it trickles in (slowloris). The
-  watcher shuts a connection past its deadline, which ends the worker's blocked read at once.
+- **A backlog** (1024) big enough for bursts (SendGrid posts in parallel): connections queue in the
+  kernel instead of being dropped or reset.
+- **A waiting room for the headers.** An accepted connection gets no thread until its whole request
+  head (request line and headers) has arrived: one thread (``selectors``) reads the heads of every
+  waiting connection without blocking. A connection that sends nothing within ``idle_timeout``, or
+  starts but does not finish its headers within ``header_deadline``, is closed. Idle connections and
+  clients dribbling header bytes (slowloris) therefore cost a file descriptor, never a worker; when
+  more than ``max_waiting`` are open, the oldest is closed to make room.
+- **A bounded worker pool** (``max_workers`` threads) handles requests whose heads are complete; at
+  most ``max_queued`` wait for a free worker, and beyond that new ones are closed (load shed).
+- **A deadline for the body**: the rest of the request must arrive within ``request_deadline``
+  seconds of a worker taking it, however slowly it trickles in. The watcher shuts a connection past
+  its deadline, which ends the worker's blocked read at once.
 - **Only expected Host headers**, when ``allowed_hosts`` is set (the preview: DNS rebinding).
 - **Quiet failures**: a client that disappears or sends garbage is logged in one line, never as a
-  traceback (``handle_error``).
+  traceback.
 
-Handlers answer one request per connection (HTTP/1.0 style), so a worker never waits on a kept-alive
-connection.
+Handlers must derive from ``QuietHandler``: it answers one request per connection (so a worker never
+waits on a kept-alive connection) and reads the head the watcher already received.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import io
 import itertools
 import selectors
 import socket
@@ -34,29 +37,33 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 _WAKE = b"w"
+MAX_HEAD_BYTES = 64 * 1024  # a longer head is handed on as it is, for the handler to refuse (431/414)
 
 
 class HardenedHTTPServer(HTTPServer):
-    """``HTTPServer`` with a waiting room for idle connections, a worker pool and per-request deadlines."""
+    """``HTTPServer`` with a waiting room for request heads, a worker pool and per-request deadlines."""
 
     request_queue_size = 1024  # the listen backlog (the standard library's 5 drops and resets bursts)
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], handler: Callable[..., BaseHTTPRequestHandler], *,
+    def __init__(self, address: tuple[str, int], handler: Callable[..., QuietHandler], *,
                  max_workers: int = 8, max_waiting: int = 512, max_queued: int = 512,
-                 idle_timeout: float = 10.0, request_deadline: float = 15.0,
+                 idle_timeout: float = 10.0, header_deadline: float = 5.0, request_deadline: float = 15.0,
                  log: Callable[[str], None] | None = None) -> None:
         super().__init__(address, handler)
         self.max_workers = max_workers
         self.max_waiting = max_waiting
         self.max_queued = max_queued
         self.idle_timeout = idle_timeout
+        self.header_deadline = header_deadline
         self.request_deadline = request_deadline
         self.log = log or (lambda _message: None)
+        self._heads = threading.local()  # the head the watcher read, for the handler on this worker
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mailroom-http")
         self._watcher = _ConnectionWatcher(self)
         self._watcher.start()
@@ -76,15 +83,23 @@ class HardenedHTTPServer(HTTPServer):
         """Host header values to serve (lower case), or None for any. The preview overrides this."""
         return None
 
-    def _work(self, request: socket.socket, client_address: Any) -> None:
+    def take_head(self) -> bytes:
+        """For the handler: the bytes the watcher already read from this worker's connection."""
+        head: bytes = getattr(self._heads, "head", b"")
+        self._heads.head = b""
+        return head
+
+    def _work(self, request: socket.socket, client_address: Any, head: bytes) -> None:
         """On a pool thread: handle one request under its deadline, then close the connection."""
-        self._watcher.start_deadline(request)
+        self._watcher.set_deadline(request, time.monotonic() + self.request_deadline)
+        self._heads.head = head
         try:
             request.settimeout(self.request_deadline)  # a backstop; the watcher's deadline is the rule
             self.finish_request(request, client_address)
         except Exception as exc:
             self.handle_error_quietly(exc)
         finally:
+            self._heads.head = b""
             self._watcher.end_deadline(request)
             self.shutdown_request(request)
             self._watcher.done()
@@ -110,8 +125,26 @@ class HardenedHTTPServer(HTTPServer):
         return len(self._pool._threads)
 
 
+@dataclass
+class _Waiting:
+    """A connection in the waiting room: when it came, and what of its head has arrived."""
+
+    address: Any
+    arrived: float
+    head: bytearray = field(default_factory=bytearray)
+    first_byte: float | None = None
+
+    def deadline(self, idle_timeout: float, header_deadline: float) -> float:
+        if self.first_byte is None:
+            return self.arrived + idle_timeout
+        return self.first_byte + header_deadline
+
+    def complete(self) -> bool:
+        return b"\r\n\r\n" in self.head or b"\n\n" in self.head or len(self.head) > MAX_HEAD_BYTES
+
+
 class _ConnectionWatcher(threading.Thread):
-    """One thread: hands connections to the pool once they speak, and enforces idle and request deadlines."""
+    """One thread: reads request heads without blocking, hands complete ones to the pool, enforces deadlines."""
 
     def __init__(self, server: HardenedHTTPServer) -> None:
         super().__init__(name="mailroom-http-watcher", daemon=True)
@@ -119,11 +152,12 @@ class _ConnectionWatcher(threading.Thread):
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self._lock = threading.Lock()
-        self._arrivals: list[tuple[socket.socket, Any]] = []
-        self._waiting: OrderedDict[socket.socket, tuple[float, Any]] = OrderedDict()  # oldest first
-        self._deadlines: list[tuple[float, int, socket.socket]] = []  # heap of active requests' deadlines
+        self._arrivals: list[tuple[socket.socket, Any, float]] = []
+        self._waiting: OrderedDict[socket.socket, _Waiting] = OrderedDict()  # oldest first
+        self._deadlines: list[tuple[float, int, socket.socket]] = []  # heap of requests' body deadlines
         self._active: dict[socket.socket, float] = {}
         self._queued = 0  # handed to the pool and not finished
         self._order = itertools.count()
@@ -133,11 +167,10 @@ class _ConnectionWatcher(threading.Thread):
 
     def admit(self, sock: socket.socket, address: Any) -> None:
         with self._lock:
-            self._arrivals.append((sock, address))
+            self._arrivals.append((sock, address, time.monotonic()))
         self._wake()
 
-    def start_deadline(self, sock: socket.socket) -> None:
-        deadline = time.monotonic() + self.server.request_deadline
+    def set_deadline(self, sock: socket.socket, deadline: float) -> None:
         with self._lock:
             self._active[sock] = deadline
             heapq.heappush(self._deadlines, (deadline, next(self._order), sock))
@@ -169,11 +202,12 @@ class _ConnectionWatcher(threading.Thread):
                     if key.fileobj is self._wake_r:
                         self._drain_wake()
                     else:
-                        self._speaking(key.fileobj)  # type: ignore[arg-type]
+                        self._readable(key.fileobj)  # type: ignore[arg-type]
                 self._take_arrivals()
                 self._expire()
         finally:
             for sock in list(self._waiting):
+                self._forget(sock)
                 self._close(sock)
             self._selector.close()
             self._wake_r.close()
@@ -185,37 +219,55 @@ class _ConnectionWatcher(threading.Thread):
         with self._lock:
             if self._deadlines:
                 soonest = min(soonest, self._deadlines[0][0])
-        if self._waiting:
-            first_arrival = next(iter(self._waiting.values()))[0]
-            soonest = min(soonest, first_arrival + self.server.idle_timeout)
+        idle, heads = self.server.idle_timeout, self.server.header_deadline
+        for waiting in self._waiting.values():  # at most max_waiting of them
+            soonest = min(soonest, waiting.deadline(idle, heads))
         return max(0.0, soonest - now)
 
     def _drain_wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             while self._wake_r.recv(4096):
                 pass
-        except (BlockingIOError, OSError):
-            pass
 
     def _take_arrivals(self) -> None:
         with self._lock:
             arrivals, self._arrivals = self._arrivals, []
-        now = time.monotonic()
-        for sock, address in arrivals:
+        for sock, address, arrived in arrivals:
             while len(self._waiting) >= self.server.max_waiting:
                 oldest = next(iter(self._waiting))
                 self._forget(oldest)
                 self._close(oldest)
             try:
+                sock.setblocking(False)
                 self._selector.register(sock, selectors.EVENT_READ)
             except (ValueError, OSError):  # closed already
                 self._close(sock)
                 continue
-            self._waiting[sock] = (now, address)
+            self._waiting[sock] = _Waiting(address, arrived)
 
-    def _speaking(self, sock: socket.socket) -> None:
-        """The first bytes arrived: a worker takes the connection from here."""
-        _arrived, address = self._forget(sock)
+    def _readable(self, sock: socket.socket) -> None:
+        waiting = self._waiting.get(sock)
+        if waiting is None:
+            return
+        try:
+            data = sock.recv(MAX_HEAD_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away before sending a request
+            self._forget(sock)
+            self._close(sock)
+            return
+        if waiting.first_byte is None:
+            waiting.first_byte = time.monotonic()
+        waiting.head += data
+        if waiting.complete():
+            self._forget(sock)
+            self._hand_over(sock, waiting)
+
+    def _hand_over(self, sock: socket.socket, waiting: _Waiting) -> None:
+        """The head is complete: a worker takes the connection from here."""
         with self._lock:
             full = self._queued >= self.server.max_workers + self.server.max_queued
             if not full:
@@ -225,24 +277,26 @@ class _ConnectionWatcher(threading.Thread):
             self._close(sock)
             return
         try:
-            self.server._pool.submit(self.server._work, sock, address)
-        except RuntimeError:  # the pool is shut down: the server is stopping
+            sock.setblocking(True)
+            self.server._pool.submit(self.server._work, sock, waiting.address, bytes(waiting.head))
+        except (RuntimeError, OSError):  # the pool is shut down (the server is stopping), or the socket closed
             self.done()
             self._close(sock)
 
-    def _forget(self, sock: socket.socket) -> tuple[float, Any]:
+    def _forget(self, sock: socket.socket) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(sock)
-        return self._waiting.pop(sock, (0.0, None))
+        self._waiting.pop(sock, None)
 
     def _expire(self) -> None:
         now = time.monotonic()
-        while self._waiting:
-            sock, (arrived, _address) = next(iter(self._waiting.items()))
-            if now - arrived < self.server.idle_timeout:
-                break
+        idle, heads = self.server.idle_timeout, self.server.header_deadline
+        late = [sock for sock, waiting in self._waiting.items() if waiting.deadline(idle, heads) <= now]
+        for sock in late:
             self._forget(sock)
             self._close(sock)
+        if late:
+            self.server.log(f"{len(late)} connection(s) closed: no complete request in time")
         overdue = []
         with self._lock:
             while self._deadlines and self._deadlines[0][0] <= now:
@@ -261,6 +315,25 @@ class _ConnectionWatcher(threading.Thread):
             sock.close()
 
 
+class _HeadThenSocket(io.RawIOBase):
+    """Reads first the head the watcher already received, then the rest from the socket."""
+
+    def __init__(self, head: bytes, sock: socket.socket) -> None:
+        self._head = memoryview(head)
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        return self._sock.recv_into(buffer)
+
+
 class QuietHandler(BaseHTTPRequestHandler):
     """Shared manners of mailroom's handlers: one request per connection, Host checked, no traceback."""
 
@@ -268,6 +341,10 @@ class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     default_request_version = "HTTP/1.0"  # a garbled request line still gets a status line, not HTTP/0.9
     sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile = io.BufferedReader(_HeadThenSocket(self.server.take_head(), self.connection))
 
     def version_string(self) -> str:
         return self.server_version  # no Python version for a scanner to read

@@ -223,8 +223,7 @@ class PreviewServer:
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{self.httpd.host_and_port}/"
 
     def serve_forever(self) -> None:
         self.watcher.start()

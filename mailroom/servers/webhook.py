@@ -40,6 +40,7 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 # SendGrid retries for 24 hours; one more hour covers a retry signed at the start of its last attempt.
 MAX_AGE_SECONDS = 25 * 60 * 60
 MAX_AHEAD_SECONDS = 10 * 60  # clocks drift; a timestamp further ahead was not made by SendGrid just now
+HEADER_DEADLINE_SECONDS = 5.0  # SendGrid's headers arrive at once; a client dribbling them is cut off
 REQUEST_DEADLINE_SECONDS = 15.0  # a whole POST (5 MB at most) must arrive within this
 IDLE_TIMEOUT_SECONDS = 10.0  # a connection that says nothing for this long is closed
 WORKERS = 8
@@ -76,9 +77,10 @@ class EventWebhookServer(HardenedHTTPServer):
                  max_body: int = MAX_BODY_BYTES, clock: Callable[[], float] = time.time,
                  log: Callable[[str], None] | None = None, workers: int = WORKERS,
                  request_deadline: float = REQUEST_DEADLINE_SECONDS,
+                 header_deadline: float = HEADER_DEADLINE_SECONDS,
                  idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> None:
         super().__init__(address, _Handler, max_workers=workers, request_deadline=request_deadline,
-                         idle_timeout=idle_timeout, log=log)
+                         header_deadline=header_deadline, idle_timeout=idle_timeout, log=log)
         self.db_path = Path(db_path)
         self.verifier = verifier
         self.max_body = max_body
@@ -190,12 +192,14 @@ def make_server(db_path: Path, public_key: str, host: str = "127.0.0.1", port: i
                 max_body: int = MAX_BODY_BYTES, clock: Callable[[], float] = time.time,
                 log: Callable[[str], None] | None = None, workers: int = WORKERS,
                 request_deadline: float = REQUEST_DEADLINE_SECONDS,
+                header_deadline: float = HEADER_DEADLINE_SECONDS,
                 idle_timeout: float = IDLE_TIMEOUT_SECONDS) -> EventWebhookServer:
     """A server bound to ``host:port`` (port 0 picks a free one), not yet serving."""
     verifier = make_verifier(public_key)
     try:
         return EventWebhookServer((host, port), db_path, verifier, max_body=max_body, clock=clock, log=log,
-                                  workers=workers, request_deadline=request_deadline, idle_timeout=idle_timeout)
+                                  workers=workers, request_deadline=request_deadline,
+                                  header_deadline=header_deadline, idle_timeout=idle_timeout)
     except OSError as exc:
         raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                           "is the port in use? Try another with --port") from None
