@@ -26,10 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mailroom.servers.live_preview import PreviewServer, Watcher  # noqa: E402
-from mailroom.servers.webhook import HEADER_DEADLINE_SECONDS, WORKERS  # noqa: E402
-from tests.projects import make_project  # noqa: E402
-from tests.sendgrid_events import Signer, event, post, running_server  # noqa: E402
+from mailroom.servers.live_preview import PreviewServer, Watcher
+from mailroom.servers.webhook import HEADER_DEADLINE_SECONDS, WORKERS
+from tests.projects import make_project
+from tests.sendgrid_events import Signer, event, post, running_server
 
 _SLOW_CLIENT = """
 import socket, sys, time
@@ -66,7 +66,8 @@ def parallel_posters(posters: int, events: int) -> None:
     signer = Signer()
     per_post = 100
     bodies = [json.dumps([event("delivered", f"ev-{n}", recipient_id=f"r-{n}")
-                          for n in range(start, min(events, start + per_post))]) for start in range(0, events, per_post)]
+                          for n in range(start, min(events, start + per_post))])
+              for start in range(0, events, per_post)]
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, running_server(Path(tmp) / "db.sqlite3", signer.public_key) as server:
         barrier = threading.Barrier(posters)
