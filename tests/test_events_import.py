@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mailroom.addresses import address_key
 from mailroom.cli import main
 from mailroom.errors import InputError
 from mailroom.events.intake import import_events_file, parse_events, read_events_file, suppression_reason
@@ -197,3 +198,16 @@ def test_cli_import_of_deeply_nested_or_huge_json_exits_2_without_a_traceback(pr
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "events.json, line " in result.output and "Traceback" not in result.output
     assert "nested more than 32 levels deep" in result.output or "a number in it is too long" in result.output
+
+
+def test_events_for_every_spelling_of_an_idn_address_make_one_suppression(tmp_path):
+    """SendGrid reports the punycode domain; the office's list has the accented one. They are one mailbox."""
+    db = tmp_path / "mailroom.sqlite3"
+    file = write_events(tmp_path / "events.json", [
+        event("bounce", "ev-1", "zoe@xn--bcher-kva.example", type="bounce"),
+        event("spamreport", "ev-2", "Zoe@BÜCHER.example"),
+    ])
+    result = import_events_file(db, file)
+    assert (result.stored, result.suppressed) == (2, 1)
+    assert suppressed_addresses(db) == {"zoe@xn--bcher-kva.example": "bounced on 2024-11-08"}
+    assert address_key("zoe@bücher.example") in suppressed_addresses(db)

@@ -13,7 +13,7 @@ from mailroom.events.intake import import_events_file
 from mailroom.events.report import build_report
 from mailroom.events.suppressions import suppressed_addresses
 from mailroom.settings import load_settings
-from tests.send_project import SAMPLE, environ, many_people, project_copy, send_py, write_audiences
+from tests.send_project import SAMPLE, environ, many_people, send_project, send_py, write_audiences
 from tests.sendgrid_events import event
 
 
@@ -25,7 +25,7 @@ def report_cli(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess
 
 
 def test_blocked_is_counted_apart_from_bounced_and_does_not_suppress(tmp_path: Path) -> None:
-    folder = project_copy(tmp_path / "school")
+    folder = send_project(tmp_path / "school")
     settings = load_settings(folder, environ=environ(folder))
     events = [
         event("bounce", "b1", "ada@example.org", recipient_id="r-ada", type="bounce", newsletter=SAMPLE),
@@ -48,7 +48,7 @@ def test_blocked_is_counted_apart_from_bounced_and_does_not_suppress(tmp_path: P
 
 
 def test_after_an_outbox_send_delivery_is_not_tracked_never_zero_percent(tmp_path: Path) -> None:
-    folder = project_copy(tmp_path / "school")
+    folder = send_project(tmp_path / "school")
     write_audiences(folder / "audiences.csv", many_people(3))
     env = environ(folder, transport="outbox")
     sent = send_py(folder, f"newsletters/{SAMPLE}", "--to", "parents", "--yes", "--untested", env=env)
@@ -69,13 +69,13 @@ def test_after_an_outbox_send_delivery_is_not_tracked_never_zero_percent(tmp_pat
 
 def test_a_sendgrid_send_is_still_counted_from_its_events(tmp_path: Path) -> None:
     """The 'not tracked' wording is for transports without events, not for a SendGrid send awaiting them."""
-    from mailroom.send.ledger import Ledger
+    from mailroom.send.ledger import BatchKind, BatchState, Ledger
 
-    folder = project_copy(tmp_path / "school")
+    folder = send_project(tmp_path / "school")
     settings = load_settings(folder, environ=environ(folder))
     with Ledger(settings.db_path) as ledger:
-        batch = ledger.begin_batch(newsletter=SAMPLE, audience="parents", kind="live", transport="sendgrid",
+        batch = ledger.begin_batch(newsletter=SAMPLE, audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
                                    build_hash="h", keys=["ada@example.org"])
-        ledger.finish_batch(batch, "sent", message_id="m", error=None)
+        ledger.finish_batch(batch, BatchState.SENT, message_id="m")
     [parents, *_] = build_report(settings, folder / "newsletters" / SAMPLE).audiences
     assert parents.tracked and parents.delivered == 0

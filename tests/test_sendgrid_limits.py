@@ -1,23 +1,16 @@
 """SendGrid's 10,000-byte limit on one person's substitutions, counted in bytes of UTF-8 as SendGrid
-counts them (not the length of \\u-escaped JSON): checked exactly only near the limit, never skipped."""
+counts them (not the length of \\u-escaped JSON): checked exactly only near the limit, never skipped.
+
+The ``sg`` fixture's stand-in measures the limit on its own and fails the test on any violation."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
-
-from tests.send_project import API_KEY, project_copy
+from tests.send_project import send_project
 from tests.sendgrid_standin import SendGridStandIn
 from tests.test_send_sendgrid import Run
-
-
-@pytest.fixture
-def sg():
-    with SendGridStandIn(api_key=API_KEY) as standin:
-        yield standin
-        assert standin.violations == []  # the stand-in measures the limit on its own
 
 
 def test_a_name_that_fits_in_utf8_goes_and_only_one_over_the_limit_is_refused(tmp_path: Path,
@@ -27,7 +20,7 @@ def test_a_name_that_fits_in_utf8_goes_and_only_one_over_the_limit_is_refused(tm
     people = [("long@example.org", "é" * 3000, "Example", "parents"),
               ("near@example.org", "é" * 1500, "Example", "parents"),
               ("short@example.org", "Pat", "Example", "parents")]
-    run = Run(project_copy(tmp_path / "school", timeout=1.0), sg, people)
+    run = Run(send_project(tmp_path / "school", timeout=1.0), sg, people)
     report = run()
     assert dict(sg.received) == {"near@example.org": 1, "short@example.org": 1}
     assert report.sent == 2 and report.failed == 1
@@ -40,7 +33,7 @@ def test_a_name_that_fits_in_utf8_goes_and_only_one_over_the_limit_is_refused(tm
 
 def test_the_body_goes_as_utf8_json_of_the_size_counted(tmp_path: Path, sg: SendGridStandIn) -> None:
     people = [("zoe@example.org", "Zoë", "Ångström", "parents")]
-    run = Run(project_copy(tmp_path / "school", timeout=1.0), sg, people)
+    run = Run(send_project(tmp_path / "school", timeout=1.0), sg, people)
     run()
     [size] = sg.body_sizes
     assert size == len(json.dumps(sg.requests[0], ensure_ascii=False, separators=(",", ":")).encode())

@@ -12,24 +12,19 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from mailroom.send.dispatch import REFUSED
-from mailroom.send.ledger import FAILED, SENT, UNCERTAIN
+from mailroom.send.dispatch import StopReason
+from mailroom.send.ledger import SendState
 from mailroom.send.transports.sendgrid import categories_for, sendable_address
-from tests.send_project import API_KEY, SAMPLE, environ, many_people, project_copy, send_py
+from tests.send_project import API_KEY, SAMPLE, environ, many_people, send_project, send_py
 from tests.sendgrid_standin import Answer, Problem, SendGridStandIn, sendgrid_format_checker
 from tests.test_send_sendgrid import Run
 
-
-@pytest.fixture
-def sg():
-    with SendGridStandIn(api_key=API_KEY) as standin:
-        yield standin
-        assert standin.violations == []
+SENT, FAILED, UNCERTAIN = SendState.SENT, SendState.FAILED, SendState.UNCERTAIN
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return project_copy(tmp_path / "school", timeout=1.0)
+    return send_project(tmp_path / "school", timeout=1.0)
 
 
 # --- addresses ------------------------------------------------------------------------------------------
@@ -50,7 +45,7 @@ def test_the_standin_checks_email_format_as_sendgrid_does(sg: SendGridStandIn) -
 
 def test_sendable_address_encodes_the_domain_and_refuses_a_non_ascii_mailbox() -> None:
     assert sendable_address("idn@exämple.org") == "idn@xn--exmple-cua.org"
-    assert sendable_address("Pat@Example.org") == "Pat@Example.org"
+    assert sendable_address("Pat@Example.org") == "Pat@example.org"  # the mailbox name kept as typed
     assert sendable_address("zoë@example.org") is None
     assert sendable_address("pat@exa mple.org") is None and sendable_address("<pat@example.org>") is None
 
@@ -105,7 +100,7 @@ def test_a_400_about_the_whole_request_shows_message_field_and_help(project, sg)
     sg.script(Answer(400, errors=[Problem("The from address does not match a verified Sender Identity.",
                                           "from.email", "http://sendgrid.com/docs/for-developers/sending-email/")]))
     report = Run(project, sg)()
-    assert report.stopped == REFUSED
+    assert report.stopped == StopReason.REFUSED
     assert report.stop_message == (
         "SendGrid rejected the request as invalid (400). SendGrid said: The from address does not match a "
         "verified Sender Identity. (field from.email; help: http://sendgrid.com/docs/for-developers/sending-email/)")
@@ -122,7 +117,7 @@ def test_the_newsletters_own_category_is_always_kept() -> None:
 
 
 def test_nine_configured_categories_and_the_newsletters_go_out_valid(tmp_path, sg) -> None:
-    folder = project_copy(tmp_path / "school", timeout=1.0)
+    folder = send_project(tmp_path / "school", timeout=1.0)
     names = [f"cat-{i}" for i in range(9)]
     toml = (folder / "school.toml").read_text().replace('categories = ["newsletter"]', f"categories = {names}")
     (folder / "school.toml").write_text(toml)
@@ -160,7 +155,7 @@ def test_when_a_later_request_of_a_split_batch_is_lost_only_its_people_are_uncer
 
 
 def test_an_email_over_30_mb_is_refused_at_the_plan(tmp_path: Path) -> None:
-    folder = project_copy(tmp_path / "school", timeout=1.0)
+    folder = send_project(tmp_path / "school", timeout=1.0)
     # The composed build's photo swapped for 23 MB (30.7 MB once base64-encoded for SendGrid).
     (folder / "newsletters" / SAMPLE / "build" / "images" / "home-learning-hub.png").write_bytes(
         os.urandom(23_000_000))

@@ -13,6 +13,7 @@ import codecs
 import csv
 import os
 import re
+import stat
 import unicodedata
 from array import array
 from collections import Counter
@@ -25,6 +26,7 @@ from typing import NamedTuple, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailroom.addresses import address_key
 from mailroom.errors import InputError
 from mailroom.settings import Settings
 
@@ -48,7 +50,7 @@ class Recipient:
     """One person who gets one email: the version of ``audience``."""
 
     email: str  # as written in the CSV, trimmed
-    key: str  # normalised for de-duplication: trimmed, lower-cased
+    key: str  # the form de-duplication compares (mailroom.addresses.address_key)
     first_name: str
     last_name: str
     audience: str  # the list whose version this person gets (first list in --to order that they're on)
@@ -116,21 +118,40 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
     """Read ``path`` and work out who on ``lists`` gets which version, and who is left out and why.
 
     ``lists`` is the --to order: someone on several of them gets the version of the first.
-    ``suppressed`` maps an address key (trimmed, lower-cased) to the reason it is suppressed.
+    ``suppressed`` maps an address key (``mailroom.addresses.address_key``) to the reason it is suppressed.
     """
     path = Path(path)
     if isinstance(lists, str):  # "staff,parents" as typed after --to
         lists = lists.split(",")
     chosen = _chosen_lists(lists, settings)
     suppressed = suppressed or {}
-    encoding = _detect_encoding(path)
-    with path.open("r", encoding=encoding, newline="") as handle:
-        stamp = _stamp(handle.fileno())
-        delimiter = _sniff_delimiter(handle)
-        handle.seek(0)
-        source = _Source(path, encoding, delimiter, settings, stamp)
-        # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
-        return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed)
+    _refuse_special_file(path)
+    try:
+        encoding = _detect_encoding(path)
+        with path.open("r", encoding=encoding, newline="") as handle:
+            stamp = _stamp(handle.fileno())
+            delimiter = _sniff_delimiter(handle)
+            handle.seek(0)
+            source = _Source(path, encoding, delimiter, settings, stamp)
+            # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
+            return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed)
+    except OSError as exc:  # e.g. a network drive gone, a file another program holds, a disk error
+        raise InputError(f"mailroom could not read this file ({exc.strerror or exc}); check that it opens, "
+                         "or save a copy somewhere else and give that one with --audiences", path) from None
+
+
+def _refuse_special_file(path: Path) -> None:
+    """A folder, a named pipe or a device as the lists file: say so, rather than hang reading it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing or unreadable: _detect_encoding names the file and the reason
+    if stat.S_ISDIR(mode):
+        raise InputError("this is a folder, not a CSV file; give the mailing lists file itself "
+                         "(e.g. --audiences audiences.csv)", path)
+    if not stat.S_ISREG(mode):
+        raise InputError("this is not an ordinary file (it may be a pipe or a device); save the mailing "
+                         "lists as a CSV file and give that file with --audiences", path)
 
 
 def _chosen_lists(lists: Sequence[str], settings: Settings) -> tuple[str, ...]:
@@ -218,12 +239,12 @@ def _columns(header: list[str], header_line: int, path: Path, settings: Settings
     for index, name in enumerate(header):
         positions.setdefault(_header_key(name), index)
     columns: dict[str, int] = {}
-    missing = []
+    missing: list[str] = []
     for name in FIELDS:
         wanted = getattr(settings.columns, name)
-        index = positions.get(_header_key(wanted))
-        if index is not None:
-            columns[name] = index
+        position = positions.get(_header_key(wanted))
+        if position is not None:
+            columns[name] = position
         elif name in REQUIRED_FIELDS:
             missing.append(wanted)
     if missing:
@@ -307,7 +328,7 @@ def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cel
     status = status_cell.lower()
     if status and status not in STATUSES:
         problems.append(f"the status should be 'subscribed', 'unsubscribed' or blank, not '{status_cell}'")
-    key = email.lower()
+    key = address_key(email)
     key = email if key == email else key  # share the string when already lower-case: less memory
     return _Row(line, email, key, first_name, last_name, lists, status == "unsubscribed", tuple(problems))
 
@@ -425,7 +446,7 @@ class Recipients:
                 person = people.get(number)
                 if person is None:
                     email = email.strip()
-                    key = email.lower()
+                    key = address_key(email)
                     person = Recipient(email=email, key=email if key == email else key,
                                        first_name=first_name.strip(), last_name=last_name.strip(),
                                        audience=lists[code - 1], line=start)
@@ -519,7 +540,7 @@ def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, 
             if number >= len(codes):
                 raise source.changed()
             email = email.strip()
-            if hash(email.lower()) not in again:
+            if hash(address_key(email)) not in again:
                 continue
             codes[number] = 0
             row = _check_row(start, email, first_name.strip(), last_name.strip(), lists_cell.strip(),

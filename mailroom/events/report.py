@@ -17,6 +17,7 @@ from pathlib import Path
 from mailroom.compose.links import strip_tracking
 from mailroom.database import connect_existing, has_table, utc_now
 from mailroom.errors import InputError
+from mailroom.send.ledger import BatchKind
 from mailroom.settings import Settings
 
 REPORT_FILE = "report.html"
@@ -125,7 +126,7 @@ def transports_used(db_path: Path, slug: str) -> dict[str, set[str]]:
         if not has_table(conn, "send_batches"):
             return {}
         rows = conn.execute("SELECT DISTINCT audience, transport FROM send_batches WHERE newsletter = ?"
-                            " AND kind = 'live'", (slug,)).fetchall()
+                            " AND kind = ?", (slug, BatchKind.LIVE)).fetchall()
     finally:
         conn.close()
     used: dict[str, set[str]] = {}

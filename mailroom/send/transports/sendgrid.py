@@ -28,20 +28,21 @@ import time
 import urllib.error
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.message import Message as HeaderBlock
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import idna
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from mailroom.compose.build import RECIPIENT_FIELDS, token
+from mailroom.addresses import normalise_address
 from mailroom.errors import InputError, TransportError
 from mailroom.secrets import mask
 from mailroom.send.personalize import html_values
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.send.transports.mime import embed_images, list_unsubscribe
 from mailroom.settings import Settings
+from mailroom.tokens import RECIPIENT_FIELDS, token
 
 MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
@@ -56,13 +57,16 @@ _SENDABLE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
 _PERSON_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 _CONTENT_TYPE = "application/json; charset=utf-8"
 
+# What python_http_client gives as a response's headers (an email.message.Message), or a plain mapping.
+Headers = HeaderBlock | Mapping[str, str] | None
+
 
 def html_tag(name: str) -> str:
-    return f"%%h:{name}%%"
+    return token(f"h:{name}")
 
 
 def text_tag(name: str) -> str:
-    return f"%%t:{name}%%"
+    return token(f"t:{name}")
 
 
 def sendable_address(email: str) -> str | None:
@@ -72,16 +76,7 @@ def sendable_address(email: str) -> str | None:
     spelling (IDNA), so ``idn@exämple.org`` goes as ``idn@xn--exmple-cua.org``; a mailbox name (before
     the @) has none, so ``zoë@example.org`` cannot go through SendGrid at all.
     """
-    email = email.strip()
-    local, at, domain = email.rpartition("@")
-    if not at or not local.isascii():
-        return None
-    if not domain.isascii():
-        try:
-            domain = idna.encode(domain, uts46=True).decode("ascii")
-        except (idna.IDNAError, UnicodeError):
-            return None
-    address = f"{local}@{domain}"
+    address = normalise_address(email)
     # The audience file is checked when read; this only keeps a request from carrying a shape that
     # SendGrid's format check refuses (which would cost the whole request).
     return address if _SENDABLE.match(address) else None
@@ -387,7 +382,7 @@ class SendGridTransport(Transport):
             message = f"SendGrid refused the request ({status}).{told}"
         return TransportError(message, retryable=False, status=status)
 
-    def _retry_after(self, headers: Any) -> float | None:
+    def _retry_after(self, headers: Headers) -> float | None:
         """Seconds to wait, from Retry-After or X-RateLimit-Reset (any spelling, seconds or a time)."""
         for name in ("retry-after", "x-ratelimit-reset"):
             value = _header(headers, name)
@@ -406,12 +401,11 @@ class SendGridTransport(Transport):
         return None
 
 
-def _header(headers: Any, name: str) -> str | None:
+def _header(headers: Headers, name: str) -> str | None:
     """A header's value whatever its capitalisation (SendGrid spells rate-limit headers several ways)."""
     if headers is None:
         return None
-    items = headers.items() if isinstance(headers, Mapping) or hasattr(headers, "items") else headers
-    for key, value in items:
+    for key, value in headers.items():
         if str(key).lower() == name:
             return str(value)
     return None
