@@ -79,3 +79,25 @@ def test_a_sendgrid_send_is_still_counted_from_its_events(tmp_path: Path) -> Non
         ledger.finish_batch(batch, BatchState.SENT, message_id="m")
     [parents, *_] = build_report(settings, folder / "newsletters" / SAMPLE).audiences
     assert parents.tracked and parents.delivered == 0
+
+
+def test_the_page_with_an_untracked_list_fits_a_phone_and_passes_axe(tmp_path: Path, browser) -> None:
+    from mailroom.events.report import AudienceNumbers, NewsletterReport
+    from mailroom.events.report_page import write_report_page
+    from tests.browser import axe_violations, horizontal_overflow, open_page
+
+    report = NewsletterReport(
+        slug=SAMPLE, subject="Online safety", sent_from="the send ledger", links=(), notes=(), events_counted=9,
+        audiences=(AudienceNumbers("parents", sent=5, delivered=4, bounced=1, dropped=0, deferred=0, opened=None,
+                                   clicked=1, clicks=1, unsubscribed=0, spam_reports=0, blocked=2),
+                   AudienceNumbers("staff", sent=3, delivered=0, bounced=0, dropped=0, deferred=0, opened=None,
+                                   clicked=0, clicks=0, unsubscribed=0, spam_reports=0, untracked_via="SMTP")))
+    path = write_report_page(report, tmp_path / SAMPLE)
+    with open_page(browser, 390, 844) as (page, log):
+        page.goto(path.resolve().as_uri())
+        staff = page.locator("tbody tr").nth(1).inner_text()
+        assert "Not tracked for this transport (SMTP)" in staff and "0%" not in staff
+        assert page.locator("th", has_text="Blocked").count() == 1
+        assert horizontal_overflow(page) == 0  # the wide table scrolls inside its own box
+        assert axe_violations(page) == []
+    assert log.console_errors == []

@@ -84,6 +84,7 @@ th, td { border: 1px solid #6b7280; padding: 6px 10px; text-align: right; vertic
 th[scope=row], .link { text-align: left; }
 thead th { background: #e5e7eb; }
 .link { word-break: break-all; max-width: 560px; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
 .share { display: block; font-size: 13px; color: #374151; }
 figure { margin: 16px 0 24px; }
 figcaption { font-weight: bold; margin-bottom: 4px; }
@@ -99,6 +100,7 @@ svg { max-width: 100%; height: auto; }
 People are counted once each; &ldquo;sent&rdquo; comes from {{ report.sent_from }}.</p>
 
 <h2 id="by-audience">By audience</h2>
+<div class="table-scroll" role="region" aria-labelledby="by-audience" tabindex="0">
 <table aria-labelledby="by-audience">
 <caption>How many people each version reached</caption>
 <thead><tr>
@@ -122,6 +124,7 @@ opens and clicks are reported only for emails sent through SendGrid.</td>{% endi
 {% else %}<tr><td colspan="12" class="link">Nothing has been sent or reported for this newsletter yet.</td></tr>
 {% endfor %}</tbody>
 </table>
+</div>
 
 {% for a in report.audiences %}{% set bars = chart_bars(a) %}{% set id = "chart-" ~ loop.index %}
 <figure>
