@@ -84,7 +84,7 @@ def test_a_sendgrid_send_is_still_counted_from_its_events(tmp_path: Path) -> Non
 def test_the_page_with_an_untracked_list_fits_a_phone_and_passes_axe(tmp_path: Path, browser) -> None:
     from mailroom.events.report import AudienceNumbers, NewsletterReport
     from mailroom.events.report_page import write_report_page
-    from tests.browser import axe_violations, horizontal_overflow, open_page
+    from tests.browser import axe_violations, horizontal_overflow
 
     report = NewsletterReport(
         slug=SAMPLE, subject="Online safety", sent_from="the send ledger", links=(), notes=(), events_counted=9,
@@ -93,11 +93,18 @@ def test_the_page_with_an_untracked_list_fits_a_phone_and_passes_axe(tmp_path: P
                    AudienceNumbers("staff", sent=3, delivered=0, bounced=0, dropped=0, deferred=0, opened=None,
                                    clicked=0, clicks=0, unsubscribed=0, spam_reports=0, untracked_via="SMTP")))
     path = write_report_page(report, tmp_path / SAMPLE)
-    with open_page(browser, 390, 844) as (page, log):
+    # The page's Content-Security-Policy forbids every script; axe-core is injected past it, for this check only.
+    context = browser.new_context(viewport={"width": 390, "height": 844}, bypass_csp=True)
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(path.resolve().as_uri())
         staff = page.locator("tbody tr").nth(1).inner_text()
         assert "Not tracked for this transport (SMTP)" in staff and "0%" not in staff
         assert page.locator("th", has_text="Blocked").count() == 1
         assert horizontal_overflow(page) == 0  # the wide table scrolls inside its own box
         assert axe_violations(page) == []
-    assert log.console_errors == []
+        assert errors == []
+    finally:
+        context.close()
