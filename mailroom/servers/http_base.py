@@ -344,6 +344,7 @@ class QuietHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        self.rfile.close()  # the plain socket reader is replaced (closing it leaves the socket open)
         self.rfile = io.BufferedReader(_HeadThenSocket(self.server.take_head(), self.connection))
 
     def version_string(self) -> str:
