@@ -83,19 +83,31 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
     result = compose_newsletter(settings, newsletter)
     build = result.build
     out.print(f"[bold green]Composed[/] \u201c{_plain(build.subject)}\u201d")
+    # Only the preview and the web copy are named: the versions in build/versions/ still hold each
+    # reader's placeholders (%%greeting%%) and are for send, not for reading.
     for version in build.versions.values():
-        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links"
-                  f"  ->  {_plain(_shown(version.html_path))}")
-    out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
+        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
+    out.print(f"Web copy, to publish on the school website: {_plain(_shown(result.web_path))}")
     # Compose succeeds (exit 0) even when the checks find errors: the build is there to look at and
     # fix from; send.py is what refuses it. The message says so plainly.
     _print_findings(result.findings, list(build.versions), stopping=False)
     if open_browser:
-        import webbrowser
+        _open_in_browser(preview)
 
-        webbrowser.open(preview.resolve().as_uri())
+
+def _open_in_browser(page: Path) -> None:
+    """Open ``page`` in the browser, or say plainly that there is none and where the file is."""
+    import webbrowser
+
+    try:
+        opened = webbrowser.open(page.resolve().as_uri())
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        out.print("[yellow]Could not open a web browser on this computer.[/] Open this file in your browser: "
+                  f"{_plain(str(page.resolve()))}")
 
 
 # --- checks ------------------------------------------------------------------------------------

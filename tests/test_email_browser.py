@@ -20,7 +20,7 @@ def sample_file(result: ComposeResult, audience: str) -> Path:
     """The version with a sample reader's values in, next to the build's images so they load."""
     version = result.build.versions[audience]
     settings = project_settings(result.build.root)
-    path = version.html_path.with_name(f"sample-{audience}.html")
+    path = result.build.build_dir / f"sample-{audience}.html"  # beside images/, so they load
     path.write_text(sample_document(settings, audience, version.html()), encoding="utf-8")
     return path
 

@@ -96,10 +96,10 @@ def test_templates_and_school_toml_are_watched(server: PreviewServer) -> None:
     root = server.watcher.root
     edit(root / "school.toml", 'address = "Oakfield Lane', 'address = "1 Oakfield Lane')
     wait_for(lambda: version(server)["version"] == 2)
-    assert "1 Oakfield Lane" in get(server.url + "parents.html")[1]
+    assert "1 Oakfield Lane" in get(server.url + "versions/parents.tokens.html")[1]
     edit(root / "templates" / "footer.mjml.j2", "You are receiving this email", "You get this email")
     wait_for(lambda: version(server)["version"] == 3)
-    assert "You get this email" in get(server.url + "staff.html")[1]
+    assert "You get this email" in get(server.url + "versions/staff.tokens.html")[1]
 
 
 def test_only_the_served_page_has_the_reload_script(server: PreviewServer) -> None:
