@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -61,12 +62,34 @@ def test_header_is_side_by_side_at_600px_and_stacked_at_375px(browser: Browser, 
     assert name["y"] >= logo["y"] + logo["height"]
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("audience", AUDIENCES)
 def test_axe_finds_no_serious_problems_in_the_email(browser: Browser, composed_sample: ComposeResult,
-                                                   audience: str) -> None:
-    with open_page(browser, 600) as (page, _):
+                                                   audience: str, scheme: Literal["light", "dark"]) -> None:
+    """In dark mode too: the dark palette (prefers-color-scheme) must keep every text readable."""
+    with open_page(browser, 600, color_scheme=scheme) as (page, _):
         page.goto(sample_file(composed_sample, audience).as_uri())
         assert axe_violations(page) == []
+
+
+def test_dark_mode_changes_the_colours_and_keeps_the_logo_on_its_plate(browser: Browser,
+                                                                       composed_sample: ComposeResult) -> None:
+    """The dark palette is applied (dark page and card, light text), and the logo keeps its white plate."""
+    colours = {}
+    for scheme in ("light", "dark"):
+        with open_page(browser, 600, color_scheme=scheme) as (page, _):
+            page.goto(sample_file(composed_sample, "parents").as_uri())
+            colours[scheme] = page.evaluate("""() => {
+                const bg = (el) => getComputedStyle(el).backgroundColor;
+                const plate = document.querySelector('.logo-plate table');
+                return {body: bg(document.body), card: bg(document.querySelector('.dm-card > table')),
+                        text: getComputedStyle(document.querySelector('.content p')).color, plate: bg(plate)};
+            }""")
+            page.screenshot(path=artifact(f"email-parents-600-{scheme}.png"), full_page=True)
+    light, dark = colours["light"], colours["dark"]
+    assert light["card"] == "rgb(255, 255, 255)" and dark["card"] == "rgb(31, 41, 55)"
+    assert dark["body"] == "rgb(17, 24, 39)" and dark["text"] == "rgb(229, 231, 235)"
+    assert light["plate"] == dark["plate"] == "rgb(255, 255, 255)"
 
 
 def test_axe_audit_catches_a_real_problem(browser: Browser, tmp_path: Path) -> None:

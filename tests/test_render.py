@@ -97,13 +97,14 @@ def test_the_email_has_a_dark_palette_and_a_logo_plate(built: Path) -> None:
 
 def test_phone_numbers_do_not_break_across_lines(built: Path) -> None:
     html = (built / "versions" / "parents.tokens.html").read_text()
-    for number in ("0800 1111", "0808 800 5000"):
+    for number in ("0800\u00a01111", "0808\u00a0800\u00a05000"):  # non-breaking spaces, and nowrap for clients
         assert f'<span style="white-space:nowrap">{number}</span>' in html
 
 
 @pytest.mark.parametrize(("fragment", "expected"), [
-    ("<p>Call 01632 960123 today</p>", '<p>Call <span style="white-space:nowrap">01632 960123</span> today</p>'),
-    ("<p>+44 20 7946 0000.</p>", '<p><span style="white-space:nowrap">+44 20 7946 0000</span>.</p>'),
+    ("<p>Call 01632 960123 today</p>", '<p>Call <span style="white-space:nowrap">01632\u00a0960123</span> today</p>'),
+    ("<p>+44 20 7946 0000.</p>", '<p><span style="white-space:nowrap">+44\u00a020\u00a07946\u00a00000</span>.</p>'),
+    ("<p>01632-960123</p>", '<p><span style="white-space:nowrap">01632-960123</span></p>'),
     ('<a href="https://example.org/01632960123">in a link address</a>',
      '<a href="https://example.org/01632960123">in a link address</a>'),
     ("<p>Call 999 or 101; in 2024 and 2025</p>", "<p>Call 999 or 101; in 2024 and 2025</p>"),
@@ -115,7 +116,7 @@ def test_keep_phone_numbers_whole(fragment: str, expected: str) -> None:
 def test_the_web_copy_is_a_proper_page(built: Path) -> None:
     web = (built / "web.html").read_text()
     assert web.startswith("<!DOCTYPE html>")
-    assert "<title>Online safety: sextortion and the rise of AI – Oakfield Primary School newsletter</title>" in web
+    assert "<title>Online safety: sextortion and the rise of AI – Oakfield Primary School</title>" in web
     assert re.search(r'<meta name="description" content="A safeguarding alert about a growing online threat', web)
 
 
@@ -168,7 +169,7 @@ def test_audience_only_blocks(built: Path) -> None:
 
 def test_text_part_has_the_same_words_and_the_link_addresses(built: Path) -> None:
     text = (built / "versions" / "parents.tokens.txt").read_text()
-    html = (built / "versions" / "parents.tokens.html").read_text()
+    html = (built / "versions" / "parents.tokens.html").read_text().replace("\u00a0", " ")
     for words in ("What is ‘sextortion’?", "Don’t pay and don’t reply", "0808 800 5000", "Report Remove"):
         assert words in text
         assert words in html

@@ -214,9 +214,16 @@ def keep_phone_numbers_whole(fragment: str) -> str:
     for index, part in enumerate(parts):
         if part.startswith("<"):
             continue
-        parts[index] = _PHONE.sub(lambda m: f'<span style="white-space:nowrap">{m.group(0)}</span>'
-                                  if sum(c.isdigit() for c in m.group(0)) >= 7 else m.group(0), part)
+        parts[index] = _PHONE.sub(_unbreakable_number, part)
     return "".join(parts)
+
+
+def _unbreakable_number(match: re.Match[str]) -> str:
+    """Non-breaking spaces inside the number (kept even where styles are dropped), and nowrap for hyphens."""
+    number = match.group(0)
+    if sum(c.isdigit() for c in number) < 7:
+        return number
+    return '<span style="white-space:nowrap">' + number.replace(" ", "\u00a0") + "</span>"
 
 
 def web_page_head(html: str, description: str) -> str:
