@@ -101,3 +101,15 @@ def test_axe_audit_catches_a_real_problem(browser: Browser, tmp_path: Path) -> N
         page.goto(page_file.as_uri())
         found = {v["id"] for v in axe_violations(page)}
     assert {"color-contrast", "image-alt"} <= found
+
+
+@pytest.mark.parametrize("width", [320, 375])
+def test_phone_numbers_stay_on_one_line_on_phones(browser: Browser, composed_sample: ComposeResult,
+                                                  width: int) -> None:
+    """At phone widths "0808 800 5000" used to break across two lines; each number is one line box now."""
+    with open_page(browser, width) as (page, _):
+        page.goto(sample_file(composed_sample, "parents").as_uri())
+        lines = page.evaluate("""() => [...document.querySelectorAll('a[href^="tel:"]')].map(
+            (a) => [a.textContent, new Set([...a.getClientRects()].map((r) => Math.round(r.top))).size])""")
+    assert [text for text, _ in lines] == ["0800\u00a01111", "0808\u00a0800\u00a05000"]
+    assert all(count == 1 for _, count in lines), lines
