@@ -5,7 +5,6 @@ one compose at a time per newsletter, and nothing left behind by a compose that 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import subprocess
 import sys
@@ -52,8 +51,11 @@ def test_open_without_a_browser_says_so_and_gives_the_full_path(sample_folder: P
             f"{preview}") in result.stdout
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows locks a file in the folder (msvcrt), not the folder")
 def test_compose_holds_a_lock_on_the_newsletter_folder(sample_folder: Path) -> None:
     """While one compose writes the build, another cannot take the folder's lock (so it waits)."""
+    import fcntl
+
     def try_lock() -> bool:
         descriptor = os.open(sample_folder, os.O_RDONLY)
         try:

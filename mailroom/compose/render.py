@@ -21,12 +21,13 @@ from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
-from mailroom.compose.build import IMAGE_PREFIX, RECIPIENT_FIELDS, token
+from mailroom.compose.build import IMAGE_PREFIX
 from mailroom.compose.content import Block, Newsletter, markdown_parser
 from mailroom.compose.links import TrackingParameters, tag_links_in_html, tag_url
 from mailroom.compose.plaintext import block_text
 from mailroom.errors import InputError
 from mailroom.settings import Settings
+from mailroom.tokens import fields_used, token
 
 TEMPLATE_DIR = "templates"
 LAYOUT = "base.mjml.j2"
@@ -38,7 +39,6 @@ LOGO_WIDTH = 72
 # that support both schemes not to invert it themselves.
 _COLOR_SCHEME_META = ('<meta name="color-scheme" content="light dark">'
                       '<meta name="supported-color-schemes" content="light dark">')
-_TOKEN_ANY = re.compile(r"%%([a-z_]+)%%")
 _DOCTYPE = re.compile(r"^\s*<!doctype html>", re.IGNORECASE)
 _IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
 # A phone number in running text: 7 or more digits in groups ("0800 1111", "+44 20 7946 0000", "01632-960123").
@@ -84,7 +84,7 @@ class Renderer:
         body_text = "\n\n".join(block_text(block, tag) for block in blocks)
         text = self._template(self.text_env, TEXT_LAYOUT, context | {"body": body_text})
         text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-        tokens = tuple(sorted({m for m in _TOKEN_ANY.findall(html + text) if m in RECIPIENT_FIELDS}))
+        tokens = fields_used(html, text)
         return RenderedVersion(audience=audience, html=html, text=text, links=tuple(links), tokens=tokens)
 
     def mjml(self, newsletter: Newsletter, audience: str) -> str:
@@ -148,8 +148,8 @@ class Renderer:
             path = Path(exc.filename) if exc.filename else self.template_dir / name
             raise InputError(f"template error: {exc.message}", path, exc.lineno) from None
         except jinja2.UndefinedError as exc:
-            path, line = _template_frame(exc, self.template_dir)
-            raise InputError(f"template error: {exc.message}", path or self.template_dir / name, line) from None
+            frame_path, line = _template_frame(exc, self.template_dir)
+            raise InputError(f"template error: {exc.message}", frame_path or self.template_dir / name, line) from None
 
     def _compile(self, mjml_source: str) -> str:
         try:
@@ -158,6 +158,12 @@ class Renderer:
             raise InputError(f"the templates do not make valid MJML: {exc}", self.template_dir / LAYOUT) from None
         html = html.replace("</head>", _COLOR_SCHEME_META + "</head>", 1)
         return keep_pixel_sizes(inline_css(html))
+
+
+# cssutils (under premailer) logs every CSS property it does not know, which email CSS is full of.
+# premailer adds the handler it is given to cssutils' logger on every call: one shared handler, added
+# once, keeps the long-running preview server from gathering a handler per compose.
+_CSS_LOG_SINK = logging.NullHandler()
 
 
 def inline_css(html: str) -> str:
@@ -172,9 +178,6 @@ def inline_css(html: str) -> str:
       ``<!DOCTYPE html>`` in capitals; MJML writes it in lower case, so it was dropped and every client
       rendered the email (and the web copy) in quirks mode.
     """
-    logger = logging.getLogger("mailroom.premailer")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
     html = _DOCTYPE.sub("<!DOCTYPE html>", html, count=1)
     if not html.lstrip().startswith("<!DOCTYPE html>"):
         html = "<!DOCTYPE html>" + html
@@ -186,7 +189,7 @@ def inline_css(html: str) -> str:
         strip_important=False,
         disable_validation=True,
         remove_classes=False,
-        cssutils_logging_handler=logger.handlers[0],
+        cssutils_logging_handler=_CSS_LOG_SINK,
         cssutils_logging_level=logging.CRITICAL,
         disable_leftover_css=False,
     ).transform(pretty_print=False)

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,10 +27,11 @@ from mailroom.checks.rules import Finding, check_versions
 from mailroom.compose.build import (
     BUILD_DIR,
     IMAGE_PREFIX,
-    MANIFEST,
-    MANIFEST_VERSION,
     RENDERING_PART,
     Build,
+    BuiltImage,
+    Manifest,
+    ManifestVersion,
     file_sha256,
     load_build,
     source_digest,
@@ -137,19 +138,19 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
         (staging / VERSIONS_DIR).mkdir()
         for path, name in image_files:
             shutil.copyfile(path, staging / IMAGE_PREFIX / name)
-        manifest_versions = {}
+        manifest_versions: dict[str, ManifestVersion] = {}
         for audience, version in versions.items():
             html_name, text_name = version_file_names(audience)
             (staging / html_name).write_text(version.html, encoding="utf-8")
             (staging / text_name).write_text(version.text, encoding="utf-8")
             used = [(path, name) for path, name in image_files if f'src="{IMAGE_PREFIX}{name}"' in version.html]
-            manifest_versions[audience] = {
-                "html": html_name, "text": text_name,
-                "html_bytes": len(version.html.encode("utf-8")), "text_bytes": len(version.text.encode("utf-8")),
-                "links": list(version.links), "tokens": list(version.tokens),
-                "images": [{"filename": name, "content_type": IMAGE_TYPES[path.suffix.lower()],
-                            "size": path.stat().st_size} for path, name in used],
-            }
+            manifest_versions[audience] = ManifestVersion(
+                html=html_name, text=text_name,
+                html_bytes=len(version.html.encode("utf-8")), text_bytes=len(version.text.encode("utf-8")),
+                links=version.links, tokens=version.tokens,
+                images=tuple(BuiltImage(name, IMAGE_TYPES[path.suffix.lower()], path.stat().st_size)
+                             for path, name in used),
+            )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
         output_digest = hashlib.sha256()
@@ -159,20 +160,18 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
         for name, digest in sorted(source_hashes.items()):
             output_digest.update(f"{name}={digest}\n".encode())
         front = newsletter.front
-        manifest = {
-            "manifest_version": MANIFEST_VERSION,
-            "slug": newsletter.slug,
-            "subject": front.subject,
-            "preheader": front.preheader,
-            "date": front.date.isoformat(),
-            "campaign": front.campaign or newsletter.slug,
-            "audiences": list(front.audiences),
-            "composed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "build_hash": output_digest.hexdigest(),
-            "sources": source_hashes,
-            "versions": manifest_versions,
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Manifest(
+            slug=newsletter.slug,
+            subject=front.subject,
+            preheader=front.preheader,
+            date=front.date.isoformat(),
+            campaign=front.campaign or newsletter.slug,
+            audiences=tuple(front.audiences),
+            composed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            build_hash=output_digest.hexdigest(),
+            sources=source_hashes,
+            versions=manifest_versions,
+        ).write(staging)
         findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
                                   preheader=front.preheader, newsletter=newsletter,
                                   image_dir=staging / IMAGE_PREFIX.rstrip("/"))
@@ -189,15 +188,15 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
 def compose_lock(folder: Path) -> Iterator[None]:
     """Hold the newsletter's compose lock; a second compose waits here until the first has finished.
 
-    On Linux and macOS the newsletter folder itself is locked, so nothing is left on disk; the lock goes
+    On Linux and macOS the newsletter folder itself is locked, so nothing is left on disk. The lock goes
     with the process, so a killed compose never blocks the next one."""
-    if os.name == "nt":  # pragma: no cover - Windows offices: lock a small file instead
+    if sys.platform == "win32":  # pragma: no cover - Windows offices: a small lock file instead
         import msvcrt
 
         with open(folder / LOCK_FILE, "a+") as handle:
             while True:
                 try:
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)  # retries for 10 s, then raises
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)  # tries for 10 s, then raises
                     break
                 except OSError:
                     continue
@@ -206,15 +205,15 @@ def compose_lock(folder: Path) -> Iterator[None]:
             finally:
                 handle.seek(0)
                 msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-        return
-    import fcntl
+    else:
+        import fcntl
 
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
 
 
 def remove_leftovers(folder: Path) -> None:
