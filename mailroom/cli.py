@@ -97,17 +97,19 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
         _open_in_browser(preview)
 
 
-def _open_in_browser(page: Path) -> None:
-    """Open ``page`` in the browser, or say plainly that there is none and where the file is."""
+def _open_in_browser(page: Path | str) -> None:
+    """Open ``page`` (a file or an address) in the browser, or say plainly that there is none and where it is."""
     import webbrowser
 
+    url = page if isinstance(page, str) else page.resolve().as_uri()
     try:
-        opened = webbrowser.open(page.resolve().as_uri())
+        opened = webbrowser.open(url)
     except webbrowser.Error:
         opened = False
     if not opened:
-        out.print("[yellow]Could not open a web browser on this computer.[/] Open this file in your browser: "
-                  f"{_plain(str(page.resolve()))}")
+        where = ("Open this address in your browser: " + page if isinstance(page, str)
+                 else f"Open this file in your browser: {page.resolve()}")
+        out.print(f"[yellow]Could not open a web browser on this computer.[/] {_plain(where)}")
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -205,9 +207,7 @@ def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
               "Press Ctrl+C to stop.")
     out.file.flush()  # the address must show even when the output goes to a pipe or a log
     if not no_open:
-        import webbrowser
-
-        webbrowser.open(server.url)
+        _open_in_browser(server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
