@@ -190,21 +190,11 @@ def compose_lock(folder: Path) -> Iterator[None]:
 
     On Linux and macOS the newsletter folder itself is locked, so nothing is left on disk. The lock goes
     with the process, so a killed compose never blocks the next one."""
-    if sys.platform == "win32":  # pragma: no cover - Windows offices: a small lock file instead
-        import msvcrt
+    if sys.platform == "win32":  # pragma: no cover - Windows cannot lock a folder: a small file in it instead
+        import filelock
 
-        with open(folder / LOCK_FILE, "a+") as handle:
-            while True:
-                try:
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_LOCK, 1)  # tries for 10 s, then raises
-                    break
-                except OSError:
-                    continue
-            try:
-                yield
-            finally:
-                handle.seek(0)
-                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+        with filelock.FileLock(folder / LOCK_FILE, thread_local=False):
+            yield
     else:
         import fcntl
 
