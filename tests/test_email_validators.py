@@ -30,7 +30,7 @@ import pytest
 
 from mailroom.preview.page import PREVIEW_UNSUBSCRIBE, sample_document
 from tests.projects import project_settings
-from tests.send_project import SAMPLE, environ, project_copy, send_py
+from tests.send_project import SAMPLE, environ, send_project, send_py
 
 REPO = Path(__file__).resolve().parent.parent
 VALIDATORS = REPO / "tests" / "validators"
@@ -105,7 +105,7 @@ def checked(tmp_path_factory: pytest.TempPathFactory) -> Checked:
     for package in ("html-validate", "doiuse-email"):
         if not (NODE_MODULES / package).is_dir():
             pytest.fail(f"npm package {package} is missing from {NODE_MODULES}: run scripts/test")
-    project = project_copy(tmp_path_factory.mktemp("validators") / "school")
+    project = send_project(tmp_path_factory.mktemp("validators") / "school")
     build = project / "newsletters" / SAMPLE / "build"
     manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
     settings = project_settings(project)
