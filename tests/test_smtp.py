@@ -465,9 +465,11 @@ def test_a_refused_sender_address_stops_the_send_with_the_servers_words(project:
 
     assert report.stopped == REFUSED and report.sent == 0
     assert report.stop_message == (
-        "the SMTP server refused to send from office@oakfield.example.org (550 5.7.60 Client does not have "
-        "permissions to send as this sender); check that sender.email in school.toml is this mailbox's "
-        "address (or one it may send as)")
+        "the SMTP server refused to send from office@oakfield.example.org: The mailbox mailroom signs in as may "
+        "not send as the newsletter's sender address. For IT: make sender.email in school.toml the mailbox's own "
+        "address, or in Exchange Online PowerShell run  Add-RecipientPermission -Identity <sender address> "
+        "-Trustee <mailbox or app's service principal> -AccessRights SendAs. (the server said: 550 5.7.60 Client "
+        "does not have permissions to send as this sender)")
     assert handler.mails == 1  # it did not try everyone in turn
 
 
