@@ -219,6 +219,22 @@ def send_main() -> None:
     send_command.main(prog_name="send.py")
 
 
+# --- sign-in and doctor (mailroom.doctor, mailroom.send.transports.oauth hold the logic) -------------------
+
+@main.command("sign-in")
+@_report_errors
+def sign_in_command() -> None:
+    """Sign in to Microsoft 365 as the newsletter mailbox's user, once (SMTP_AUTH=oauth2-microsoft)."""
+    from mailroom.send.transports.oauth import device_code_sign_in
+    from mailroom.settings import load_settings
+
+    def show(text: str) -> None:
+        out.print(_plain(text))
+        out.file.flush()  # the code must be on screen while mailroom waits for the sign-in
+
+    out.print(_plain(device_code_sign_in(load_settings(), show=show)))
+
+
 # --- events ------------------------------------------------------------------------------------
 
 @main.group("events")

@@ -396,6 +396,21 @@ def oauth_setting_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def device_code_sign_in(settings: Settings, *, show: Callable[[str], None]) -> str:
+    """``mailroom sign-in``: the device-code sign-in as the mailbox's user; returns what to tell the office."""
+    if settings.smtp.auth != "oauth2-microsoft":
+        raise ConfigError("mailroom sign-in is for Microsoft 365 sign-in as the mailbox's user: set "
+                          "SMTP_AUTH=oauth2-microsoft in .env (Google and app sign-in need no sign-in here)")
+    source = make_token_source(settings)
+    if not isinstance(source, MicrosoftUserTokens):
+        raise ConfigError("SMTP_OAUTH_CLIENT_SECRET (or a certificate) is set, so mailroom signs in as the app and "
+                          "nobody needs to sign in here; remove it from .env to sign in as the mailbox's user")
+    show(f"Sign in as {settings.smtp.username}, on this computer or your phone:")
+    account = source.sign_in(show)
+    return (f"Signed in as {account}. mailroom keeps this sign-in in {source.cache_path} (readable only by you) "
+            "and renews it by itself; sign in again only if it asks you to.")
+
+
 def _loopback(host: str) -> bool:
     return host in ("localhost", "127.0.0.1", "::1")
 
