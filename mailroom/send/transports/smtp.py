@@ -146,7 +146,8 @@ class SmtpTransport(Transport):
         self.timeout = smtp.timeout_seconds
         self._username = smtp.username
         self._password = smtp.password
-        self._ssl_context = ssl_context
+        # built now, so a wrong SMTP_CA_FILE is a settings error before anything is sent
+        self._ssl_context = ssl_context or (client_context(smtp.ca_file) if smtp.security != "none" else None)
         # OAuth: None for a username and password (SMTP_AUTH=password)
         self._tokens = tokens if tokens is not None else make_token_source(settings)
         self.limiter = RateLimiter(smtp.messages_per_minute, clock=clock, sleep=sleep)
