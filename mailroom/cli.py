@@ -21,6 +21,7 @@ from rich.console import Console
 from mailroom.errors import (
     EXIT_BAD_INPUT,
     EXIT_INTERRUPTED,
+    EXIT_SOME_FAILED,
     InputError,
     MailroomError,
     RefusedForSafety,
@@ -233,6 +234,26 @@ def sign_in_command() -> None:
         out.file.flush()  # the code must be on screen while mailroom waits for the sign-in
 
     out.print(_plain(device_code_sign_in(load_settings(), show=show)))
+
+
+@main.command("doctor")
+@click.option("--to", "to_lists", metavar="LISTS", help="Lists to count against the daily limit (default: all).")
+@click.option("--no-connect", is_flag=True, help="Do not contact the mail service (settings, DNS and lists only).")
+@_report_errors
+def doctor_command(to_lists: str | None, no_connect: bool) -> None:
+    """Check the set-up before the first send, without sending anything (exit 1 if something would stop it)."""
+    from mailroom.doctor import blocking, run_doctor
+    from mailroom.doctor.report import format_findings
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    lists = split_lists(to_lists, settings)
+    out.print(f"Checking {_plain(settings.school.name)}'s set-up for sending newsletters (nothing is sent).")
+    findings = run_doctor(settings, lists=lists, connect=not no_connect)
+    for line in format_findings(findings):
+        out.print(line)
+    if blocking(findings):
+        sys.exit(EXIT_SOME_FAILED)
 
 
 # --- events ------------------------------------------------------------------------------------

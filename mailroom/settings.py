@@ -178,6 +178,7 @@ class Settings:
     sendgrid: SendGridSettings
     smtp: SmtpSettings
     source_file: Path = field(default=Path(SCHOOL_FILE))
+    dns_server: str = ""  # MAILROOM_DNS_SERVER ("host" or "host:port"): where ``mailroom doctor`` asks; "" = system
 
     def list_names(self) -> list[str]:
         return list(self.lists)
@@ -449,4 +450,5 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         sendgrid=sendgrid,
         smtp=smtp,
         source_file=path,
+        dns_server=env.get("MAILROOM_DNS_SERVER", "").strip(),
     )

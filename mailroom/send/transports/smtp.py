@@ -103,6 +103,15 @@ def smtp_plan_notes(settings: Settings, count: int) -> list[str]:
     return notes
 
 
+@dataclass(frozen=True)
+class SmtpProbe:
+    """What ``SmtpTransport.probe`` found: the server's name, the TLS in use ("" for none), how it signed in."""
+
+    banner: str
+    tls: str
+    signed_in: str
+
+
 @dataclass
 class _Fatal:
     """An error that must stop the send, raised at the start of the next batch (after this one is recorded)."""
@@ -267,6 +276,27 @@ class SmtpTransport(Transport):
 
     def _sign_in_due(self) -> bool:
         return self._tokens is not None and self._tokens.due()
+
+    def probe(self) -> SmtpProbe:
+        """Connect, EHLO, secure, sign in, QUIT: everything but a message (``mailroom doctor``).
+        Raises the same TransportErrors a send would, with the same explanations."""
+        conn = self._connect()
+        try:
+            sock = conn.sock
+            tls = ""
+            if isinstance(sock, ssl.SSLSocket):
+                cert = sock.getpeercert() or {}
+                issuer = dict(item[0] for item in cert.get("issuer", ()) if item)
+                tls = (f"{sock.version()}, certificate verified (issued by "
+                       f"{issuer.get('organizationName') or issuer.get('commonName') or 'a trusted authority'}, "
+                       f"valid until {cert.get('notAfter', '?')})")
+            signed_in = (self._tokens.describe() if self._tokens is not None
+                         else f"username {self._username}" if self._username else "")
+            return SmtpProbe(banner=_words(conn.ehlo_resp or b"").split(" ")[0], tls=tls, signed_in=signed_in)
+        finally:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.quit()
+            _close_quietly(conn)
 
     def _disconnect(self) -> None:
         if self._conn is not None:
