@@ -28,7 +28,7 @@ from mailroom.settings import Settings
 
 BULK = 5000  # messages a day at which Gmail's and Yahoo's bulk-sender rules (DMARC required) apply
 _SPF_LOOKUP_LIMIT = 10  # RFC 7208 4.6.4: more DNS-querying mechanisms than this and SPF fails (permerror)
-_DNS_HOST = "whoever manages the school's domain name (DNS)"
+_DNS_HOST = "whoever manages the school's domain name"
 
 
 class DnsUnavailable(Exception):
@@ -333,7 +333,8 @@ def _dkim_finding(dkim: Dkim | None, domain: str, provider: Provider, spf_ok: bo
     names = " and ".join(dkim.missing)
     return Finding("DKIM", level, f"{provider.name} cannot sign the school's email: {names} "
                    f"{'is' if len(dkim.missing) == 1 else 'are'} missing.",
-                   todo=f"Ask {_DNS_HOST} (and whoever manages {provider.name}) to set up DKIM.", it=setup)
+                   todo=f"Ask whoever manages {provider.name} and the school's domain name to set up DKIM.",
+                   it=setup)
 
 
 def _dmarc_finding(records: list[str], tags: dict[str, str], *, domain: str, bulk: bool, vouched: bool) -> Finding:
