@@ -210,8 +210,8 @@ def test_an_spf_record_needing_more_than_ten_lookups_fails(root: Path, dns: DnsS
 
 def test_no_dns_server_answering_is_a_warning_not_a_verdict(root: Path) -> None:
     silent = make_resolver(f"127.0.0.1:{free_port()}", timeout=0.3)
-    (finding,) = check_dns(load_settings(root, environ={"MAILROOM_TRANSPORT": "smtp", "SMTP_HOST": "smtp.office365.com"}),
-                           600, resolver=silent)
+    quiet_settings = load_settings(root, environ={"MAILROOM_TRANSPORT": "smtp", "SMTP_HOST": "smtp.office365.com"})
+    (finding,) = check_dns(quiet_settings, 600, resolver=silent)
     assert finding.area == "DNS" and finding.level is Level.WARNING
     assert finding.summary.startswith("Could not look up oakfield.example.org's email records: no DNS server answered")
 
@@ -262,7 +262,8 @@ def test_doctor_against_a_working_relay_reports_each_step_and_exits_0(
     assert "  OK       Sign-in     The mail server accepted the sign-in (username office@oakfield.example.org); " \
            "nothing was sent." in lines
     assert "  OK       SPF         oakfield.example.org's SPF record covers the relay's address" in run.stdout
-    assert "  OK       Daily limit 3 people are on parents, staff, within the 10,000 a day the mail server allows." in lines
+    assert ("  OK       Daily limit 3 people are on parents, staff, within the 10,000 a day the mail server "
+            "allows.") in lines
     assert lines[-1] == "Everything checked is ready for sending."
     assert handler_mails == 0 and handler.received == []  # nothing was sent: no MAIL command at all
     assert "pw-Never-Shown" not in run.stdout + run.stderr
@@ -336,8 +337,8 @@ class Scopes:
 
 @pytest.mark.parametrize(("scopes", "key", "expected"), [
     (["mail.send", "alerts.read"], "SG.good", (Level.OK, "The SendGrid API key has the Mail Send permission.")),
-    (["stats.read"], "SG.good", (Level.PROBLEM, "The SendGrid API key may not send email (it lacks the Mail Send "
-                                                "permission).")),
+    (["stats.read"], "SG.good",
+     (Level.PROBLEM, "The SendGrid API key may not send email (it lacks the Mail Send permission).")),
     (["mail.send"], "SG.revoked", (Level.PROBLEM, "SendGrid did not accept the API key (SENDGRID_API_KEY).")),
 ])
 def test_sendgrid_key_check_reads_the_scopes_and_sends_nothing(
