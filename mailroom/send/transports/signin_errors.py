@@ -116,7 +116,8 @@ _DEVICE_FLOW_ERRORS: dict[str, Explanation] = {
 
 def explain_microsoft(error: dict[str, object]) -> str:
     """An msal error result ({"error", "error_description", "error_codes"}) as office words with the fix."""
-    codes = [int(c) for c in error.get("error_codes", []) or [] if isinstance(c, int | str) and str(c).isdigit()]
+    listed = error.get("error_codes")
+    codes = [int(c) for c in (listed if isinstance(listed, list) else []) if str(c).isdigit()]
     description = str(error.get("error_description", "") or "")
     found = re.search(r"AADSTS(\d+)", description)
     if found:
@@ -176,10 +177,10 @@ def explain_smtp_refusal(code: int, text: str, *, provider: str = "") -> str | N
         if enhanced in words:
             return explanation.text(f"the server said: {code} {words}")
     if code == 535 and provider:
-        explanation = {"microsoft-app": _MICROSOFT_AUTH_REFUSED, "microsoft-user": _MICROSOFT_USER_AUTH_REFUSED,
-                       "google": _GOOGLE_AUTH_REFUSED}.get(provider)
-        if explanation:
-            return explanation.text(f"the server said: {code} {words}")
+        refused = {"microsoft-app": _MICROSOFT_AUTH_REFUSED, "microsoft-user": _MICROSOFT_USER_AUTH_REFUSED,
+                   "google": _GOOGLE_AUTH_REFUSED}.get(provider)
+        if refused:
+            return refused.text(f"the server said: {code} {words}")
     return None
 
 

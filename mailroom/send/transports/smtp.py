@@ -38,7 +38,7 @@ from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message,
 from mailroom.send.transports.mime import MimeTemplates
 from mailroom.send.transports.oauth import TokenSource, make_token_source, xoauth2
 from mailroom.send.transports.signin_errors import explain_smtp_refusal
-from mailroom.send.transports.tls import client_context, explain_certificate_error
+from mailroom.send.transports.tls import client_context, describe_der, explain_certificate_error
 from mailroom.settings import Settings
 
 _CRLF = b"\r\n"
@@ -285,11 +285,11 @@ class SmtpTransport(Transport):
             sock = conn.sock
             tls = ""
             if isinstance(sock, ssl.SSLSocket):
-                cert = sock.getpeercert() or {}
-                issuer = dict(item[0] for item in cert.get("issuer", ()) if item)
-                tls = (f"{sock.version()}, certificate verified (issued by "
-                       f"{issuer.get('organizationName') or issuer.get('commonName') or 'a trusted authority'}, "
-                       f"valid until {cert.get('notAfter', '?')})")
+                der = sock.getpeercert(binary_form=True)
+                facts = describe_der(der) if der else None
+                issued = (f"issued by {facts.issuer_organisation}, valid until {facts.not_after:%Y-%m-%d}" if facts
+                          else "issued by a trusted authority")
+                tls = f"{sock.version()}, certificate verified ({issued})"
             signed_in = (self._tokens.describe() if self._tokens is not None
                          else f"username {self._username}" if self._username else "")
             return SmtpProbe(banner=_words(conn.ehlo_resp or b"").split(" ")[0], tls=tls, signed_in=signed_in)

@@ -46,7 +46,8 @@ class CertificateFacts:
     """What the relay's certificate says about itself (read without trusting it)."""
 
     subject: str
-    issuer: str
+    issuer: str  # its common name, or the whole distinguished name when it has none
+    issuer_organisation: str  # the organisation (or the common name): how a person knows the issuer
     names: tuple[str, ...]
     not_before: datetime
     not_after: datetime
@@ -94,7 +95,11 @@ def describe_der(der: bytes) -> CertificateFacts | None:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
         names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    return CertificateFacts(subject=common_name(cert.subject), issuer=common_name(cert.issuer), names=tuple(names),
+    organisation = cert.issuer.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    issuer = common_name(cert.issuer)
+    return CertificateFacts(subject=common_name(cert.subject), issuer=issuer,
+                            issuer_organisation=str(organisation[0].value) if organisation else issuer,
+                            names=tuple(names),
                             not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc)
 
 
