@@ -85,7 +85,7 @@ class App:
     certificate_pem: bytes = b""  # the public certificate uploaded to the registration
     roles: tuple[str, ...] = ("SMTP.SendAsApp",)  # application permissions with admin consent
     public_client: bool = False  # "Allow public client flows"
-    consented_scopes: tuple[str, ...] = ("https://outlook.office365.com/SMTP.Send",)
+    consented_scopes: tuple[str, ...] = ("https://outlook.office.com/SMTP.Send",)
 
 
 class MicrosoftIdentity:
@@ -222,7 +222,7 @@ class MicrosoftIdentity:
             return self._error(400, "invalid_grant", 50076, "Due to a configuration change made by your "
                                "administrator, or because you moved to a new location, you must use multi-factor "
                                "authentication to access '00000002-0000-0ff1-ce00-000000000000'.")
-        if "https://outlook.office365.com/SMTP.Send" not in app.consented_scopes:
+        if "https://outlook.office.com/SMTP.Send" not in app.consented_scopes:
             return self._error(400, "invalid_grant", 65001, "The user or administrator has not consented to use "
                                f"the application with ID '{app.client_id}'. Send an interactive authorization "
                                "request for this user and resource.")
@@ -237,7 +237,7 @@ class MicrosoftIdentity:
             "iss": f"{self.base}/{self.tenant}/v2.0", "aud": app.client_id, "sub": "subject-" + oid, "oid": oid,
             "tid": self.tenant, "preferred_username": user, "name": "Newsletter", "exp": 4_000_000_000,
             "iat": 1_700_000_000}), "sig"])
-        return {"token_type": "Bearer", "scope": "https://outlook.office365.com/SMTP.Send",
+        return {"token_type": "Bearer", "scope": "https://outlook.office.com/SMTP.Send",
                 "expires_in": int(self.lifetime), "ext_expires_in": int(self.lifetime),
                 "access_token": self.tokens.issue(user, ("SMTP.Send",), self.lifetime, "microsoft"),
                 "refresh_token": refresh, "id_token": id_token,

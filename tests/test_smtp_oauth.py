@@ -346,8 +346,9 @@ def test_device_code_sign_in_once_then_sends_renew_silently_from_a_private_token
 @pytest.mark.parametrize(("setup", "expected"), [
     ("no-consent", "The app has not been given permission to send email yet. For IT: in Microsoft Entra admin "
                    "centre > App registrations > the mailroom app > API permissions, add Office 365 Exchange Online "
-                   "> SMTP.SendAsApp (to sign in as the app) or SMTP.Send (to sign in as the mailbox's user), then "
-                   "press \"Grant admin consent\". (Microsoft's code AADSTS65001)"),
+                   "> Application permissions > SMTP.SendAsApp (to sign in as the app) or Microsoft Graph > "
+                   "Delegated permissions > SMTP.Send (to sign in as the mailbox's user), then press \"Grant admin "
+                   "consent\". (Microsoft's code AADSTS65001)"),
     ("mfa", "This account must confirm the sign-in with multi-factor authentication. For IT: run  python -m mailroom "
             "sign-in  and complete the sign-in, with its second step, in the browser; a conditional-access rule may "
             "also need to allow the device-code sign-in. (Microsoft's code AADSTS50076)"),
@@ -363,7 +364,7 @@ def test_device_code_sign_in_refusals_are_explained(
 
     identity.apps[CLIENT_ID] = App(CLIENT_ID, public_client=setup != "no-public-client",
                                    consented_scopes=() if setup == "no-consent" else
-                                   ("https://outlook.office365.com/SMTP.Send",))
+                                   ("https://outlook.office.com/SMTP.Send",))
     identity.mfa_required = setup == "mfa"
     settings = load_settings(project, environ=oauth_env(project, 2525, identity, ca_file, SMTP_OAUTH_CLIENT_SECRET=""))
     source = make_token_source(settings, clock=clock, http_client=http)

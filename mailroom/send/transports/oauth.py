@@ -36,7 +36,7 @@ from mailroom.send.transports.signin_errors import explain_google, explain_micro
 from mailroom.settings import Settings
 
 MICROSOFT_APP_SCOPE = "https://outlook.office365.com/.default"
-MICROSOFT_USER_SCOPE = "https://outlook.office365.com/SMTP.Send"
+MICROSOFT_USER_SCOPE = "https://outlook.office.com/SMTP.Send"
 GOOGLE_SCOPE = "https://mail.google.com/"
 RENEW_BEFORE = 300.0  # seconds before expiry that a token is renewed (a quarter of its life if that is shorter)
 DEFAULT_TOKEN_CACHE = Path.home() / ".mailroom" / "microsoft-sign-in.json"

@@ -49,8 +49,9 @@ MICROSOFT_CODES: dict[int, Explanation] = {
         "SMTP_OAUTH_TENANT_ID should be the Directory (tenant) ID (a GUID) or the school's domain name."),
     65001: Explanation(
         "The app has not been given permission to send email yet.",
-        f"in {_REGISTRATION} > API permissions, add Office 365 Exchange Online > SMTP.SendAsApp (to sign in as "
-        "the app) or SMTP.Send (to sign in as the mailbox's user), then press \"Grant admin consent\"."),
+        f"in {_REGISTRATION} > API permissions, add Office 365 Exchange Online > Application permissions > "
+        "SMTP.SendAsApp (to sign in as the app) or Microsoft Graph > Delegated permissions > SMTP.Send (to sign in "
+        "as the mailbox's user), then press \"Grant admin consent\"."),
     50076: Explanation(
         "This account must confirm the sign-in with multi-factor authentication.",
         "run  python -m mailroom sign-in  and complete the sign-in, with its second step, in the browser; "
@@ -139,7 +140,7 @@ _SMTP_CODES: dict[str, Explanation] = {
         "Microsoft 365 has SMTP sign-in (SMTP AUTH) switched off for this mailbox or for the whole school.",
         "in Exchange Online PowerShell run  Set-CASMailbox -Identity <mailbox> "
         "-SmtpClientAuthenticationDisabled $false  (and check  Get-TransportConfig | fl "
-        "SmtpClientAuthenticationDisabled  for the tenant); security defaults also block SMTP AUTH."),
+        "SmtpClientAuthenticationDisabled  for the tenant)."),
     "5.7.60": Explanation(
         "The mailbox mailroom signs in as may not send as the newsletter's sender address.",
         "make sender.email in school.toml the mailbox's own address, or in Exchange Online PowerShell run  "
