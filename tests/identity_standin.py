@@ -33,22 +33,6 @@ from aiosmtpd.smtp import AuthResult
 from tests.smtp_server import ScriptedHandler, free_port
 
 
-class Clock:
-    """Time shared by the identity stand-in, the SMTP server and the transport; moves only when told to
-    (or when the transport's rate limiter sleeps)."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-        self.slept = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.slept += seconds
-
-
 @dataclass
 class Grant:
     mailbox: str  # who may be signed in with it ("" = any mailbox the app may use)

@@ -22,7 +22,7 @@ from mailroom.send.ledger import FAILED, SENT, UNCERTAIN, Ledger
 from mailroom.send.transports import make_transport
 from mailroom.send.transports.smtp import AUTH_REFUSED, SmtpTransport, smtp_plan_notes
 from mailroom.settings import Settings, load_settings
-from tests.smtp_server import DROP, Authenticator, ScriptedHandler, self_signed_cert, start_server
+from tests.smtp_server import DROP, Authenticator, FakeClock, ScriptedHandler, self_signed_cert, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 SLUG = "2024-11-08-online-safety"
@@ -231,21 +231,6 @@ def test_wrong_password_stops_with_a_plain_message_that_never_shows_it(project: 
 
 
 # --- the rate cap ---------------------------------------------------------------------------------------
-
-class FakeClock:
-    """Time that only moves when the transport sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.slept += seconds
-
 
 def test_the_rate_cap_holds_measured_on_the_servers_side(project: Path, server: object,
                                                           handler: ScriptedHandler) -> None:

@@ -32,7 +32,6 @@ from mailroom.send.transports.smtp import SmtpTransport
 from mailroom.settings import Settings, load_settings
 from tests.identity_standin import (
     App,
-    Clock,
     GoogleTokenEndpoint,
     MicrosoftIdentity,
     OAuthSmtpHandler,
@@ -40,6 +39,7 @@ from tests.identity_standin import (
     start_oauth_smtp,
 )
 from tests.send_project import project_copy
+from tests.smtp_server import FakeClock
 from tests.test_smtp import dispatch, people
 
 MAILBOX = "newsletter@oakfield.example.org"
@@ -63,12 +63,12 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def tokens(clock: Clock) -> Tokens:
+def tokens(clock: FakeClock) -> Tokens:
     return Tokens(clock)
 
 
@@ -82,7 +82,7 @@ def identity(tokens: Tokens, ca: trustme.CA) -> Iterator[MicrosoftIdentity]:
 
 
 @pytest.fixture
-def handler(tokens: Tokens, clock: Clock) -> OAuthSmtpHandler:
+def handler(tokens: Tokens, clock: FakeClock) -> OAuthSmtpHandler:
     return OAuthSmtpHandler(tokens, clock=clock)
 
 
@@ -132,7 +132,7 @@ def paced(settings: Settings, per_minute: int) -> Settings:
     return dataclasses.replace(settings, smtp=dataclasses.replace(settings.smtp, messages_per_minute=per_minute))
 
 
-def transport_for(settings: Settings, clock: Clock, http: requests.Session) -> SmtpTransport:
+def transport_for(settings: Settings, clock: FakeClock, http: requests.Session) -> SmtpTransport:
     source = make_token_source(settings, clock=clock, http_client=http)
     return SmtpTransport(settings, clock=clock, sleep=clock.sleep, tokens=source)
 
@@ -141,7 +141,7 @@ def transport_for(settings: Settings, clock: Clock, http: requests.Session) -> S
 
 def test_app_sign_in_sends_with_the_token_the_identity_platform_issued(
         project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, tokens: Tokens,
-        clock: Clock, http: requests.Session, ca_file: Path) -> None:
+        clock: FakeClock, http: requests.Session, ca_file: Path) -> None:
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file))
     transport = transport_for(settings, clock, http)
     recipients = people(5)
@@ -161,7 +161,7 @@ def test_app_sign_in_sends_with_the_token_the_identity_platform_issued(
 
 def test_a_token_that_expires_during_a_long_send_is_renewed_between_messages_and_nobody_is_lost(
         project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, tokens: Tokens,
-        clock: Clock, http: requests.Session, ca_file: Path) -> None:
+        clock: FakeClock, http: requests.Session, ca_file: Path) -> None:
     identity.lifetime = 600.0  # ten-minute tokens; 6 messages a minute: 100 messages take 16.5 minutes
     settings = paced(load_settings(project, environ=oauth_env(project, relay, identity, ca_file)), 6)
     transport = transport_for(settings, clock, http)
@@ -179,7 +179,7 @@ def test_a_token_that_expires_during_a_long_send_is_renewed_between_messages_and
 
 def test_a_session_whose_token_the_server_expires_early_reconnects_and_renews_without_duplicates(
         project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, tokens: Tokens,
-        clock: Clock, http: requests.Session, ca_file: Path) -> None:
+        clock: FakeClock, http: requests.Session, ca_file: Path) -> None:
     """The server ends the token's life before mailroom expected (revoked, or clocks apart): a 421 at MAIL,
     then a 535 for the old token on the new connection; one renewed token carries on."""
     def revoke_after_the_fifth(n: int, rcpt: str) -> None:
@@ -202,7 +202,7 @@ def test_a_session_whose_token_the_server_expires_early_reconnects_and_renews_wi
 
 
 def test_a_wrong_secret_is_explained_and_nothing_is_sent(
-        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: Clock,
+        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: FakeClock,
         http: requests.Session, ca_file: Path) -> None:
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file,
                                                         SMTP_OAUTH_CLIENT_SECRET="Qx8Q~an-old-secret"))
@@ -218,7 +218,7 @@ def test_a_wrong_secret_is_explained_and_nothing_is_sent(
 
 
 def test_an_app_without_the_exchange_permission_is_told_what_to_run(
-        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: Clock,
+        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: FakeClock,
         http: requests.Session, ca_file: Path) -> None:
     identity.apps[CLIENT_ID] = App(CLIENT_ID, secret=SECRET, roles=())  # SMTP.SendAsApp not granted
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file))
@@ -235,7 +235,7 @@ def test_an_app_without_the_exchange_permission_is_told_what_to_run(
 
 
 def test_smtp_auth_switched_off_for_the_mailbox_names_the_powershell_fix(
-        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: Clock,
+        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: FakeClock,
         http: requests.Session, ca_file: Path) -> None:
     handler.smtp_auth_disabled = True
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file))
@@ -249,7 +249,7 @@ def test_smtp_auth_switched_off_for_the_mailbox_names_the_powershell_fix(
     assert "535 5.7.139" in report.stop_message
 
 
-def test_an_unknown_tenant_is_named(project: Path, identity: MicrosoftIdentity, relay: int, clock: Clock,
+def test_an_unknown_tenant_is_named(project: Path, identity: MicrosoftIdentity, relay: int, clock: FakeClock,
                                     http: requests.Session, ca_file: Path) -> None:
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file,
                                                         SMTP_OAUTH_TENANT_ID="oakfeild-tenant-id"))
@@ -278,7 +278,7 @@ def _certificate_pem(folder: Path) -> tuple[Path, bytes]:
 
 
 def test_app_sign_in_with_a_certificate_instead_of_a_secret(
-        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: Clock,
+        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: FakeClock,
         http: requests.Session, ca_file: Path, tmp_path: Path) -> None:
     pem, public = _certificate_pem(tmp_path)
     identity.apps[CLIENT_ID] = App(CLIENT_ID, certificate_pem=public)
@@ -304,8 +304,8 @@ def test_app_sign_in_with_a_certificate_instead_of_a_secret(
 # --- Microsoft: signing in as the mailbox's user (device code) ---------------------------------------------
 
 def test_device_code_sign_in_once_then_sends_renew_silently_from_a_private_token_cache(
-        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: Clock, tokens: Tokens,
-        http: requests.Session, ca_file: Path) -> None:
+        project: Path, identity: MicrosoftIdentity, relay: int, handler: OAuthSmtpHandler, clock: FakeClock,
+        tokens: Tokens, http: requests.Session, ca_file: Path) -> None:
     identity.apps[CLIENT_ID] = App(CLIENT_ID, public_client=True)
     identity.lifetime = 240  # under MSAL's five minutes: a later run must renew the access token at once
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file, SMTP_OAUTH_CLIENT_SECRET=""))
@@ -358,7 +358,7 @@ def test_device_code_sign_in_once_then_sends_renew_silently_from_a_private_token
                          "(Microsoft's code AADSTS7000218)"),
 ])
 def test_device_code_sign_in_refusals_are_explained(
-        project: Path, identity: MicrosoftIdentity, clock: Clock, http: requests.Session, ca_file: Path,
+        project: Path, identity: MicrosoftIdentity, clock: FakeClock, http: requests.Session, ca_file: Path,
         setup: str, expected: str) -> None:
     from mailroom.errors import TransportError
 
@@ -427,7 +427,7 @@ def google_env(folder: Path, port: int, key_file: Path, ca_file: Path) -> dict[s
 
 
 def test_google_service_account_with_domain_wide_delegation_sends_as_the_mailbox(
-        project: Path, google: GoogleTokenEndpoint, tokens: Tokens, ca: trustme.CA, ca_file: Path, clock: Clock,
+        project: Path, google: GoogleTokenEndpoint, tokens: Tokens, ca: trustme.CA, ca_file: Path, clock: FakeClock,
         tmp_path: Path) -> None:
     handler = OAuthSmtpHandler(tokens, style="google", clock=clock)
     controller = start_oauth_smtp(handler, _server_context(ca, "127.0.0.1"))
@@ -454,7 +454,7 @@ def test_google_service_account_with_domain_wide_delegation_sends_as_the_mailbox
     ("unknown-user", "Google does not know the mailbox in SMTP_USERNAME. For IT: SMTP_USERNAME must be the full "
                      "address of a user in the school's Google Workspace (not a group or an alias)."),
 ])
-def test_google_refusals_are_explained(project: Path, google: GoogleTokenEndpoint, ca_file: Path, clock: Clock,
+def test_google_refusals_are_explained(project: Path, google: GoogleTokenEndpoint, ca_file: Path, clock: FakeClock,
                                        tmp_path: Path, problem: str, expected: str) -> None:
     from mailroom.errors import TransportError
 
@@ -470,7 +470,7 @@ def test_google_refusals_are_explained(project: Path, google: GoogleTokenEndpoin
 
 
 def test_gmail_refusing_the_token_after_its_json_challenge_is_explained(
-        project: Path, google: GoogleTokenEndpoint, tokens: Tokens, ca: trustme.CA, ca_file: Path, clock: Clock,
+        project: Path, google: GoogleTokenEndpoint, tokens: Tokens, ca: trustme.CA, ca_file: Path, clock: FakeClock,
         tmp_path: Path) -> None:
     handler = OAuthSmtpHandler(tokens, style="google", clock=clock)
     handler.refuse_next_valid_token = 2

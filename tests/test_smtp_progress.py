@@ -12,9 +12,8 @@ import pytest
 from mailroom.send.transports.base import Delivery
 from mailroom.send.transports.smtp import SmtpTransport
 from mailroom.settings import load_settings
-from tests.identity_standin import Clock
 from tests.send_project import project_copy
-from tests.smtp_server import ScriptedHandler, start_server
+from tests.smtp_server import FakeClock, ScriptedHandler, start_server
 from tests.test_smtp import dispatch, people
 
 
@@ -31,7 +30,7 @@ def port(handler: ScriptedHandler) -> Iterator[int]:
 
 
 def test_each_person_is_reported_as_the_server_answers(tmp_path: Path, port: int, handler: ScriptedHandler) -> None:
-    clock = Clock()
+    clock = FakeClock()
     handler.clock = clock
     handler.rcpt_replies["parent003@example.org"] = "550 5.1.1 User unknown"
     root = project_copy(tmp_path / "school")
