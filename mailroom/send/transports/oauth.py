@@ -129,8 +129,12 @@ def _reach_microsoft(call: Callable[[], Any], what: str) -> Any:
         raise TransportError(f"could not reach Microsoft's sign-in service ({what}: {exc.__class__.__name__}); "
                              "check the internet connection", retryable=True) from None
     except ValueError as exc:
-        # msal raises ValueError when the tenant's OpenID configuration cannot be read (unknown tenant)
         reason = str(exc).splitlines()[0] if str(exc) else "no reason given"
+        if "authority" not in reason.lower() and "oidc" not in reason.lower():
+            # e.g. a certificate file whose key cryptography cannot read
+            raise TransportError(f"mailroom could not prepare the Microsoft sign-in ({reason}). For IT: check "
+                                 "SMTP_OAUTH_CLIENT_CERTIFICATE or SMTP_OAUTH_CLIENT_SECRET", retryable=False) from None
+        # msal raises ValueError when the tenant's OpenID configuration cannot be read (an unknown tenant)
         raise TransportError(f"Microsoft's sign-in service does not know the tenant '{_tenant_of(what)}'. For "
                              "IT: check SMTP_OAUTH_TENANT_ID (the Directory (tenant) ID on the app registration's "
                              f"Overview page) and SMTP_OAUTH_AUTHORITY ({reason})", retryable=False) from None
