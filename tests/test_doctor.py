@@ -269,19 +269,19 @@ def test_doctor_against_a_working_relay_reports_each_step_and_exits_0(
     assert handler_mails == 0 and handler.received == []  # nothing was sent: no MAIL command at all
     assert "pw-Never-Shown" not in run.stdout + run.stderr
 
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert ("  Problem  Sign-in     the SMTP username or password was not accepted by the mail server; check "
             "SMTP_USERNAME and SMTP_PASSWORD in .env") in bad.stdout
     assert "wrong-pw-XYZ" not in bad.stdout + bad.stderr
     assert "problem, " in bad.stdout.splitlines()[-1] and "cannot go out" in bad.stdout.splitlines()[-1]
 
 
-def test_doctor_exits_1_for_missing_records_and_0_once_they_are_there(
+def test_doctor_exits_2_for_missing_records_and_0_once_they_are_there(
         root: Path, dns: DnsStandIn, zone: Zone) -> None:
     env = {"MAILROOM_TRANSPORT": "smtp", "SMTP_HOST": "smtp.office365.com", "MAILROOM_DNS_SERVER": dns.server,
            "MAILROOM_DB": str(root / "d.sqlite3")}
     missing = _doctor(root, env, "--no-connect")
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert ("  Problem  SPF         oakfield.example.org has no SPF record, so receiving mail servers cannot tell "
             "that Microsoft 365 may send the school's email.") in missing.stdout
     assert ('                       For IT: add a TXT record on oakfield.example.org: "v=spf1 '
@@ -296,7 +296,7 @@ def test_doctor_names_missing_oauth_settings_without_connecting(root: Path, dns:
            "SMTP_USERNAME": "newsletter@oakfield.example.org", "MAILROOM_DNS_SERVER": dns.server,
            "MAILROOM_DB": str(root / "d.sqlite3")}
     run = _doctor(root, env)
-    assert run.returncode == 1
+    assert run.returncode == 2
     assert "  Problem  Settings    SMTP_OAUTH_TENANT_ID is not set" in run.stdout
     assert "  Problem  Settings    SMTP_OAUTH_CLIENT_ID is not set" in run.stdout
     assert "Connection" not in run.stdout  # nothing contacted while the settings are incomplete

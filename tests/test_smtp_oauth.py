@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from mailroom.send.dispatch import REFUSED
-from mailroom.send.ledger import SENT
+from mailroom.send.dispatch import StopReason
+from mailroom.send.ledger import SendState
 from mailroom.send.transports.oauth import (
     GoogleServiceAccountTokens,
     MicrosoftAppTokens,
@@ -38,7 +38,7 @@ from tests.identity_standin import (
     Tokens,
     start_oauth_smtp,
 )
-from tests.send_project import project_copy
+from tests.send_project import send_project
 from tests.smtp_server import FakeClock
 from tests.test_smtp import dispatch, people
 
@@ -95,7 +95,7 @@ def relay(handler: OAuthSmtpHandler, ca: trustme.CA) -> Iterator[int]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return project_copy(tmp_path / "school")
+    return send_project(tmp_path / "school")
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_app_sign_in_sends_with_the_token_the_identity_platform_issued(
     recipients = people(5)
     report, ledger = dispatch(settings, transport, recipients)
 
-    assert report.sent == 5 and ledger.counts("2024-11-08-online-safety") == {SENT: 5}
+    assert report.sent == 5 and ledger.counts("2024-11-08-online-safety") == {SendState.SENT: 5}
     assert sorted(handler.to_addresses()) == sorted(p.email for p in recipients)
     (token,) = handler.accepted_tokens()
     assert token in tokens.issued and handler.auth_attempts == [(MAILBOX, token, True)]
@@ -174,7 +174,7 @@ def test_a_token_that_expires_during_a_long_send_is_renewed_between_messages_and
     assert len(accepted) == len(set(accepted)) == 3 == transport.connections  # signed in afresh twice
     assert all(a[2] for a in handler.auth_attempts)  # never refused: renewed before the server would say so
     assert handler.mails == 100  # no MAIL refused for an expired token
-    assert ledger.counts("2024-11-08-online-safety") == {SENT: 100}
+    assert ledger.counts("2024-11-08-online-safety") == {SendState.SENT: 100}
 
 
 def test_a_session_whose_token_the_server_expires_early_reconnects_and_renews_without_duplicates(
@@ -208,7 +208,7 @@ def test_a_wrong_secret_is_explained_and_nothing_is_sent(
                                                         SMTP_OAUTH_CLIENT_SECRET="Qx8Q~an-old-secret"))
     report, _ledger = dispatch(settings, transport_for(settings, clock, http), people(3))
 
-    assert report.stopped == REFUSED and report.sent == 0 and handler.received == []
+    assert report.stopped == StopReason.REFUSED and report.sent == 0 and handler.received == []
     assert report.stop_message == (
         "Microsoft did not accept the app's secret (SMTP_OAUTH_CLIENT_SECRET). For IT: copy the secret's Value (not "
         "its Secret ID) from Microsoft Entra admin centre > App registrations > the mailroom app > Certificates & "
@@ -224,7 +224,7 @@ def test_an_app_without_the_exchange_permission_is_told_what_to_run(
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file))
     report, _ledger = dispatch(settings, transport_for(settings, clock, http), people(3))
 
-    assert report.stopped == REFUSED and handler.received == []
+    assert report.stopped == StopReason.REFUSED and handler.received == []
     assert [ok for _u, _t, ok in handler.auth_attempts] == [False, False]  # one renewed token, then it stops
     message = report.stop_message
     assert message.startswith("Microsoft 365 issued mailroom a sign-in, but the mailbox refused it. For IT: the "
@@ -241,7 +241,7 @@ def test_smtp_auth_switched_off_for_the_mailbox_names_the_powershell_fix(
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file))
     report, _ledger = dispatch(settings, transport_for(settings, clock, http), people(2))
 
-    assert report.stopped == REFUSED
+    assert report.stopped == StopReason.REFUSED
     assert report.stop_message.startswith(
         "Microsoft 365 has SMTP sign-in (SMTP AUTH) switched off for this mailbox or for the whole school. For IT: "
         "in Exchange Online PowerShell run  Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled "
@@ -254,7 +254,7 @@ def test_an_unknown_tenant_is_named(project: Path, identity: MicrosoftIdentity, 
     settings = load_settings(project, environ=oauth_env(project, relay, identity, ca_file,
                                                         SMTP_OAUTH_TENANT_ID="oakfeild-tenant-id"))
     report, _ledger = dispatch(settings, transport_for(settings, clock, http), people(2))
-    assert report.stopped == REFUSED
+    assert report.stopped == StopReason.REFUSED
     assert report.stop_message.startswith(
         "Microsoft's sign-in service does not know the tenant 'oakfeild-tenant-id'. For IT: check "
         "SMTP_OAUTH_TENANT_ID")
@@ -297,7 +297,7 @@ def test_app_sign_in_with_a_certificate_instead_of_a_secret(
                                                         SMTP_OAUTH_CLIENT_CERTIFICATE=str(other),
                                                         MAILROOM_DB=str(tmp_path / "second.sqlite3")))
     report, _ledger = dispatch(settings, transport_for(settings, clock, http), people(2))
-    assert report.stopped == REFUSED
+    assert report.stopped == StopReason.REFUSED
     assert report.stop_message.startswith("Microsoft did not accept the app's certificate.")
 
 
@@ -315,7 +315,7 @@ def test_device_code_sign_in_once_then_sends_renew_silently_from_a_private_token
     # before anyone signed in, the send stops and says what to run
     report, _ledger = dispatch(settings, SmtpTransport(settings, clock=clock, sleep=clock.sleep, tokens=source),
                                people(1))
-    assert report.stopped == REFUSED and report.stop_message.startswith(
+    assert report.stopped == StopReason.REFUSED and report.stop_message.startswith(
         f"nobody has signed in to Microsoft 365 as {MAILBOX} on this computer yet. Run  python -m mailroom sign-in")
 
     shown: list[str] = []
@@ -481,7 +481,7 @@ def test_gmail_refusing_the_token_after_its_json_challenge_is_explained(
         report, _ledger = dispatch(settings, SmtpTransport(settings, clock=clock, sleep=clock.sleep), people(2))
     finally:
         controller.stop()
-    assert report.stopped == REFUSED and handler.received == []
+    assert report.stopped == StopReason.REFUSED and handler.received == []
     assert report.stop_message.startswith("Google issued mailroom a sign-in, but Gmail refused it for this mailbox.")
 
 

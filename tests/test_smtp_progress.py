@@ -12,7 +12,7 @@ import pytest
 from mailroom.send.transports.base import Delivery
 from mailroom.send.transports.smtp import SmtpTransport
 from mailroom.settings import load_settings
-from tests.send_project import project_copy
+from tests.send_project import send_project
 from tests.smtp_server import FakeClock, ScriptedHandler, start_server
 from tests.test_smtp import dispatch, people
 
@@ -33,7 +33,7 @@ def test_each_person_is_reported_as_the_server_answers(tmp_path: Path, port: int
     clock = FakeClock()
     handler.clock = clock
     handler.rcpt_replies["parent003@example.org"] = "550 5.1.1 User unknown"
-    root = project_copy(tmp_path / "school")
+    root = send_project(tmp_path / "school")
     settings = load_settings(root, environ={"MAILROOM_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
                                             "SMTP_PORT": str(port), "SMTP_SECURITY": "none",
                                             "MAILROOM_DB": str(root / "mailroom.sqlite3")})

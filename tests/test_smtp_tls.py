@@ -12,10 +12,10 @@ import pytest
 import trustme
 
 from mailroom.errors import ConfigError
-from mailroom.send.dispatch import REFUSED
+from mailroom.send.dispatch import StopReason
 from mailroom.send.transports.smtp import SmtpTransport
 from mailroom.settings import load_settings
-from tests.send_project import project_copy
+from tests.send_project import send_project
 from tests.smtp_server import ScriptedHandler, start_server
 from tests.test_smtp import dispatch, people
 
@@ -36,7 +36,7 @@ def ca_file(school_ca: trustme.CA, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return project_copy(tmp_path / "school")
+    return send_project(tmp_path / "school")
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def test_a_private_ca_is_refused_naming_the_issuer_then_accepted_with_smtp_ca_fi
         project: Path, relay: Relay, ca_file: Path) -> None:
     port = relay("127.0.0.1")
     refused = _send(_settings(project, port))
-    assert refused.stopped == REFUSED and refused.sent == 0
+    assert refused.stopped == StopReason.REFUSED and refused.sent == 0
     assert refused.stop_message == (
         f"the SMTP server 127.0.0.1:{port} did not prove who it is: its certificate was issued by \"OU=Oakfield "
         "Internal CA,O=Oakfield Primary School IT\", a certificate authority this computer does not trust. For IT: "
@@ -101,7 +101,7 @@ def test_smtp_ca_file_is_relative_to_the_project_and_still_trusts_the_usual_auth
 def test_a_certificate_for_another_name_is_named(project: Path, relay: Relay, ca_file: Path) -> None:
     port = relay("mail.oakfield-trust.example.org")
     report = _send(_settings(project, port, SMTP_CA_FILE=str(ca_file)))
-    assert report.stopped == REFUSED
+    assert report.stopped == StopReason.REFUSED
     assert report.stop_message == (
         f"the SMTP server 127.0.0.1:{port} did not prove who it is: its certificate is for "
         "mail.oakfield-trust.example.org, not 127.0.0.1. For IT: set SMTP_HOST to the name on the certificate (for "
@@ -112,7 +112,7 @@ def test_an_expired_certificate_is_named_with_its_date(project: Path, relay: Rel
     expired = dt.datetime(2026, 9, 30, 12, 0, tzinfo=dt.UTC)
     port = relay("127.0.0.1", not_before=expired - dt.timedelta(days=365), not_after=expired)
     report = _send(_settings(project, port, SMTP_CA_FILE=str(ca_file)))
-    assert report.stopped == REFUSED
+    assert report.stopped == StopReason.REFUSED
     assert report.stop_message == (
         f"the SMTP server 127.0.0.1:{port} did not prove who it is: its certificate expired on 2026-09-30. For IT: "
         "the relay's administrator must renew the certificate (check also that this computer's date is right)")
