@@ -685,7 +685,8 @@ def _ctrl_c_stops(session: SendSession) -> Iterator[None]:
 
 @contextmanager
 def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
-    """A progress bar on a terminal; plain lines (one per batch) when output goes to a file or a pipe."""
+    """A progress bar on a terminal, moving per message with the time left; plain lines (one per batch)
+    when output goes to a file or a pipe."""
     if out.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as ProgressBar
@@ -701,6 +702,8 @@ def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
         return
 
     def show_plain(progress: Progress) -> None:
+        if progress.partial:  # a log gets one line per batch, not one per person
+            return
         if progress.note:
             out.print(f"  {_plain(progress.note)}")
         else:
