@@ -290,8 +290,8 @@ def doctor_command(to_lists: str | None, no_connect: bool) -> ExitStatus:
     lists = split_lists(to_lists, settings)
     out.print(f"Checking {_plain(settings.school.name)}'s set-up for sending newsletters (nothing is sent).")
     findings = run_doctor(settings, lists=lists, connect=not no_connect)
-    for line in format_findings(findings):
-        out.print(line)
+    for part in format_findings(findings):
+        out.print(part)
     # a problem in the set-up is the same verdict as a wrong setting: nothing would be sent as it is
     return ExitStatus.BAD_INPUT if blocking(findings) else ExitStatus.DONE
 
