@@ -89,7 +89,8 @@ class MicrosoftIdentity:
         self.base = f"https://127.0.0.1:{port}"
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
 
     @property
     def authority(self) -> str:
@@ -284,7 +285,8 @@ class GoogleTokenEndpoint:
         port = free_port()
         self.token_uri = f"http://127.0.0.1:{port}/token"
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
 
     def start(self) -> GoogleTokenEndpoint:
         self._thread.start()
