@@ -376,6 +376,7 @@ class SmtpTransport(Transport):
     def _deliver_with_reconnect(self, message: Message, data: bytes, *, sent_any: bool) -> tuple[int, bytes]:
         """Deliver one message; a connection lost before hand-over is reopened once and the message retried."""
         for attempt in (1, 2):
+            self.limiter.wait()  # first, so the token check below sees the time the message really goes
             if self._conn is not None and self._sign_in_due():
                 self.close()  # QUIT between two messages; the new connection signs in with a new token
             if self._conn is None:
@@ -388,7 +389,6 @@ class SmtpTransport(Transport):
                         self._fatal = _Fatal(exc)
                     raise _StopBatch(exc.message if exc.retryable else None) from None
             try:
-                self.limiter.wait()
                 return self._deliver(self._conn, message, data)
             except _Lost as lost:
                 self._disconnect()
