@@ -226,7 +226,7 @@ class SendGridTransport(Transport):
 
     def people(self, batch: Batch, prepared: _Prepared) -> tuple[list[_Person], BatchResult]:
         """Each person's personalization, plus the people left out before sending and why."""
-        refused = BatchResult()
+        refused = self.new_result()  # progress hears of each request of a split batch as it is answered
         people: list[_Person] = []
         seen: set[str] = set()
         for message in batch.messages:
