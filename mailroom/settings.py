@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,40 +18,16 @@ from typing import Any
 from dotenv import dotenv_values
 
 from mailroom.errors import ConfigError
+from mailroom.secrets import Secret, register_environment
 
 SCHOOL_FILE = "school.toml"
 TRANSPORTS = ("outbox", "sendgrid", "smtp")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+SMTP_AUTH = ("password", "oauth2-microsoft", "oauth2-google")
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
-
-
-class Secret:
-    """A value that must never be shown: its repr and str are masked."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The real value, for the one place that hands it to a server."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -161,6 +138,23 @@ class SendGridSettings:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """How mailroom signs in to the relay without a password (SMTP_AUTH=oauth2-microsoft / oauth2-google).
+
+    Only read here; ``mailroom.send.transports.oauth`` checks that what its way of signing in needs is set.
+    """
+
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    client_certificate: Path | None = None  # a PEM file with the app's private key and its certificate
+    authority: str = MICROSOFT_AUTHORITY  # another host for national clouds (and the tests' stand-in)
+    scope: str = ""  # "" = the usual Exchange Online scope for the way of signing in
+    token_cache: Path | None = None  # the signed-in user's token cache file (device-code sign-in)
+    service_account_file: Path | None = None  # Google: the service account's JSON key file
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     host: str
     port: int
@@ -170,6 +164,9 @@ class SmtpSettings:
     messages_per_minute: int  # 0 means no cap
     daily_limit: int  # 0 means no limit
     timeout_seconds: float
+    auth: str = "password"  # one of SMTP_AUTH
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    ca_file: Path | None = None  # a private certificate authority the relay's certificate comes from
 
 
 @dataclass(frozen=True)
@@ -189,6 +186,7 @@ class Settings:
     sendgrid: SendGridSettings
     smtp: SmtpSettings
     source_file: Path = field(default=Path(SCHOOL_FILE))
+    dns_server: str = ""  # MAILROOM_DNS_SERVER ("host" or "host:port"): where ``mailroom doctor`` asks; "" = system
 
     def list_names(self) -> list[str]:
         return list(self.lists)
@@ -320,6 +318,85 @@ def _contacts(table: _Reader) -> tuple[ContactColumns, ...]:
     return tuple(contacts)
 
 
+# --- SendGrid ------------------------------------------------------------------------------------
+
+SENDGRID_DEFAULT_HOST = "https://api.sendgrid.com"
+# Plain http may carry the API key only to this computer (the tests' stand-in SendGrid).
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_MAX_CATEGORIES = 10  # SendGrid's limit per request
+_MAX_CATEGORY_LENGTH = 255
+
+
+def sendgrid_api_host(value: str) -> str:
+    """SENDGRID_API_HOST as the base URL the SendGrid library wants: ``scheme://host[:port]``, no path.
+
+    The address is parsed, not prefix-matched (``http://127.0.0.1.attacker.example`` starts like a
+    loopback address and is not one): https for any host, plain http only for exactly 127.0.0.1, ::1
+    or localhost. A trailing ``/v3`` is understood, because the library adds ``/v3`` itself and
+    ``.../v3/v3/mail/send`` would not exist. Anything else is a settings error: the API key is sent to
+    whatever this names.
+    """
+    text = value.strip()
+    if not text:
+        return SENDGRID_DEFAULT_HOST
+
+    def wrong(why: str) -> ConfigError:
+        return ConfigError(f"SENDGRID_API_HOST should be SendGrid's API address, like {SENDGRID_DEFAULT_HOST} "
+                           f"(or https://api.eu.sendgrid.com for EU data residency); '{text}' {why}")
+
+    if any(ch.isspace() or ord(ch) < 0x21 or ord(ch) > 0x7E or ch == "\\" for ch in text):
+        raise wrong("contains spaces or characters an address cannot have")
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.netloc:
+        raise wrong("is not an https:// address")
+    if "@" in parts.netloc:
+        raise wrong("has a user name or password in it")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise wrong("has a query or a fragment (? or #) in it")
+    if parts.path.rstrip("/") not in ("", "/v3"):
+        raise wrong("has a path; give only the address, optionally ending in /v3")
+    try:
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        raise wrong("has a port that is not a number from 1 to 65535") from None
+    if not host or (port is not None and not 0 < port < 65536):
+        raise wrong("has no host name or a port that is not a number from 1 to 65535")
+    if scheme == "http" and host not in _LOOPBACK_HOSTS:
+        raise wrong("is not https:// (only this computer, 127.0.0.1, ::1 or localhost, may use http://)")
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown_host}" + (f":{port}" if port is not None else "")
+
+
+def _categories(table: _Reader) -> tuple[str, ...]:
+    """[sendgrid] categories: at most 9 (the newsletter's own name is always added), unique, short."""
+    categories = table.text_list("categories", ["newsletter"])
+    if len(categories) > _MAX_CATEGORIES - 1:
+        raise table.fail("categories", f"at most {_MAX_CATEGORIES - 1} names (SendGrid allows {_MAX_CATEGORIES} "
+                                       "per email, and mailroom adds the newsletter's own)")
+    too_long = [c for c in categories if len(c) > _MAX_CATEGORY_LENGTH]
+    if too_long:
+        raise table.fail("categories", f"names of at most {_MAX_CATEGORY_LENGTH} characters "
+                                       f"('{too_long[0][:40]}...' is {len(too_long[0])})")
+    return tuple(dict.fromkeys(categories))
+
+
+def _ascii_address(table: _Reader, key: str, address: str) -> None:
+    """The sender's addresses must be plain ASCII: SendGrid refuses others, and so do most SMTP relays."""
+    if address.isascii():
+        return
+    local, _, domain = address.rpartition("@")
+    hint = ""
+    if local.isascii():
+        import idna
+
+        try:
+            hint = f" (write the domain as {local}@{idna.encode(domain, uts46=True).decode('ascii')})"
+        except idna.IDNAError:
+            hint = ""
+    raise table.fail(key, f"an address in plain letters (A-Z), digits and punctuation, not '{address}'{hint}")
+
+
 def _environment(root: Path, environ: Mapping[str, str] | None) -> dict[str, str]:
     """.env under ``root`` overlaid by the real environment (the real environment wins)."""
     merged: dict[str, str] = {}
@@ -333,6 +410,34 @@ def _environment(root: Path, environ: Mapping[str, str] | None) -> dict[str, str
 def _env_path(root: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def _optional_path(root: Path, env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name, "").strip()
+    return _env_path(root, value) if value else None
+
+
+def _smtp_auth(env: Mapping[str, str]) -> str:
+    auth = env.get("SMTP_AUTH", "").strip().lower() or "password"
+    if auth not in SMTP_AUTH:
+        raise ConfigError(f"SMTP_AUTH is '{auth}'; it should be one of: {', '.join(SMTP_AUTH)}")
+    return auth
+
+
+def _oauth_settings(root: Path, env: Mapping[str, str]) -> OAuthSettings:
+    authority = env.get("SMTP_OAUTH_AUTHORITY", "").strip().rstrip("/") or MICROSOFT_AUTHORITY
+    if not authority.startswith("https://"):
+        raise ConfigError(f"SMTP_OAUTH_AUTHORITY should be an https:// address, not '{authority}'")
+    return OAuthSettings(
+        tenant_id=env.get("SMTP_OAUTH_TENANT_ID", "").strip(),
+        client_id=env.get("SMTP_OAUTH_CLIENT_ID", "").strip(),
+        client_secret=Secret(env.get("SMTP_OAUTH_CLIENT_SECRET", "").strip()),
+        client_certificate=_optional_path(root, env, "SMTP_OAUTH_CLIENT_CERTIFICATE"),
+        authority=authority,
+        scope=env.get("SMTP_OAUTH_SCOPE", "").strip(),
+        token_cache=_optional_path(root, env, "SMTP_OAUTH_TOKEN_CACHE"),
+        service_account_file=_optional_path(root, env, "SMTP_OAUTH_SERVICE_ACCOUNT_FILE"),
+    )
 
 
 def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -375,6 +480,8 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
     )
     if not sender.reply_to:
         sender = Sender(sender.name, sender.email, sender.email)
+    for key in ("email", "reply_to"):
+        _ascii_address(sender_t, key, getattr(sender, key))
 
     cols_t = top.table("audiences_csv", required=False)
     columns = _column_mapping(cols_t, ColumnMapping(), lists_column=True)
@@ -436,25 +543,26 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         raise web_t.fail("archive_audience", f"one of the lists: {', '.join(lists)}")
 
     env = _environment(root, environ)
+    register_environment(env)  # before anything below can quote a value back in a message
     transport = env.get("MAILROOM_TRANSPORT", "").strip().lower() or "outbox"
     if transport not in TRANSPORTS:
         raise ConfigError(f"MAILROOM_TRANSPORT is '{transport}'; it should be one of: {', '.join(TRANSPORTS)}")
 
     sg_t = top.table("sendgrid", required=False)
-    host = env.get("SENDGRID_API_HOST", "").strip().rstrip("/") or "https://api.sendgrid.com"
-    if not host.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError(f"SENDGRID_API_HOST should be an https:// address, not '{host}'")
     sendgrid = SendGridSettings(
         api_key=Secret(env.get("SENDGRID_API_KEY", "").strip()),
-        host=host,
+        host=sendgrid_api_host(env.get("SENDGRID_API_HOST", "")),
         timeout_seconds=sg_t.number("timeout_seconds", 30.0),
         batch_size=sg_t.integer("batch_size", 1000, minimum=1) or 1000,
-        categories=sg_t.text_list("categories", ["newsletter"]),
+        categories=_categories(sg_t),
         asm_group_id=sg_t.integer("asm_group_id", None, minimum=1),
         webhook_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
     )
     if sendgrid.batch_size > 1000:
         raise sg_t.fail("batch_size", "at most 1000 (SendGrid's limit per request)")
+    if transport == "sendgrid" and not sender.name.isascii():
+        raise sender_t.fail("name", "written in plain letters (A-Z) for SendGrid, which does not support "
+                            f"accented or other non-ASCII letters in the sender's name, not '{sender.name}'")
     if transport == "sendgrid" and not sendgrid.api_key:
         raise ConfigError("MAILROOM_TRANSPORT is sendgrid, but SENDGRID_API_KEY is not set (put it in .env)")
 
@@ -474,6 +582,9 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         messages_per_minute=smtp_t.integer("messages_per_minute", 30) or 0,
         daily_limit=smtp_t.integer("daily_limit", 10000) or 0,
         timeout_seconds=smtp_t.number("timeout_seconds", 60.0),
+        auth=_smtp_auth(env),
+        oauth=_oauth_settings(root, env),
+        ca_file=_optional_path(root, env, "SMTP_CA_FILE"),
     )
     if transport == "smtp" and not smtp.host:
         raise ConfigError("MAILROOM_TRANSPORT is smtp, but SMTP_HOST is not set (put it in .env)")
@@ -494,4 +605,5 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         sendgrid=sendgrid,
         smtp=smtp,
         source_file=path,
+        dns_server=env.get("MAILROOM_DNS_SERVER", "").strip(),
     )
