@@ -8,8 +8,10 @@ import email.policy
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser
 
 from mailroom.compose.build import load_build
+from mailroom.preview.page import sample_document
 from mailroom.versions import (
     ALL_COMBINATIONS_UP_TO,
     VersionKey,
@@ -18,6 +20,9 @@ from mailroom.versions import (
     describe,
     version_for,
 )
+from mailroom.workflows.compose import ComposeResult
+from tests.browser import artifact, horizontal_overflow, open_page
+from tests.projects import project_settings
 from tests.send_project import SAMPLE, environ, send_project, send_py, write_audiences
 
 PARENTS_ONLY = "For parents and carers"
@@ -87,3 +92,24 @@ def test_someone_on_both_lists_gets_one_email_with_both_sections(project: Path, 
     amelia = sent["amelia.hughes@example.org"].get_body(("plain",)).get_content()
     assert PARENTS_ONLY in amelia and STAFF_ONLY not in amelia
     assert "To send now, per version: parents 1, staff 1, parents+staff 1" in result.stdout
+
+
+def test_the_combined_version_on_a_phone_shows_both_sections(browser: Browser, composed_sample: ComposeResult) -> None:
+    """At 375 px: both lists' sections, one after the other, nothing wider than the screen; the footer names
+    both lists and has one unsubscribe link."""
+    version = composed_sample.build.versions["parents+staff"]
+    settings = project_settings(composed_sample.build.root)
+    path = composed_sample.build.build_dir / "sample-parents+staff.html"  # beside images/, so they load
+    path.write_text(sample_document(settings, "parents+staff", version.html()), encoding="utf-8")
+    with open_page(browser, 375) as (page, log):
+        page.goto(path.as_uri())
+        parents = page.get_by_role("heading", name=PARENTS_ONLY)
+        staff = page.get_by_role("heading", name=STAFF_ONLY)
+        assert parents.is_visible() and staff.is_visible()
+        first, second = parents.bounding_box(), staff.bounding_box()
+        assert first is not None and second is not None and first["y"] < second["y"]
+        assert first["x"] + first["width"] <= 375 and second["x"] + second["width"] <= 375
+        assert horizontal_overflow(page) <= 0 and log.console_errors == []
+        assert page.get_by_role("link", name="Unsubscribe from these emails").count() == 1
+        assert "Dear Parent/Carer" in page.inner_text("body")  # the first list's greeting
+        page.screenshot(path=artifact("email-parents+staff-375.png"), full_page=True)

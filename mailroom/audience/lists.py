@@ -33,7 +33,7 @@ from mailroom.versions import version_for
 REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid")
 DEFAULT_FILE = "audiences.csv"
 # A name, an address, a list or a consent answer this long is not one: the wrong column, or pasted text.
-MAX_CELL = 1000
+MAX_CELL = 10_000
 
 _LIST_SPLIT = re.compile(r"[;,]")
 # An ASCII dot-atom local part: for these, email-validator's verdict depends only on the domain (cached
