@@ -32,6 +32,10 @@ from mailroom.versions import version_for
 
 REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid")
 DEFAULT_FILE = "audiences.csv"
+# Optional row-level columns beyond the people's own: each a ``ColumnMapping`` attribute naming the heading.
+# Adding one (e.g. "language") here, to ColumnMapping and to Recipient is all a new column needs: its
+# trimmed value arrives in ``_Entry.extras`` in this order ("" when the file has no such column).
+EXTRA_COLUMNS: tuple[str, ...] = ()
 # A name, an address, a list or a consent answer this long is not one: the wrong column, or pasted text.
 MAX_CELL = 10_000
 
@@ -127,6 +131,7 @@ class _Entry(NamedTuple):
     lists: tuple[str, ...]  # known list names, in the row's order
     unsubscribed: bool
     problems: tuple[str, ...]  # empty: the entry is fine
+    extras: tuple[str, ...] = ()  # the EXTRA_COLUMNS' values, in that order
 
 
 def load_audience(path: Path | None, settings: Settings, lists: Sequence[str] | str,
@@ -206,6 +211,7 @@ class _Columns:
     status: int | None
     width: int
     checked: list[tuple[int, str]] = field(default_factory=list)  # columns whose cells must be short
+    extras: list[int | None] = field(default_factory=list)  # per EXTRA_COLUMNS: its column, or None
 
 
 def _find_columns(table: Table, mapping: ColumnMapping, need_lists: bool) -> _Columns:
@@ -247,11 +253,12 @@ def _find_columns(table: Table, mapping: ColumnMapping, need_lists: bool) -> _Co
             f"the {plural} {', '.join(repr(m) for m in missing)} {'are' if len(missing) > 1 else 'is'} missing. "
             f"The {where} has: {found}. If your export uses other headings, set them in school.toml "
             "(see docs/audiences.md)", table.heading_row)
+    extras = [find(getattr(mapping, name), False) for name in EXTRA_COLUMNS]
     columns = [i for contact in contacts for i in contact if i is not None]
-    columns += [i for i in (lists_at, status_at) if i is not None]
+    columns += [i for i in (lists_at, status_at, *extras) if i is not None]
     return _Columns(contacts=[(c[0], c[1], c[2], c[3]) for c in contacts if c[0] is not None], lists=lists_at,
                     status=status_at, width=max(columns) + 1,
-                    checked=[(i, table.headings[i].strip()) for i in sorted(set(columns))])
+                    checked=[(i, table.headings[i].strip()) for i in sorted(set(columns))], extras=extras)
 
 
 # --- rows -> entries ---------------------------------------------------------------------------------------
@@ -393,6 +400,7 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
             lists = _lists(cells[columns.lists].strip().lower() if columns.lists is not None else "", known,
                            mapping.lists, row_problems)
         row_status = cells[columns.status].strip() if columns.status is not None else None
+        extras = tuple(cells[i].strip() if i is not None else "" for i in columns.extras)
         if is_csv and raw.end - raw.number > 1 and any(table.delimiter in c and "\n" in c for c in cells):
             # A quote opened and never closed swallows the lines after it, which then look like one cell
             # holding whole rows: say where to look (only when something on the row is wrong).
@@ -428,11 +436,12 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
             key = address_key(email) if email else ""
             yield _Entry(planner.next_order(), raw.number, f"{row_place}, contact {number}" if several else row_place,
                          email, email if key == email else key, first_name, last_name, lists, said_unsubscribed,
-                         tuple(problems))
+                         tuple(problems), extras)
         if not found:
             shown = ", ".join(f"'{table.headings[c[0]].strip()}'" for c in columns.contacts)
             problems = [*row_problems, f"no contact on this row has an email address (in {shown})"]
-            yield _Entry(planner.next_order(), raw.number, row_place, "", "", "", "", lists, False, tuple(problems))
+            yield _Entry(planner.next_order(), raw.number, row_place, "", "", "", "", lists, False, tuple(problems),
+                         extras)
 
 
 def _consent(value: str, heading: str, subscribed: tuple[str, ...], unsubscribed: tuple[str, ...],
