@@ -324,11 +324,23 @@ class _Planner:
                             summaries=summaries, rows=self.rows, encoding=encoding, delimiter=delimiter,
                             files=files)
 
+    def _version(self, lists: tuple[str, ...]) -> str:
+        """The slug of the version for ``lists`` (``mailroom.versions.version_for``), worked out once each."""
+        in_newsletter = self.version_order if any(n in self.version_order for n in lists) else self.chosen
+        version = self._versions[lists] = version_for(lists, in_newsletter).slug
+        return version
+
     def _decide(self, key: str, entries: list[_Entry]) -> tuple[Recipient | None, list[tuple[int, LeftOut]]]:
         """One person (all their valid entries on a chosen list, in reading order): the one email they get,
         if any, and their entries that get none (unsubscribed, suppressed, or the same list again)."""
         order = self.order
         first = entries[0]
+        if (len(entries) == 1 and len(first.lists) == 1 and key not in self.unsubscribed
+                and key not in self.suppressed):  # the usual case, 100,000 times: one row, one list
+            only = first.lists
+            version = self._versions.get(only) or self._version(only)
+            return Recipient(first.email, key, first.first_name, first.last_name, only[0], first.line, only,
+                             version, first.place), []
         if len(entries) == 1 and len(first.lists) == 1:
             placed = [(first.lists[0], first)]
         else:
@@ -355,10 +367,7 @@ class _Planner:
                 primary[name] = entry
         named = next((e for e in entries if e.first_name or e.last_name), first)
         lists = tuple(primary)
-        version = self._versions.get(lists)
-        if version is None:
-            in_newsletter = self.version_order if any(n in self.version_order for n in lists) else self.chosen
-            version = self._versions[lists] = version_for(lists, in_newsletter).slug
+        version = self._versions.get(lists) or self._version(lists)
         person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
                            audience=lists[0], line=first.line, lists=lists, version=version, place=first.place)
         return person, left
@@ -382,25 +391,28 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
     status_heading = table.headings[columns.status].strip() if columns.status is not None else mapping.status
     several = len(columns.contacts) > 1
     is_csv = table.kind == "csv"
+    answers: dict[str, bool] = {}  # consent cell -> unsubscribed, for the values school.toml gives a meaning
+    place_format = prefix.replace("{", "{{").replace("}", "}}") + table.place_format()
     for raw in table.rows():
         planner.rows += 1
         cells = raw.cells
         if len(cells) < columns.width:  # a short row: what's missing reads as empty
             cells.extend([""] * (columns.width - len(cells)))
-        row_place = prefix + table.place(raw.number)
+        row_place = place_format.format(raw.number)
         row_problems: list[str] = []
-        for index, heading in columns.checked:
-            if len(cells[index]) > MAX_CELL:
-                row_problems.append(f"the '{heading}' cell is {len(cells[index]):,} characters long, far too long "
-                                    "for a name, an address or a list (is it the right column?)")
-                cells[index] = cells[index][:MAX_CELL]
+        if sum(map(len, cells)) > MAX_CELL:  # only then look at each cell that matters
+            for index, heading in columns.checked:
+                if len(cells[index]) > MAX_CELL:
+                    row_problems.append(f"the '{heading}' cell is {len(cells[index]):,} characters long, far too "
+                                        "long for a name, an address or a list (is it the right column?)")
+                    cells[index] = cells[index][:MAX_CELL]
         if fixed_list is not None:
             lists: tuple[str, ...] = (fixed_list,)
         else:
             lists = _lists(cells[columns.lists].strip().lower() if columns.lists is not None else "", known,
                            mapping.lists, row_problems)
         row_status = cells[columns.status].strip() if columns.status is not None else None
-        extras = tuple(cells[i].strip() if i is not None else "" for i in columns.extras)
+        extras = tuple(cells[i].strip() if i is not None else "" for i in columns.extras) if columns.extras else ()
         if is_csv and raw.end - raw.number > 1 and any(table.delimiter in c and "\n" in c for c in cells):
             # A quote opened and never closed swallows the lines after it, which then look like one cell
             # holding whole rows: say where to look (only when something on the row is wrong).
@@ -422,15 +434,21 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
                 why = _email_problem(email)
                 if why:
                     problems.append(f"not a valid email address: {why}")
-            for word, name in (("first name", first_name), ("last name", last_name)):
-                if not name.isprintable() and _has_control(name):
-                    problems.append(f"the {word} has a line break or other control character "
-                                    "(names go into the email's headers)")
+            if not (first_name + last_name).isprintable():
+                for word, name in (("first name", first_name), ("last name", last_name)):
+                    if not name.isprintable() and _has_control(name):
+                        problems.append(f"the {word} has a line break or other control character "
+                                        "(names go into the email's headers)")
             status = cells[status_at].strip() if status_at is not None else row_status
             heading = table.headings[status_at].strip() if status_at is not None else status_heading
             said_unsubscribed = False
             if status is not None:
-                said_unsubscribed = _consent(status, heading, subscribed, unsubscribed, problems)
+                answer = answers.get(status)  # the same few values on every row: each worked out once
+                if answer is None:
+                    answer = _consent(status, heading, subscribed, unsubscribed, problems)
+                    if answer is not None:
+                        answers[status] = answer
+                said_unsubscribed = bool(answer)
             if problems and run_on:
                 problems.append(run_on)
             key = address_key(email) if email else ""
@@ -445,9 +463,9 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
 
 
 def _consent(value: str, heading: str, subscribed: tuple[str, ...], unsubscribed: tuple[str, ...],
-             problems: list[str]) -> bool:
-    """Whether a consent cell says unsubscribed; a value school.toml gives no meaning to is a problem (never
-    taken as consent)."""
+             problems: list[str]) -> bool | None:
+    """Whether a consent cell says unsubscribed; None for a value school.toml gives no meaning to, which is a
+    problem on its row (never taken as consent)."""
     key = consent_key(value)
     if key in unsubscribed:
         return True
@@ -461,7 +479,7 @@ def _consent(value: str, heading: str, subscribed: tuple[str, ...], unsubscribed
             return ", ".join(f"'{v}'" if v else "blank" for v in values)
         problems.append(f"the '{heading}' cell says '{value}', which school.toml lists neither as subscribed "
                         f"({shown(subscribed)}) nor as unsubscribed ({shown(unsubscribed)})")
-    return False
+    return None
 
 
 def _lists(cell: str, known: Mapping[str, object], heading: str, problems: list[str]) -> tuple[str, ...]:
