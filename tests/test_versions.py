@@ -22,7 +22,7 @@ from mailroom.versions import (
 )
 from mailroom.workflows.compose import ComposeResult
 from tests.browser import artifact, horizontal_overflow, open_page
-from tests.projects import project_settings
+from tests.projects import compose_copy, make_project, project_settings
 from tests.send_project import SAMPLE, environ, send_project, send_py, write_audiences
 
 PARENTS_ONLY = "For parents and carers"
@@ -113,3 +113,48 @@ def test_the_combined_version_on_a_phone_shows_both_sections(browser: Browser, c
         assert page.get_by_role("link", name="Unsubscribe from these emails").count() == 1
         assert "Dear Parent/Carer" in page.inner_text("body")  # the first list's greeting
         page.screenshot(path=artifact("email-parents+staff-375.png"), full_page=True)
+
+
+FIVE_LISTS = {'[lists.staff]': '''[lists.governors]
+description = "a governor of Oakfield Primary School"
+greeting = "Dear Governor"
+
+[lists.pta]
+description = "a member of the PTA"
+greeting = "Dear PTA member"
+
+[lists.year6]
+description = "a parent or carer of a Year 6 pupil"
+greeting = "Dear Year 6 Parent/Carer"
+
+[lists.staff]'''}
+
+
+def test_a_newsletter_for_five_lists_makes_the_combinations_readers_are_on(tmp_path: Path) -> None:
+    """2**5 - 1 = 31 versions would be too many: compose makes the five, plus the combinations in the lists
+    file; a combination met later stops the send before anything goes out, until compose runs again."""
+    folder = make_project(tmp_path / "school", school_toml=FIVE_LISTS)
+    project = folder.parents[1]
+    source = folder / "newsletter.md"
+    source.write_text(source.read_text(encoding="utf-8").replace(
+        "audiences: parents, staff", "audiences: parents, staff, governors, pta, year6"), encoding="utf-8")
+    write_audiences(project / "audiences.csv", [("a@example.org", "A", "A", "governors;parents"),
+                                                ("b@example.org", "B", "B", "staff")])
+    compose_copy(folder)
+    build = load_build(folder, project)
+    assert list(build.versions) == ["parents", "staff", "governors", "pta", "year6", "parents+governors"]
+
+    write_audiences(project / "audiences.csv", [("a@example.org", "A", "A", "governors;parents"),
+                                                ("c@example.org", "C", "C", "pta;staff")])
+    refused = send_py(project, f"newsletters/{folder.name}", "--to", "parents,staff,governors,pta", "--yes",
+                      "--untested", env=environ(project))
+    assert refused.returncode == 2 and not (project / "outbox").exists()
+    assert refused.stderr.strip() == (
+        f"Error: {folder / 'newsletter.md'}: this build has no version for people on staff and pta ('staff+pta'); "
+        "compose the newsletter again so it makes one")
+    compose_copy(folder)
+    sent = send_py(project, f"newsletters/{folder.name}", "--to", "parents,staff,governors,pta", "--yes",
+                   "--untested", env=environ(project))
+    assert sent.returncode == 0, sent.stderr
+    assert "To send now, per version: parents 0, staff 0, governors 0, pta 0, parents+governors 1, staff+pta 1" \
+        in sent.stdout
