@@ -42,11 +42,12 @@ def test_a_workbook_with_the_same_rows_gives_the_same_plan(settings: Settings, t
     from_csv = load_audience(FIXTURES / name, settings, ["staff", "parents"])
     from_xlsx = load_audience(as_workbook(FIXTURES / name, tmp_path / "lists.xlsx"), settings, ["staff", "parents"])
     def people(plan: object) -> list[tuple[object, ...]]:
-        return [(r.email, r.first_name, r.last_name, r.version, r.line, r.place.split()[-1])
+        return [(r.email, r.first_name, r.last_name, r.version, r.line)
                 for r in plan.recipients]  # type: ignore[attr-defined]
 
     assert people(from_xlsx) == people(from_csv) and people(from_csv)
-    assert all(r.place.startswith("sheet 'Sheet1', row ") for r in from_xlsx.recipients)
+    assert [o.where for o in from_xlsx.left_out] == [o.where.replace("line", "sheet 'Sheet1', row")
+                                                     for o in from_csv.left_out]
     assert [(o.email, o.line, o.list_name, o.reason) for o in from_xlsx.left_out] == [
         (o.email, o.line, o.list_name, o.reason) for o in from_csv.left_out]
     assert from_xlsx.summaries == from_csv.summaries

@@ -13,6 +13,7 @@ with a file as a whole (missing, unreadable, a column missing or twice) is an ``
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -59,7 +60,6 @@ class Recipient:
     line: int  # the row (CSV line, sheet row) where the person was first found
     lists: tuple[str, ...] = ()  # every chosen list they are on, in --to order
     version: str = ""  # the slug of the version they get (mailroom.versions.version_for)
-    place: str = ""  # where they were first found, as the office would look: "line 4", "staff.xlsx, row 3"
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ class _Entry(NamedTuple):
 
     order: int  # position in reading order, across files: sorts left-out entries as the office reads them
     line: int
-    place: str
+    source: int  # which table (the planner's ``formats``): where it is is spelt out only when shown
+    contact: int  # 1, 2...: which contact of a row holding several; 0: the row holds one
     email: str
     key: str
     first_name: str
@@ -271,42 +272,54 @@ class _Planner:
         self.order = {name: i for i, name in enumerate(chosen)}
         self.version_order = version_order
         self.suppressed = suppressed
-        self.people: dict[str, list[_Entry]] = {}  # key -> their valid entries on a chosen list, first-found order
-        self.unsubscribed: dict[str, str] = {}  # key -> where it first says so
+        # key -> their valid entry on a chosen list, or their entries (first-found order) when several
+        self.people: dict[str, _Entry | list[_Entry]] = {}
+        self.unsubscribed: dict[str, _Entry] = {}  # key -> the entry that first says so
         self.left_out: list[tuple[int, LeftOut]] = []  # (reading order, entry)
+        self.formats: list[str] = []  # per table read: its place_format, with the file's name when not the main one
         self.rows = 0
-        self._count = 0
+        self.next_order = itertools.count(1).__next__  # each entry's position in reading order
         self._versions: dict[tuple[str, ...], str] = {}
 
     def read(self, table: Table, mapping: ColumnMapping, settings: Settings, *, fixed_list: str | None,
              prefix: str) -> None:
         """Take in every row of ``table``: ``fixed_list`` set means everyone in it is on that list."""
-        for entry in _entries(table, mapping, settings, fixed_list, prefix, self):
+        self.formats.append(prefix.replace("{", "{{").replace("}", "}}") + table.place_format())
+        source = len(self.formats) - 1
+        people = self.people
+        for entry in _entries(table, mapping, settings, fixed_list, source, self):
             # An "unsubscribed" is honoured even on an entry with other problems, if its address is readable.
             if entry.unsubscribed and entry.key:
-                self.unsubscribed.setdefault(entry.key, entry.place)
+                self.unsubscribed.setdefault(entry.key, entry)
             if entry.problems:
                 detail = "; ".join(entry.problems)
                 places = [name for name in entry.lists if name in self.order]
                 if places:
                     self.left_out.extend((entry.order, LeftOut(entry.email, entry.line, name, "invalid", detail,
-                                                               entry.place)) for name in places)
+                                                               self.place(entry))) for name in places)
                 elif not entry.lists:
                     self.left_out.append((entry.order, LeftOut(entry.email, entry.line, None, "invalid", detail,
-                                                               entry.place)))
+                                                               self.place(entry))))
             elif any(name in self.order for name in entry.lists):
-                self.people.setdefault(entry.key, []).append(entry)
+                found = people.get(entry.key)
+                if found is None:
+                    people[entry.key] = entry
+                elif isinstance(found, list):
+                    found.append(entry)
+                else:
+                    people[entry.key] = [found, entry]
 
-    def next_order(self) -> int:
-        self._count += 1
-        return self._count
+    def place(self, entry: _Entry) -> str:
+        """Where ``entry`` is, as the office would look: "line 4", "staff.xlsx, sheet 'Staff', row 3, contact 2"."""
+        place = self.formats[entry.source].format(entry.line)
+        return f"{place}, contact {entry.contact}" if entry.contact else place
 
     def plan(self, *, path: Path, encoding: str, delimiter: str,
              files: tuple[tuple[Path, str | None], ...]) -> AudiencePlan:
         recipients: list[Recipient] = []
         left_out = list(self.left_out)
         for key, entries in self.people.items():
-            person, left = self._decide(key, entries)
+            person, left = self._decide(key, entries if isinstance(entries, list) else [entries])
             if person is not None:
                 recipients.append(person)
             left_out.extend(left)
@@ -340,36 +353,38 @@ class _Planner:
             only = first.lists
             version = self._versions.get(only) or self._version(only)
             return Recipient(first.email, key, first.first_name, first.last_name, only[0], first.line, only,
-                             version, first.place), []
+                             version), []
         if len(entries) == 1 and len(first.lists) == 1:
             placed = [(first.lists[0], first)]
         else:
             placed = sorted(((name, entry) for entry in entries for name in entry.lists if name in order),
                             key=lambda item: (order[item[0]], item[1].order))
         if key in self.unsubscribed:
-            where = self.unsubscribed[key]
+            saying = self.unsubscribed[key]
+            where = self.place(saying)
             return None, [(entry.order, LeftOut(entry.email, entry.line, name, "unsubscribed",
-                                                "marked unsubscribed" if entry.place == where and entry.unsubscribed
-                                                else f"marked unsubscribed on {where}", entry.place))
+                                                "marked unsubscribed" if entry.order == saying.order
+                                                else f"marked unsubscribed on {where}", self.place(entry)))
                           for name, entry in placed]
         if key in self.suppressed:
             reason = self.suppressed[key]
-            return None, [(entry.order, LeftOut(entry.email, entry.line, name, "suppressed", reason, entry.place))
-                          for name, entry in placed]
+            return None, [(entry.order, LeftOut(entry.email, entry.line, name, "suppressed", reason,
+                                                self.place(entry))) for name, entry in placed]
         primary: dict[str, _Entry] = {}
         left: list[tuple[int, LeftOut]] = []
         for name, entry in placed:
             if name in primary:
-                first_place = _same_file_place(primary[name].place, entry.place)
+                here = self.place(entry)
+                first_place = _same_file_place(self.place(primary[name]), here)
                 left.append((entry.order, LeftOut(entry.email, entry.line, name, "duplicate",
-                                                  f"already on the {name} list on {first_place}", entry.place)))
+                                                  f"already on the {name} list on {first_place}", here)))
             else:
                 primary[name] = entry
         named = next((e for e in entries if e.first_name or e.last_name), first)
         lists = tuple(primary)
         version = self._versions.get(lists) or self._version(lists)
         person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
-                           audience=lists[0], line=first.line, lists=lists, version=version, place=first.place)
+                           audience=lists[0], line=first.line, lists=lists, version=version)
         return person, left
 
 
@@ -382,7 +397,7 @@ def _same_file_place(place: str, beside: str) -> str:
     return place
 
 
-def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_list: str | None, prefix: str,
+def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_list: str | None, source: int,
              planner: _Planner) -> Iterator[_Entry]:
     """Each person on each row of ``table``, with everything wrong with them (all of it, so one fix-up does)."""
     columns = _find_columns(table, mapping, need_lists=fixed_list is None)
@@ -392,13 +407,11 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
     several = len(columns.contacts) > 1
     is_csv = table.kind == "csv"
     answers: dict[str, bool] = {}  # consent cell -> unsubscribed, for the values school.toml gives a meaning
-    place_format = prefix.replace("{", "{{").replace("}", "}}") + table.place_format()
     for raw in table.rows():
         planner.rows += 1
         cells = raw.cells
         if len(cells) < columns.width:  # a short row: what's missing reads as empty
             cells.extend([""] * (columns.width - len(cells)))
-        row_place = place_format.format(raw.number)
         row_problems: list[str] = []
         if sum(map(len, cells)) > MAX_CELL:  # only then look at each cell that matters
             for index, heading in columns.checked:
@@ -452,13 +465,13 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
             if problems and run_on:
                 problems.append(run_on)
             key = address_key(email) if email else ""
-            yield _Entry(planner.next_order(), raw.number, f"{row_place}, contact {number}" if several else row_place,
+            yield _Entry(planner.next_order(), raw.number, source, number if several else 0,
                          email, email if key == email else key, first_name, last_name, lists, said_unsubscribed,
                          tuple(problems), extras)
         if not found:
             shown = ", ".join(f"'{table.headings[c[0]].strip()}'" for c in columns.contacts)
             problems = [*row_problems, f"no contact on this row has an email address (in {shown})"]
-            yield _Entry(planner.next_order(), raw.number, row_place, "", "", "", "", lists, False, tuple(problems),
+            yield _Entry(planner.next_order(), raw.number, source, 0, "", "", "", "", lists, False, tuple(problems),
                          extras)
 
 
