@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from sys import intern
 from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
@@ -435,8 +436,9 @@ def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_lis
         found = False
         for number, (email_at, first_at, last_at, status_at) in enumerate(columns.contacts, start=1):
             email = cells[email_at].strip()
-            first_name = cells[first_at].strip() if first_at is not None else ""
-            last_name = cells[last_at].strip() if last_at is not None else ""
+            # Names repeat (hundreds of Olivias): one copy of each held for the whole send, not one per person.
+            first_name = intern(cells[first_at].strip()) if first_at is not None else ""
+            last_name = intern(cells[last_at].strip()) if last_at is not None else ""
             if several and not email:
                 continue  # this pupil has no such contact, or one without an address: nobody to mail
             found = True
