@@ -54,6 +54,9 @@ class BuiltVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    language: str = ""  # BCP 47 tag ("pl"); "" in a build from before translations
+    subject: str = ""  # in the version's language; "" means the build's subject
+    preheader: str = ""
 
     def html(self) -> str:
         return self.html_path.read_text(encoding="utf-8")
@@ -98,7 +101,7 @@ def file_sha256(path: Path) -> str:
 
 # The parts of school.toml that change what an email looks like. Sending settings ([smtp], [sendgrid],
 # [audiences_csv]) are left out, so changing the sending pace doesn't force a new compose.
-RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web")
+RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web", "translation")
 RENDERING_PART = "rendering"
 
 
@@ -141,6 +144,9 @@ def load_build(newsletter_dir: Path | str, root: Path | None = None) -> Build:
                 tokens=tuple(v["tokens"]),
                 images=tuple(BuiltImage(i["filename"], i["content_type"], int(i["size"]))
                              for i in v["images"]),
+                language=str(v.get("language", "")),
+                subject=str(v.get("subject", "")),
+                preheader=str(v.get("preheader", "")),
             )
             for name, v in data["versions"].items()
         }

@@ -149,7 +149,7 @@ def _findings_section(merged: Sequence, errors: int, warnings: int) -> str:
 
 
 def _version_section(settings: Settings, audience: str, version: RenderedVersion) -> str:
-    values = sample_values(settings, audience)
+    values = sample_values(settings, version.audience)
     document = personalize(version.html, values, is_html=True)
     text = personalize(version.text, values, is_html=False)
     name = audience.capitalize()

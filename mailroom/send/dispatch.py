@@ -65,7 +65,7 @@ def make_version(build: Build, settings: Settings, audience: str, *, test: bool 
     return Version(
         newsletter=build.slug,
         audience=audience,
-        subject=f"[TEST] {build.subject}" if test else build.subject,
+        subject=f"[TEST] {built.subject or build.subject}" if test else (built.subject or build.subject),
         html=built.html(),
         text=built.text(),
         images=tuple((image, build.image_path(image)) for image in built.images),

@@ -6,11 +6,13 @@ leaves the previous build as it was.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion,
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.settings import Settings
+from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages
+from mailroom.translate.translator import Translator
 
 LOGO_NAME = "school-logo"
 
@@ -41,6 +45,7 @@ class ComposeResult:
     web_path: Path
     preview_path: Path
     findings: tuple[Finding, ...] = ()  # the preflight checks' findings (errors stop a send)
+    languages: tuple[LanguageOutcome, ...] = ()  # each reader language: how it was made, or why not
 
 
 def _image_names(paths: list[Path]) -> dict[Path, str]:
@@ -76,8 +81,13 @@ def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
     return Renderer(settings, image_names, logo_name)
 
 
-def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
-    """Render every audience's version of the newsletter in ``folder`` and write its build."""
+def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Sequence[str] = (),
+                       translator: Translator | None = None) -> ComposeResult:
+    """Render every audience's version of the newsletter in ``folder`` and write its build.
+
+    ``languages`` are the readers' languages: each gets its own versions (the school's translation, or
+    the engine's), named like ``parents.pl``; one that cannot be made is reported in the findings.
+    """
     folder = Path(folder)
     newsletter = load_newsletter(folder, settings.list_names())
     images = newsletter.images()
@@ -85,10 +95,23 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
+    version_languages = {audience: settings.school.language for audience in versions}
+    version_fronts = {audience: newsletter for audience in versions}
     web = renderer.render(newsletter, WEB_AUDIENCE)
+    outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, languages),
+                              translator)
+    for outcome in outcomes:
+        if outcome.newsletter is None:
+            continue
+        for audience in newsletter.front.audiences:
+            slug = version_slug(audience, outcome.language)
+            versions[slug] = renderer.render(outcome.newsletter, audience, outcome.localisation)
+            version_languages[slug] = outcome.language
+            version_fronts[slug] = outcome.newsletter
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
     sources = [newsletter.path, *(image.path for image in images)]
+    sources += [o.newsletter.path for o in outcomes if o.newsletter is not None and o.source == "school"]
     sources += sorted(p for p in (settings.root / TEMPLATE_DIR).rglob("*") if p.is_file())
     if logo is not None:
         sources.append(logo)
@@ -114,6 +137,9 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
             used = [(path, name) for path, name in image_files if f'src="{IMAGE_PREFIX}{name}"' in version.html]
             manifest_versions[audience] = {
                 "html": html_name, "text": text_name,
+                "lists": [version.audience], "language": version_languages[audience],
+                "subject": version_fronts[audience].front.subject,
+                "preheader": version_fronts[audience].front.preheader,
                 "html_bytes": len(version.html.encode("utf-8")), "text_bytes": len(version.text.encode("utf-8")),
                 "links": list(version.links), "tokens": list(version.tokens),
                 "images": [{"filename": name, "content_type": IMAGE_TYPES[path.suffix.lower()],
@@ -139,11 +165,18 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
             "build_hash": output_digest.hexdigest(),
             "sources": source_hashes,
             "versions": manifest_versions,
+            "translations": {o.language: o.summary() for o in outcomes},
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
-                                  preheader=front.preheader, newsletter=newsletter,
-                                  image_dir=staging / IMAGE_PREFIX.rstrip("/"))
+        # Each language's versions are checked against their own subject, preheader and text.
+        findings: list[Finding] = []
+        for source in dict.fromkeys(version_fronts.values()):
+            group = {a: (v.html, v.text) for a, v in versions.items() if version_fronts[a] is source}
+            findings += check_versions(group, subject=source.front.subject, preheader=source.front.preheader,
+                                       newsletter=source, image_dir=staging / IMAGE_PREFIX.rstrip("/"))
+        findings += [dataclasses.replace(f, audience=f.audience or version_slug(newsletter.front.audiences[0],
+                                                                                outcome.language))
+                     for outcome in outcomes for f in outcome.findings]
         page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date)
         (staging / "preview.html").write_text(page, encoding="utf-8")
         _swap_in(staging, build_dir)
@@ -152,7 +185,12 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
         raise
     build = load_build(folder, settings.root)
     return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
-                         findings=tuple(findings))
+                         findings=tuple(findings), languages=tuple(outcomes))
+
+
+def version_slug(audience: str, language: str) -> str:
+    """``parents``, or ``parents.pl`` for a version in another language (notes/VERSIONS.md)."""
+    return f"{audience}.{language}"
 
 
 def _swap_in(staging: Path, build_dir: Path) -> None:
