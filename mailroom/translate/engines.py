@@ -16,8 +16,9 @@ import json
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from mailroom.errors import ConfigError
 from mailroom.settings import TranslationSettings
@@ -140,7 +141,7 @@ class DeepLEngine(Engine):
             ignore_tags=["span"], preserve_formatting=True))
         return [result.text for result in results]
 
-    def _call(self, call):  # type: ignore[no-untyped-def]
+    def _call(self, call: Callable[[], Any]) -> Any:
         deepl = self._deepl
         try:
             return call()

@@ -15,7 +15,9 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailroom.compose.content import Block, Newsletter
+from markdown_it.token import Token
+
+from mailroom.compose.content import Block, Image, Newsletter
 from mailroom.errors import ConfigError
 from mailroom.settings import Settings
 from mailroom.translate import protect
@@ -68,6 +70,67 @@ class _Unit:
     what: str = ""  # for a unit outside the blocks: "the subject"
 
 
+@dataclass
+class _Draft:
+    """The translation as it is put together: starts as a copy of the English, answers replace its parts."""
+
+    subject: str
+    preheader: str
+    blocks: list[Block]
+    greetings: dict[str, str]
+    extra: dict[str, str]
+    strings: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, settings: Settings, newsletter: Newsletter) -> _Draft:
+        date = newsletter.front.date
+        return cls(subject=newsletter.front.subject, preheader=newsletter.front.preheader,
+                   blocks=[copy.copy(block) for block in newsletter.blocks],
+                   greetings={name: lst.greeting for name, lst in settings.lists.items()},
+                   extra={"notice": NOTICE_TEXT, "date": f"{date:%A} {date.day} {date:%B %Y}"})
+
+    def set_subject(self, text: str) -> None:
+        self.subject = text
+
+    def set_preheader(self, text: str) -> None:
+        self.preheader = text
+
+    def localisation(self, language: str, web_url: str) -> Localisation:
+        extra = self.extra
+        if web_url:
+            notice = Notice(text=extra["notice"], link_label=extra["notice_link"], url=web_url)
+        else:
+            notice = Notice(text=f"{extra['notice']} {extra['notice_link']}")
+        return Localisation(language=language, direction=direction(language), strings=dict(self.strings),
+                            greetings=dict(self.greetings), date_long=extra["date"], notice=notice)
+
+
+def _inline_setter(token: Token, snippet: protect.Snippet) -> Callable[[str], None]:
+    def put(answer: str) -> None:
+        children = protect.decode_inline(answer, snippet)
+        token.children = children
+        token.content = "".join(c.content for c in children if c.type == "text")
+    return put
+
+
+def _attribute_setter(block: Block, name: str) -> Callable[[str], None]:
+    def put(text: str) -> None:
+        setattr(block, name, text)
+    return put
+
+
+def _alt_setter(block: Block, image: Image) -> Callable[[str], None]:
+    def put(text: str) -> None:
+        block.image = dataclasses.replace(image, alt=text)
+    return put
+
+
+def _entry_setter(table: dict[str, str], key: str) -> Callable[[str], None]:
+    def put(text: str) -> None:
+        table[key] = text
+    return put
+
+
 class Translator:
     """Translates newsletters for one compose run; the engine is created on first use, the cache shared."""
 
@@ -107,7 +170,8 @@ class Translator:
         if self._stopped:
             result.error = f"{name}: {self._stopped}. Its readers get the English version."
             return result
-        units, translated, localisation = self._units(newsletter, language, template_strings, web_url)
+        draft = _Draft.of(self.settings, newsletter)
+        units = self._units(newsletter, draft, template_strings, bool(web_url))
         try:
             engine = self._get_engine()
             engine.target_code(language)
@@ -134,78 +198,55 @@ class Translator:
                     failed_blocks.setdefault(unit.block, str(lost))
                 else:
                     result.fallbacks.append(Fallback(None, unit.what, str(lost)))
-        blocks = list(translated["blocks"])  # type: ignore[arg-type]
         for index, reason in sorted(failed_blocks.items()):
             original = newsletter.blocks[index]
-            blocks[index] = original
+            draft.blocks[index] = original
             result.fallbacks.append(Fallback(original.line, describe_block(original), reason))
-        front = dataclasses.replace(newsletter.front, subject=str(translated["subject"]),
-                                    preheader=str(translated["preheader"]))
-        result.newsletter = dataclasses.replace(newsletter, front=front, blocks=tuple(blocks))
-        result.localisation = localisation()
+        front = dataclasses.replace(newsletter.front, subject=draft.subject, preheader=draft.preheader)
+        result.newsletter = dataclasses.replace(newsletter, front=front, blocks=tuple(draft.blocks))
+        result.localisation = draft.localisation(language, web_url)
         return result
 
     # --- gathering the text ---------------------------------------------------------------------
 
-    def _units(self, newsletter: Newsletter, language: str, template_strings: Sequence[str], web_url: str
-               ) -> tuple[list[_Unit], dict[str, object], Callable[[], Localisation]]:
-        """Every snippet for ``language``, each with the function that puts its answer in place."""
-        settings, protector = self.settings, self.protector
+    def _units(self, newsletter: Newsletter, draft: _Draft, template_strings: Sequence[str], linked: bool
+               ) -> list[_Unit]:
+        """Every snippet of ``newsletter``, each with the function that puts its answer into ``draft``."""
+        protector = self.protector
         units: list[_Unit] = []
-        state: dict[str, object] = {"subject": newsletter.front.subject, "preheader": newsletter.front.preheader,
-                                    "blocks": [copy.copy(block) for block in newsletter.blocks]}
-        blocks: list[Block] = state["blocks"]  # type: ignore[assignment]
-        strings: dict[str, str] = {}
-        greetings = {name: lst.greeting for name, lst in settings.lists.items()}
-        extra = {"notice": NOTICE_TEXT, "notice_link": NOTICE_LINK if web_url else NOTICE_NO_LINK}
-        date = newsletter.front.date
-        extra["date"] = f"{date:%A} {date.day} {date:%B %Y}"
 
         def text_unit(text: str, block: int | None, put: Callable[[str], None], what: str = "") -> None:
             snippet = protect.encode_text(text, protector)
-            units.append(_Unit(snippet, block, lambda answer: put(protect.decode_text(answer, snippet)),
-                               what or f"'{_short(text)}'"))
 
-        text_unit(newsletter.front.subject, None, lambda t: state.__setitem__("subject", t), "the subject")
-        text_unit(newsletter.front.preheader, None, lambda t: state.__setitem__("preheader", t), "the preheader")
+            def apply(answer: str) -> None:
+                put(protect.decode_text(answer, snippet))
+
+            units.append(_Unit(snippet, block, apply, what or f"'{_short(text)}'"))
+
+        text_unit(newsletter.front.subject, None, draft.set_subject, "the subject")
+        text_unit(newsletter.front.preheader, None, draft.set_preheader, "the preheader")
         for index, block in enumerate(newsletter.blocks):
-            twin = blocks[index]
+            twin = draft.blocks[index]
             if block.tokens:
                 twin.tokens = copy.deepcopy(block.tokens)
                 for token in twin.tokens:
-                    if token.type != "inline" or not token.children:
-                        continue
-                    snippet = protect.encode_inline(token.children, protector)
-
-                    def put_inline(answer: str, token=token, snippet=snippet) -> None:  # type: ignore[no-untyped-def]
-                        children = protect.decode_inline(answer, snippet)
-                        token.children = children
-                        token.content = "".join(c.content for c in children if c.type == "text")
-
-                    units.append(_Unit(snippet, index, put_inline))
+                    if token.type == "inline" and token.children:
+                        snippet = protect.encode_inline(token.children, protector)
+                        units.append(_Unit(snippet, index, _inline_setter(token, snippet)))
             if block.title:
-                text_unit(block.title, index, lambda t, b=twin: setattr(b, "title", t))
+                text_unit(block.title, index, _attribute_setter(twin, "title"))
             if block.label:
-                text_unit(block.label, index, lambda t, b=twin: setattr(b, "label", t))
+                text_unit(block.label, index, _attribute_setter(twin, "label"))
             if block.image is not None:
-                def put_alt(alt: str, b: Block = twin) -> None:
-                    b.image = dataclasses.replace(b.image, alt=alt)  # type: ignore[arg-type]
-                text_unit(block.image.alt, index, put_alt)
+                text_unit(block.image.alt, index, _alt_setter(twin, block.image))
         for msgid in dict.fromkeys(template_strings):
-            text_unit(msgid, None, lambda t, m=msgid: strings.__setitem__(m, t), f"the template's words '{msgid}'")
-        for name in settings.lists:
-            text_unit(greetings[name], None, lambda t, n=name: greetings.__setitem__(n, t), f"the {name} greeting")
-        for key, text in list(extra.items()):
-            text_unit(text, None, lambda t, k=key: extra.__setitem__(k, t), f"the {key.replace('_', ' ')}")
-
-        def localisation() -> Localisation:
-            notice = Notice(text=extra["notice"], link_label=extra["notice_link"] if web_url else "",
-                            url=web_url) if web_url else Notice(text=f"{extra['notice']} {extra['notice_link']}")
-            return Localisation(language=language, direction=direction(language), strings=dict(strings),
-                                greetings=dict(greetings),
-                                date_long=extra["date"], notice=notice)
-
-        return units, state, localisation
+            text_unit(msgid, None, _entry_setter(draft.strings, msgid), f"the template's words '{_short(msgid)}'")
+        for name in self.settings.lists:
+            text_unit(draft.greetings[name], None, _entry_setter(draft.greetings, name), f"the {name} greeting")
+        draft.extra["notice_link"] = NOTICE_LINK if linked else NOTICE_NO_LINK
+        for key, text in list(draft.extra.items()):
+            text_unit(text, None, _entry_setter(draft.extra, key), f"the {key.replace('_', ' ')}")
+        return units
 
     # --- the engine and the cache ---------------------------------------------------------------
 
