@@ -73,20 +73,28 @@ def main() -> None:
 @main.command("compose")
 @newsletter_argument
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
+@click.option("--language", "languages", default="", metavar="TAGS",
+              help="Also make these languages' versions, e.g. --language pl,ar (as well as the languages of the "
+                   "people in audiences.csv and the school's own newsletter.<language>.md translations).")
 @_report_errors
-def compose_command(newsletter: Path, open_browser: bool) -> None:
-    """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience."""
+def compose_command(newsletter: Path, open_browser: bool, languages: str) -> None:
+    """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience (and each readers' language)."""
     from mailroom.settings import load_settings
+    from mailroom.translate.languages import parse_tags
+    from mailroom.translate.report import language_lines
     from mailroom.workflows.compose import compose_newsletter
 
     settings = load_settings()
-    result = compose_newsletter(settings, newsletter)
+    result = compose_newsletter(settings, newsletter, languages=parse_tags(languages, "--language"))
     build = result.build
     out.print(f"[bold green]Composed[/] \u201c{_plain(build.subject)}\u201d")
-    for version in build.versions.values():
-        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links"
+    width = max(10, *(len(name) for name in build.versions))
+    for name, version in build.versions.items():
+        out.print(f"  {name:<{width}} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links"
                   f"  ->  {_plain(_shown(version.html_path))}")
-    out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
+    out.print(f"  {'web copy':<{width}} {_plain(_shown(result.web_path))}")
+    for line in language_lines(result.languages):
+        out.print(_plain(line))
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
     # Compose succeeds (exit 0) even when the checks find errors: the build is there to look at and

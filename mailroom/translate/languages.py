@@ -116,3 +116,18 @@ class Localisation:
     def translated(self) -> bool:
         """Whether greetings are fixed words in another language rather than the per-reader token."""
         return bool(self.greetings)
+
+
+def parse_tags(text: str, where: str) -> list[str]:
+    """``"pl, AR,pt_PT"`` -> ``["pl", "ar", "pt-PT"]``; an ``InputError`` naming ``where`` for a bad one."""
+    from mailroom.errors import InputError
+
+    tags: list[str] = []
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        tag = normalise_tag(part)
+        if tag is None:
+            raise InputError(f"{where}: '{part.strip()}' is not a language tag; use tags like pl, ar, pt-PT")
+        tags.append(tag)
+    return list(dict.fromkeys(tags))

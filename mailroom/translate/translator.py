@@ -174,7 +174,6 @@ class Translator:
         units = self._units(newsletter, draft, template_strings, bool(web_url))
         try:
             engine = self._get_engine()
-            engine.target_code(language)
             answers = self._answers(engine, language, [u.snippet.html for u in units], result)
         except EngineError as exc:
             if exc.affects_all:
@@ -269,6 +268,8 @@ class Translator:
         answers = cache.lookup(language, unique)
         result.from_cache = len(answers)
         missing = [s for s in unique if s not in answers]
+        if missing:
+            engine.target_code(language)  # asks the engine which languages it offers, only when it is needed
         for batch in _batches(missing):
             texts = engine.translate(batch, language)
             result.requests += 1
