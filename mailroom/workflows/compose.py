@@ -32,6 +32,7 @@ from mailroom.compose.content import IMAGE_TYPES, Newsletter, load_newsletter
 from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
+from mailroom.preview.review import REVIEW_PAGE, review_page
 from mailroom.settings import Settings
 from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages
 from mailroom.translate.translator import Translator
@@ -175,7 +176,13 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
         findings += [dataclasses.replace(f, audience=f.audience or version_slug(newsletter.front.audiences[0],
                                                                                 outcome.language))
                      for outcome in outcomes for f in outcome.findings]
-        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date)
+        review = ""
+        if outcomes:
+            review = REVIEW_PAGE
+            (staging / review).write_text(review_page(newsletter, outcomes, settings.school.language),
+                                          encoding="utf-8")
+        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date,
+                            review_page=review)
         (staging / "preview.html").write_text(page, encoding="utf-8")
         _swap_in(staging, build_dir)
     except BaseException:
