@@ -103,6 +103,7 @@ class _StandIn:
         self.status = 0
         self.hang = False
         self.refuse: set[str] = set()
+        self.delay = 0.0  # seconds before answering a translation (the benchmark's stand-in for the network)
         self.calls = 0
         self.language_calls = 0
         self.characters = 0
@@ -132,6 +133,8 @@ class _StandIn:
         self.server.server_close()
 
     def translate_all(self, texts: Iterable[str], target: str) -> list[str]:
+        if self.delay:
+            self._stopping.wait(self.delay)
         out = []
         for text in texts:
             with self._lock:
