@@ -474,6 +474,8 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
               help="The mailing lists to send to, e.g. parents,staff (someone on both gets the first's version).")
 @click.option("--test", "test_address", metavar="ADDRESS",
               help="Send one copy of each version, marked [TEST], to ADDRESS only.")
+@click.option("--language", "test_languages", default="", metavar="TAGS",
+              help="With --test: send only these languages' versions, e.g. --language pl,ar (en: the English).")
 @click.option("--dry-run", is_flag=True, help="Show who would get what, and send nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--untested", is_flag=True, help="Allow a live send of a build that was never test-sent.")
@@ -485,17 +487,20 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
 @click.option("--mark-uncertain-sent", is_flag=True,
               help="Count people whose earlier send may or may not have arrived as sent (they may not have it).")
 @_report_errors
-def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_run: bool, yes: bool,
-                 untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
+def send_command(newsletter: Path, to_lists: str, test_address: str | None, test_languages: str, dry_run: bool,
+                 yes: bool, untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
                  mark_uncertain_sent: bool) -> None:
     """Send NEWSLETTER_DIR's composed newsletter to the chosen lists, safely and resumably."""
     from mailroom.compose.build import load_build
     from mailroom.send.ledger import Ledger, send_lock
     from mailroom.send.transports import make_transport
     from mailroom.settings import load_settings
+    from mailroom.translate.languages import parse_tags
 
     if resend_uncertain and mark_uncertain_sent:
         raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
+    if test_languages and test_address is None:
+        raise click.UsageError("--language goes with --test: it chooses which languages' versions to test")
     settings = load_settings()
     lists = split_lists(to_lists, settings)
     if not lists:
@@ -511,7 +516,8 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
 
     with send_lock(settings.db_path), Ledger(settings.db_path) as ledger:
         if test_address is not None:
-            _send_test(settings, build, ledger, transport, lists, test_address, sandbox)
+            _send_test(settings, build, ledger, transport, lists, test_address, sandbox,
+                       parse_tags(test_languages, "--language"))
             return
         _send_live(settings, build, ledger, transport, lists, audiences_file=audiences_file, dry_run=dry_run,
                    yes=yes, untested=untested, sandbox=sandbox, resend_uncertain=resend_uncertain,
@@ -530,10 +536,10 @@ def _refuse_preflight_errors(build: Any) -> None:
 
 
 def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], address: str,
-               sandbox: bool) -> None:
+               sandbox: bool, languages: Sequence[str] = ()) -> None:
     from email_validator import EmailNotValidError, validate_email
 
-    from mailroom.send.dispatch import Dispatcher, test_batches
+    from mailroom.send.dispatch import Dispatcher, test_batches, test_versions
     from mailroom.send.ledger import SANDBOX, TEST
 
     unknown = [name for name in lists if name not in settings.lists]
@@ -546,12 +552,16 @@ def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
         raise InputError(f"--test needs one email address, and '{address}' is not one ({exc})") from None
     key = address.strip().lower()
     recipient_id = ledger.recipient_ids([key])[key]
-    out.print(f"Sending a test copy of {', '.join(lists)} to {_plain(address.strip())} "
+    chosen = [slug for name in lists for slug in test_versions(build, settings, name, languages)]
+    if not chosen:
+        raise InputError(f"this build has no version in {', '.join(languages)} for {', '.join(lists)}: compose it "
+                         f"with  python compose.py {_shown(build.newsletter_dir)} --language {','.join(languages)}")
+    out.print(f"Sending a test copy of {', '.join(chosen)} to {_plain(address.strip())} "
               f"through {_plain(transport.describe())}{' (sandbox: nothing is delivered)' if sandbox else ''}.")
     dispatcher = Dispatcher(transport, ledger, newsletter=build.slug, build_hash=build.build_hash,
                             kind=SANDBOX if sandbox else TEST)
     with transport:
-        report = dispatcher.run(test_batches(build, settings, lists, address, recipient_id))
+        report = dispatcher.run(test_batches(build, settings, lists, address, recipient_id, languages))
     if report.confirmed_test_batches and not sandbox:
         ledger.record_test_send(newsletter=build.slug, build_hash=build.build_hash, address=key, audiences=lists,
                                 transport=transport.name, batch_id=report.confirmed_test_batches[0])
@@ -577,7 +587,7 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
         if marked:
             out.print(f"Counted {marked} people from uncertain batches as sent, as you asked.")
     plan = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
-    _show_plan(build.subject, plan, audience, transport, sandbox)
+    _show_plan(build.subject, plan, audience, transport, sandbox, settings.school.language)
     if plan.uncertain:
         _show_uncertain(plan.uncertain, _uncertain_file(settings, build))
         if not dry_run:
@@ -623,7 +633,8 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
                   "should get this newsletter now has it.")
 
 
-def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:
+def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool,
+               school_language: str = "en") -> None:
     """The plan before anything goes out: the lists (as ``mailroom audiences`` shows them), then this send."""
     from mailroom.audience.report import format_audience_summary, format_left_out, format_problems
 
@@ -632,6 +643,10 @@ def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: 
         for line in section:
             out.print(line, markup=False)
     out.print("To send now: " + ", ".join(f"{name} {plan.to_send.get(name, 0)}" for name in plan.audiences))
+    from mailroom.translate.report import plan_language_lines
+
+    for line in plan_language_lines(plan.languages, plan.english_instead, school_language):
+        out.print(_plain(line))
     if plan.already_sent:
         out.print(f"Already sent earlier (skipped): {plan.already_sent}")
     if plan.retrying:

@@ -114,6 +114,7 @@ class ColumnMapping:
     last_name: str = "last_name"
     lists: str = "lists"
     status: str = "status"
+    language: str = "language"  # optional: each person's language (pl, ar, pt-PT; blank: the school's)
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,7 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
     cols_t = top.table("audiences_csv", required=False)
     defaults = ColumnMapping()
     columns = ColumnMapping(**{f: cols_t.text(f, getattr(defaults, f)) for f in
-                               ("email", "first_name", "last_name", "lists", "status")})
+                               ("email", "first_name", "last_name", "lists", "status", "language")})
 
     web_t = top.table("web", required=False)
     archive_audience = web_t.text("archive_audience", next(iter(lists)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 # Scripts written right to left among the languages UK families speak (and Hebrew, Persian, Pashto,
 # Sindhi, Kurdish (Sorani), Yiddish, Dhivehi for completeness).
@@ -131,3 +132,27 @@ def parse_tags(text: str, where: str) -> list[str]:
             raise InputError(f"{where}: '{part.strip()}' is not a language tag; use tags like pl, ar, pt-PT")
         tags.append(tag)
     return list(dict.fromkeys(tags))
+
+
+@lru_cache(maxsize=512)
+def reader_language(cell: str) -> str:
+    """A language cell from the audiences file, tidied: ``"PL"`` -> ``"pl"``, ``"Polish"`` -> ``"pl"``.
+
+    Exports from school information systems often give the language's name ("Polish", "Portuguese
+    (Brazil)") rather than a tag, so names in English or in the language itself are understood too.
+    Blank gives "" (the school's language); a value that is neither is returned trimmed, and the plan
+    reports it as not recognised (that reader gets the school's language).
+    """
+    value = " ".join(cell.split())
+    if not value:
+        return ""
+    folded = value.casefold()
+    for tag, (english, own) in _NAMES.items():
+        if folded in (english.casefold(), own.casefold()):
+            return normalise_tag(tag) or tag
+    return normalise_tag(value) or value
+
+
+def is_tag(value: str) -> bool:
+    """Whether ``value`` (from ``reader_language``) is a language tag rather than text not understood."""
+    return bool(value) and normalise_tag(value) == value

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from mailroom.translate.languages import describe
+from mailroom.translate.languages import describe, english_name, is_tag
 from mailroom.translate.step import MACHINE, SCHOOL, LanguageOutcome
 
 
@@ -40,3 +40,22 @@ def language_lines(outcomes: Sequence[LanguageOutcome]) -> list[str]:
 
 def _count(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def plan_language_lines(languages: Mapping[str, int], english_instead: Mapping[str, int],
+                        school_language: str) -> list[str]:
+    """The send plan's count of people per language, and who gets the school's language instead, and why."""
+    if set(languages) <= {""} and not english_instead:
+        return []  # everyone reads the school's language: nothing to say
+    shown = ", ".join(f"{describe(tag) if tag else english_name(school_language)} {count}"
+                      for tag, count in sorted(languages.items(), key=lambda item: (item[0] != "", item[0])))
+    lines = [f"Languages: {shown}"]
+    school = english_name(school_language)
+    for value, count in sorted(english_instead.items()):
+        if is_tag(value):
+            lines.append(f"  {_count(count, 'reader')} of {describe(value)} get the {school} version: that "
+                         "language could not be made when the newsletter was composed (see compose's warnings)")
+        else:
+            lines.append(f"  {_count(count, 'reader')} get the {school} version because their language, "
+                         f"'{value}', is not one mailroom recognises: use a tag like pl, ar or pt-PT")
+    return lines

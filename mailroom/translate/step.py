@@ -9,19 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mailroom.checks.rules import WARNING, Finding
 from mailroom.compose.content import Newsletter
 from mailroom.compose.render import Renderer
-from mailroom.errors import InputError
+from mailroom.errors import InputError, MailroomError
 from mailroom.settings import Settings
-from mailroom.translate.languages import Localisation, describe, direction, same_language
+from mailroom.translate.languages import Localisation, describe, direction, is_tag, same_language
 from mailroom.translate.own import compare, load_own_translation, own_translations, unreadable
 from mailroom.translate.translator import Translator
 
 SCHOOL = "school"  # the school's own translation
 MACHINE = "machine"
 NONE = "none"  # could not be made: readers get the school's language
+AUDIENCES_FILE = "audiences.csv"
 
 
 @dataclass
@@ -44,6 +46,23 @@ class LanguageOutcome:
                 "requests": self.requests, "snippets": self.snippets, "from_cache": self.from_cache,
                 "kept_in_english": self.kept_in_english,
                 "problems": [f.message for f in self.findings]}
+
+
+def readers_languages(settings: Settings, newsletter: Newsletter, path: Path | None = None) -> list[str]:
+    """The languages of the people on the newsletter's lists (the audiences file's language column).
+
+    A missing or unreadable audiences file is not compose's problem (send reports it): no languages then.
+    """
+    from mailroom.audience.lists import load_audience
+
+    path = path or settings.root / AUDIENCES_FILE
+    if not path.is_file():
+        return []
+    try:
+        plan = load_audience(path, settings, newsletter.front.audiences)
+    except MailroomError:
+        return []
+    return sorted({person.language for person in plan.recipients if is_tag(person.language)})
 
 
 def languages_to_make(settings: Settings, newsletter: Newsletter, wanted: Sequence[str]) -> list[str]:

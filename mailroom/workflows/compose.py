@@ -6,7 +6,6 @@ leaves the previous build as it was.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import shutil
@@ -34,7 +33,7 @@ from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.preview.review import REVIEW_PAGE, review_page
 from mailroom.settings import Settings
-from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages
+from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages, readers_languages
 from mailroom.translate.translator import Translator
 
 LOGO_NAME = "school-logo"
@@ -83,11 +82,12 @@ def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
 
 
 def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Sequence[str] = (),
-                       translator: Translator | None = None) -> ComposeResult:
+                       translator: Translator | None = None, audiences_file: Path | None = None) -> ComposeResult:
     """Render every audience's version of the newsletter in ``folder`` and write its build.
 
-    ``languages`` are the readers' languages: each gets its own versions (the school's translation, or
-    the engine's), named like ``parents.pl``; one that cannot be made is reported in the findings.
+    Each language the readers have (the audiences file's language column), or that ``languages`` adds,
+    or that the school has translated (newsletter.<lang>.md) gets its own versions, named like
+    ``parents.pl``; one that cannot be made is reported in the findings, and its readers get English.
     """
     folder = Path(folder)
     newsletter = load_newsletter(folder, settings.list_names())
@@ -99,7 +99,8 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
     version_languages = {audience: settings.school.language for audience in versions}
     version_fronts = {audience: newsletter for audience in versions}
     web = renderer.render(newsletter, WEB_AUDIENCE)
-    outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, languages),
+    wanted = [*languages, *readers_languages(settings, newsletter, audiences_file)]
+    outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, wanted),
                               translator)
     for outcome in outcomes:
         if outcome.newsletter is None:
@@ -173,9 +174,7 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
             group = {a: (v.html, v.text) for a, v in versions.items() if version_fronts[a] is source}
             findings += check_versions(group, subject=source.front.subject, preheader=source.front.preheader,
                                        newsletter=source, image_dir=staging / IMAGE_PREFIX.rstrip("/"))
-        findings += [dataclasses.replace(f, audience=f.audience or version_slug(newsletter.front.audiences[0],
-                                                                                outcome.language))
-                     for outcome in outcomes for f in outcome.findings]
+        findings += [f for outcome in outcomes for f in outcome.findings]  # each names its language
         review = ""
         if outcomes:
             review = REVIEW_PAGE
