@@ -245,3 +245,12 @@ def test_libretranslate_makes_an_urdu_version_right_to_left(tmp_path: Path) -> N
     html = result.build.versions["parents.ur"].html()
     assert 'lang="ur" dir="rtl"' in html_tag(html)
     assert result.build.versions["parents.ur"].links == result.build.versions["parents"].links
+
+
+def test_the_live_preview_watches_the_schools_translations(tmp_path: Path) -> None:
+    from mailroom.servers.live_preview import Watcher
+
+    folder = project_with(tmp_path)
+    write_romanian(folder, translated_from=None)
+    watcher = Watcher(folder, folder.parent.parent, environ={})
+    assert folder / "newsletter.ro.md" in watcher.watched_files()
