@@ -77,7 +77,7 @@ def _blocks_table(english: Newsletter, outcome: LanguageOutcome, md: MarkdownIt,
     assert translated is not None
     tag = outcome.language
     flagged = {f.source_line: f for f in outcome.findings if f.source_line}
-    cell = f'lang="{e(tag)}" dir="{direction(tag)}"'
+    cell = f'lang="{e(tag)}" dir="{direction(tag)}" data-label="{e(own_name(tag))}"'
     rows = [
         _row("Subject", e(english.front.subject), e(translated.front.subject), cell, None),
         _row("Preheader", e(english.front.preheader), e(translated.front.preheader), cell, None),
@@ -158,7 +158,7 @@ main.wrap { padding-top: 24px; padding-bottom: 24px; }
   .side-by-side thead { display: none; }
   .side-by-side td::before { display: block; font-size: 13px; color: #4b5563; font-weight: 600; }
   .side-by-side td:nth-child(2)::before { content: "English"; }
-  .side-by-side td:nth-child(3)::before { content: attr(lang); }
+  .side-by-side td:nth-child(3)::before { content: attr(data-label); }
   .side-by-side .what { width: 100%; border-top: 2px solid #9ca3af; }
   .side-by-side td { border-top: 0; }
 }
