@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser
 
+from mailroom.preview.page import sample_document
 from mailroom.settings import load_settings
 from mailroom.workflows.compose import ComposeResult, compose_newsletter
 from tests.browser import artifact, axe_violations, horizontal_overflow, open_page
@@ -30,7 +31,15 @@ def translated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeResu
 
 
 def _file(result: ComposeResult, name: str) -> str:
-    return (result.build.build_dir / name).as_uri()
+    """A page of the build: review.html, or a version ("parents.ar.html") with a sample reader's values in."""
+    slug = name.removesuffix(".html")
+    if slug not in result.build.versions:
+        return (result.build.build_dir / name).as_uri()
+    settings = load_settings(result.build.root, environ={})
+    path = result.build.build_dir / f"sample-{slug}.html"  # beside images/, so they load
+    document = sample_document(settings, slug.partition(".")[0], result.build.versions[slug].html())
+    path.write_text(document, encoding="utf-8")
+    return path.as_uri()
 
 
 def test_the_arabic_version_reads_right_to_left_on_a_phone(browser: Browser, translated: ComposeResult) -> None:

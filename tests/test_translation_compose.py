@@ -162,7 +162,7 @@ def test_only_the_block_that_lost_something_falls_back(tmp_path: Path, deepl: De
     newsletter_lines = (folder / "newsletter.md").read_text(encoding="utf-8").splitlines()
     assert newsletter_lines[kept[0].source_line - 1] == "## If it happens: where to get help"
     html = result.build.versions["parents.ar"].html()
-    assert "0800 1111" in html and "If a child tells you" in html  # that block in English, intact
+    assert "tel:08001111" in html and "If a child tells you" in html  # that block in English, intact
     assert "Safeguarding alert" not in html  # the rest translated
 
 

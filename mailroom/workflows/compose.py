@@ -1,16 +1,25 @@
 """compose: newsletter folder -> build folder (every audience's version, web copy, preview, manifest).
 
 The build is written to a temporary folder and swapped in at the end, so a compose that fails
-leaves the previous build as it was.
+leaves the previous build as it was. One compose at a time per newsletter (a lock that dies with its
+process): the live preview and a compose from the terminal may run together, and the second waits.
+Whatever a killed compose left (its ``.build-*`` folder) is removed by the next one.
+
+The versions send uses keep their per-recipient tokens (``%%greeting%%``), so they live in
+``build/versions/<audience>.tokens.html``, out of the way: people open ``preview.html``, which shows each
+version as a reader gets it, and ``web.html``, the public copy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +36,7 @@ from mailroom.compose.build import (
     load_build,
     source_digest,
 )
-from mailroom.compose.content import IMAGE_TYPES, Newsletter, load_newsletter
+from mailroom.compose.content import IMAGE_TYPES, Newsletter, image_size, load_newsletter
 from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
@@ -37,6 +46,14 @@ from mailroom.translate.step import LanguageOutcome, languages_to_make, make_lan
 from mailroom.translate.translator import Translator
 
 LOGO_NAME = "school-logo"
+VERSIONS_DIR = "versions"  # under build/: each audience's version with its tokens, for send only
+STAGING_PREFIX = ".build-"
+LOCK_FILE = ".compose-lock"  # only where a folder cannot be locked itself (Windows)
+
+
+def version_file_names(audience: str) -> tuple[str, str]:
+    """Where an audience's HTML and text parts go in the build; the name says they hold tokens."""
+    return f"{VERSIONS_DIR}/{audience}.tokens.html", f"{VERSIONS_DIR}/{audience}.tokens.txt"
 
 
 @dataclass(frozen=True)
@@ -46,6 +63,15 @@ class ComposeResult:
     preview_path: Path
     findings: tuple[Finding, ...] = ()  # the preflight checks' findings (errors stop a send)
     languages: tuple[LanguageOutcome, ...] = ()  # each reader language: how it was made, or why not
+
+
+@dataclass(frozen=True)
+class _Languages:
+    """What the build needs to know about each version's language, and each language's outcome."""
+
+    outcomes: tuple[LanguageOutcome, ...]
+    language: dict[str, str]  # version name -> its language
+    source: dict[str, Newsletter]  # version name -> the newsletter it was rendered from (English or translated)
 
 
 def _image_names(paths: list[Path]) -> dict[Path, str]:
@@ -78,7 +104,8 @@ def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
     logo_name = f"{LOGO_NAME}{logo.suffix.lower()}" if logo else None
     if logo is not None and logo.suffix.lower() not in IMAGE_TYPES:
         raise InputError("the logo should be a PNG, JPEG or GIF file", settings.source_file)
-    return Renderer(settings, image_names, logo_name)
+    logo_size = image_size(logo) if logo is not None and logo.is_file() else None
+    return Renderer(settings, image_names, logo_name, logo_size)
 
 
 def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Sequence[str] = (),
@@ -96,20 +123,20 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
-    version_languages = {audience: settings.school.language for audience in versions}
-    version_fronts = {audience: newsletter for audience in versions}
     web = renderer.render(newsletter, WEB_AUDIENCE)
     wanted = [*languages, *readers_languages(settings, newsletter, audiences_file)]
     outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, wanted),
                               translator)
+    made = _Languages(tuple(outcomes), {a: settings.school.language for a in versions},
+                      {a: newsletter for a in versions})
     for outcome in outcomes:
         if outcome.newsletter is None:
             continue
         for audience in newsletter.front.audiences:
             slug = version_slug(audience, outcome.language)
             versions[slug] = renderer.render(outcome.newsletter, audience, outcome.localisation)
-            version_languages[slug] = outcome.language
-            version_fronts[slug] = outcome.newsletter
+            made.language[slug] = outcome.language
+            made.source[slug] = outcome.newsletter
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
     sources = [newsletter.path, *(image.path for image in images)]
@@ -126,14 +153,32 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
         image_files.append((logo, logo_name))
 
     build_dir = folder.resolve() / BUILD_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.resolve()))
+    with compose_lock(folder.resolve()):
+        remove_leftovers(folder.resolve())
+        findings = _write_build(settings, newsletter, versions, web, image_files, source_hashes, build_dir, made)
+        build = load_build(folder, settings.root)
+    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
+                         findings=tuple(findings), languages=tuple(outcomes))
+
+
+def version_slug(audience: str, language: str) -> str:
+    """``parents.pl``: a list's version in a language other than the school's (notes/VERSIONS.md)."""
+    return f"{audience}.{language}"
+
+
+def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str, RenderedVersion],
+                 web: RenderedVersion, image_files: list[tuple[Path, str]], source_hashes: dict[str, str],
+                 build_dir: Path, made: _Languages) -> list[Finding]:
+    """Write the whole build into a staging folder, check it, and swap it in; returns the findings."""
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=build_dir.parent))
     try:
         (staging / IMAGE_PREFIX).mkdir()
+        (staging / VERSIONS_DIR).mkdir()
         for path, name in image_files:
             shutil.copyfile(path, staging / IMAGE_PREFIX / name)
         manifest_versions: dict[str, ManifestVersion] = {}
         for audience, version in versions.items():
-            html_name, text_name = f"{audience}.html", f"{audience}.txt"
+            html_name, text_name = version_file_names(audience)
             (staging / html_name).write_text(version.html, encoding="utf-8")
             (staging / text_name).write_text(version.text, encoding="utf-8")
             used = [(path, name) for path, name in image_files if f'src="{IMAGE_PREFIX}{name}"' in version.html]
@@ -143,14 +188,14 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
                 links=version.links, tokens=version.tokens,
                 images=tuple(BuiltImage(name, IMAGE_TYPES[path.suffix.lower()], path.stat().st_size)
                              for path, name in used),
-                lists=(version.audience,), language=version_languages[audience],
-                subject=version_fronts[audience].front.subject,
-                preheader=version_fronts[audience].front.preheader,
+                lists=(version.audience,), language=made.language[audience],
+                subject=made.source[audience].front.subject, preheader=made.source[audience].front.preheader,
             )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
         output_digest = hashlib.sha256()
-        for name in sorted(p.name for p in staging.iterdir() if p.is_file()):
+        written = [p for p in [*staging.iterdir(), *(staging / VERSIONS_DIR).iterdir()] if p.is_file()]
+        for name in sorted(p.relative_to(staging).as_posix() for p in written):
             output_digest.update(name.encode() + b"\0" + (staging / name).read_bytes() + b"\0")
         for name, digest in sorted(source_hashes.items()):
             output_digest.update(f"{name}={digest}\n".encode())
@@ -166,19 +211,19 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
             build_hash=output_digest.hexdigest(),
             sources=source_hashes,
             versions=manifest_versions,
-            translations={o.language: o.summary() for o in outcomes},
+            translations={o.language: o.summary() for o in made.outcomes},
         ).write(staging)
         # Each language's versions are checked against their own subject, preheader and text.
         findings: list[Finding] = []
-        for source in dict.fromkeys(version_fronts.values()):
-            group = {a: (v.html, v.text) for a, v in versions.items() if version_fronts[a] is source}
+        for source in dict.fromkeys(made.source.values()):
+            group = {a: (v.html, v.text) for a, v in versions.items() if made.source[a] is source}
             findings += check_versions(group, subject=source.front.subject, preheader=source.front.preheader,
                                        newsletter=source, image_dir=staging / IMAGE_PREFIX.rstrip("/"))
-        findings += [f for outcome in outcomes for f in outcome.findings]  # each names its language
+        findings += [f for outcome in made.outcomes for f in outcome.findings]  # each names its language
         review = ""
-        if outcomes:
+        if made.outcomes:
             review = REVIEW_PAGE
-            (staging / review).write_text(review_page(newsletter, outcomes, settings.school.language),
+            (staging / review).write_text(review_page(newsletter, made.outcomes, settings.school.language),
                                           encoding="utf-8")
         page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date,
                             review_page=review)
@@ -187,14 +232,36 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    build = load_build(folder, settings.root)
-    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
-                         findings=tuple(findings), languages=tuple(outcomes))
+    return findings
 
 
-def version_slug(audience: str, language: str) -> str:
-    """``parents``, or ``parents.pl`` for a version in another language (notes/VERSIONS.md)."""
-    return f"{audience}.{language}"
+@contextmanager
+def compose_lock(folder: Path) -> Iterator[None]:
+    """Hold the newsletter's compose lock; a second compose waits here until the first has finished.
+
+    On Linux and macOS the newsletter folder itself is locked, so nothing is left on disk. The lock goes
+    with the process, so a killed compose never blocks the next one."""
+    if sys.platform == "win32":  # pragma: no cover - Windows cannot lock a folder: a small file in it instead
+        import filelock
+
+        with filelock.FileLock(folder / LOCK_FILE, thread_local=False):
+            yield
+    else:
+        import fcntl
+
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the staging folders of composes that were killed part-way (call with the lock held)."""
+    for leftover in folder.glob(f"{STAGING_PREFIX}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_in(staging: Path, build_dir: Path) -> None:
