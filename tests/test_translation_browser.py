@@ -1,5 +1,6 @@
 """Translated versions in headless Chromium: the Arabic version reads right to left and mirrors its layout;
-the review page and the translated email have no serious WCAG problems (axe-core)."""
+the review page and the translated email have no serious WCAG problems (axe-core); html-validate finds
+nothing in the Arabic and Polish versions beyond the email idioms the English is allowed."""
 
 from __future__ import annotations
 
@@ -104,3 +105,24 @@ def _blocks(result: ComposeResult) -> list[object]:
     from mailroom.compose.content import load_newsletter
 
     return list(load_newsletter(result.build.newsletter_dir, ["parents", "staff"]).blocks)
+
+
+def test_html_validate_finds_nothing_new_in_the_translated_versions(translated: ComposeResult) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    from tests.test_email_validators import CAN_I_EMAIL, NODE_MODULES, VALIDATORS, _html_allowed
+
+    node = shutil.which("node")
+    if node is None or not (NODE_MODULES / "html-validate").is_dir():
+        pytest.fail("node and html-validate are needed: run scripts/test")
+    files = [Path(_file(translated, f"{slug}.html").removeprefix("file://")) for slug in ("parents.ar", "staff.pl")]
+    run = subprocess.run([node, str(VALIDATORS / "check_email_html.cjs"), str(NODE_MODULES),
+                          ",".join(CAN_I_EMAIL["clients"]), *map(str, files)],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    for path in files:
+        others = [f"{f['rule']}: {f['message']}" for f in report[str(path)]["html_validate"] if not _html_allowed(f)]
+        assert others == [], path.name
