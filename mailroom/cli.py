@@ -70,7 +70,7 @@ def main() -> None:
 
 # --- compose -----------------------------------------------------------------------------------
 
-@main.command("compose")
+@main.command("compose", context_settings={"help_option_names": ["-h", "--help"]})
 @newsletter_argument
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
 @_report_errors
