@@ -97,6 +97,10 @@ class SourceMap:
         """The first body line of newsletter.md that contains ``needle`` as written."""
         return self.index().find_raw(needle, ignore_case)
 
+    def written_escaped(self, shown: str) -> bool:
+        """Whether ``shown`` (like ``{{ name }}``) was written with its brace escaped (``\\{{ name }}``)."""
+        return any(text.startswith(shown) for text in self.index().escaped)
+
 
 class _Index:
     """Dictionaries over a finished SourceMap, and a cursor for reading-order text search."""
@@ -133,6 +137,8 @@ class _Index:
         self.document = "\0".join(parts)
         self.cursor = 0  # the piece the last answer came from
         self.missing: set[str] = set()
+        # The text from each escaped brace on, as shown: "\\{{ x }}" is shown "{{ x }}".
+        self.escaped = [_unescape(line[at:]) for _, line in self.lines for at in _positions(line, "\\{")]
         self.raw_found: dict[tuple[str, bool], Place | None] = {}
 
     def find_text(self, wanted: str) -> Place | None:
@@ -163,6 +169,19 @@ class _Index:
                     break
             self.raw_found[key] = found
         return self.raw_found[key]
+
+
+def _positions(line: str, needle: str) -> list[int]:
+    """The position of the character after each backslash of ``needle`` (the escaped one) in ``line``."""
+    found, at = [], line.find(needle)
+    while at >= 0:
+        found.append(at + 1)
+        at = line.find(needle, at + 1)
+    return found
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
 
 
 def _first_places(entries: list[tuple[str, Place]]) -> dict[str, Place]:
