@@ -6,12 +6,14 @@ import csv
 import shutil
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from email_validator import EmailNotValidError, validate_email
 
+from mailroom.addresses import address_key
 from mailroom.audience.lists import LeftOut, _email_problem, load_audience
 from mailroom.audience.report import excel_safe, format_audience_summary, format_left_out, format_problems
 from mailroom.cli import main
@@ -519,3 +521,27 @@ def test_python_m_mailroom_audiences_in_a_real_process(project: Path) -> None:
         "Problems in audiences.csv (these rows are left out until they are fixed):",
         "  line 2: amelia.hughes@example.org: the status should be 'subscribed', 'unsubscribed' or blank, not 'yes'",
     ]
+
+
+def test_one_address_spelt_with_nfd_accents_upper_case_or_punycode_is_one_person(
+        settings: Settings, tmp_path: Path) -> None:
+    nfd = unicodedata.normalize("NFD", "zoë@bücher.example")
+    path = tmp_path / "audiences.csv"
+    path.write_text("email,first_name,last_name,lists,status\n"
+                    "zoë@bücher.example,Zoë,Brandt,parents,\n"
+                    f"{nfd},Zoë,Brandt,parents,\n"
+                    "ZOË@BÜCHER.example,Zoë,Brandt,parents,\n"
+                    "zoë@xn--bcher-kva.example,Zoë,Brandt,parents,\n"
+                    "zoe@xn--bcher-kva.example,Zoe,Other,parents,\n", encoding="utf-8")
+    plan = load_audience(path, settings, ["parents"])
+    assert [(r.line, r.first_name) for r in plan.recipients] == [(2, "Zoë"), (6, "Zoe")]
+    assert [(o.line, o.reason) for o in plan.left_out] == [(3, "duplicate"), (4, "duplicate"), (5, "duplicate")]
+
+
+def test_a_suppression_of_the_punycode_spelling_leaves_out_the_unicode_one(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "audiences.csv"
+    path.write_text("email,first_name,last_name,lists,status\nzoe@bücher.example,Zoe,Brandt,parents,\n",
+                    encoding="utf-8")
+    plan = load_audience(path, settings, ["parents"], suppressed={address_key("zoe@xn--bcher-kva.example"): "bounced"})
+    assert list(plan.recipients) == []
+    assert [(o.line, o.reason) for o in plan.left_out] == [(2, "suppressed")]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.compose.build import load_build
+from mailroom.compose.build import MANIFEST, BuiltImage, Manifest, ManifestVersion, load_build
 from mailroom.errors import InputError
 from tests.projects import REPO, compose_copy
 
@@ -40,27 +40,27 @@ def test_the_manifest_records_what_went_in_and_what_came_out(sample_folder: Path
     compose_copy(sample_folder)
     build = sample_folder / "build"
     root = sample_folder.parent.parent
-    manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["subject"] == "Online safety: sextortion and the rise of AI"
-    assert manifest["preheader"].startswith("A safeguarding alert about a growing online threat")
-    assert manifest["audiences"] == ["parents", "staff"]
-    assert manifest["campaign"] == "online-safety-2024-11"
+    manifest = Manifest.read(build)
+    assert manifest.subject == "Online safety: sextortion and the rise of AI"
+    assert manifest.preheader.startswith("A safeguarding alert about a growing online threat")
+    assert manifest.audiences == ("parents", "staff")
+    assert manifest.campaign == "online-safety-2024-11"
     slug = sample_folder.name
     assert {f"newsletters/{slug}/newsletter.md", "school.toml#rendering", "templates/base.mjml.j2", "assets/logo.png",
-            f"newsletters/{slug}/images/home-learning-hub.png"} <= set(manifest["sources"])
-    for name, digest in manifest["sources"].items():
+            f"newsletters/{slug}/images/home-learning-hub.png"} <= set(manifest.sources)
+    for name, digest in manifest.sources.items():
         if "#" not in name:  # school.toml#rendering is a digest of its rendering tables, tested in test_compose
             assert sha256(root / name) == digest, name
-    for audience, version in manifest["versions"].items():
-        html = (build / version["html"]).read_text(encoding="utf-8")
-        assert version["html_bytes"] == len(html.encode("utf-8"))
-        assert version["text_bytes"] == (build / version["text"]).stat().st_size
+    for audience, version in manifest.versions.items():
+        html = (build / version.html).read_text(encoding="utf-8")
+        assert version.html_bytes == len(html.encode("utf-8"))
+        assert version.text_bytes == (build / version.text).stat().st_size
         hrefs = [h.replace("&amp;", "&") for h in re.findall(r'<a\b[^>]*?\bhref="([^"]*)"', html)]
-        assert version["links"] == hrefs
+        assert list(version.links) == hrefs
         assert all(f"utm_content={audience}" in link for link in hrefs if link.startswith("https://"))
-        assert version["tokens"] == ["greeting", "unsubscribe_url"]
-        assert [i["filename"] for i in version["images"]] == ["home-learning-hub.png", "school-logo.png"]
-        assert version["html_bytes"] < 90 * KB  # well under Gmail's 102 KB clip
+        assert version.tokens == ("greeting", "unsubscribe_url")
+        assert [image.filename for image in version.images] == ["home-learning-hub.png", "school-logo.png"]
+        assert version.html_bytes < 90 * KB  # well under Gmail's 102 KB clip
     assert load_build(sample_folder, root).changed_sources() == []
 
 
@@ -96,3 +96,47 @@ def test_compose_open_opens_the_preview(sample_folder: Path, tmp_path: Path) -> 
                             cwd=sample_folder.parent.parent, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert opened.read_text().split() == [(sample_folder / "build" / "preview.html").resolve().as_uri()]
+
+
+def _manifest(**changes: object) -> Manifest:
+    version = ManifestVersion(html="parents.html", text="parents.txt", html_bytes=10, text_bytes=5,
+                              links=("https://example.org/?utm_source=school",), tokens=("greeting",),
+                              images=(BuiltImage("logo.png", "image/png", 123),))
+    fields: dict[str, object] = dict(
+        slug="2024-11-08-zoë", subject="Zoë’s class — trip", preheader="", date="2024-11-08", campaign="trip",
+        audiences=("parents",), composed_at="2024-11-08T09:00:00+00:00", build_hash="ab" * 32,
+        sources={"newsletters/2024-11-08-zoë/newsletter.md": "cd" * 32}, versions={"parents": version})
+    return Manifest(**(fields | changes))  # type: ignore[arg-type]
+
+
+def test_a_manifest_reads_back_exactly_as_it_was_written(tmp_path: Path) -> None:
+    manifest = _manifest()
+    path = manifest.write(tmp_path)
+    assert path == tmp_path / MANIFEST
+    assert "Zoë’s class" in path.read_text(encoding="utf-8")  # readable by a person, not \\u-escaped
+    assert Manifest.read(tmp_path) == manifest
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: data.pop("subject"),
+    lambda data: data.update(manifest_version=99),
+    lambda data: data.update(subject=7),
+    lambda data: data["versions"]["parents"].update(html_bytes="lots"),
+    lambda data: data["versions"]["parents"]["images"][0].pop("size"),
+    lambda data: data.update(versions=[]),
+])
+def test_a_damaged_manifest_is_an_input_error_naming_the_file(tmp_path: Path, damage: object) -> None:
+    data = _manifest().to_json()
+    data = json.loads(json.dumps(data))
+    damage(data)  # type: ignore[operator]
+    (tmp_path / MANIFEST).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(InputError, match="manifest is damaged") as caught:
+        Manifest.read(tmp_path)
+    assert caught.value.path == tmp_path / MANIFEST
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[1, 2]", "null"])
+def test_a_manifest_that_is_not_an_object_is_damaged(tmp_path: Path, content: str) -> None:
+    (tmp_path / MANIFEST).write_text(content, encoding="utf-8")
+    with pytest.raises(InputError, match="manifest is damaged"):
+        Manifest.read(tmp_path)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from mailroom.compose.build import load_build
+from mailroom.compose.build import Manifest, load_build
 from mailroom.errors import InputError
 
 COMPOSE = str(Path(__file__).resolve().parents[1] / "compose.py")
@@ -29,18 +28,18 @@ def test_compose_writes_every_version_and_a_manifest(project: Path, sample_dir: 
     for name in ("parents.html", "parents.txt", "staff.html", "staff.txt", "web.html", "preview.html",
                  "manifest.json", "images/home-learning-hub.png", "images/school-logo.png"):
         assert (build_dir / name).is_file(), name
-    manifest = json.loads((build_dir / "manifest.json").read_text())
-    assert manifest["subject"] == "Online safety: sextortion and the rise of AI"
-    assert manifest["audiences"] == ["parents", "staff"]
-    assert manifest["campaign"] == "online-safety-2024-11"
-    assert set(manifest["sources"]) >= {
+    manifest = Manifest.read(build_dir)
+    assert manifest.subject == "Online safety: sextortion and the rise of AI"
+    assert manifest.audiences == ("parents", "staff")
+    assert manifest.campaign == "online-safety-2024-11"
+    assert set(manifest.sources) >= {
         "newsletters/2024-11-08-online-safety/newsletter.md", "school.toml#rendering", "templates/base.mjml.j2",
         "newsletters/2024-11-08-online-safety/images/home-learning-hub.png", "assets/logo.png"}
-    parents = manifest["versions"]["parents"]
-    assert parents["tokens"] == ["greeting", "unsubscribe_url"]
-    assert parents["html_bytes"] == (build_dir / "parents.html").stat().st_size
-    assert {i["filename"] for i in parents["images"]} == {"home-learning-hub.png", "school-logo.png"}
-    assert any("ineqe.com/home-learning-hub/" in link for link in parents["links"])
+    parents = manifest.versions["parents"]
+    assert parents.tokens == ("greeting", "unsubscribe_url")
+    assert parents.html_bytes == (build_dir / parents.html).stat().st_size
+    assert {image.filename for image in parents.images} == {"home-learning-hub.png", "school-logo.png"}
+    assert any("ineqe.com/home-learning-hub/" in link for link in parents.links)
     build = load_build(sample_dir, project)
     assert build.changed_sources() == []
     assert len(build.build_hash) == 64

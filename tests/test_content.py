@@ -20,7 +20,8 @@ date: 2024-11-08
 audiences: parents, staff
 ---
 """
-SEED = Path(__file__).resolve().parent / "fixtures" / "seed" / "online-safety-seed.txt"  # the seed text, as office staff gave it
+# The seed text, as office staff gave it.
+SEED = Path(__file__).resolve().parent / "fixtures" / "seed" / "online-safety-seed.txt"
 
 
 def write(folder: Path, text: str) -> Path:

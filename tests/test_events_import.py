@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from mailroom.addresses import address_key
 from mailroom.cli import main
 from mailroom.errors import InputError
 from mailroom.events.intake import import_events_file, parse_events, read_events_file, suppression_reason
@@ -181,3 +182,16 @@ def test_missing_file_or_a_folder_is_named(tmp_path):
     with pytest.raises(InputError) as folder:
         read_events_file(tmp_path)
     assert str(folder.value) == f"{tmp_path}: this is a folder; give the JSON file of events"
+
+
+def test_events_for_every_spelling_of_an_idn_address_make_one_suppression(tmp_path):
+    """SendGrid reports the punycode domain; the office's list has the accented one. They are one mailbox."""
+    db = tmp_path / "mailroom.sqlite3"
+    file = write_events(tmp_path / "events.json", [
+        event("bounce", "ev-1", "zoe@xn--bcher-kva.example", type="bounce"),
+        event("spamreport", "ev-2", "Zoe@BÜCHER.example"),
+    ])
+    result = import_events_file(db, file)
+    assert (result.stored, result.suppressed) == (2, 1)
+    assert suppressed_addresses(db) == {"zoe@xn--bcher-kva.example": "bounced on 2024-11-08"}
+    assert address_key("zoe@bücher.example") in suppressed_addresses(db)

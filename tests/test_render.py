@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -11,6 +12,7 @@ from mjml import mjml2html
 
 from mailroom.compose.content import load_newsletter
 from mailroom.compose.links import TrackingParameters, check_link, strip_tracking, tag_url
+from mailroom.compose.render import inline_css
 from mailroom.errors import InputError
 from mailroom.settings import load_settings
 from mailroom.workflows.compose import compose_newsletter, renderer_for
@@ -158,3 +160,20 @@ def test_the_mjml_source_of_a_version_is_what_gets_compiled(project: Path, sampl
     assert "For parents and carers" in source
     assert "For education and safeguarding professionals" not in source
     assert "For parents and carers" in mjml2html(source, disable_comments=True)
+
+
+def _handler_count() -> int:
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    return sum(len(logger.handlers) for logger in loggers)
+
+
+def test_inline_css_adds_no_logging_handler_per_call() -> None:
+    """The live preview server inlines CSS on every save: handlers must not pile up across calls."""
+    html = ("<html><head><style>p { color: #123456; mso-line-height-rule: exactly }</style></head>"
+            "<body><p>Hi</p></body></html>")
+    assert 'style="color:#123456' in inline_css(html)
+    after_first = _handler_count()
+    for _ in range(5):
+        inline_css(html)
+    assert _handler_count() == after_first

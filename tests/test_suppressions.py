@@ -77,3 +77,37 @@ def test_not_an_address_is_refused(tmp_path):
     with pytest.raises(InputError) as exc:
         add_suppression(tmp_path / "db.sqlite3", "ada at example.org", "asked by phone", "office")
     assert str(exc.value) == "'ada at example.org' is not an email address"
+
+
+def test_an_internationalised_address_is_one_suppression_however_it_is_spelt(tmp_path):
+    import unicodedata
+    db = tmp_path / "mailroom.sqlite3"
+    assert add_suppression(db, unicodedata.normalize("NFD", "Zoë@Bücher.example"), "bounced", "webhook",
+                           occurred_at=NOV_20)
+    assert not add_suppression(db, "zoë@xn--bcher-kva.example", "unsubscribed", "import", occurred_at=NOV_20)
+    assert suppressed_addresses(db) == {"zoë@xn--bcher-kva.example": "bounced on 2026-11-20"}
+    removed = remove_suppression(db, "ZOË@BÜCHER.EXAMPLE", "asked the office")
+    assert removed.removal_note == "asked the office"
+    assert suppressed_addresses(db) == {}
+
+
+def test_rows_keyed_the_old_way_are_re_keyed_and_one_stays_open(tmp_path):
+    """Before punycode keys, 'zoe@bücher.example' and 'zoe@xn--bcher-kva.example' were two keys."""
+    import sqlite3
+    db = tmp_path / "mailroom.sqlite3"
+    add_suppression(db, "ada@example.org", "bounced", "webhook", occurred_at=NOV_20)
+    conn = sqlite3.connect(db)
+    with conn:
+        for key in ("zoe@bücher.example", "zoe@xn--bcher-kva.example"):
+            conn.execute("INSERT INTO suppressions (address_key, email, reason, source, suppressed_at, recorded_at)"
+                         " VALUES (?, ?, 'bounced', 'webhook', '2026-11-20T09:30:00Z', '2026-11-20T09:30:00Z')",
+                         (key, key))
+    conn.close()
+    # Taking it back goes through ensure_schema, which re-keys the old row first.
+    remove_suppression(db, "zoe@bücher.example", "asked the office")
+    assert suppressed_addresses(db) == {"ada@example.org": "bounced on 2026-11-20"}
+    rows = list_suppressions(db, include_removed=True)
+    assert sorted(row.key for row in rows) == ["ada@example.org", "zoe@xn--bcher-kva.example",
+                                               "zoe@xn--bcher-kva.example"]
+    assert {row.removal_note for row in rows if row.removed_at} == {
+        "the same address was already suppressed", "asked the office"}

@@ -25,6 +25,7 @@ from typing import NamedTuple, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailroom.addresses import address_key
 from mailroom.errors import InputError
 from mailroom.settings import Settings
 
@@ -48,7 +49,7 @@ class Recipient:
     """One person who gets one email: the version of ``audience``."""
 
     email: str  # as written in the CSV, trimmed
-    key: str  # normalised for de-duplication: trimmed, lower-cased
+    key: str  # the form de-duplication compares (mailroom.addresses.address_key)
     first_name: str
     last_name: str
     audience: str  # the list whose version this person gets (first list in --to order that they're on)
@@ -116,7 +117,7 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
     """Read ``path`` and work out who on ``lists`` gets which version, and who is left out and why.
 
     ``lists`` is the --to order: someone on several of them gets the version of the first.
-    ``suppressed`` maps an address key (trimmed, lower-cased) to the reason it is suppressed.
+    ``suppressed`` maps an address key (``mailroom.addresses.address_key``) to the reason it is suppressed.
     """
     path = Path(path)
     if isinstance(lists, str):  # "staff,parents" as typed after --to
@@ -218,12 +219,12 @@ def _columns(header: list[str], header_line: int, path: Path, settings: Settings
     for index, name in enumerate(header):
         positions.setdefault(_header_key(name), index)
     columns: dict[str, int] = {}
-    missing = []
+    missing: list[str] = []
     for name in FIELDS:
         wanted = getattr(settings.columns, name)
-        index = positions.get(_header_key(wanted))
-        if index is not None:
-            columns[name] = index
+        position = positions.get(_header_key(wanted))
+        if position is not None:
+            columns[name] = position
         elif name in REQUIRED_FIELDS:
             missing.append(wanted)
     if missing:
@@ -307,7 +308,7 @@ def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cel
     status = status_cell.lower()
     if status and status not in STATUSES:
         problems.append(f"the status should be 'subscribed', 'unsubscribed' or blank, not '{status_cell}'")
-    key = email.lower()
+    key = address_key(email)
     key = email if key == email else key  # share the string when already lower-case: less memory
     return _Row(line, email, key, first_name, last_name, lists, status == "unsubscribed", tuple(problems))
 
@@ -425,7 +426,7 @@ class Recipients:
                 person = people.get(number)
                 if person is None:
                     email = email.strip()
-                    key = email.lower()
+                    key = address_key(email)
                     person = Recipient(email=email, key=email if key == email else key,
                                        first_name=first_name.strip(), last_name=last_name.strip(),
                                        audience=lists[code - 1], line=start)
@@ -519,7 +520,7 @@ def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, 
             if number >= len(codes):
                 raise source.changed()
             email = email.strip()
-            if hash(email.lower()) not in again:
+            if hash(address_key(email)) not in again:
                 continue
             codes[number] = 0
             row = _check_row(start, email, first_name.strip(), last_name.strip(), lists_cell.strip(),

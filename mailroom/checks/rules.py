@@ -17,10 +17,11 @@ from pathlib import Path
 
 from mailroom.checks.sourcemap import Place, SourceMap, build_source_map, normalise
 from mailroom.checks.style import RGB, Scan, contrast_ratio, declarations, scan_html, visible_text
-from mailroom.compose.build import IMAGE_PREFIX, RECIPIENT_FIELDS, Build, token
+from mailroom.compose.build import IMAGE_PREFIX, Build
 from mailroom.compose.content import SOURCE_FILE, Newsletter, load_newsletter
 from mailroom.compose.links import DANGEROUS_SCHEMES, strip_tracking
 from mailroom.errors import MailroomError
+from mailroom.tokens import ANY_TOKEN, RECIPIENT_FIELDS, token
 
 ERROR = "error"
 WARNING = "warning"
@@ -43,7 +44,6 @@ VAGUE_LINK_TEXTS = {"click here", "here", "read more", "more", "click", "this", 
                     "find out more", "learn more", "click this link", "go"}
 _PLACEHOLDER = re.compile(r"\b(TODO|TBC|TBA|FIXME|XXX+)\b|\blorem ipsum\b|\[insert[^\]]*\]", re.IGNORECASE)
 _JINJA_LEFTOVER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}|\{\{|\{%")
-_TOKEN = re.compile(r"%%([A-Za-z0-9_]*)%%")
 _URL = re.compile(r"(?:https?|mailto|tel):[^\s<>()\"']+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 # A full address, or one with a path; a plain "www.school.example.org" reads well enough.
@@ -97,7 +97,7 @@ def merge_audiences(findings: Iterable[Finding]) -> list[MergedFinding]:
 
 
 def _word_list(text: str) -> list[str]:
-    text = _TOKEN.sub(" ", _URL.sub(" ", text))
+    text = ANY_TOKEN.sub(" ", _URL.sub(" ", text))
     return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
 
 
@@ -208,7 +208,7 @@ def check_version(html: str, text: str, *, audience: str | None, preheader: str 
 
 def _check_leftovers(check: _Checker, text: str, scan: Scan) -> None:
     visible = " ".join([*(run.text for run in scan.runs), *scan.hidden_text, scan.title])
-    attributes = " ".join(html_lib.unescape(v) for el in scan.links + scan.images for v in el.attrib.values())
+    attributes = " ".join(html_lib.unescape(str(v)) for el in scan.links + scan.images for v in el.attrib.values())
     for part in (visible, attributes, text):
         for match in _JINJA_LEFTOVER.finditer(part):
             found = match.group(0)
@@ -217,7 +217,7 @@ def _check_leftovers(check: _Checker, text: str, scan: Scan) -> None:
             check.add(ERROR, "leftover",
                       f"'{_snippet(found)}' is left in the email: template code that was never filled in",
                       check.where("raw", found))
-        for match in _TOKEN.finditer(part):
+        for match in ANY_TOKEN.finditer(part):
             if match.group(1) not in RECIPIENT_FIELDS:
                 found = match.group(0)
                 fields = ", ".join(token(name) for name in RECIPIENT_FIELDS)
@@ -301,8 +301,8 @@ def _check_images(check: _Checker, scan: Scan, image_dir: Path | None) -> None:
 
 def _check_text_style(check: _Checker, scan: Scan) -> None:
     # Text styled the same way on the same line (or in the same template) is one finding, not one per run.
-    contrast: dict[tuple[object, ...], list[str]] = {}
-    small: dict[tuple[object, ...], list[str]] = {}
+    contrast: dict[tuple[str, str, float, float, int | None], list[str]] = {}  # colours, ratio, needed, line
+    small: dict[tuple[float, int | None], list[str]] = {}  # font size, line
     places: dict[tuple[object, ...], Place | None] = {}
     for run in scan.runs:
         style = run.style
@@ -312,22 +312,22 @@ def _check_text_style(check: _Checker, scan: Scan) -> None:
         needed = MIN_CONTRAST_LARGE if large else MIN_CONTRAST
         ratio = contrast_ratio(style.color, style.background)
         if ratio < needed:
-            key = ("low-contrast", _hex(style.color), _hex(style.background), round(ratio, 1), needed, line)
-            contrast.setdefault(key, []).append(run.text)
-            places.setdefault(key, place)
+            contrast_key = (_hex(style.color), _hex(style.background), round(ratio, 1), needed, line)
+            contrast.setdefault(contrast_key, []).append(run.text)
+            places.setdefault(("low-contrast", *contrast_key), place)
         if style.font_px < MIN_FONT_PX:
-            key = ("small-text", style.font_px, line)
-            small.setdefault(key, []).append(run.text)
-            places.setdefault(key, place)
-    for key, texts in contrast.items():
-        _, fg, bg, ratio, needed, _ = key
+            small_key = (style.font_px, line)
+            small.setdefault(small_key, []).append(run.text)
+            places.setdefault(("small-text", *small_key), place)
+    for contrast_key, texts in contrast.items():
+        fg, bg, ratio, needed, _ = contrast_key
         check.add(WARNING, "low-contrast",
                   f"the text '{_snippet(texts[0])}'{_more(texts)} is hard to read: {fg} on {bg} has a contrast of "
-                  f"{ratio:.1f}:1, and at least {needed:g}:1 is needed", places[key])
-    for key, texts in small.items():
+                  f"{ratio:.1f}:1, and at least {needed:g}:1 is needed", places[("low-contrast", *contrast_key)])
+    for small_key, texts in small.items():
         check.add(WARNING, "small-text",
-                  f"the text '{_snippet(texts[0])}'{_more(texts)} is {key[1]:g} px; use at least {MIN_FONT_PX:g} px "
-                  "so it can be read on a phone", places[key])
+                  f"the text '{_snippet(texts[0])}'{_more(texts)} is {small_key[0]:g} px; use at least "
+                  f"{MIN_FONT_PX:g} px so it can be read on a phone", places[("small-text", *small_key)])
 
 
 def _more(texts: list[str]) -> str:

@@ -190,7 +190,7 @@ def scan_html(document: str) -> tuple[etree._Element, Scan]:
     body = root.find("body")
     walk(body if body is not None else root, Style())
     title = root.find(".//title")
-    scan.title = normalise(title.text_content()) if title is not None else ""
+    scan.title = normalise("".join(str(part) for part in title.itertext())) if title is not None else ""
     return root, scan
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mailroom.errors import InputError
@@ -18,16 +18,6 @@ from mailroom.errors import InputError
 BUILD_DIR = "build"
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
-
-# The closed set of per-recipient fields (docs/architecture.md, "Two-stage rendering").
-# ``greeting`` is "Dear Sam" or, when the first name is empty, the list's default greeting.
-RECIPIENT_FIELDS = ("greeting", "first_name", "last_name", "unsubscribe_url", "recipient_id")
-
-
-def token(name: str) -> str:
-    """The placeholder compose leaves in a version for a per-recipient field."""
-    return f"%%{name}%%"
-
 
 # The prefix of an image's src in a built version; transports swap it for ``cid:`` when embedding.
 IMAGE_PREFIX = "images/"
@@ -40,6 +30,93 @@ class BuiltImage:
     filename: str  # under build/images/, also the Content-ID
     content_type: str
     size: int
+
+
+@dataclass(frozen=True)
+class ManifestVersion:
+    """What the manifest records about one audience's version (file names are relative to build/)."""
+
+    html: str
+    text: str
+    html_bytes: int
+    text_bytes: int
+    links: tuple[str, ...]
+    tokens: tuple[str, ...]
+    images: tuple[BuiltImage, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """build/manifest.json: compose writes it with ``write`` and send reads it with ``read``, nothing else."""
+
+    slug: str
+    subject: str
+    preheader: str
+    date: str  # ISO, as in the front matter
+    campaign: str
+    audiences: tuple[str, ...]
+    composed_at: str  # ISO UTC timestamp, for people reading the file
+    build_hash: str  # sha256 over the build's files and the sources' digests
+    sources: dict[str, str]  # path relative to the project root (maybe "#part") -> sha256
+    versions: dict[str, ManifestVersion]
+
+    def to_json(self) -> dict[str, object]:
+        data = asdict(self)
+        return {"manifest_version": MANIFEST_VERSION, **data, "audiences": list(self.audiences)}
+
+    @classmethod
+    def from_json(cls, data: object) -> Manifest:
+        """The manifest in ``data``; ValueError, KeyError or TypeError when it is not one this code wrote."""
+        if not isinstance(data, dict):
+            raise TypeError("not a JSON object")
+        if data.get("manifest_version") != MANIFEST_VERSION:
+            raise ValueError("unknown manifest version")
+        versions = {
+            str(name): ManifestVersion(
+                html=_text(v["html"]), text=_text(v["text"]),
+                html_bytes=int(v["html_bytes"]), text_bytes=int(v["text_bytes"]),
+                links=tuple(map(_text, v["links"])), tokens=tuple(map(_text, v["tokens"])),
+                images=tuple(BuiltImage(_text(i["filename"]), _text(i["content_type"]), int(i["size"]))
+                             for i in v["images"]),
+            )
+            for name, v in data["versions"].items()
+        }
+        return cls(
+            slug=_text(data["slug"]), subject=_text(data["subject"]), preheader=_text(data["preheader"]),
+            date=_text(data["date"]), campaign=_text(data["campaign"]),
+            # Older builds (and hand-made test builds) may leave these two out.
+            audiences=tuple(map(_text, data.get("audiences", list(versions)))),
+            composed_at=_text(data.get("composed_at", "")),
+            build_hash=_text(data["build_hash"]),
+            sources={_text(k): _text(v) for k, v in data["sources"].items()},
+            versions=versions,
+        )
+
+    def write(self, build_dir: Path) -> Path:
+        path = build_dir / MANIFEST
+        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, build_dir: Path) -> Manifest:
+        """The manifest in ``build_dir``; an InputError naming the file when it is missing or damaged."""
+        path = build_dir / MANIFEST
+        if not path.is_file():
+            newsletter_dir = build_dir.parent
+            raise InputError(
+                "this newsletter has not been composed yet: run  python compose.py "
+                f"{_display(newsletter_dir)}  first", path)
+        try:
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(f"the build's manifest is damaged ({exc}); compose the newsletter again",
+                             path) from None
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected text, found {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -64,19 +141,41 @@ class BuiltVersion:
 
 @dataclass(frozen=True)
 class Build:
-    """A composed newsletter, as recorded in build/manifest.json."""
+    """A composed newsletter: its manifest, with the versions' files located on disk."""
 
-    slug: str
+    manifest: Manifest
     newsletter_dir: Path
     build_dir: Path
-    subject: str
-    preheader: str
-    date: str
-    campaign: str
     versions: dict[str, BuiltVersion]
-    sources: dict[str, str]  # path relative to the project root -> sha256
-    build_hash: str
     root: Path
+
+    @property
+    def slug(self) -> str:
+        return self.manifest.slug
+
+    @property
+    def subject(self) -> str:
+        return self.manifest.subject
+
+    @property
+    def preheader(self) -> str:
+        return self.manifest.preheader
+
+    @property
+    def date(self) -> str:
+        return self.manifest.date
+
+    @property
+    def campaign(self) -> str:
+        return self.manifest.campaign
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return self.manifest.sources
+
+    @property
+    def build_hash(self) -> str:
+        return self.manifest.build_hash
 
     def image_path(self, image: BuiltImage) -> Path:
         return self.build_dir / IMAGE_PREFIX / image.filename
@@ -118,46 +217,22 @@ def source_digest(path: Path, part: str = "") -> str:
 
 
 def load_build(newsletter_dir: Path | str, root: Path | None = None) -> Build:
-    """Read ``<newsletter>/build/manifest.json``; a clear error if it is missing or damaged."""
+    """Read ``<newsletter>/build/``; a clear error if its manifest is missing or damaged, or a file is gone."""
     newsletter_dir = Path(newsletter_dir).resolve()
     build_dir = newsletter_dir / BUILD_DIR
-    manifest_path = build_dir / MANIFEST
-    if not manifest_path.is_file():
-        raise InputError(
-            "this newsletter has not been composed yet: run  python compose.py "
-            f"{_display(newsletter_dir)}  first", manifest_path)
-    try:
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if data.get("manifest_version") != MANIFEST_VERSION:
-            raise ValueError("unknown manifest version")
-        versions = {
-            name: BuiltVersion(
-                audience=name,
-                html_path=build_dir / v["html"],
-                text_path=build_dir / v["text"],
-                html_bytes=int(v["html_bytes"]),
-                text_bytes=int(v["text_bytes"]),
-                links=tuple(v["links"]),
-                tokens=tuple(v["tokens"]),
-                images=tuple(BuiltImage(i["filename"], i["content_type"], int(i["size"]))
-                             for i in v["images"]),
-            )
-            for name, v in data["versions"].items()
-        }
-        build = Build(
-            slug=data["slug"], newsletter_dir=newsletter_dir, build_dir=build_dir,
-            subject=data["subject"], preheader=data["preheader"], date=data["date"],
-            campaign=data["campaign"], versions=versions, sources=dict(data["sources"]),
-            build_hash=data["build_hash"], root=Path(root) if root else newsletter_dir.parent.parent,
-        )
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"the build's manifest is damaged ({exc}); compose the newsletter again",
-                         manifest_path) from None
+    manifest = Manifest.read(build_dir)
+    versions = {
+        name: BuiltVersion(audience=name, html_path=build_dir / v.html, text_path=build_dir / v.text,
+                           html_bytes=v.html_bytes, text_bytes=v.text_bytes, links=v.links, tokens=v.tokens,
+                           images=v.images)
+        for name, v in manifest.versions.items()
+    }
     for version in versions.values():
         for path in (version.html_path, version.text_path):
             if not path.is_file():
                 raise InputError("a file of the build is missing; compose the newsletter again", path)
-    return build
+    return Build(manifest=manifest, newsletter_dir=newsletter_dir, build_dir=build_dir, versions=versions,
+                 root=Path(root) if root else newsletter_dir.parent.parent)
 
 
 def _display(path: Path) -> str:

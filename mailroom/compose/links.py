@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mailroom.compose.build import token
+from mailroom.tokens import token
 
 ALLOWED_SCHEMES = ("http", "https", "mailto", "tel")
 DANGEROUS_SCHEMES = ("javascript", "data", "vbscript")
-TRACKING_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
 _SCHEME = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.-]*):")
 _HREF = re.compile(r'(<a\b[^>]*?\bhref=")([^"]*)(")', re.IGNORECASE)
 

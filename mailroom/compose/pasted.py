@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 from html.parser import HTMLParser
 
 from markdown_it.rules_core import StateCore
@@ -140,7 +141,8 @@ class _Tag(HTMLParser):
 
     def __init__(self, markup: str) -> None:
         super().__init__(convert_charrefs=True)
-        self.name, self.closing, self.attrs = "", False, {}
+        self.name, self.closing = "", False
+        self.attrs: dict[str, str] = {}
         self.comment = markup.lstrip().startswith(("<!--", "<!", "<?"))
         self.feed(markup)
         self.close()
@@ -157,7 +159,7 @@ class _Tag(HTMLParser):
             self.name, self.closing = tag, True
 
 
-def _token(kind: str, tag: str, nesting: int, **fields: object) -> Token:
+def _token(kind: str, tag: str, nesting: Literal[-1, 0, 1], **fields: object) -> Token:
     token = Token(kind, tag, nesting)
     for name, value in fields.items():
         setattr(token, name, value)

@@ -20,19 +20,19 @@ from markupsafe import Markup
 from mjml import mjml2html
 from premailer import Premailer
 
-from mailroom.compose.build import IMAGE_PREFIX, RECIPIENT_FIELDS, token
+from mailroom.compose.build import IMAGE_PREFIX
 from mailroom.compose.content import Block, Newsletter, markdown_parser
 from mailroom.compose.links import TrackingParameters, tag_links_in_html, tag_url
 from mailroom.compose.plaintext import block_text
 from mailroom.errors import InputError
 from mailroom.settings import Settings
+from mailroom.tokens import fields_used, token
 
 TEMPLATE_DIR = "templates"
 LAYOUT = "base.mjml.j2"
 TEXT_LAYOUT = "text.txt.j2"
 WEB_AUDIENCE = "web"
 _COLOR_SCHEME_META = '<meta name="color-scheme" content="light"><meta name="supported-color-schemes" content="light">'
-_TOKEN_ANY = re.compile(r"%%([a-z_]+)%%")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Renderer:
         body_text = "\n\n".join(block_text(block, tag) for block in blocks)
         text = self._template(self.text_env, TEXT_LAYOUT, context | {"body": body_text})
         text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
-        tokens = tuple(sorted({m for m in _TOKEN_ANY.findall(html + text) if m in RECIPIENT_FIELDS}))
+        tokens = fields_used(html, text)
         return RenderedVersion(audience=audience, html=html, text=text, links=tuple(links), tokens=tokens)
 
     def mjml(self, newsletter: Newsletter, audience: str) -> str:
@@ -127,8 +127,8 @@ class Renderer:
             path = Path(exc.filename) if exc.filename else self.template_dir / name
             raise InputError(f"template error: {exc.message}", path, exc.lineno) from None
         except jinja2.UndefinedError as exc:
-            path, line = _template_frame(exc, self.template_dir)
-            raise InputError(f"template error: {exc.message}", path or self.template_dir / name, line) from None
+            frame_path, line = _template_frame(exc, self.template_dir)
+            raise InputError(f"template error: {exc.message}", frame_path or self.template_dir / name, line) from None
 
     def _compile(self, mjml_source: str) -> str:
         try:
@@ -139,11 +139,14 @@ class Renderer:
         return inline_css(html)
 
 
+# cssutils (under premailer) logs every CSS property it does not know, which email CSS is full of.
+# premailer adds the handler it is given to cssutils' logger on every call: one shared handler, added
+# once, keeps the long-running preview server from gathering a handler per compose.
+_CSS_LOG_SINK = logging.NullHandler()
+
+
 def inline_css(html: str) -> str:
     """Inline the CSS for clients that drop <style>, keeping media queries and !important for phones."""
-    logger = logging.getLogger("mailroom.premailer")
-    logger.addHandler(logging.NullHandler())
-    logger.propagate = False
     return Premailer(
         html,
         allow_network=False,
@@ -151,7 +154,7 @@ def inline_css(html: str) -> str:
         strip_important=False,
         disable_validation=True,
         remove_classes=False,
-        cssutils_logging_handler=logger.handlers[0],
+        cssutils_logging_handler=_CSS_LOG_SINK,
         cssutils_logging_level=logging.CRITICAL,
         disable_leftover_css=False,
     ).transform(pretty_print=False)

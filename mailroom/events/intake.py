@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from mailroom.database import connect, to_text, utc_now
 from mailroom.errors import InputError
@@ -184,7 +183,7 @@ def _where(text: str, pos: int) -> tuple[int, int]:
     return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
 
 
-def _check_item(item: Any, number: int, line: int, parsed: ParsedEvents) -> None:
+def _check_item(item: object, number: int, line: int, parsed: ParsedEvents) -> None:
     def problem(message: str) -> None:
         parsed.problems.append(Problem(number, line, message))
 

@@ -2,7 +2,7 @@
 
 Rows are never deleted. Taking an address back (``remove_suppression``) closes its row with a note,
 so the office can always see who was suppressed, when, and who decided otherwise. At most one row per
-address is open at a time; an address's key is its trimmed, lower-cased form (as in audience.py).
+address is open at a time; an address's key is ``mailroom.addresses.address_key`` (as in audience/lists.py).
 
 A missing database file means nothing is suppressed yet: reading never creates the file.
 """
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from mailroom.addresses import address_key
 from mailroom.database import connect, connect_existing, from_text, has_table, to_text, utc_now
 from mailroom.errors import InputError
 
@@ -54,14 +55,31 @@ class Suppression:
         return f"{self.reason} on {self.suppressed_at:%Y-%m-%d}"
 
 
-def address_key(email: str) -> str:
-    """The form addresses are compared in: trimmed and lower-cased."""
-    return email.strip().lower()
-
-
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the suppressions table if this database does not have it yet."""
+    """Create the suppressions table if this database does not have it yet, and bring old keys up to date."""
     conn.executescript(_SCHEMA)
+    _rekey(conn)
+
+
+def _rekey(conn: sqlite3.Connection) -> None:
+    """Re-key rows written when keys were only trimmed and lower-cased (before punycode domains and NFC).
+
+    Only an address with a non-ASCII character can have changed key. If the new key already has an
+    open row, the older spelling's row is closed with a note, so one address keeps one open row.
+    """
+    rows = conn.execute("SELECT id, address_key, email, removed_at FROM suppressions"
+                        " WHERE email GLOB '*[^ -~]*' ORDER BY id").fetchall()
+    for row_id, old_key, email, removed_at in rows:
+        key = address_key(email)
+        if key == old_key:
+            continue
+        clash = removed_at is None and conn.execute(
+            "SELECT 1 FROM suppressions WHERE address_key = ? AND removed_at IS NULL", (key,)).fetchone()
+        if clash:
+            conn.execute("UPDATE suppressions SET address_key = ?, removed_at = ?, removal_note = ? WHERE id = ?",
+                         (key, to_text(utc_now()), "the same address was already suppressed", row_id))
+        else:
+            conn.execute("UPDATE suppressions SET address_key = ? WHERE id = ?", (key, row_id))
 
 
 def looks_like_address(email: str) -> bool:
@@ -173,7 +191,8 @@ def list_suppressions(db_path: Path, include_removed: bool = False) -> list[Supp
 
 def suppressed_addresses(db_path: Path) -> dict[str, str]:
     """Address key -> reason ("bounced on 2026-11-20") for everyone a send must leave out."""
-    return {s.key: s.describe() for s in list_suppressions(db_path)}
+    # Keyed afresh from the address, so rows a newer mailroom has not re-keyed yet still match.
+    return {address_key(s.email): s.describe() for s in list_suppressions(db_path)}
 
 
 def _from_row(row: sqlite3.Row, removed_at: str | None = None, note: str | None = None) -> Suppression:

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
 from mailroom.checks.rules import Finding, merge_audiences
-from mailroom.compose.build import token
 from mailroom.compose.links import strip_tracking
 from mailroom.compose.render import RenderedVersion
 from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
+from mailroom.tokens import token
 
 PHONE_WIDTH = 375
 DESKTOP_WIDTH = 600

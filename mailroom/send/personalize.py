@@ -1,18 +1,18 @@
 """Stage 2 of rendering: fill one recipient's fields into a version's tokens.
 
-SMTP and the outbox call ``personalize`` per message; the SendGrid transport hands the same values
-to SendGrid as ``substitutions`` (``html_values`` / ``text_values``) so one request serves many people.
+The values come from ``recipient_values`` (dispatch builds them for every message). ``personalize``
+fills a whole document at once: the preview page uses it for its sample reader. The transports fill
+the same tokens their own faster way: the MIME builder (SMTP, outbox) stamps pre-encoded pieces of a
+version (transports/mime.py), and SendGrid gets the values as ``substitutions`` (``html_values`` for
+the HTML part) so one request serves many people.
 """
 
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Mapping
 
-from mailroom.compose.build import RECIPIENT_FIELDS, token
-
-_TOKEN = re.compile("|".join(re.escape(token(name)) for name in RECIPIENT_FIELDS))
+from mailroom.tokens import FIELD_TOKEN
 
 
 def recipient_values(*, first_name: str, last_name: str, default_greeting: str,
@@ -36,4 +36,4 @@ def html_values(values: Mapping[str, str]) -> dict[str, str]:
 def personalize(template: str, values: Mapping[str, str], *, is_html: bool) -> str:
     """Replace every token in ``template``; values are HTML-escaped when ``is_html``."""
     ready = html_values(values) if is_html else dict(values)
-    return _TOKEN.sub(lambda m: ready[m.group(0)[2:-2]], template)
+    return FIELD_TOKEN.sub(lambda match: ready[match.group(1)], template)

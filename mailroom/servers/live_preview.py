@@ -18,7 +18,7 @@ from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from mailroom.compose.build import BUILD_DIR
 from mailroom.compose.content import SOURCE_FILE
@@ -45,6 +45,13 @@ _RELOAD_SCRIPT = """<script>
 _BARE_PAGE = """<!doctype html><html lang="en-GB"><head><meta charset="utf-8"><title>Newsletter preview</title>
 <style>body{font:16px/1.5 system-ui,Arial,sans-serif;margin:0;padding:24px;background:#eef1f5;color:#111827}</style>
 </head><body><main><h1>Newsletter preview</h1>%s</main></body></html>"""
+
+
+class WatchState(TypedDict):
+    """What the page polls for: a new version number after each rebuild, or the error that stopped it."""
+
+    version: int
+    error: str | None
 
 
 class Watcher:
@@ -116,9 +123,9 @@ class Watcher:
     def changed(self) -> bool:
         return self._take_snapshot() != self._snapshot
 
-    def state(self) -> dict[str, Any]:
+    def state(self) -> WatchState:
         with self._lock:
-            return {"version": self.version, "error": self.error}
+            return WatchState(version=self.version, error=self.error)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mailroom-watch", daemon=True)
@@ -200,6 +207,8 @@ class PreviewServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
+        if isinstance(host, bytes):  # only for AF_UNIX-style servers; ours bind an IP address
+            host = host.decode()
         return f"http://{host}:{port}/"
 
     def serve_forever(self) -> None:

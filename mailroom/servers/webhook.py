@@ -74,6 +74,8 @@ class EventWebhookServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):  # only for AF_UNIX-style servers; ours bind an IP address
+            host = host.decode()
         return f"http://{host}:{port}/"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from mailroom.checks.rules import Finding, check_versions
 from mailroom.compose.build import (
     BUILD_DIR,
     IMAGE_PREFIX,
-    MANIFEST,
-    MANIFEST_VERSION,
     RENDERING_PART,
     Build,
+    BuiltImage,
+    Manifest,
+    ManifestVersion,
     file_sha256,
     load_build,
     source_digest,
@@ -106,19 +106,19 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
         (staging / IMAGE_PREFIX).mkdir()
         for path, name in image_files:
             shutil.copyfile(path, staging / IMAGE_PREFIX / name)
-        manifest_versions = {}
+        manifest_versions: dict[str, ManifestVersion] = {}
         for audience, version in versions.items():
             html_name, text_name = f"{audience}.html", f"{audience}.txt"
             (staging / html_name).write_text(version.html, encoding="utf-8")
             (staging / text_name).write_text(version.text, encoding="utf-8")
             used = [(path, name) for path, name in image_files if f'src="{IMAGE_PREFIX}{name}"' in version.html]
-            manifest_versions[audience] = {
-                "html": html_name, "text": text_name,
-                "html_bytes": len(version.html.encode("utf-8")), "text_bytes": len(version.text.encode("utf-8")),
-                "links": list(version.links), "tokens": list(version.tokens),
-                "images": [{"filename": name, "content_type": IMAGE_TYPES[path.suffix.lower()],
-                            "size": path.stat().st_size} for path, name in used],
-            }
+            manifest_versions[audience] = ManifestVersion(
+                html=html_name, text=text_name,
+                html_bytes=len(version.html.encode("utf-8")), text_bytes=len(version.text.encode("utf-8")),
+                links=version.links, tokens=version.tokens,
+                images=tuple(BuiltImage(name, IMAGE_TYPES[path.suffix.lower()], path.stat().st_size)
+                             for path, name in used),
+            )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
         output_digest = hashlib.sha256()
@@ -127,20 +127,18 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
         for name, digest in sorted(source_hashes.items()):
             output_digest.update(f"{name}={digest}\n".encode())
         front = newsletter.front
-        manifest = {
-            "manifest_version": MANIFEST_VERSION,
-            "slug": newsletter.slug,
-            "subject": front.subject,
-            "preheader": front.preheader,
-            "date": front.date.isoformat(),
-            "campaign": front.campaign or newsletter.slug,
-            "audiences": list(front.audiences),
-            "composed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "build_hash": output_digest.hexdigest(),
-            "sources": source_hashes,
-            "versions": manifest_versions,
-        }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Manifest(
+            slug=newsletter.slug,
+            subject=front.subject,
+            preheader=front.preheader,
+            date=front.date.isoformat(),
+            campaign=front.campaign or newsletter.slug,
+            audiences=tuple(front.audiences),
+            composed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            build_hash=output_digest.hexdigest(),
+            sources=source_hashes,
+            versions=manifest_versions,
+        ).write(staging)
         findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
                                   preheader=front.preheader, newsletter=newsletter,
                                   image_dir=staging / IMAGE_PREFIX.rstrip("/"))

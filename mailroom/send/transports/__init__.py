@@ -1,8 +1,10 @@
-"""Transports: where a send's messages go (the outbox folder, SendGrid, an SMTP relay)."""
+"""Transports: where a send's messages go (the outbox folder, SendGrid, an SMTP relay).
+
+Each transport is imported only when chosen, so the outbox never loads the SendGrid client.
+To add one, see docs/architecture.md, "Adding a transport".
+"""
 
 from __future__ import annotations
-
-import importlib
 
 from mailroom.errors import ConfigError
 from mailroom.send.transports.base import Transport
@@ -18,11 +20,9 @@ def make_transport(settings: Settings, *, sandbox: bool = False) -> Transport:
 
         return SendGridTransport(settings)
     if settings.transport == "smtp":
-        try:
-            module = importlib.import_module("mailroom.send.transports.smtp")
-        except ImportError:
-            raise ConfigError("sending through an SMTP relay is not available in this version yet") from None
-        return module.SmtpTransport(settings)  # type: ignore[no-any-return]
+        from mailroom.send.transports.smtp import SmtpTransport
+
+        return SmtpTransport(settings)
     from mailroom.send.transports.outbox import OutboxTransport
 
     return OutboxTransport(settings.outbox_dir)

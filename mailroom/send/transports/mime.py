@@ -25,13 +25,13 @@ from email import policy as email_policy
 from email.headerregistry import Address
 from email.utils import format_datetime
 
-from mailroom.compose.build import IMAGE_PREFIX, RECIPIENT_FIELDS, token
+from mailroom.compose.build import IMAGE_PREFIX
 from mailroom.errors import TransportError
 from mailroom.send.transports.base import Message, Version
+from mailroom.tokens import FIELD_TOKEN
 
 _POLICY = email_policy.SMTP  # CRLF line ends, RFC 2047 for non-ASCII header text
 _CRLF = b"\r\n"
-_FIELD = re.compile("|".join(re.escape(token(name)) for name in RECIPIENT_FIELDS))
 _ONE_CLICK = b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
 
 
@@ -121,8 +121,8 @@ def _split(template: str) -> list[str]:
     """Static text and field names, alternating (always starting and ending with static text)."""
     pieces: list[str] = []
     last = 0
-    for match in _FIELD.finditer(template):
-        pieces += [template[last:match.start()], match.group(0)[2:-2]]
+    for match in FIELD_TOKEN.finditer(template):
+        pieces += [template[last:match.start()], match.group(1)]
         last = match.end()
     pieces.append(template[last:])
     return pieces

@@ -21,31 +21,35 @@ import socket
 import time
 import urllib.error
 from collections.abc import Callable, Mapping
+from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from mailroom.compose.build import RECIPIENT_FIELDS, token
 from mailroom.errors import TransportError
 from mailroom.send.personalize import html_values
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Transport, Version
 from mailroom.send.transports.mime import embed_images, list_unsubscribe
 from mailroom.settings import Settings
+from mailroom.tokens import RECIPIENT_FIELDS, token
 
 MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
 MAX_CATEGORIES = 10
 _NAME_FORBIDDEN = re.compile(r"[;,\r\n]+")
 
+# What python_http_client gives as a response's headers (an email.message.Message), or a plain mapping.
+Headers = Message | Mapping[str, str] | None
+
 
 def html_tag(name: str) -> str:
-    return f"%%h:{name}%%"
+    return token(f"h:{name}")
 
 
 def text_tag(name: str) -> str:
-    return f"%%t:{name}%%"
+    return token(f"t:{name}")
 
 
 def _to_tags(template: str, tag: Callable[[str], str]) -> tuple[str, tuple[str, ...]]:
@@ -209,7 +213,7 @@ class SendGridTransport(Transport):
             message = f"SendGrid refused the request ({status}).{told}"
         return TransportError(message, retryable=False, status=status)
 
-    def _retry_after(self, headers: Any) -> float | None:
+    def _retry_after(self, headers: Headers) -> float | None:
         """Seconds to wait, from Retry-After or X-RateLimit-Reset (any spelling, seconds or a time)."""
         for name in ("retry-after", "x-ratelimit-reset"):
             value = _header(headers, name)
@@ -232,12 +236,11 @@ class SendGridTransport(Transport):
         return text.replace(key, "********") if key else text
 
 
-def _header(headers: Any, name: str) -> str | None:
+def _header(headers: Headers, name: str) -> str | None:
     """A header's value whatever its capitalisation (SendGrid spells rate-limit headers several ways)."""
     if headers is None:
         return None
-    items = headers.items() if isinstance(headers, Mapping) or hasattr(headers, "items") else headers
-    for key, value in items:
+    for key, value in headers.items():
         if str(key).lower() == name:
             return str(value)
     return None

@@ -320,7 +320,7 @@ class SmtpTransport(Transport):
             options.append("SMTPUTF8")
         self._command(conn, "mail", lambda: conn.mail(self.settings.sender.email, options), 250)
         self._command(conn, "rcpt", lambda: conn.rcpt(message.email), 250, 251)
-        self._command(conn, "data", lambda: (conn.putcmd("data"), conn.getreply())[1], 354)
+        self._command(conn, "data", lambda: _data_command(conn), 354)
         body = dot_stuff(data)
         if not body.endswith(_CRLF):
             body += _CRLF
@@ -403,3 +403,9 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, smtplib.SMTPServerDisconnected):
         return "the server closed the connection"
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else exc.__class__.__name__
+
+
+def _data_command(conn: smtplib.SMTP) -> tuple[int, bytes]:
+    """DATA, sent by hand: smtplib's ``data`` would also send the body, which we stream ourselves."""
+    conn.putcmd("data")
+    return conn.getreply()

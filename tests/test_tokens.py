@@ -1,0 +1,60 @@
+"""The one token vocabulary: compose, the checks, the preview and every transport agree on it."""
+
+from __future__ import annotations
+
+import quopri
+
+import pytest
+
+from mailroom.checks.rules import check_version
+from mailroom.send.personalize import personalize, recipient_values
+from mailroom.send.transports.mime import _segments, _stamp
+from mailroom.send.transports.sendgrid import _to_tags, html_tag
+from mailroom.tokens import ANY_TOKEN, FIELD_TOKEN, RECIPIENT_FIELDS, fields_used, token
+
+VALUES = recipient_values(first_name="Zoë", last_name="Ó Conchúir", default_greeting="Dear Parent/Carer",
+                          unsubscribe_url="https://oakfield.example.org/u?id=ab12", recipient_id="ab12")
+
+
+def test_every_field_has_a_token_the_field_pattern_finds_and_nothing_else() -> None:
+    text = " ".join(token(name) for name in RECIPIENT_FIELDS) + " %%class_code%% %%%% %%Greeting%%"
+    assert [m.group(1) for m in FIELD_TOKEN.finditer(text)] == list(RECIPIENT_FIELDS)
+    assert [m.group(1) for m in ANY_TOKEN.finditer(text)] == [*RECIPIENT_FIELDS, "class_code", "", "Greeting"]
+
+
+def test_recipient_values_fill_exactly_the_closed_set_of_fields() -> None:
+    assert set(VALUES) == set(RECIPIENT_FIELDS)
+
+
+def test_fields_used_finds_adjacent_tokens_and_ignores_unknown_ones() -> None:
+    assert fields_used("%%first_name%%%%last_name%%", "%%class_code%% %%greeting%%") == (
+        "first_name", "greeting", "last_name")
+    assert fields_used("no tokens here", "%%%%") == ()
+
+
+def test_the_preview_and_the_mime_builder_fill_the_same_tokens_the_same_way() -> None:
+    template = "".join(f"{token(name)}|" for name in RECIPIENT_FIELDS) + "%%class_code%%"
+    filled = personalize(template, VALUES, is_html=False)
+    assert filled == "Dear Zoë|Zoë|Ó Conchúir|https://oakfield.example.org/u?id=ab12|ab12|%%class_code%%"
+    stamped = _stamp(_segments(template), VALUES)
+    assert quopri.decodestring(stamped).decode("utf-8") == filled
+
+
+def test_sendgrid_swaps_every_field_for_its_own_tag_and_says_which_it_used() -> None:
+    swapped, used = _to_tags(f"<p>{token('greeting')}</p><a href=\"{token('unsubscribe_url')}\">x</a>", html_tag)
+    assert used == ("greeting", "unsubscribe_url")
+    assert FIELD_TOKEN.search(swapped) is None and html_tag("greeting") in swapped
+
+
+@pytest.mark.parametrize("unknown", ["%%class_code%%", "%%%%", "%%Greeting%%"])
+def test_the_checks_call_a_token_outside_the_vocabulary_a_leftover(unknown: str) -> None:
+    body = f"<p>Hello there {unknown}, here is the week's news for every family.</p>"
+    html = (f"<!doctype html><html lang=\"en\"><head><title>t</title></head><body>{body}"
+            f"<p><a href=\"{token('unsubscribe_url')}\">Unsubscribe</a></p></body></html>")
+    unsubscribe = token("unsubscribe_url")
+    text = f"Hello there {unknown}, here is the week's news for every family.\n\nUnsubscribe: {unsubscribe}\n"
+    codes = [finding.code for finding in check_version(html, text, audience="parents")]
+    assert "leftover" in codes
+    fine = [f.code for f in check_version(html.replace(unknown, token("first_name")),
+                                          text.replace(unknown, token("first_name")), audience="parents")]
+    assert "leftover" not in fine
