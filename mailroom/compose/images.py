@@ -117,15 +117,19 @@ def _process(source: Path, data: bytes, max_width: int) -> tuple[bytes, str, tup
     except _UNREADABLE:
         raise InputError("this picture is damaged or incomplete, so it cannot be put in the email; open it in a "
                          "photo editor and save it again, or choose another picture", source) from None
+    few_colours = picture.getcolors(256) is not None  # a graphic, which can go back to a palette after scaling
     if picture.width > max_width:
         height = max(1, round(picture.height * max_width / picture.width))
         picture = picture.resize((max_width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
     size = picture.size
     if was_jpeg:
         return _jpeg(picture, icc), ".jpg", size
+    png = _png(picture, icc)
+    if few_colours and picture.mode != "P":
+        png = min(png, _png(_palette(picture), icc), key=len)
     if _has_transparency(picture):
-        return _png(picture, icc), ".png", size
-    png, jpeg = _png(picture, icc), _jpeg(picture, icc)
+        return png, ".png", size
+    jpeg = _jpeg(picture, icc)
     if len(jpeg) < len(png) * JPEG_IF_SMALLER_THAN:
         return jpeg, ".jpg", size
     return png, ".png", size
@@ -146,6 +150,13 @@ def _png(picture: Image.Image, icc: bytes | None) -> bytes:
     options = {"icc_profile": icc} if icc else {}
     picture.save(out, "PNG", optimize=True, **options)  # saving without exif= / pnginfo= writes no metadata
     return out.getvalue()
+
+
+def _palette(picture: Image.Image) -> Image.Image:
+    """At most 256 colours: a scaled logo or diagram gains in-between shades, which a palette holds well."""
+    if picture.mode in ("RGBA", "LA"):
+        return picture.convert("RGBA").quantize(256, method=Image.Quantize.FASTOCTREE)
+    return picture.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
 
 
 def _has_transparency(picture: Image.Image) -> bool:

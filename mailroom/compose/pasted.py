@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 from html.parser import HTMLParser
+from typing import Literal
 
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
