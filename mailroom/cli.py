@@ -87,6 +87,7 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
         out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links"
                   f"  ->  {_plain(_shown(version.html_path))}")
     out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
+    _print_pictures(result)
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
     # Compose succeeds (exit 0) even when the checks find errors: the build is there to look at and
@@ -96,6 +97,18 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
         import webbrowser
 
         webbrowser.open(preview.resolve().as_uri())
+
+
+def _print_pictures(result: ComposeResult) -> None:
+    """Each picture's size before and after it was made to fit email (the files in images/ stay as they were)."""
+    from mailroom.compose.images import size_text
+
+    if not result.images:
+        return
+    out.print("Pictures, made to fit email (your files are not changed):")
+    for image in result.images:
+        out.print(f"  {_plain(image.source.name):<28} {size_text(image.source_bytes):>8} -> "
+                  f"{size_text(image.bytes):>8}  ({image.width} x {image.height} px)")
 
 
 # --- checks ------------------------------------------------------------------------------------

@@ -440,7 +440,9 @@ class _BodyParser:
             raise self.error(f"the image '{src}' should be a PNG, JPEG or GIF file", inline)
         size = image_size(path)
         if size is None:
-            raise self.error(f"the image '{src}' could not be read as {content_type}", inline)
+            raise self.error(f"the image '{src}' is not a picture mailroom can read (a damaged file, or another "
+                             "kind of file renamed); open it in a photo editor and save it as PNG, JPEG or GIF",
+                             inline)
         return Image(path=path, alt=alt, width=size[0], height=size[1], content_type=content_type)
 
 
@@ -464,7 +466,10 @@ def image_size(path: Path) -> tuple[int, int] | None:
     try:
         with PILImage.open(path) as picture:
             width, height = picture.size
-            orientation = picture.getexif().get(ORIENTATION_TAG, 1)
+            try:  # a PNG keeps its EXIF after the pixels, so a cut-off one fails here: judged when prepared
+                orientation = picture.getexif().get(ORIENTATION_TAG, 1)
+            except (OSError, ValueError, SyntaxError, EOFError):
+                orientation = 1
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, PILImage.DecompressionBombError):
         return None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)

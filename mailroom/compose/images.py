@@ -75,7 +75,7 @@ def prepare_image(source: Path, shown_width: int, cache_dir: Path) -> PreparedIm
     try:
         data = source.read_bytes()
     except OSError as exc:
-        raise InputError(f"this picture could not be opened ({exc.strerror or exc})", source) from None
+        raise InputError(f"this picture could not be opened ({exc.strerror or exc})", _shown(source)) from None
     max_width = shown_width * PIXELS_PER_SHOWN_PX
     key = hashlib.sha256(data + f"\0{max_width}\0{CACHE_VERSION}".encode()).hexdigest()[:32]
     for suffix in CONTENT_TYPES:
@@ -113,10 +113,10 @@ def _process(source: Path, data: bytes, max_width: int) -> tuple[bytes, str, tup
             icc = opened.info.get("icc_profile")
     except UnidentifiedImageError:
         raise InputError("this file is not a picture mailroom can read; save it as PNG, JPEG or GIF",
-                         source) from None
+                         _shown(source)) from None
     except _UNREADABLE:
         raise InputError("this picture is damaged or incomplete, so it cannot be put in the email; open it in a "
-                         "photo editor and save it again, or choose another picture", source) from None
+                         "photo editor and save it again, or choose another picture", _shown(source)) from None
     few_colours = picture.getcolors(256) is not None  # a graphic, which can go back to a palette after scaling
     if picture.width > max_width:
         height = max(1, round(picture.height * max_width / picture.width))
@@ -184,11 +184,26 @@ def _animated_gif(source: Path, opened: Image.Image, data: bytes, max_width: int
             durations.append(opened.info.get("duration", 100))
     except _UNREADABLE:
         raise InputError("this picture is damaged or incomplete, so it cannot be put in the email; open it in a "
-                         "photo editor and save it again, or choose another picture", source) from None
+                         "photo editor and save it again, or choose another picture", _shown(source)) from None
     out = io.BytesIO()
     frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=durations,
                    loop=opened.info.get("loop", 0), disposal=2, optimize=True)
     return out.getvalue(), ".gif", frames[0].size
+
+
+def size_text(size: int) -> str:
+    """A file size as people read it: '840 KB', '11.4 MB'."""
+    if size >= 1024 * 1024:
+        return f"{size / 1024 / 1024:.1f} MB"
+    return f"{max(1, round(size / 1024))} KB"
+
+
+def _shown(path: Path) -> Path:
+    """The path as office staff would type it: from the folder they are in, when it is under it."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def remove_stale(cache_dir: Path, keep_days: int = CACHE_KEEP_DAYS) -> None:
