@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
+import subprocess
+import sys
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 
+import lxml.html
 import pytest
 from PIL import Image
 
@@ -16,7 +20,7 @@ from mailroom.compose import images as images_module
 from mailroom.compose.images import PIXELS_PER_SHOWN_PX, prepare_image
 from mailroom.errors import InputError
 from tests.pictures import GPS_IFD, gif_bytes, phone_photo, truncated, write_png
-from tests.projects import compose_copy, make_project
+from tests.projects import REPO, compose_copy, make_project
 from tests.send_project import environ, send_py, write_audiences
 
 PHOTO_LINE = "![Year 6 at the science fair, holding their volcano model](images/science-fair.jpg)"
@@ -29,7 +33,7 @@ def with_picture(folder: Path, name: str, data: bytes, alt: str = "The science f
     (folder / "images" / name).write_bytes(data)
     source = folder / "newsletter.md"
     text = source.read_text(encoding="utf-8")
-    heading_end = text.index("\n", text.index("\n# ")+1)
+    heading_end = text.index("\n", text.index("\n# ") + 1)
     source.write_text(text[:heading_end] + f"\n\n![{alt}](images/{name})\n" + text[heading_end:], encoding="utf-8")
     return folder
 
@@ -70,8 +74,6 @@ def test_every_img_has_pixel_width_and_height(photo_project: tuple[Path, bytes])
     folder, _ = photo_project
     compose_copy(folder)
     html = (folder / "build" / "web.html").read_text(encoding="utf-8")
-    import lxml.html
-
     for img in lxml.html.document_fromstring(html).iter("img"):
         assert img.get("width", "").isdigit() and img.get("height", "").isdigit(), img.attrib
     photo = next(img for img in lxml.html.document_fromstring(html).iter("img") if "science-fair" in img.get("src"))
@@ -123,12 +125,7 @@ def test_a_file_that_is_no_picture_at_all_names_its_line(tmp_path: Path) -> None
 
 
 def test_compose_py_reports_a_truncated_gif_without_a_traceback(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.projects import REPO
-
-    folder = with_picture(make_project(tmp_path / "school"), "trip.gif", truncated(gif_bytes(400, 300), 0.4))
+    with_picture(make_project(tmp_path / "school"), "trip.gif", truncated(gif_bytes(400, 300), 0.4))
     done = subprocess.run([sys.executable, str(REPO / "compose.py"), "newsletters/2024-11-08-online-safety"],
                           cwd=tmp_path / "school", capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
@@ -186,11 +183,6 @@ def test_composing_again_reuses_the_prepared_picture(tmp_path: Path, monkeypatch
 
 def test_compose_py_prints_each_pictures_size_before_and_after(photo_project: tuple[Path, bytes]) -> None:
     import re
-    import subprocess
-    import sys
-
-    from tests.projects import REPO
-
     folder, original = photo_project
     done = subprocess.run([sys.executable, str(REPO / "compose.py"), "newsletters/2024-11-08-online-safety"],
                           cwd=folder.parent.parent, capture_output=True, text=True, timeout=120,
