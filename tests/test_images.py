@@ -182,7 +182,6 @@ def test_composing_again_reuses_the_prepared_picture(tmp_path: Path, monkeypatch
 
 
 def test_compose_py_prints_each_pictures_size_before_and_after(photo_project: tuple[Path, bytes]) -> None:
-    import re
     folder, original = photo_project
     done = subprocess.run([sys.executable, str(REPO / "compose.py"), "newsletters/2024-11-08-online-safety"],
                           cwd=folder.parent.parent, capture_output=True, text=True, timeout=120,
