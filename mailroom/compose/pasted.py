@@ -224,11 +224,11 @@ def tidy_inline(inline: Token, first_line: int, check_url: Callable[[str], str |
     open_tags: list[tuple[str, Token | None]] = []  # tags still open: (name, the closing token, None if dropped)
     line = first_line
     skipping = ""  # inside <script> or <style>: their content is dropped too
-    warned: set[tuple[int, str]] = set()
+    warned: set[tuple[int, str]] = set()  # (line, message): each said once per line
 
-    def warn(name: str, why: str) -> None:
-        if (line, name) not in warned:
-            warned.add((line, name))
+    def warn(why: str) -> None:
+        if (line, why) not in warned:
+            warned.add((line, why))
             warnings.append(PastedWarning(line, "html-left-out", why))
 
     for child in inline.children or []:
@@ -249,11 +249,11 @@ def tidy_inline(inline: Token, first_line: int, check_url: Callable[[str], str |
             continue
         if name in _DROPPED_WITH_CONTENT and not tag.closing:
             skipping = name
-            warn(name, f"the HTML <{name}> is left out, with everything in it: an email cannot run or "
+            warn(f"the HTML <{name}> is left out, with everything in it: an email cannot run or "
                        "restyle itself")
             continue
         if name not in KEPT_TAGS:
-            warn(name, f"the HTML <{name}> is left out (its words are kept): mailroom keeps only <b>, "
+            warn(f"the HTML <{name}> is left out (its words are kept): mailroom keeps only <b>, "
                        "<strong>, <i>, <em>, <u>, <br> and <a href=\"https://...\">; use Markdown for the rest")
             continue
         if name == "br":
@@ -270,7 +270,7 @@ def tidy_inline(inline: Token, first_line: int, check_url: Callable[[str], str |
             href = tag.attrs.get("href", "").strip()
             problem = check_url(href) if href.lower().startswith(LINK_SCHEMES) else None
             if not href.lower().startswith(LINK_SCHEMES) or problem:
-                warn("a", f"the HTML link to '{href[:60]}' is left out (its words are kept): a link "
+                warn(f"the HTML link to '{href[:60]}' is left out (its words are kept): a link "
                           "must start with https://, http://, mailto: or tel:")
                 open_tags.append((name, None))
                 continue
