@@ -45,3 +45,13 @@ def gif_bytes(width: int = 40, height: int = 30) -> bytes:
     out = io.BytesIO()
     Image.effect_noise((width, height), 80).convert("P").save(out, "GIF")
     return out.getvalue()
+
+
+def write_heavy_photo_png(path: Path, width: int = 1104, height: int = 1700) -> Path:
+    """A PNG photo so full of detail (seeded noise, the same every run) that even made to fit email it is over
+    1 MB: what the image-too-big check is for. It goes out as JPEG, being a photo."""
+    import random
+
+    pixels = random.Random(7).randbytes(width * height * 3)
+    Image.frombytes("RGB", (width, height), pixels).save(path, "PNG", compress_level=1)
+    return path

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from mailroom.cli import main
+from tests.pictures import write_heavy_photo_png
 from tests.projects import FIXTURE_NEWSLETTERS, REPO, make_project
 
 SAMPLE_LINE_COUNT = "Checks: no problems found."
@@ -23,8 +24,7 @@ def run(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, s
 @pytest.fixture
 def problems(tmp_path: Path) -> Path:
     folder = make_project(tmp_path, FIXTURE_NEWSLETTERS / "problems")
-    with (folder / "images" / "big.png").open("ab") as image:
-        image.write(b"\0" * 1100 * 1024)
+    write_heavy_photo_png(folder / "images" / "big.png")
     return folder
 
 

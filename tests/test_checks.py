@@ -21,6 +21,7 @@ from mailroom.checks.rules import (
 from mailroom.checks.style import contrast_ratio, parse_color
 from mailroom.compose.build import load_build
 from mailroom.workflows.compose import ComposeResult
+from tests.pictures import write_heavy_photo_png
 from tests.projects import FIXTURE_NEWSLETTERS, compose_copy, make_project
 
 FIELDS = "%%greeting%%, %%first_name%%, %%last_name%%, %%unsubscribe_url%%, %%recipient_id%%"
@@ -41,8 +42,8 @@ EXPECTED_PROBLEMS = [
                                      "what the reader will find there instead"),
     (WARNING, "insecure-link", 20, "the link to http://old.example.org/photos starts with http://; use https:// so "
                                    "the address is not flagged as unsafe"),
-    (WARNING, "image-too-big", 22, "the image 'big.png' is 1.1 MB; pictures over 1 MB are slow to load on phones, "
-                                   "so save a smaller copy"),
+    (WARNING, "image-too-big", 22, "the image 'big.jpg' is 1.2 MB even made to fit email; pictures over 1 MB are "
+                                   "slow to load on phones, so crop it or choose a simpler one"),
     # From the fixture's templates, so no line of newsletter.md to point at:
     (ERROR, "dangerous-link", None, "a javascript: link is not allowed in an email (it could run code or hide "
                                     "content): 'javascript:alert('hello')'"),
@@ -77,9 +78,8 @@ def key(finding: Finding) -> tuple[str, str, int | None, str]:
 @pytest.fixture(scope="module")
 def problems(tmp_path_factory: pytest.TempPathFactory) -> ComposeResult:
     folder = make_project(tmp_path_factory.mktemp("problems"), FIXTURE_NEWSLETTERS / "problems")
-    # Kept small in git; padded past 1 MB here (bytes after a PNG's end are ignored by readers).
-    with (folder / "images" / "big.png").open("ab") as image:
-        image.write(b"\0" * 1100 * 1024)
+    # Kept small in git; here a photo too detailed to fit in 1 MB even at 1104 px wide.
+    write_heavy_photo_png(folder / "images" / "big.png")
     return compose_copy(folder)
 
 

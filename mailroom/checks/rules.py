@@ -289,8 +289,8 @@ def _check_images(check: _Checker, scan: Scan, image_dir: Path | None) -> None:
                       place)
         elif path.stat().st_size > IMAGE_MAX_BYTES:
             check.add(WARNING, "image-too-big",
-                      f"the image '{name}' is {path.stat().st_size / KB / KB:.1f} MB; pictures over 1 MB are slow "
-                      "to load on phones, so save a smaller copy", place)
+                      f"the image '{name}' is {path.stat().st_size / KB / KB:.1f} MB even made to fit email; pictures "
+                      "over 1 MB are slow to load on phones, so crop it or choose a simpler one", place)
     words = sum(len(_WORD.findall(run.text)) for run in scan.runs)
     pictures = len(scan.images)
     if pictures >= MIN_IMAGES_FOR_RATIO and words < WORDS_PER_IMAGE * pictures:
