@@ -4,15 +4,15 @@
 
 The sample newsletter is composed in a temporary folder; aiosmtpd runs in its own process (its Sink
 handler accepts and discards), so the figures are the client's: rendering each person's copy, the SMTP
-dialogue (MAIL, RCPT, DATA on one reused connection) and, in the "with ledger" row, the ledger writes that
-dispatch makes around every batch. A real relay is far slower (and Microsoft 365 caps a mailbox at 30 a
+dialogue (MAIL, RCPT, DATA on one reused connection) and, in the "whole send" column, everything send.py
+does around it: reading audiences.csv, planning against the ledger, and the ledger writes around every
+batch (the same ``SendSession`` send.py uses). A real relay is far slower (and Microsoft 365 caps a mailbox at 30 a
 minute), so this shows the tool is never the bottleneck.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,15 +23,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_send_compare import write_people  # noqa: E402
+from benchlib import copy_project  # noqa: E402
+
 from mailroom.audience.lists import Recipient  # noqa: E402
 from mailroom.compose.build import load_build  # noqa: E402
-from mailroom.send.dispatch import Dispatcher, live_batches, make_message, make_version  # noqa: E402
-from mailroom.send.ledger import Ledger  # noqa: E402
+from mailroom.send.dispatch import make_message, make_version  # noqa: E402
 from mailroom.send.transports.base import Batch  # noqa: E402
 from mailroom.send.transports.mime import MimeTemplate  # noqa: E402
 from mailroom.send.transports.smtp import SmtpTransport  # noqa: E402
 from mailroom.settings import load_settings  # noqa: E402
 from mailroom.workflows.compose import compose_newsletter  # noqa: E402
+from mailroom.workflows.send import SendSession  # noqa: E402
 
 SLUG = "2024-11-08-online-safety"
 
@@ -57,10 +60,7 @@ def start_sink(port: int) -> subprocess.Popen[bytes]:
 
 
 def project(folder: Path) -> Path:
-    for name in ("assets", "templates"):
-        shutil.copytree(ROOT / name, folder / name)
-    shutil.copytree(ROOT / "newsletters" / SLUG, folder / "newsletters" / SLUG, ignore=shutil.ignore_patterns("build"))
-    shutil.copy(ROOT / "school.toml", folder / "school.toml")
+    copy_project(folder)
     compose_newsletter(load_settings(folder, environ={}), folder / "newsletters" / SLUG)
     return folder
 
@@ -76,7 +76,7 @@ def main(counts: list[int], runs: int = 1, as_json: bool = False) -> None:
     server = start_sink(port)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            root = project(Path(tmp))
+            root = project(Path(tmp) / "project")
             settings = load_settings(root, environ={"MAILROOM_TRANSPORT": "smtp", "SMTP_HOST": "127.0.0.1",
                                                     "SMTP_PORT": str(port), "SMTP_SECURITY": "none"})
             smtp = dataclasses.replace(settings.smtp, messages_per_minute=0)
@@ -86,7 +86,7 @@ def main(counts: list[int], runs: int = 1, as_json: bool = False) -> None:
             _mid, sample = MimeTemplate.build(version).render(make_message(people(1)[0], "x" * 16, settings))
             print(f"SMTP transport to aiosmtpd (Sink, separate process) on 127.0.0.1, cap off; "
                   f"{len(sample) / 1024:.0f} KB per message (HTML, text and inline images)")
-            print(f"{'messages':>9}  {'transport only':>16}  {'with ledger':>14}  connections")
+            print(f"{'messages':>9}  {'transport only':>16}  {'whole send':>14}  connections")
             for count, run in ((c, r) for c in counts for r in range(runs)):
                 recipients = people(count)
                 # transport alone: batches handed straight over
@@ -99,22 +99,20 @@ def main(counts: list[int], runs: int = 1, as_json: bool = False) -> None:
                         result = transport.send_batch(Batch(first, version, chunk))
                         assert len(result.message_ids) == len(chunk), result.errors
                 alone = time.perf_counter() - start
-                # through dispatch, with every batch written to a real SQLite ledger
-                ledger = Ledger(Path(tmp) / f"ledger-{count}-{run}.sqlite3")
-                transport2 = SmtpTransport(settings)
-                dispatcher = Dispatcher(transport2, ledger, newsletter=SLUG, build_hash=build.build_hash)
+                # the whole send, as send.py makes it: audiences.csv, the plan, a real SQLite ledger
+                audiences = write_people(Path(tmp) / f"audiences-{count}.csv", count)
+                run_settings = dataclasses.replace(settings, db_path=Path(tmp) / f"ledger-{count}-{run}.sqlite3")
+                transport2 = SmtpTransport(run_settings)
                 start = time.perf_counter()
-                with transport2:
-                    report = dispatcher.run(live_batches(build, settings, recipients, ["parents"], ledger,
-                                                         transport2.max_batch_size))
+                with SendSession(run_settings, build.newsletter_dir, ["parents"], transport=transport2) as session:
+                    result = session.send_live(session.plan_live(audiences_file=audiences), untested=True)
                 whole = time.perf_counter() - start
-                assert report.sent == count, report
-                ledger.close()
+                assert result.complete and result.report.sent == count, result.report
                 print(f"{count:>9,}  {count / alone:>10,.0f} msg/s  {count / whole:>8,.0f} msg/s  "
                       f"{transport.connections}/{transport2.connections}")
-                figure = figures.setdefault(str(count), {"transport_only": [], "with_ledger": []})
+                figure = figures.setdefault(str(count), {"transport_only": [], "whole_send": []})
                 figure["transport_only"].append(count / alone)
-                figure["with_ledger"].append(count / whole)
+                figure["whole_send"].append(count / whole)
     finally:
         server.terminate()
         server.wait(10)

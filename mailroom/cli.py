@@ -1,57 +1,105 @@
-"""Every command, and the one place that turns errors into messages and exit statuses.
+"""Every command, and the one boundary that turns errors into messages and exit statuses.
 
-The library raises ``MailroomError`` subclasses; ``_report_errors`` prints them for office staff
-(no traceback) and exits with the error's status. compose.py and send.py call ``compose_main`` and
-``send_main``; everything else hangs off the ``mailroom`` group (``python -m mailroom``).
+The library raises ``MailroomError`` subclasses; every command runs inside ``_Boundary.main``, which
+prints them for office staff (no traceback) and exits with the error's ``ExitStatus``. Anything else
+is a fault in mailroom: one plain sentence and status 70, with the traceback only under --traceback.
+Commands never call sys.exit: they return an ``ExitStatus`` (or None for DONE).
+compose.py and send.py call ``compose_main`` and ``send_main``; everything else hangs off the
+``mailroom`` group (``python -m mailroom``).
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from types import FrameType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
 
-from mailroom.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    InputError,
-    MailroomError,
-    RefusedForSafety,
-    TransportError,
-)
+from mailroom.errors import ExitStatus, InputError, Interrupted, MailroomError, RefusedForSafety
 
 if TYPE_CHECKING:
+    from mailroom.audience.lists import AudiencePlan
     from mailroom.checks.rules import Finding
+    from mailroom.events.report import AudienceNumbers
+    from mailroom.send.dispatch import Progress
+    from mailroom.send.ledger import UncertainBatch
+    from mailroom.settings import Settings
     from mailroom.workflows.compose import ComposeResult
-
-F = TypeVar("F", bound=Callable[..., Any])
+    from mailroom.workflows.send import LivePlan, SendResult, SendSession
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+UNEXPECTED = ("mailroom hit an unexpected problem: {problem}; nothing more was sent; run again with --traceback "
+              "and report it")
 
-def _report_errors(func: F) -> F:
-    """Turn a domain error into one message on stderr and the exit status it carries."""
 
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except MailroomError as exc:
-            err.print(f"[bold red]Error:[/] {_plain(str(exc))}")
-            sys.exit(exc.exit_status)
-        except KeyboardInterrupt:
-            err.print("Stopped.")
-            sys.exit(EXIT_INTERRUPTED)
+class _Boundary(click.Command):
+    """The one place a command's outcome becomes a message and an exit status (httpie's pattern)."""
 
-    return wrapper  # type: ignore[return-value]
+    show_traceback = False  # set by --traceback, which every command and the group accept
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> NoReturn:
+        _Boundary.show_traceback = False
+        sys.exit(run_command(lambda: super(_Boundary, self).main(
+            args, prog_name, complete_var, standalone_mode=False, **extra)))
+
+
+def run_command(invoke: Callable[[], object]) -> ExitStatus | int:
+    """Run ``invoke`` (a click command, not standalone) and return the exit status it ends with."""
+    try:
+        status = invoke()
+    except click.exceptions.Exit as done:  # --help, --version
+        return done.exit_code
+    except click.ClickException as mistake:  # usage errors: click's own message, status 2
+        mistake.show()
+        return ExitStatus.BAD_INPUT
+    except Interrupted as exc:
+        err.print(_plain(str(exc)))
+        return exc.exit_status
+    except MailroomError as exc:
+        err.print(f"[bold red]Error:[/] {_plain(str(exc))}")
+        return exc.exit_status
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err.print("Stopped.")
+        return ExitStatus.INTERRUPTED
+    except Exception as exc:
+        if _Boundary.show_traceback:
+            err.print(traceback.format_exc(), markup=False)
+        problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        err.print(UNEXPECTED.format(problem=problem), markup=False)
+        return ExitStatus.INTERNAL_ERROR
+    return ExitStatus.DONE if status is None else int(status)  # type: ignore[call-overload]
+
+
+class MailroomCommand(_Boundary):
+    """A command that runs inside the boundary when started on its own (compose.py, send.py)."""
+
+
+class MailroomGroup(_Boundary, click.Group):
+    """The ``mailroom`` group: its subcommands run inside the group's boundary."""
+
+    command_class = MailroomCommand
+    group_class = type  # subgroups are MailroomGroups too
+
+
+def _remember_traceback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _Boundary.show_traceback = True
+
+
+def _traceback_option() -> click.Option:
+    return click.Option(["--traceback"], is_flag=True, expose_value=False, is_eager=True,
+                        callback=_remember_traceback,
+                        help="On an unexpected problem, show the Python traceback (for a bug report).")
 
 
 def _plain(text: str) -> str:
@@ -63,7 +111,7 @@ newsletter_argument = click.argument(
     "newsletter", type=click.Path(file_okay=False, path_type=Path), metavar="NEWSLETTER_DIR")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=MailroomGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """mailroom: compose and send the school newsletter."""
 
@@ -76,7 +124,6 @@ def main() -> None:
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
 @click.option("--new", "new_topic", metavar="TOPIC",
               help='Start next week\'s newsletter from the latest one instead, e.g. --new "Christmas fair".')
-@_report_errors
 def compose_command(newsletter: Path | None, open_browser: bool, new_topic: str | None) -> None:
     """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience."""
     from mailroom.settings import load_settings
@@ -129,7 +176,6 @@ def _print_pictures(result: ComposeResult) -> None:
 @click.argument("topic", nargs=-1, required=True)
 @click.option("--date", "on_date", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
               help="The new newsletter's date (default: a week after the latest one).")
-@_report_errors
 def new_command(topic: tuple[str, ...], on_date: Any) -> None:
     """Start next week's newsletter from the latest one, named by its date and TOPIC."""
     _start_new_newsletter(" ".join(topic), on_date.date() if on_date else None)
@@ -185,8 +231,7 @@ def _count(n: int, word: str) -> str:
 
 @main.command("check")
 @newsletter_argument
-@_report_errors
-def check_command(newsletter: Path) -> None:
+def check_command(newsletter: Path) -> ExitStatus | None:
     """Run the preflight checks on NEWSLETTER_DIR's composed build (exit 2 if there are errors)."""
     from mailroom.checks.rules import check_build, has_errors, newsletter_for_build
     from mailroom.compose.build import load_build
@@ -198,8 +243,7 @@ def check_command(newsletter: Path) -> None:
                   "these checks are of the last compose. Compose again to check your changes.")
     findings = check_build(build, newsletter_for_build(build))
     _print_findings(findings, list(build.versions), stopping=True)
-    if has_errors(findings):
-        sys.exit(EXIT_BAD_INPUT)
+    return ExitStatus.BAD_INPUT if has_errors(findings) else ExitStatus.DONE
 
 
 # --- preview ------------------------------------------------------------------------------------
@@ -212,13 +256,11 @@ DEFAULT_PREVIEW_PORT = 8040
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PREVIEW_PORT, show_default=True,
               help="The port to serve on (0: any free port).")
 @click.option("--no-open", "no_open", is_flag=True, help="Do not open the web browser.")
-@_report_errors
 def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
     """Show NEWSLETTER_DIR in the browser and update it every time you save a change."""
     import datetime as dt
     import errno
 
-    from mailroom.errors import InputError
     from mailroom.servers.live_preview import PreviewServer, Watcher
 
     if not newsletter.is_dir():
@@ -285,7 +327,6 @@ def events_group() -> None:
               help="Port to listen on (0 picks a free one).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. Keep 127.0.0.1 behind a reverse proxy or tunnel.")
-@_report_errors
 def events_serve_command(port: int, host: str) -> None:
     """Receive SendGrid's signed Event Webhook until stopped with Ctrl+C."""
     from datetime import datetime
@@ -313,7 +354,6 @@ def events_serve_command(port: int, host: str) -> None:
 
 @events_group.command("import")
 @click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
-@_report_errors
 def events_import_command(file: Path) -> None:
     """Store the events in FILE (a JSON list, as SendGrid posts them); repeats are ignored."""
     from mailroom.events.intake import import_events_file
@@ -337,7 +377,6 @@ def events_import_command(file: Path) -> None:
 @main.group("suppressions", invoke_without_command=True)
 @click.option("--all", "show_all", is_flag=True, help="Also show addresses the office took back.")
 @click.pass_context
-@_report_errors
 def suppressions_group(ctx: click.Context, show_all: bool) -> None:
     """List the addresses that will be left out of every send, and why."""
     if ctx.invoked_subcommand is not None:
@@ -373,7 +412,6 @@ def suppressions_group(ctx: click.Context, show_all: bool) -> None:
 @suppressions_group.command("remove")
 @click.argument("address")
 @click.option("--note", required=True, help="Why the address may be mailed again (kept with the history).")
-@_report_errors
 def suppressions_remove_command(address: str, note: str) -> None:
     """Take ADDRESS off the suppression list, so the next send includes it again."""
     from mailroom.events.suppressions import remove_suppression
@@ -387,7 +425,6 @@ def suppressions_remove_command(address: str, note: str) -> None:
 @suppressions_group.command("add")
 @click.argument("address")
 @click.option("--reason", required=True, help='Why, for example "asked by phone not to be emailed".')
-@_report_errors
 def suppressions_add_command(address: str, reason: str) -> None:
     """Keep ADDRESS out of every send from now on (for requests made to the office)."""
     from mailroom.events.suppressions import add_suppression
@@ -404,7 +441,6 @@ def suppressions_add_command(address: str, reason: str) -> None:
 
 @main.command("report")
 @newsletter_argument
-@_report_errors
 def report_command(newsletter: Path) -> None:
     """Show what happened to NEWSLETTER_DIR's emails, and write build/report.html."""
     from rich.table import Table
@@ -421,7 +457,7 @@ def report_command(newsletter: Path) -> None:
     table.add_column("People")
     for a in report.audiences:
         table.add_column(_plain(a.audience), justify="right")
-    rows: list[tuple[str, Callable[[Any], str]]] = [
+    rows: list[tuple[str, Callable[[AudienceNumbers], str]]] = [
         ("Sent", lambda a: str(a.sent)),
         ("Delivered", lambda a: f"{a.delivered} ({a.share(a.delivered, a.sent)})"),
         ("Bounced", lambda a: str(a.bounced)),
@@ -452,14 +488,14 @@ def report_command(newsletter: Path) -> None:
 
 # --- audiences ---------------------------------------------------------------------------------
 
-def split_lists(text: str | None, settings: Any) -> list[str]:
+def split_lists(text: str | None, settings: Settings) -> list[str]:
     """--to "staff, parents" as a list in the order given; every list in school.toml when not given."""
     if text is None:
         return settings.list_names()
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def suppressed_for(settings: Any) -> dict[str, str]:
+def suppressed_for(settings: Settings) -> dict[str, str]:
     """Addresses that must not be mailed (bounces, complaints, unsubscribes) -> why."""
     from mailroom.events.suppressions import suppressed_addresses
 
@@ -470,19 +506,17 @@ def suppressed_for(settings: Any) -> dict[str, str]:
 @click.option("--to", "to", metavar="LISTS",
               help="Lists, separated by commas, in the order that decides who gets which version "
                    "(default: every list in school.toml).")
-@click.option("--audiences", "audiences_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--audiences", "audiences_file", type=click.Path(path_type=Path),
               help="The mailing lists file (default: audiences.csv).")
 @click.option("--problems-csv", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write the problems to this CSV file (safe to open in Excel).")
-@_report_errors
-def audiences_command(to: str | None, audiences_file: Path | None, problems_csv: Path | None) -> None:
+def audiences_command(to: str | None, audiences_file: Path | None, problems_csv: Path | None) -> ExitStatus | None:
     """Check audiences.csv: who is on each list, who will receive, who is left out and why.
 
     Exits with status 2 when some rows have problems (they would be left out of a send).
     """
     from mailroom.audience.lists import load_audience
     from mailroom.audience.report import format_audience_summary, format_left_out, format_problems, write_problems_csv
-    from mailroom.errors import EXIT_BAD_INPUT, InputError
     from mailroom.settings import load_settings
 
     settings = load_settings()
@@ -505,8 +539,7 @@ def audiences_command(to: str | None, audiences_file: Path | None, problems_csv:
         out.print()
         out.print(f"Wrote {problems} {'problem' if problems == 1 else 'problems'} to {_shown(problems_csv)}",
                   markup=False)
-    if problems:
-        sys.exit(EXIT_BAD_INPUT)
+    return ExitStatus.BAD_INPUT if problems else ExitStatus.DONE
 
 
 # --- send --------------------------------------------------------------------------------------
@@ -524,21 +557,18 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--untested", is_flag=True, help="Allow a live send of a build that was never test-sent.")
 @click.option("--sandbox", is_flag=True, help="SendGrid checks every request but delivers nothing.")
-@click.option("--audiences", "audiences_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--audiences", "audiences_file", type=click.Path(path_type=Path),
               help="The mailing lists file (default: audiences.csv in the project folder).")
 @click.option("--resend-uncertain", is_flag=True,
               help="Send again to people whose earlier send may or may not have arrived (they may get it twice).")
 @click.option("--mark-uncertain-sent", is_flag=True,
               help="Count people whose earlier send may or may not have arrived as sent (they may not have it).")
-@_report_errors
 def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_run: bool, yes: bool,
                  untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
                  mark_uncertain_sent: bool) -> None:
     """Send NEWSLETTER_DIR's composed newsletter to the chosen lists, safely and resumably."""
-    from mailroom.compose.build import load_build
-    from mailroom.send.ledger import Ledger, send_lock
-    from mailroom.send.transports import make_transport
     from mailroom.settings import load_settings
+    from mailroom.workflows.send import SendSession
 
     if resend_uncertain and mark_uncertain_sent:
         raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
@@ -546,94 +576,36 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_
     lists = split_lists(to_lists, settings)
     if not lists:
         raise click.UsageError("--to needs at least one list name, e.g. --to parents")
-    build = load_build(newsletter, root=settings.root)
-    changed = build.changed_sources()
-    if changed:
-        raise InputError(
-            f"the newsletter has changed since it was composed ({', '.join(changed)}); run  python compose.py "
-            f"{_shown(build.newsletter_dir)}  again, check the preview, then send")
-    _refuse_preflight_errors(build)
-    transport = make_transport(settings, sandbox=sandbox)
-
-    with send_lock(settings.db_path), Ledger(settings.db_path) as ledger:
+    with SendSession(settings, newsletter, lists, sandbox=sandbox) as session:
         if test_address is not None:
-            _send_test(settings, build, ledger, transport, lists, test_address, sandbox)
-            return
-        _send_live(settings, build, ledger, transport, lists, audiences_file=audiences_file, dry_run=dry_run,
-                   yes=yes, untested=untested, sandbox=sandbox, resend_uncertain=resend_uncertain,
-                   mark_uncertain_sent=mark_uncertain_sent)
+            _send_test(session, test_address)
+        else:
+            _send_live(session, audiences_file=audiences_file, dry_run=dry_run, yes=yes, untested=untested,
+                       resend_uncertain=resend_uncertain, mark_uncertain_sent=mark_uncertain_sent)
 
 
-def _refuse_preflight_errors(build: Any) -> None:
-    """Nothing goes out while the preflight checks find an error."""
-    from mailroom.checks.rules import errors_for_build
-
-    errors = [str(problem) for problem in errors_for_build(build)]
-    if errors:
-        listed = "\n".join(f"  - {problem}" for problem in errors)
-        raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
-                         "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
-
-
-def _send_test(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], address: str,
-               sandbox: bool) -> None:
-    from email_validator import EmailNotValidError, validate_email
-
-    from mailroom.send.dispatch import Dispatcher, test_batches
-    from mailroom.send.ledger import SANDBOX, TEST
-
-    unknown = [name for name in lists if name not in settings.lists]
-    if unknown:
-        raise InputError(f"there is no list called '{unknown[0]}'; the lists are: {', '.join(settings.lists)}",
-                         settings.source_file)
-    try:
-        validate_email(address.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise InputError(f"--test needs one email address, and '{address}' is not one ({exc})") from None
-    key = address.strip().lower()
-    recipient_id = ledger.recipient_ids([key])[key]
-    out.print(f"Sending a test copy of {', '.join(lists)} to {_plain(address.strip())} "
-              f"through {_plain(transport.describe())}{' (sandbox: nothing is delivered)' if sandbox else ''}.")
-    dispatcher = Dispatcher(transport, ledger, newsletter=build.slug, build_hash=build.build_hash,
-                            kind=SANDBOX if sandbox else TEST)
-    with transport:
-        report = dispatcher.run(test_batches(build, settings, lists, address, recipient_id))
-    if report.confirmed_test_batches and not sandbox:
-        ledger.record_test_send(newsletter=build.slug, build_hash=build.build_hash, address=key, audiences=lists,
-                                transport=transport.name, batch_id=report.confirmed_test_batches[0])
-    if report.uncertain:
-        raise RefusedForSafety(f"the test copy may or may not have been sent ({report.stop_message}); check the "
-                               f"inbox of {address.strip()}, or send the test again")
-    _finish_run(report, ledger, build, settings)
+def _send_test(session: SendSession, address: str) -> None:
+    plan = session.plan_test(address)
+    out.print(f"Sending a test copy of {', '.join(plan.lists)} to {_plain(plan.address)} "
+              f"through {_plain(plan.transport)}{' (sandbox: nothing is delivered)' if plan.sandbox else ''}.")
+    result = session.send_test(plan)
+    _show_result(result)
     out.print("[bold green]Test sent.[/] Check it, then send for real without --test.")
 
 
-def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: list[str], *,
-               audiences_file: Path | None, dry_run: bool, yes: bool, untested: bool, sandbox: bool,
+def _send_live(session: SendSession, *, audiences_file: Path | None, dry_run: bool, yes: bool, untested: bool,
                resend_uncertain: bool, mark_uncertain_sent: bool) -> None:
-    from mailroom.audience.lists import load_audience
-    from mailroom.send.dispatch import Dispatcher, live_batches, plan_send
-    from mailroom.send.ledger import LIVE, SANDBOX
-
-    ledger.settle_abandoned(build.slug)
-    audience = load_audience(audiences_file or settings.root / "audiences.csv", settings, lists,
-                             suppressed_for(settings))
-    if mark_uncertain_sent and not dry_run:
-        marked = ledger.resolve_uncertain(build.slug, as_sent=True)
-        if marked:
-            out.print(f"Counted {marked} people from uncertain batches as sent, as you asked.")
-    plan = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
-    _show_plan(build.subject, plan, audience, transport, sandbox)
+    plan = session.plan_live(audiences_file=audiences_file, resend_uncertain=resend_uncertain,
+                             mark_uncertain_sent=mark_uncertain_sent, dry_run=dry_run)
+    if plan.marked_as_sent:
+        out.print(f"Counted {plan.marked_as_sent} people from uncertain batches as sent, as you asked.")
+    _show_plan(plan)
     if plan.uncertain:
-        _show_uncertain(plan.uncertain, _uncertain_file(settings, build))
-        if not dry_run:
-            raise RefusedForSafety(
-                "nothing was sent: some people may or may not already have this newsletter (see above). "
-                "Run again with --resend-uncertain (they may get it twice) or --mark-uncertain-sent "
-                "(they may not get it at all)")
+        _show_uncertain(plan.uncertain, plan.uncertain_file)
     if dry_run:
         out.print("Dry run: nothing was sent.")
         return
+    session.check_live(plan, untested=True)  # the uncertain refusal comes before any question
     if plan.total == 0:
         out.print("Nobody is left to send to: everyone on these lists already has this newsletter.")
         return
@@ -641,52 +613,41 @@ def _send_live(settings: Any, build: Any, ledger: Any, transport: Any, lists: li
         typed = click.prompt(f"To send to {plan.total} people, type {plan.total}", default="", show_default=False)
         if typed.strip().replace(",", "") != str(plan.total):
             raise RefusedForSafety("nothing was sent: the number typed did not match")
-    if not plan.test_sends and not sandbox and not untested:
-        if yes:
-            raise RefusedForSafety(
-                "nothing was sent: this build was never test-sent. Send a test first "
-                f"(python send.py {_shown(build.newsletter_dir)} --to {','.join(lists)} --test YOUR_ADDRESS), "
-                "or add --untested to send it anyway")
-        if not click.confirm("This build was never test-sent. Send it anyway?", default=False):
-            raise RefusedForSafety("nothing was sent: send a test first with --test YOUR_ADDRESS")
-
-    if not sandbox:
-        ledger.plan_pending(build.slug, ((p.key, p.audience) for p in audience.recipients))
-    size = transport.max_batch_size
-    dispatcher = Dispatcher(transport, ledger, newsletter=build.slug, build_hash=build.build_hash,
-                            kind=SANDBOX if sandbox else LIVE)
-    batches = live_batches(build, settings, audience.recipients, audience.lists, ledger, size,
-                           resend_uncertain=resend_uncertain)
-    with transport, _ctrl_c_stops(dispatcher), _progress_display(plan.total) as show:
-        dispatcher.on_progress = show
-        report = dispatcher.run(batches)
-    _finish_run(report, ledger, build, settings)
-    if sandbox:
-        out.print(f"[bold green]Sandbox:[/] SendGrid checked {report.sent} messages in {report.requests} "
-                  "requests and delivered none.")
+        if plan.untested and not untested:
+            if not click.confirm("This build was never test-sent. Send it anyway?", default=False):
+                raise RefusedForSafety("nothing was sent: send a test first with --test YOUR_ADDRESS")
+            untested = True
+    with _ctrl_c_stops(session), _progress_display(plan.total) as show:
+        result = session.send_live(plan, untested=untested, on_progress=show)
+    _show_result(result)
+    if plan.sandbox:
+        out.print(f"[bold green]Sandbox:[/] SendGrid checked {result.report.sent} messages in "
+                  f"{result.report.requests} requests and delivered none.")
     else:
-        out.print(f"[bold green]Done:[/] sent to {report.sent} people; everyone on {', '.join(lists)} who "
-                  "should get this newsletter now has it.")
+        out.print(f"[bold green]Done:[/] sent to {result.report.sent} people; everyone on {', '.join(plan.lists)} "
+                  "who should get this newsletter now has it.")
 
 
-def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: bool) -> None:
+def _show_plan(plan: LivePlan) -> None:
     """The plan before anything goes out: the lists (as ``mailroom audiences`` shows them), then this send."""
     from mailroom.audience.report import format_audience_summary, format_left_out, format_problems
 
-    out.print(f"[bold]Sending[/] \u201c{_plain(subject)}\u201d")
+    audience: AudiencePlan = plan.audience
+    counts = plan.counts
+    out.print(f"[bold]Sending[/] \u201c{_plain(plan.subject)}\u201d")
     for section in (format_audience_summary(audience), format_left_out(audience), format_problems(audience)):
         for line in section:
             out.print(line, markup=False)
-    out.print("To send now: " + ", ".join(f"{name} {plan.to_send.get(name, 0)}" for name in plan.audiences))
-    if plan.already_sent:
-        out.print(f"Already sent earlier (skipped): {plan.already_sent}")
-    if plan.retrying:
-        out.print(f"Not accepted last time (trying again): {plan.retrying}")
-    if plan.resending_uncertain:
-        out.print(f"Uncertain last time (sending again, as you asked): {plan.resending_uncertain}")
-    out.print(f"Transport: {_plain(transport.describe())}" + (" - sandbox mode, nothing is delivered" if sandbox
-                                                             else ""))
-    for note in transport.plan_notes(plan.total):
+    out.print("To send now: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in counts.audiences))
+    if counts.already_sent:
+        out.print(f"Already sent earlier (skipped): {counts.already_sent}")
+    if counts.retrying:
+        out.print(f"Not accepted last time (trying again): {counts.retrying}")
+    if counts.resending_uncertain:
+        out.print(f"Uncertain last time (sending again, as you asked): {counts.resending_uncertain}")
+    out.print(f"Transport: {_plain(plan.transport)}" + (" - sandbox mode, nothing is delivered" if plan.sandbox
+                                                         else ""))
+    for note in plan.transport_notes:
         out.print(_plain(note))
     if plan.test_sends:
         last = plan.test_sends[-1]
@@ -696,12 +657,8 @@ def _show_plan(subject: str, plan: Any, audience: Any, transport: Any, sandbox: 
     out.print(f"[bold]{plan.total}[/] people will get it now.")
 
 
-def _show_uncertain(batches: Any, full_list: Path) -> None:
-    """Name the people whose send may or may not have arrived; all of them go in ``full_list`` (a CSV)."""
-    import csv
-
-    from mailroom.audience.report import excel_safe
-
+def _show_uncertain(batches: Sequence[UncertainBatch], full_list: Path | None) -> None:
+    """Name the people whose send may or may not have arrived (all of them are in ``full_list``)."""
     people = sum(len(b.keys) for b in batches)
     err.print(f"[bold yellow]Uncertain:[/] {people} people in {len(batches)} earlier batch(es) may or may not "
               "have this newsletter (the send stopped or lost its connection before the answer came):")
@@ -712,53 +669,30 @@ def _show_uncertain(batches: Any, full_list: Path) -> None:
             err.print(f"    {_plain(key)}")
         if len(batch.keys) > _SHOW_UNCERTAIN:
             err.print(f"    ... and {len(batch.keys) - _SHOW_UNCERTAIN} more")
-    full_list.parent.mkdir(parents=True, exist_ok=True)
-    with full_list.open("w", encoding="utf-8-sig", newline="") as handle:  # utf-8-sig: Excel reads it right
-        writer = csv.writer(handle)
-        writer.writerow(["batch", "list", "email"])
-        for batch in batches:
-            writer.writerows([batch.batch_id, batch.audience, excel_safe(key)] for key in batch.keys)
-    err.print(f"  Everyone in these batches is listed in {_plain(_shown(full_list))}")
+    if full_list is not None:
+        err.print(f"  Everyone in these batches is listed in {_plain(_shown(full_list))}")
 
 
-def _uncertain_file(settings: Any, build: Any) -> Path:
-    return settings.db_path.parent / f"uncertain-{build.slug}.csv"
-
-
-def _finish_run(report: Any, ledger: Any, build: Any, settings: Any) -> None:
-    """Say how the run ended; anything short of complete becomes the error that sets the exit status."""
-    from mailroom.send.dispatch import GAVE_UP, INTERRUPTED, REFUSED
-
+def _show_result(result: SendResult) -> None:
+    """Say how the run ended; anything short of complete raises the error that sets the exit status."""
+    report = result.report
     if report.failed or report.uncertain or report.stopped:
         out.print(f"Sent: {report.sent}. Not sent: {report.failed}. Uncertain: {report.uncertain}.")
     for reason, count in report.errors.most_common(5):
         err.print(f"  {count} not sent: {_plain(reason)}")
-    if report.uncertain:
-        _show_uncertain(ledger.uncertain_batches(build.slug), _uncertain_file(settings, build))
-        raise RefusedForSafety(
-            "the send stopped because the outcome of a request is unknown. Run the same command again with "
-            "--resend-uncertain (they may get it twice) or --mark-uncertain-sent (they may not get it at all)")
-    if report.stopped == INTERRUPTED:
-        err.print("Stopped after the batch in flight; what was sent is recorded. Run the same command to carry on.")
-        raise KeyboardInterrupt
-    if report.stopped == REFUSED:
-        raise TransportError(f"{report.stop_message} Nothing more was sent; run the same command again once this "
-                             "is fixed, and it will carry on where it stopped.", retryable=False)
-    if report.stopped == GAVE_UP:
-        raise TransportError(f"gave up after several tries ({report.stop_message}). Run the same command again "
-                             "later: it carries on where it stopped.", retryable=True)
-    if report.failed:
-        raise TransportError(f"{report.failed} people could not be sent to. Run the same command again to retry "
-                             "them.", retryable=True)
+    if result.uncertain:
+        _show_uncertain(result.uncertain, result.uncertain_file)
+    if result.error is not None:
+        raise result.error
 
 
 @contextmanager
-def _ctrl_c_stops(dispatcher: Any) -> Iterator[None]:
+def _ctrl_c_stops(session: SendSession) -> Iterator[None]:
     """First Ctrl-C: finish and record the batch in flight, then stop. A second one stops at once."""
-    def on_interrupt(signum: int, frame: Any) -> None:
-        if dispatcher.stop.is_set():
-            raise KeyboardInterrupt
-        dispatcher.stop.set()
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        # A second Ctrl-C gets Python's own handler (stop now); the boundary says "Stopped."
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        session.stop.set()
         err.print("Stopping after the batch in flight (press Ctrl-C again to stop at once)...")
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
@@ -769,25 +703,37 @@ def _ctrl_c_stops(dispatcher: Any) -> Iterator[None]:
 
 
 @contextmanager
-def _progress_display(total: int) -> Iterator[Callable[[Any], None]]:
+def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
     """A progress bar on a terminal; plain lines (one per batch) when output goes to a file or a pipe."""
     if out.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as ProgressBar
 
-        with Progress(TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        with ProgressBar(TextColumn("Sending"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       TextColumn("{task.description}"), console=out) as bar:
             task = bar.add_task("", total=total)
 
-            def show(progress: Any) -> None:
+            def show(progress: Progress) -> None:
                 bar.update(task, completed=progress.done, description=_plain(progress.note or ""))
 
             yield show
         return
 
-    def show_plain(progress: Any) -> None:
+    def show_plain(progress: Progress) -> None:
         if progress.note:
             out.print(f"  {_plain(progress.note)}")
         else:
             out.print(f"  {progress.done} of {total} done ({progress.sent} sent)")
 
     yield show_plain
+
+
+def _add_traceback_option(command: click.Command) -> None:
+    """--traceback on the group and on every command, so send.py and compose.py take it too."""
+    command.params.append(_traceback_option())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _add_traceback_option(sub)
+
+
+_add_traceback_option(main)

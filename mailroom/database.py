@@ -15,11 +15,11 @@ from pathlib import Path
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
-def connect(db_path: Path) -> sqlite3.Connection:
+def connect(db_path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> sqlite3.Connection:
     """A connection to ``db_path`` in WAL mode, creating the file (and its folder) if needed."""
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+    conn = sqlite3.connect(db_path, timeout=busy_timeout, isolation_level=None,
                            check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")

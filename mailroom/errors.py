@@ -1,4 +1,4 @@
-"""The errors mailroom raises.
+"""The errors mailroom raises, and the exit status each one ends a command with.
 
 The library raises these; only ``mailroom.cli`` turns them into a message and an exit status,
 so every message a user sees is decided in one place. Each error carries what the user needs:
@@ -7,20 +7,25 @@ the file and line at fault, or the provider's own answer.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 
-# Exit statuses (docs/architecture.md, "Exit statuses").
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_REFUSED = 3
-EXIT_INTERRUPTED = 130
+
+class ExitStatus(enum.IntEnum):
+    """How a command ended, for scripts and scheduled tasks (docs/architecture.md, "Exit statuses")."""
+
+    DONE = 0
+    SOME_NOT_SENT = 1  # the send ran, but some people could not be sent to; a rerun retries them
+    BAD_INPUT = 2  # a file, an option or a setting is wrong; nothing was sent
+    REFUSED_FOR_SAFETY = 3  # mailroom needs a decision from a person before it goes on
+    INTERNAL_ERROR = 70  # a fault in mailroom itself (EX_SOFTWARE in sysexits.h)
+    INTERRUPTED = 130  # stopped with Ctrl-C (128 + SIGINT, as shells report it)
 
 
 class MailroomError(Exception):
     """Root of every error meant for the person at the keyboard."""
 
-    exit_status = EXIT_BAD_INPUT
+    exit_status = ExitStatus.BAD_INPUT
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -30,8 +35,8 @@ class MailroomError(Exception):
         return self.message
 
 
-class InputError(MailroomError):
-    """Something in a file the user wrote is wrong; points at the file and line."""
+class FileProblem(MailroomError):
+    """An error about one file (and perhaps one line of it): the message starts with where."""
 
     def __init__(self, message: str, path: Path | str | None = None, line: int | None = None) -> None:
         self.path = Path(path) if path is not None else None
@@ -48,20 +53,41 @@ class InputError(MailroomError):
         return where + self.message
 
 
-class ConfigError(InputError):
-    """school.toml, .env or the environment is wrong. Kept apart so nothing swallows it."""
+class InputError(FileProblem):
+    """Something in a file the user wrote is wrong; points at the file and line."""
+
+
+class ConfigError(FileProblem):
+    """school.toml, .env or the environment is wrong. Kept apart so nothing swallows it.
+
+    A sibling of ``InputError``, not a kind of it: code that tolerates bad content (``except InputError``,
+    e.g. a report working without a build) must never hide broken settings.
+    """
+
+
+class LedgerError(FileProblem):
+    """The ledger file (mailroom.sqlite3) cannot be used: damaged, locked by another program, or unreadable.
+
+    Nothing is sent while the ledger cannot record it, so this always stops a send before it starts.
+    """
 
 
 class RefusedForSafety(MailroomError):
     """The tool will not go on without a decision from the user (exit 3)."""
 
-    exit_status = EXIT_REFUSED
+    exit_status = ExitStatus.REFUSED_FOR_SAFETY
+
+
+class Interrupted(MailroomError):
+    """The person pressed Ctrl-C; what was sent before is recorded (exit 130)."""
+
+    exit_status = ExitStatus.INTERRUPTED
 
 
 class TransportError(MailroomError):
     """A transport could not hand a message over. ``retryable`` says whether trying again may help."""
 
-    exit_status = EXIT_SOME_FAILED
+    exit_status = ExitStatus.SOME_NOT_SENT
 
     def __init__(self, message: str, *, retryable: bool, status: int | None = None,
                  retry_after: float | None = None, uncertain: bool = False) -> None:

@@ -1,8 +1,17 @@
-"""Throwaway copies of the project, so tests that compose never write into the repository's build/."""
+"""The one way tests make a project: a throwaway copy of school.toml, templates/, assets/ and a newsletter.
+
+``make_project`` copies; with ``composed=True`` the newsletter is also composed (once per test session
+for each variant, then copied, so send tests stay fast). ``school_toml`` edits school.toml's text
+(old -> new) for the settings a test needs, e.g. a short SendGrid timeout. Tests never write into
+the repository.
+"""
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -14,20 +23,46 @@ REPO = Path(__file__).resolve().parent.parent
 SAMPLE = "2024-11-08-online-safety"
 FIXTURE_NEWSLETTERS = REPO / "tests" / "fixtures" / "newsletters"
 
+# school.toml edits the send tests use: a short request timeout, and no SMTP rate cap (a cap is measured
+# with a fake clock, never slept through)
+SEND_SETTINGS = {"timeout_seconds = 30": "timeout_seconds = 5", "messages_per_minute = 30": "messages_per_minute = 0"}
 
-def make_project(dest: Path, newsletter: Path | None = None, *, name: str | None = None) -> Path:
+_COMPOSED: dict[tuple[object, ...], Path] = {}
+
+
+def make_project(dest: Path, newsletter: Path | None = None, *, name: str | None = None,
+                 school_toml: Mapping[str, str] | None = None, composed: bool = False) -> Path:
     """Copy school.toml, templates/, assets/ and one newsletter (default: the sample) into ``dest``.
 
     A fixture newsletter may carry a ``templates/`` folder of its own: its files replace the
     project's templates of the same name, so a fixture can bring in what a broken template would.
-    Returns the copied newsletter folder.
+    Returns the copied newsletter folder (the project is its ``parents[1]``).
     """
     source = newsletter or REPO / "newsletters" / SAMPLE
+    folder_name = name or source.name
+    edits = dict(school_toml or {})
+    if composed:
+        key = (source, folder_name, tuple(sorted(edits.items())))
+        if key not in _COMPOSED:
+            template = Path(tempfile.mkdtemp(prefix="mailroom-project-"))
+            atexit.register(shutil.rmtree, template, True)
+            compose_copy(_copy_project(template, source, folder_name, edits))
+            _COMPOSED[key] = template
+        shutil.copytree(_COMPOSED[key], dest, dirs_exist_ok=True)
+        return dest / "newsletters" / folder_name
+    return _copy_project(dest, source, folder_name, edits)
+
+
+def _copy_project(dest: Path, source: Path, folder_name: str, edits: Mapping[str, str]) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "school.toml", dest / "school.toml")
+    toml = (REPO / "school.toml").read_text(encoding="utf-8")
+    for old, new in edits.items():
+        assert old in toml, f"school.toml no longer has {old!r}; update the test's edit"
+        toml = toml.replace(old, new)
+    (dest / "school.toml").write_text(toml, encoding="utf-8")
     shutil.copytree(REPO / "templates", dest / "templates")
     shutil.copytree(REPO / "assets", dest / "assets")
-    folder = dest / "newsletters" / (name or source.name)
+    folder = dest / "newsletters" / folder_name
     shutil.copytree(source, folder, ignore=shutil.ignore_patterns("build", "templates"))
     overrides = source / "templates"
     if overrides.is_dir():

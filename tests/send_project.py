@@ -1,42 +1,38 @@
-"""Throw-away projects for send tests: the real sample newsletter composed in a temporary folder,
-an audiences.csv of fictional people, and a way to run send.py in it as the office would.
+"""Helpers for send tests: a composed copy of the project (``send_project``), an audiences.csv of
+fictional people, the environment that picks a transport, and a way to run send.py as the office would.
 
-Also ``write_build``: a tiny hand-made build (manifest + html/txt) in the format mailroom/build.py reads,
-for tests that need a build without running compose.
+Also ``write_build``: a tiny hand-made build (manifest + html/txt) in the format mailroom/compose/build.py
+reads, for tests that need a build without running compose.
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from mailroom.compose.build import BUILD_DIR, MANIFEST, MANIFEST_VERSION
+from mailroom.send.dispatch import RETRY_SCALE_VARIABLE
 from mailroom.settings import Settings, load_settings
+from tests.projects import SAMPLE as SAMPLE  # re-exported: send tests name the sample from here
+from tests.projects import SEND_SETTINGS, make_project
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLE = "2024-11-08-online-safety"
+RETRY_SCALE = "0.001"
 API_KEY = "SG.standin-secret-key-0123456789abcdef"
 
 
-def make_project(folder: Path, *, toml_extra: str = "", timeout: float = 5.0) -> Path:
-    """A copy of the sample project with the sample newsletter composed (sources hashed as usual)."""
-    from mailroom.workflows.compose import compose_newsletter
-    from tests.projects import make_project as copy_sample
+def send_project(dest: Path, *, timeout: float = 5.0, school_toml: Mapping[str, str] | None = None) -> Path:
+    """A composed copy of the sample project in ``dest`` (SendGrid timeout ``timeout`` s, no SMTP cap).
 
-    copy_sample(folder)
-    text = (ROOT / "school.toml").read_text(encoding="utf-8")
-    text = text.replace("timeout_seconds = 30", f"timeout_seconds = {timeout}") + toml_extra
-    (folder / "school.toml").write_text(text, encoding="utf-8")
-    compose_newsletter(load_settings(folder, environ={}), folder / "newsletters" / SAMPLE)
-    return folder
+    ``school_toml``: more edits of school.toml (old -> new), made before compose as the office would.
+    """
+    edits = {**SEND_SETTINGS, "timeout_seconds = 30": f"timeout_seconds = {timeout:g}", **(school_toml or {})}
+    return make_project(dest, school_toml=edits, composed=True).parents[1]
 
 
 def write_audiences(path: Path, rows: Iterable[tuple[str, str, str, str]]) -> Path:
@@ -54,7 +50,8 @@ def many_people(count: int, lists: str = "parents", domain: str = "example.org")
 
 def environ(folder: Path, *, transport: str = "outbox", host: str = "", key: str = API_KEY) -> dict[str, str]:
     env = {"MAILROOM_TRANSPORT": transport, "MAILROOM_DB": str(folder / "mailroom.sqlite3"),
-           "MAILROOM_OUTBOX": str(folder / "outbox")}
+           "MAILROOM_OUTBOX": str(folder / "outbox"),
+           RETRY_SCALE_VARIABLE: RETRY_SCALE}  # real backoff, scaled down: tests never sleep through it
     if transport == "sendgrid":
         env.update({"SENDGRID_API_KEY": key, "SENDGRID_API_HOST": host})
     return env
@@ -106,17 +103,3 @@ def write_build(newsletter_dir: Path, *, root: Path, versions: Mapping[str, tupl
                 "sources": sources, "build_hash": hashlib.sha256(json.dumps(manifest_versions).encode()).hexdigest()}
     (build_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return newsletter_dir
-
-
-_COMPOSED: dict[tuple[str, float], Path] = {}
-
-
-def project_copy(dest: Path, *, toml_extra: str = "", timeout: float = 5.0) -> Path:
-    """Like make_project, but composes each variant once per test session and copies it (fast)."""
-    key = (toml_extra, timeout)
-    if key not in _COMPOSED:
-        template = Path(tempfile.mkdtemp(prefix="mailroom-sample-"))
-        atexit.register(shutil.rmtree, template, True)
-        _COMPOSED[key] = make_project(template, toml_extra=toml_extra, timeout=timeout)
-    shutil.copytree(_COMPOSED[key], dest, dirs_exist_ok=True)
-    return dest

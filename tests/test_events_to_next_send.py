@@ -8,7 +8,7 @@ from mailroom.audience.lists import load_audience
 from mailroom.events.intake import import_events_file
 from mailroom.events.report import build_report
 from mailroom.events.suppressions import suppressed_addresses
-from mailroom.send.ledger import LIVE, SENT, Ledger, Outcome
+from mailroom.send.ledger import BatchKind, Ledger, Outcome, SendState
 from mailroom.settings import load_settings
 from tests.sendgrid_events import Signer, event, post, running_server
 
@@ -60,9 +60,9 @@ def test_sent_comes_from_the_ledger_when_it_knows_the_newsletter(tmp_path):
     keys = ["ada.parent@example.org", "bob.carer@example.com", "cat.parent@example.org"]
     with Ledger(settings.db_path) as ledger:
         ledger.recipient_ids(keys)
-        batch = ledger.begin_batch(newsletter=SLUG, audience="parents", kind=LIVE, transport="sendgrid",
+        batch = ledger.begin_batch(newsletter=SLUG, audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
                                    build_hash="abc", keys=keys)
-        ledger.record_outcomes(batch, SLUG, LIVE, [Outcome(k, SENT, "msg-1") for k in keys[:2]])
+        ledger.record_outcomes(batch, SLUG, BatchKind.LIVE, [Outcome(k, SendState.SENT, "msg-1") for k in keys[:2]])
     events_file = tmp_path / "events.json"
     events_file.write_text(json.dumps([event("processed", f"ev-{i}", recipient_id=f"r-{i}") for i in range(5)]))
     import_events_file(settings.db_path, events_file)

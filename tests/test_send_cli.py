@@ -18,19 +18,19 @@ from tests.send_project import (
     SAMPLE,
     environ,
     many_people,
-    project_copy,
+    send_project,
     send_py,
     start_send_py,
     write_audiences,
 )
-from tests.sendgrid_standin import Answer, SendGridStandIn, wait_until
+from tests.sendgrid_standin import Answer, wait_until
 
 NEWSLETTER = f"newsletters/{SAMPLE}"
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    folder = project_copy(tmp_path / "school")
+    folder = send_project(tmp_path / "school")
     write_audiences(folder / "audiences.csv", [
         ("amelia.hughes@example.org", "Amelia", "Hughes", "parents"),
         ("rahul.patel@example.com", "Rahul", "Patel", "parents;staff"),
@@ -38,13 +38,6 @@ def project(tmp_path: Path) -> Path:
         ("RAHUL.PATEL@example.com", "Rahul", "Patel", "staff"),
     ])
     return folder
-
-
-@pytest.fixture
-def sg():
-    with SendGridStandIn(api_key=API_KEY) as standin:
-        yield standin
-        assert standin.violations == []
 
 
 def ledger_counts(folder: Path) -> dict[str, int]:
@@ -268,18 +261,21 @@ def test_the_api_key_is_never_printed_or_stored(project, sg):
 
 def test_ctrl_c_stops_after_the_batch_in_flight(project, sg):
     write_audiences(project / "audiences.csv", many_people(2500))
-    sg.delay = 1.0  # each answer takes a second, so Ctrl-C lands while the first request is out
+    sg.script(Answer(hang=60))  # the first answer waits until released, so Ctrl-C lands while it is out
     env = environ(project, transport="sendgrid", host=sg.url)
     sender = start_send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert wait_until(lambda: sg.request_count >= 1, timeout=60)
     sender.send_signal(signal.SIGINT)
-    _out, err = sender.communicate(timeout=60)
+    assert sender.stderr is not None
+    first = sender.stderr.readline()  # the send said it will stop: now let SendGrid answer
+    sg.release()
+    _out, rest_of_err = sender.communicate(timeout=60)
+    err = first + rest_of_err
     assert sender.returncode == 130, err
-    assert "Stopping after the batch in flight" in err
+    assert first.startswith("Stopping after the batch in flight")
     assert "Stopped after the batch in flight; what was sent is recorded." in err
     assert sg.request_count == 1 and len(sg.received) == 1000
     assert ledger_counts(project) == {"sent": 1000, "pending": 1500}
-    sg.delay = 0.0
     rest = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert rest.returncode == 0 and len(sg.received) == 2500 and set(sg.received.values()) == {1}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailroom.errors import RefusedForSafety
-from mailroom.send.ledger import FAILED, LIVE, SENT, TEST, UNCERTAIN, Ledger, Outcome, send_lock
+from mailroom.send.ledger import BatchKind, Ledger, Outcome, SendState, send_lock
 
 
 def test_recipient_ids_are_random_stable_and_never_the_address(tmp_path):
@@ -31,34 +31,35 @@ def test_a_batch_is_in_flight_until_settled_and_abandoned_ones_become_uncertain(
     with Ledger(tmp_path / "l.sqlite3") as ledger:
         ledger.plan_pending("n1", [("a@example.org", "parents"), ("b@example.org", "parents"),
                                    ("c@example.org", "staff")])
-        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=LIVE, transport="sendgrid",
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
                                    build_hash="h", keys=["a@example.org", "b@example.org"])
         assert {r.state for r in ledger.states("n1", ["a@example.org", "b@example.org"]).values()} == {"in_flight"}
-        ledger.record_outcomes(batch, "n1", LIVE, [Outcome("a@example.org", SENT, message_id="m1")])
+        ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [Outcome("a@example.org", SendState.SENT, message_id="m1")])
         # the process dies here: b is still in flight
         assert ledger.settle_abandoned("n1") == 1
         states = ledger.states("n1", ["a@example.org", "b@example.org", "c@example.org"])
-        assert (states["a@example.org"].state, states["a@example.org"].message_id) == (SENT, "m1")
-        assert states["b@example.org"].state == UNCERTAIN and states["c@example.org"].state == "pending"
+        assert (states["a@example.org"].state, states["a@example.org"].message_id) == (SendState.SENT, "m1")
+        assert states["b@example.org"].state == SendState.UNCERTAIN and states["c@example.org"].state == "pending"
         [uncertain] = ledger.uncertain_batches("n1")
         assert (uncertain.batch_id, uncertain.audience, uncertain.keys) == (batch, "parents", ("b@example.org",))
         assert ledger.resolve_uncertain("n1", as_sent=True) == 1
-        assert ledger.counts("n1") == {SENT: 2, "pending": 1}
+        assert ledger.counts("n1") == {SendState.SENT: 2, "pending": 1}
         assert ledger.uncertain_batches("n1") == []
 
 
 def test_resending_uncertain_puts_them_back_in_the_queue(tmp_path):
     with Ledger(tmp_path / "l.sqlite3") as ledger:
-        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=LIVE, transport="outbox",
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",
                                    build_hash="h", keys=["a@example.org"])
-        ledger.record_outcomes(batch, "n1", LIVE, [Outcome("a@example.org", UNCERTAIN, error="dropped")])
+        ledger.record_outcomes(batch, "n1", BatchKind.LIVE,
+                               [Outcome("a@example.org", SendState.UNCERTAIN, error="dropped")])
         assert ledger.resolve_uncertain("n1", as_sent=False) == 1
         assert ledger.counts("n1") == {"pending": 1}
 
 
 def test_test_sends_count_only_for_the_same_build(tmp_path):
     with Ledger(tmp_path / "l.sqlite3") as ledger:
-        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=TEST, transport="outbox",
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.TEST, transport="outbox",
                                    build_hash="hash-1", keys=["office@example.org"])
         ledger.record_test_send(newsletter="n1", build_hash="hash-1", address="office@example.org",
                                 audiences=["parents", "staff"], transport="outbox", batch_id=batch)
@@ -71,9 +72,10 @@ def test_test_sends_count_only_for_the_same_build(tmp_path):
 
 def test_failed_rows_keep_their_reason(tmp_path):
     with Ledger(tmp_path / "l.sqlite3") as ledger:
-        batch = ledger.begin_batch(newsletter="n1", audience="staff", kind=LIVE, transport="smtp",
+        batch = ledger.begin_batch(newsletter="n1", audience="staff", kind=BatchKind.LIVE, transport="smtp",
                                    build_hash="h", keys=["x@example.org"])
-        ledger.record_outcomes(batch, "n1", LIVE, [Outcome("x@example.org", FAILED, error="550 no such user")])
+        ledger.record_outcomes(batch, "n1", BatchKind.LIVE,
+                               [Outcome("x@example.org", SendState.FAILED, error="550 no such user")])
         assert ledger.states("n1", ["x@example.org"])["x@example.org"].error == "550 no such user"
 
 

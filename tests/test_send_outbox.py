@@ -15,7 +15,7 @@ from mailroom.send.dispatch import make_message, make_version
 from mailroom.send.transports.base import Batch, Delivery, Version
 from mailroom.send.transports.mime import MimeTemplate
 from mailroom.send.transports.outbox import OutboxTransport
-from tests.send_project import SAMPLE, project_copy, settings_for, write_build
+from tests.send_project import SAMPLE, send_project, settings_for, write_build
 
 
 class Person:
@@ -44,7 +44,7 @@ def all_defects(message: EmailMessage) -> list[object]:
 
 @pytest.fixture(scope="module")
 def sent(tmp_path_factory) -> tuple[Path, list[Path], Version]:
-    folder = project_copy(tmp_path_factory.mktemp("outbox") / "school")
+    folder = send_project(tmp_path_factory.mktemp("outbox") / "school")
     settings = settings_for(folder)
     build = load_build(folder / "newsletters" / SAMPLE, root=folder)
     version = make_version(build, settings, "parents")

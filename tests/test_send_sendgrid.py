@@ -8,76 +8,67 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from mailroom.audience.lists import load_audience
 from mailroom.compose.build import load_build
-from mailroom.errors import InputError
-from mailroom.send.dispatch import (
-    GAVE_UP,
-    INTERRUPTED,
-    REFUSED,
-    UNKNOWN_OUTCOME,
-    Dispatcher,
-    RetryPolicy,
-    live_batches,
-    plan_send,
-)
-from mailroom.send.ledger import FAILED, LIVE, SANDBOX, SENT, UNCERTAIN, Ledger
+from mailroom.errors import InputError, RefusedForSafety
+from mailroom.send.dispatch import Dispatcher, DispatchReport, RetryPolicy, StopReason, live_batches
+from mailroom.send.ledger import Ledger, SendState
+from mailroom.send.transports.base import Batch, BatchResult
 from mailroom.send.transports.sendgrid import SendGridTransport
-from tests.send_project import API_KEY, SAMPLE, many_people, project_copy, settings_for, write_audiences
+from mailroom.workflows.send import LivePlan, SendResult, SendSession
+from tests.send_project import API_KEY, SAMPLE, many_people, send_project, settings_for, write_audiences
 from tests.sendgrid_standin import Answer, SendGridStandIn
 
-
-@pytest.fixture
-def sg():
-    with SendGridStandIn(api_key=API_KEY) as standin:
-        yield standin
-        assert standin.violations == []
+SENT, FAILED, UNCERTAIN = SendState.SENT, SendState.FAILED, SendState.UNCERTAIN
 
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return project_copy(tmp_path / "school", timeout=1.0)
+    return send_project(tmp_path / "school", timeout=1.0)
 
 
 class Run:
-    """One in-process send of the sample newsletter through SendGrid (the stand-in)."""
+    """In-process sends of the sample newsletter through SendGrid (the stand-in), by send.py's own session.
 
-    def __init__(self, folder: Path, sg: SendGridStandIn, people: list[tuple[str, str, str, str]] | None = None,
-                 toml: str = "") -> None:
+    Waits between retries are recorded in ``sleeps`` instead of slept; afterwards ``counts``, ``plan``
+    (what a next run would do) and ``batches`` show the ledger.
+    """
+
+    def __init__(self, folder: Path, sg: SendGridStandIn, people: list[tuple[str, str, str, str]] | None = None
+                 ) -> None:
         self.folder = folder
         write_audiences(folder / "audiences.csv", people if people is not None else many_people(5))
         self.settings = settings_for(folder, transport="sendgrid", host=sg.url)
         self.build = load_build(folder / "newsletters" / SAMPLE, root=folder)
         self.sleeps: list[float] = []
 
-    def __call__(self, lists: tuple[str, ...] = ("parents",), *, kind: str = LIVE, resend: bool = False,
-                 policy: RetryPolicy | None = None, stop_after_first: bool = False, clock=time.time):
+    def __call__(self, lists: tuple[str, ...] = ("parents",), *, sandbox: bool = False, resend: bool = False,
+                 mark_sent: bool = False, policy: RetryPolicy | None = None, stop_after_first: bool = False,
+                 clock: Callable[[], float] = time.time) -> DispatchReport:
         transport = SendGridTransport(self.settings, clock=clock)
-        audience = load_audience(self.folder / "audiences.csv", self.settings, lists)
-        with Ledger(self.settings.db_path) as ledger:
-            ledger.settle_abandoned(self.build.slug)
-            dispatcher = Dispatcher(transport, ledger, newsletter=self.build.slug, build_hash=self.build.build_hash,
-                                    kind=kind, policy=policy, sleep=self.sleeps.append, rng=random.Random(7))
+        session = SendSession(self.settings, self.build.newsletter_dir, lists, sandbox=sandbox, transport=transport,
+                              policy=policy, sleep=self.sleeps.append, rng=random.Random(7))
+        with session:
             if stop_after_first:
                 real = transport.send_batch
 
-                def send_then_ctrl_c(batch):
-                    dispatcher.stop.set()  # Ctrl-C arrives while the first request is on its way
+                def send_then_ctrl_c(batch: Batch) -> BatchResult:
+                    session.stop.set()  # Ctrl-C arrives while the first request is on its way
                     return real(batch)
 
                 transport.send_batch = send_then_ctrl_c  # type: ignore[method-assign]
-            batches = live_batches(self.build, self.settings, audience.recipients, audience.lists, ledger,
-                                   transport.max_batch_size, resend_uncertain=resend)
-            with transport:
-                report = dispatcher.run(batches)
-            self.counts = ledger.counts(self.build.slug)
-            self.plan = plan_send(self.build, audience.recipients, audience.lists, ledger)
-            self.batches = ledger.batch_rows(self.build.slug)
-        return report
+            plan = session.plan_live(resend_uncertain=resend, mark_uncertain_sent=mark_sent)
+            try:
+                self.result: SendResult = session.send_live(plan, untested=True)
+            finally:
+                self.counts = session.ledger.counts(self.build.slug)
+                self.plan: LivePlan = session.plan_live()
+                self.batches = session.ledger.batch_rows(self.build.slug)
+        return self.result.report
 
 
 def test_2500_people_go_in_three_requests_each_once(project, sg):
@@ -88,7 +79,7 @@ def test_2500_people_go_in_three_requests_each_once(project, sg):
     assert len(sg.received) == 2500 and set(sg.received.values()) == {1}
     assert report.sent == 2500 and run.counts == {SENT: 2500}
     assert [b["message_id"] for b in run.batches] == sg.message_ids  # X-Message-Id stored per batch
-    assert run.plan.total == 0 and run.plan.already_sent == 2500
+    assert run.plan.total == 0 and run.plan.counts.already_sent == 2500
 
 
 
@@ -150,11 +141,8 @@ def test_request_body_carries_one_person_per_personalization_and_only_opaque_ids
 
 
 def test_school_settings_turn_on_open_tracking_and_the_unsubscribe_group(tmp_path, sg):
-    folder = project_copy(tmp_path / "school", toml_extra="")
-    toml = (folder / "school.toml").read_text()
-    toml = toml.replace("open_tracking = false", "open_tracking = true").replace(
-        "# asm_group_id = 12345", "asm_group_id = 4242")
-    (folder / "school.toml").write_text(toml)
+    folder = send_project(tmp_path / "school", school_toml={
+        "open_tracking = false": "open_tracking = true", "# asm_group_id = 12345": "asm_group_id = 4242"})
     run = Run(folder, sg)
     run()
     body = sg.requests[0]
@@ -164,7 +152,7 @@ def test_school_settings_turn_on_open_tracking_and_the_unsubscribe_group(tmp_pat
 
 def test_sandbox_mode_is_validated_but_nobody_counts_as_sent(project, sg):
     run = Run(project, sg)
-    report = run(kind=SANDBOX)
+    report = run(sandbox=True)
     assert sg.requests[0]["mail_settings"] == {"sandbox_mode": {"enable": True}}
     assert report.sent == 5  # SendGrid answered 200
     assert run.counts == {} and run.plan.total == 5  # but the real send is still to do
@@ -208,9 +196,9 @@ def test_5xx_forever_gives_up_after_bounded_attempts_and_a_rerun_resumes(project
     sg.script(*[Answer(500)] * 4)
     run = Run(project, sg)
     report = run(policy=RetryPolicy(max_attempts=4))
-    assert report.stopped == GAVE_UP and sg.request_count == 4 and len(run.sleeps) == 3
+    assert report.stopped == StopReason.GAVE_UP and sg.request_count == 4 and len(run.sleeps) == 3
     assert run.counts == {FAILED: 5} and sum(sg.received.values()) == 0
-    assert run.plan.retrying == 5 and run.plan.total == 5  # known not accepted: retried next time
+    assert run.plan.counts.retrying == 5 and run.plan.total == 5  # known not accepted: retried next time
     report = run()
     assert report.sent == 5 and set(sg.received.values()) == {1}
 
@@ -219,18 +207,18 @@ def test_401_stops_at_once_with_sendgrids_message_and_no_retry(project, sg):
     sg.script(Answer(401))
     run = Run(project, sg, many_people(1500))
     report = run()
-    assert report.stopped == REFUSED and sg.request_count == 1 and run.sleeps == []
+    assert report.stopped == StopReason.REFUSED and sg.request_count == 1 and run.sleeps == []
     assert "wrong or has been revoked" in report.stop_message
     assert "The provided authorization grant is invalid, expired, or revoked." in report.stop_message
     assert API_KEY not in report.stop_message
-    assert run.counts == {FAILED: 1000}
+    assert run.counts == {FAILED: 1000, "pending": 500}  # everyone is planned before the first request
     assert run.plan.total == 1500  # nothing counts as sent
 
 
 def test_403_names_the_unverified_sender(project, sg):
     sg.script(Answer(403, errors=["The from address does not match a verified Sender Identity."]))
     report = Run(project, sg)()
-    assert report.stopped == REFUSED
+    assert report.stopped == StopReason.REFUSED
     assert "office@oakfield.example.org is not verified" in report.stop_message
     assert "does not match a verified Sender Identity." in report.stop_message
 
@@ -239,20 +227,20 @@ def test_dropped_connection_is_uncertain_not_failed_and_is_not_retried(project, 
     sg.script(Answer(drop=True))
     run = Run(project, sg, many_people(1500))
     report = run()
-    assert report.stopped == UNKNOWN_OUTCOME and sg.request_count == 1 and run.sleeps == []
-    assert run.counts == {UNCERTAIN: 1000}
+    assert report.stopped == StopReason.UNKNOWN_OUTCOME and sg.request_count == 1 and run.sleeps == []
+    assert run.counts == {UNCERTAIN: 1000, "pending": 500}
     [batch] = run.plan.uncertain
     assert batch.audience == "parents" and len(batch.keys) == 1000 and "may or may not" in batch.error
     assert run.plan.total == 500  # the rest still to send; the uncertain ones wait for a decision
 
 
-def test_no_answer_within_the_timeout_is_uncertain(project, sg):
+def test_no_answer_within_the_timeout_is_uncertain(tmp_path, sg):
     sg.script(Answer(hang=5.0))
-    run = Run(project, sg)
+    run = Run(send_project(tmp_path / "school", timeout=0.25), sg)
     started = time.monotonic()
     report = run()
-    assert time.monotonic() - started < 4.0  # school.toml timeout_seconds = 1
-    assert report.stopped == UNKNOWN_OUTCOME and run.counts == {UNCERTAIN: 5}
+    assert time.monotonic() - started < 4.0  # school.toml timeout_seconds = 0.25
+    assert report.stopped == StopReason.UNKNOWN_OUTCOME and run.counts == {UNCERTAIN: 5}
 
 
 def test_refused_connection_is_known_not_accepted(project, sg):
@@ -262,7 +250,7 @@ def test_refused_connection_is_known_not_accepted(project, sg):
     closed.server.server_close()  # nothing listens there any more
     run.settings = settings_for(project, transport="sendgrid", host=url)
     report = run(policy=RetryPolicy(max_attempts=3))
-    assert report.stopped == GAVE_UP and len(run.sleeps) == 2
+    assert report.stopped == StopReason.GAVE_UP and len(run.sleeps) == 2
     assert "could not reach SendGrid (the connection was refused)" in report.stop_message
     assert run.counts == {FAILED: 5}  # not uncertain: nothing got there
 
@@ -270,8 +258,8 @@ def test_refused_connection_is_known_not_accepted(project, sg):
 def test_ctrl_c_stops_after_the_batch_in_flight_and_records_it(project, sg):
     run = Run(project, sg, many_people(2500))
     report = run(stop_after_first=True)
-    assert report.stopped == INTERRUPTED and sg.request_count == 1
-    assert run.counts == {SENT: 1000}
+    assert report.stopped == StopReason.INTERRUPTED and sg.request_count == 1
+    assert run.counts == {SENT: 1000, "pending": 1500}
     report = run()  # the rerun carries on with the rest
     assert sg.request_count == 3 and report.sent == 1500 and set(sg.received.values()) == {1}
 
@@ -297,9 +285,12 @@ def test_resume_checkpoint_only_moves_on_confirmed_sends(project, sg):
         finally:
             SendGridTransport.send_batch = real_post
     assert seen_in_flight == [{"in_flight"}, {"in_flight"}]  # written before each request went out
-    report = run()  # the rerun: batch 1 skipped, batch 2 uncertain (not sent, not retried), batch 3 sent
-    assert run.counts == {SENT: 1500, UNCERTAIN: 1000}
+    with pytest.raises(RefusedForSafety, match="some people may or may not already have this newsletter"):
+        run()  # the rerun: batch 2 is uncertain, so nothing goes until the office decides
+    assert sg.request_count == 1 and run.counts == {SENT: 1000, UNCERTAIN: 1000, "pending": 500}
     assert [len(b.keys) for b in run.plan.uncertain] == [1000]
+    report = run(mark_sent=True)  # the office decides: count them as sent; batch 3 goes
+    assert run.counts == {SENT: 2500}
     assert set(sg.received.values()) == {1} and len(sg.received) == 1500
     assert report.sent == 500
 

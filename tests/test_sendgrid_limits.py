@@ -4,18 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from tests.send_project import API_KEY, project_copy
+from tests.send_project import send_project
 from tests.sendgrid_standin import SendGridStandIn
 from tests.test_send_sendgrid import Run
-
-
-@pytest.fixture
-def sg():
-    with SendGridStandIn(api_key=API_KEY) as standin:
-        yield standin
-        assert standin.violations == []
 
 
 def test_only_a_person_whose_fields_pass_the_limit_is_refused(tmp_path: Path, sg: SendGridStandIn) -> None:
@@ -24,7 +15,7 @@ def test_only_a_person_whose_fields_pass_the_limit_is_refused(tmp_path: Path, sg
     people = [("long@example.org", "é" * 900, "Example", "parents"),
               ("near@example.org", "é" * 700, "Example", "parents"),
               ("short@example.org", "Pat", "Example", "parents")]
-    run = Run(project_copy(tmp_path / "school", timeout=1.0), sg, people)
+    run = Run(send_project(tmp_path / "school", timeout=1.0), sg, people)
     report = run()
     assert dict(sg.received) == {"near@example.org": 1, "short@example.org": 1}
     assert report.sent == 2 and report.failed == 1

@@ -5,57 +5,37 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
-from mailroom.audience.lists import Recipient
-from mailroom.compose.build import load_build
 from mailroom.errors import ConfigError
-from mailroom.send.dispatch import REFUSED, Dispatcher, live_batches
-from mailroom.send.ledger import FAILED, SENT, UNCERTAIN, Ledger
+from mailroom.send.dispatch import RETRY_SCALE_VARIABLE, DispatchReport, StopReason
+from mailroom.send.ledger import Ledger, SendState
 from mailroom.send.transports import make_transport
 from mailroom.send.transports.smtp import AUTH_REFUSED, SmtpTransport, smtp_plan_notes
 from mailroom.settings import Settings, load_settings
+from mailroom.workflows.send import SendSession
+from tests.send_project import RETRY_SCALE, send_project, write_audiences
 from tests.smtp_server import DROP, Authenticator, ScriptedHandler, self_signed_cert, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 SLUG = "2024-11-08-online-safety"
 PASSWORD = "S3cret-pa55word-never-shown"
 USERNAME = "office@oakfield.example.org"
+SENT, FAILED = SendState.SENT, SendState.FAILED
 
 
 # --- fixtures ----------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def composed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project folder with the sample newsletter composed once (copied for each test)."""
-    root = tmp_path_factory.mktemp("composed")
-    for name in ("school.toml", "assets", "templates", f"newsletters/{SLUG}"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("build"))
-        else:
-            shutil.copy(source, root / name)
-    toml = (root / "school.toml").read_text()
-    # no cap unless a test asks for one: the cap is measured with a fake clock, never slept through
-    (root / "school.toml").write_text(toml.replace("messages_per_minute = 30", "messages_per_minute = 0"))
-    run = subprocess.run([sys.executable, str(REPO / "compose.py"), f"newsletters/{SLUG}"], cwd=root,
-                         env=_env({}), capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    return root
-
-
 @pytest.fixture
-def project(composed: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "school"
-    shutil.copytree(composed, root)
-    return root
+def project(tmp_path: Path) -> Path:
+    return send_project(tmp_path / "school")
 
 
 @pytest.fixture
@@ -73,6 +53,7 @@ def server(handler: ScriptedHandler) -> Iterator[object]:
 def _env(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "MAILROOM_", "SENDGRID_"))}
     env["PYTHONPATH"] = str(REPO)
+    env[RETRY_SCALE_VARIABLE] = RETRY_SCALE  # real backoff, scaled down: never slept through
     env.update(extra)
     return env
 
@@ -86,23 +67,32 @@ def settings_for(project: Path, port: int, **extra: str) -> Settings:
     return load_settings(project, environ=smtp_environ(port, **extra))
 
 
-def people(count: int, audience: str = "parents") -> list[Recipient]:
-    return [Recipient(email=f"parent{i:03d}@example.org", key=f"parent{i:03d}@example.org",
-                      first_name=f"First{i:03d}", last_name=f"Last{i:03d}", audience=audience, line=i + 2)
-            for i in range(count)]
+def people(count: int, audience: str = "parents") -> list[Person]:
+    return [Person(f"parent{i:03d}@example.org", f"First{i:03d}", f"Last{i:03d}", audience) for i in range(count)]
 
 
-def dispatch(settings: Settings, transport: SmtpTransport, recipients: list[Recipient],
-             sleeps: list[float] | None = None):
-    build = load_build(settings.root / "newsletters" / SLUG, root=settings.root)
-    ledger = Ledger(settings.db_path)
+class Person(NamedTuple):
+    """One row of the audiences.csv a test writes."""
+
+    email: str
+    first_name: str
+    last_name: str
+    audience: str
+
+    @property
+    def key(self) -> str:
+        return self.email.lower()
+
+
+def dispatch(settings: Settings, transport: SmtpTransport, recipients: list[Person],
+             sleeps: list[float] | None = None) -> tuple[DispatchReport, Ledger]:
+    """Send to ``recipients`` (written to audiences.csv) by send.py's own session; the ledger stays open."""
+    write_audiences(settings.root / "audiences.csv", [tuple(p) for p in recipients])  # type: ignore[misc]
     pauses = sleeps if sleeps is not None else []
-    dispatcher = Dispatcher(transport, ledger, newsletter=build.slug, build_hash=build.build_hash,
-                            sleep=pauses.append)
-    with transport:
-        report = dispatcher.run(live_batches(build, settings, recipients, ["parents"], ledger,
-                                             transport.max_batch_size))
-    return report, ledger
+    with SendSession(settings, settings.root / "newsletters" / SLUG, ["parents"], transport=transport,
+                     sleep=pauses.append) as session:
+        result = session.send_live(session.plan_live(), untested=True)
+    return result.report, Ledger(settings.db_path)
 
 
 def port_of(server: object) -> int:
@@ -115,7 +105,7 @@ def test_each_person_gets_one_message_addressed_to_them_alone(project: Path, ser
                                                              handler: ScriptedHandler) -> None:
     settings = settings_for(project, port_of(server))
     recipients = people(60)
-    recipients[7] = Recipient("zoe@example.org", "zoe@example.org", "Zoë <b>&", "O'Neil", "parents", 9)
+    recipients[7] = Person("zoe@example.org", "Zoë <b>&", "O'Neil", "parents")
     transport = SmtpTransport(settings)
     report, ledger = dispatch(settings, transport, recipients)
 
@@ -138,7 +128,7 @@ def test_each_person_gets_one_message_addressed_to_them_alone(project: Path, ser
     html = zoe.get_body(("html",)).get_content()
     assert "Dear Zoë <b>&" in text
     assert "Dear Zoë &lt;b&gt;&amp;" in html and "Zoë <b>" not in html
-    assert ledger.counts(SLUG) == {SENT: 60}
+    assert ledger.counts(SLUG) == {SendState.SENT: 60}
 
 
 def test_421_part_way_defers_the_rest_which_are_retried_and_nobody_gets_two(
@@ -154,7 +144,7 @@ def test_421_part_way_defers_the_rest_which_are_retried_and_nobody_gets_two(
     assert sorted(handler.to_addresses()) == sorted(p.email for p in recipients)  # each exactly once
     assert len(sleeps) == 1 and sleeps[0] > 0  # one pause (dispatch's backoff) before trying the rest again
     assert transport.connections == 2
-    assert ledger.counts(SLUG) == {SENT: 30}
+    assert ledger.counts(SLUG) == {SendState.SENT: 30}
 
 
 def test_a_4xx_for_one_message_is_retried_later_while_the_others_go_on(
@@ -194,7 +184,7 @@ def test_connection_dropped_after_the_message_went_out_leaves_that_person_uncert
 
     assert report.sent == 7 and report.uncertain == 1
     lost = recipients[2].key
-    assert ledger.states(SLUG, [lost])[lost].state == UNCERTAIN
+    assert ledger.states(SLUG, [lost])[lost].state == SendState.UNCERTAIN
     (batch,) = ledger.uncertain_batches(SLUG)
     assert batch.keys == (lost,)
     assert ledger.states(SLUG, [lost])[lost].error.startswith(
@@ -213,7 +203,7 @@ def test_a_550_for_one_address_does_not_stop_the_others(project: Path, server: o
 
     assert report.sent == 9 and report.failed == 1 and sleeps == []  # a refusal is not retried
     row = ledger.states(SLUG, [recipients[4].key])[recipients[4].key]
-    assert row.state == FAILED
+    assert row.state == SendState.FAILED
     assert row.error == ("the SMTP server refused it: 550 5.1.1 <parent004@example.org>: "
                          "Recipient address rejected")
     assert sorted(handler.to_addresses()) == sorted(p.email for p in recipients if p is not recipients[4])
@@ -224,10 +214,10 @@ def test_wrong_password_stops_with_a_plain_message_that_never_shows_it(project: 
     settings = settings_for(project, port_of(server), SMTP_PASSWORD="not-the-right-one-XYZ")
     report, ledger = dispatch(settings, SmtpTransport(settings), people(3))
 
-    assert report.stopped == REFUSED and report.stop_message == AUTH_REFUSED
+    assert report.stopped == StopReason.REFUSED and report.stop_message == AUTH_REFUSED
     assert AUTH_REFUSED.startswith("the SMTP username or password was not accepted")
     assert "not-the-right-one-XYZ" not in AUTH_REFUSED and handler.received == []
-    assert ledger.counts(SLUG) == {FAILED: 3}  # known not sent: a rerun with the right password sends them
+    assert ledger.counts(SLUG) == {SendState.FAILED: 3}  # known not sent: a rerun with the right password sends them
 
 
 # --- the rate cap ---------------------------------------------------------------------------------------
@@ -308,7 +298,7 @@ def test_starttls_with_a_context_that_trusts_the_servers_certificate(project: Pa
         settings2 = settings_for(project, controller.port, SMTP_SECURITY="starttls",
                                  MAILROOM_DB=str(tmp_path / "other.sqlite3"))
         report2, _ = dispatch(settings2, SmtpTransport(settings2), people(2))
-        assert report2.stopped == REFUSED
+        assert report2.stopped == StopReason.REFUSED
         assert report2.stop_message.startswith(f"the SMTP server 127.0.0.1:{controller.port} did not prove who it is")
         assert len(handler.received) == 3
     finally:
@@ -423,14 +413,11 @@ def test_send_py_wrong_password_exits_1_with_a_plain_message(project: Path, hand
     assert handler.received == []
 
 
-def test_send_py_plan_warns_past_the_daily_limit_and_shows_the_time(project: Path, server: object,
+def test_send_py_plan_warns_past_the_daily_limit_and_shows_the_time(tmp_path: Path, server: object,
                                                                      handler: ScriptedHandler) -> None:
-    toml = project / "school.toml"
-    toml.write_text(toml.read_text().replace("messages_per_minute = 0", "messages_per_minute = 2")
-                    .replace("daily_limit = 10000", "daily_limit = 4"))
-    # school.toml is one of the build's sources, so compose again after editing it
-    subprocess.run([sys.executable, str(REPO / "compose.py"), f"newsletters/{SLUG}"], cwd=project, env=_env({}),
-                   check=True, capture_output=True)
+    # school.toml is one of the build's sources, so the project is composed with these settings
+    project = send_project(tmp_path / "school", school_toml={"messages_per_minute = 30": "messages_per_minute = 2",
+                                                             "daily_limit = 10000": "daily_limit = 4"})
     run = send(project, port_of(server), "--dry-run")
     assert run.returncode == 0, run.stderr
     assert ("At 2 messages a minute (messages_per_minute in school.toml) this send takes about 3 minutes"
@@ -452,7 +439,7 @@ def test_an_address_deferred_every_time_is_given_up_on_after_the_retries_and_the
     assert report.sent == 5 and report.failed == 1
     assert len(sleeps) == 5  # dispatch's bounded retries (6 tries in all), each after a pause
     row = ledger.states(SLUG, [recipients[0].key])[recipients[0].key]
-    assert row.state == FAILED
+    assert row.state == SendState.FAILED
     assert row.error == "the SMTP server deferred it (450 4.2.1 Mailbox busy, try again later)"
     assert sorted(handler.to_addresses()) == sorted(p.email for p in recipients[1:])
 
@@ -463,7 +450,7 @@ def test_a_refused_sender_address_stops_the_send_with_the_servers_words(project:
     settings = settings_for(project, port_of(server))
     report, _ledger = dispatch(settings, SmtpTransport(settings), people(4))
 
-    assert report.stopped == REFUSED and report.sent == 0
+    assert report.stopped == StopReason.REFUSED and report.sent == 0
     assert report.stop_message == (
         "the SMTP server refused to send from office@oakfield.example.org (550 5.7.60 Client does not have "
         "permissions to send as this sender); check that sender.email in school.toml is this mailbox's "
@@ -481,13 +468,13 @@ def test_no_server_listening_is_retried_then_given_up_with_a_plain_reason(projec
 
     assert report.stopped == "gave_up" and report.sent == 0 and len(sleeps) == 5
     assert report.stop_message == f"could not connect to the SMTP server 127.0.0.1:{port} (the connection was refused)"
-    assert ledger.counts(SLUG) == {FAILED: 3}
+    assert ledger.counts(SLUG) == {SendState.FAILED: 3}
 
 
 def test_an_address_that_cannot_make_a_safe_message_is_refused_alone(project: Path, server: object,
                                                                      handler: ScriptedHandler) -> None:
     recipients = people(5)
-    recipients[3] = Recipient("zoë@example.org", "zoë@example.org", "Zoë", "Hart", "parents", 5)
+    recipients[3] = Person("zoë@example.org", "Zoë", "Hart", "parents")
     settings = settings_for(project, port_of(server))
     report, ledger = dispatch(settings, SmtpTransport(settings), recipients)
 

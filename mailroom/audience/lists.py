@@ -13,6 +13,7 @@ import codecs
 import csv
 import os
 import re
+import stat
 import unicodedata
 from array import array
 from collections import Counter
@@ -124,14 +125,33 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
         lists = lists.split(",")
     chosen = _chosen_lists(lists, settings)
     suppressed = suppressed or {}
-    encoding = _detect_encoding(path)
-    with path.open("r", encoding=encoding, newline="") as handle:
-        stamp = _stamp(handle.fileno())
-        delimiter = _sniff_delimiter(handle)
-        handle.seek(0)
-        source = _Source(path, encoding, delimiter, settings, stamp)
-        # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
-        return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed)
+    _refuse_special_file(path)
+    try:
+        encoding = _detect_encoding(path)
+        with path.open("r", encoding=encoding, newline="") as handle:
+            stamp = _stamp(handle.fileno())
+            delimiter = _sniff_delimiter(handle)
+            handle.seek(0)
+            source = _Source(path, encoding, delimiter, settings, stamp)
+            # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
+            return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed)
+    except OSError as exc:  # e.g. a network drive gone, a file another program holds, a disk error
+        raise InputError(f"mailroom could not read this file ({exc.strerror or exc}); check that it opens, "
+                         "or save a copy somewhere else and give that one with --audiences", path) from None
+
+
+def _refuse_special_file(path: Path) -> None:
+    """A folder, a named pipe or a device as the lists file: say so, rather than hang reading it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing or unreadable: _detect_encoding names the file and the reason
+    if stat.S_ISDIR(mode):
+        raise InputError("this is a folder, not a CSV file; give the mailing lists file itself "
+                         "(e.g. --audiences audiences.csv)", path)
+    if not stat.S_ISREG(mode):
+        raise InputError("this is not an ordinary file (it may be a pipe or a device); save the mailing "
+                         "lists as a CSV file and give that file with --audiences", path)
 
 
 def _chosen_lists(lists: Sequence[str], settings: Settings) -> tuple[str, ...]:

@@ -6,32 +6,31 @@
 - Retries: only what is known not to have been accepted, with capped exponential backoff and jitter,
   honouring the service's own "wait until" (Retry-After / X-Ratelimit-Reset), a bounded number of times.
 - Stopping: Ctrl-C (``stop``) ends the run after the batch in flight, which is recorded first.
+- Waiting: the pause before a retry can be scaled down with MAILROOM_RETRY_SCALE (e.g. 0.001) so
+  end-to-end tests do not sleep through real backoff; what the person is told is never scaled.
 Nothing here prints; progress goes to a callback and the outcome comes back as a ``DispatchReport``.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
+import os
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailroom.compose.build import Build
 from mailroom.errors import InputError, TransportError
 from mailroom.send.ledger import (
-    FAILED,
-    IN_FLIGHT,
-    LIVE,
-    PENDING,
-    SANDBOX,
-    SENT,
-    TEST,
-    UNCERTAIN,
+    BatchKind,
+    BatchState,
     Ledger,
     Outcome,
+    SendState,
     TestSend,
     UncertainBatch,
 )
@@ -43,13 +42,18 @@ _LOOKUP_WINDOW = 1000  # people whose ledger state is read in one query while ba
 
 
 class Person(Protocol):
-    """What dispatch needs of a recipient (``mailroom.audience.lists.Recipient`` has it)."""
+    """What dispatch needs of a recipient (``mailroom.audience.lists.Recipient`` has it); read only."""
 
-    email: str
-    key: str
-    first_name: str
-    last_name: str
-    audience: str
+    @property
+    def email(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def first_name(self) -> str: ...
+    @property
+    def last_name(self) -> str: ...
+    @property
+    def audience(self) -> str: ...
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -124,15 +128,15 @@ def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], 
         rows = ledger.states(build.slug, [p.key for p in window])
         for person in window:
             row = rows.get(person.key)
-            state = row.state if row else PENDING
-            if state == SENT:
+            state = row.state if row else SendState.PENDING
+            if state == SendState.SENT:
                 already += 1
                 continue
-            if state in (UNCERTAIN, IN_FLIGHT):
+            if state in (SendState.UNCERTAIN, SendState.IN_FLIGHT):
                 if not resend_uncertain:
                     continue
                 resending += 1
-            elif state == FAILED:
+            elif state == SendState.FAILED:
                 retrying += 1
             to_send[person.audience] += 1
     uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
@@ -150,7 +154,9 @@ def live_batches(build: Build, settings: Settings, people: Iterable[Person], aud
     ``people`` is read through once per audience, so it must be re-iterable (a list, or the
     ``Recipients`` of an audience plan, which reads the file again).
     """
-    sendable = {PENDING, FAILED} | ({UNCERTAIN, IN_FLIGHT} if resend_uncertain else set())
+    sendable = {SendState.PENDING, SendState.FAILED}
+    if resend_uncertain:
+        sendable |= {SendState.UNCERTAIN, SendState.IN_FLIGHT}
     for audience in audiences:
         version = make_version(build, settings, audience)
         waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
@@ -195,7 +201,26 @@ class RetryPolicy:
 
 # --- the loop ---------------------------------------------------------------------------------------------
 
-INTERRUPTED, REFUSED, GAVE_UP, UNKNOWN_OUTCOME = "interrupted", "refused", "gave_up", "uncertain"
+class StopReason(enum.StrEnum):
+    """Why a run ended before every batch was tried."""
+
+    INTERRUPTED = "interrupted"  # Ctrl-C: the batch in flight was finished and recorded first
+    REFUSED = "refused"  # the service refused for good (bad key, unverified sender): retrying cannot help
+    GAVE_UP = "gave_up"  # retries used up
+    UNKNOWN_OUTCOME = "uncertain"  # a request went out and no answer came back
+
+
+RETRY_SCALE_VARIABLE = "MAILROOM_RETRY_SCALE"
+
+
+def retry_time_scale(environ: Mapping[str, str] | None = None) -> float:
+    """The factor applied to every pause before a retry (1 unless MAILROOM_RETRY_SCALE says otherwise)."""
+    text = (os.environ if environ is None else environ).get(RETRY_SCALE_VARIABLE, "").strip()
+    try:
+        scale = float(text) if text else 1.0
+    except ValueError:
+        return 1.0
+    return scale if 0 <= scale <= 1 else 1.0
 
 
 @dataclass
@@ -206,7 +231,7 @@ class DispatchReport:
     requests: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     uncertain_batches: list[int] = field(default_factory=list)
-    stopped: str | None = None  # INTERRUPTED, REFUSED, GAVE_UP or UNKNOWN_OUTCOME
+    stopped: StopReason | None = None
     stop_message: str | None = None
     confirmed_test_batches: list[int] = field(default_factory=list)
 
@@ -224,7 +249,7 @@ class Dispatcher:
     """Hands batches to one transport, records every step in the ledger, retries what is safe to retry."""
 
     def __init__(self, transport: Transport, ledger: Ledger, *, newsletter: str, build_hash: str,
-                 kind: str = LIVE, policy: RetryPolicy | None = None,
+                 kind: BatchKind = BatchKind.LIVE, policy: RetryPolicy | None = None,
                  sleep: Callable[[float], None] | None = None, rng: random.Random | None = None,
                  stop: threading.Event | None = None,
                  on_progress: Callable[[Progress], None] | None = None) -> None:
@@ -236,17 +261,18 @@ class Dispatcher:
         self.policy = policy or RetryPolicy()
         self.stop = stop or threading.Event()
         self._sleep = sleep or self._interruptible_sleep
+        self._time_scale = retry_time_scale()
         self.rng = rng or random.Random()
         self.on_progress = on_progress or (lambda progress: None)
         self.report = DispatchReport()
 
     def _interruptible_sleep(self, seconds: float) -> None:
-        self.stop.wait(seconds)
+        self.stop.wait(seconds * self._time_scale)
 
     def run(self, batches: Iterable[tuple[Version, list[Message]]]) -> DispatchReport:
         for version, messages in batches:
             if self.stop.is_set():
-                self.report.stopped = INTERRUPTED
+                self.report.stopped = StopReason.INTERRUPTED
                 break
             if not messages:
                 continue
@@ -267,7 +293,7 @@ class Dispatcher:
         while remaining:
             attempt += 1
             batch = Batch(batch_id=batch_id, version=version, messages=tuple(remaining),
-                          sandbox=self.kind == SANDBOX)
+                          sandbox=self.kind == BatchKind.SANDBOX)
             self.ledger.count_attempt(batch_id)
             self.report.requests += 1
             try:
@@ -275,42 +301,43 @@ class Dispatcher:
             except TransportError as exc:
                 last_error = exc.message
                 if exc.uncertain:
-                    self._settle(batch_id, remaining, UNCERTAIN, error=exc.message)
+                    self._settle(batch_id, remaining, SendState.UNCERTAIN, error=exc.message)
                     self.report.uncertain_batches.append(batch_id)
-                    self.report.stopped, self.report.stop_message = UNKNOWN_OUTCOME, exc.message
+                    self.report.stopped, self.report.stop_message = StopReason.UNKNOWN_OUTCOME, exc.message
                     break
                 if not exc.retryable:
-                    self._settle(batch_id, remaining, FAILED, error=exc.message)
-                    self.report.stopped, self.report.stop_message = REFUSED, exc.message
+                    self._settle(batch_id, remaining, SendState.FAILED, error=exc.message)
+                    self.report.stopped, self.report.stop_message = StopReason.REFUSED, exc.message
                     break
                 if not self._wait_before_retry(attempt, exc.retry_after, exc.message):
-                    self._settle(batch_id, remaining, FAILED, error=exc.message)
+                    self._settle(batch_id, remaining, SendState.FAILED, error=exc.message)
                     break
                 continue
             remaining, message_id, last_error = self._record(batch_id, remaining, result, message_id, last_error)
             if remaining and not self._wait_before_retry(attempt, result.retry_after, last_error):
-                self._settle(batch_id, remaining, FAILED, error=last_error)
+                self._settle(batch_id, remaining, SendState.FAILED, error=last_error)
                 break
         self._finish(batch_id, len(messages), sent_before, uncertain_before, message_id, last_error)
 
     def _record(self, batch_id: int, remaining: list[Message], result: BatchResult, message_id: str | None,
                 last_error: str | None) -> tuple[list[Message], str | None, str | None]:
         """Write what the transport confirmed; return who is still to be tried."""
-        outcomes, still = [], []
+        outcomes: list[Outcome] = []
+        still: list[Message] = []
         for message in remaining:
             delivery = result.deliveries.get(message.key, Delivery.NOT_SENT)
             error = result.errors.get(message.key)
             if delivery is Delivery.SENT:
                 mid = result.message_ids.get(message.key)
                 message_id = message_id or mid
-                outcomes.append(Outcome(message.key, SENT, message_id=mid))
+                outcomes.append(Outcome(message.key, SendState.SENT, message_id=mid))
                 self.report.sent += 1
             elif delivery is Delivery.REJECTED:
-                outcomes.append(Outcome(message.key, FAILED, error=error))
+                outcomes.append(Outcome(message.key, SendState.FAILED, error=error))
                 self.report.failed += 1
                 self.report.errors[error or "refused"] += 1
             elif delivery is Delivery.UNCERTAIN:
-                outcomes.append(Outcome(message.key, UNCERTAIN, error=error))
+                outcomes.append(Outcome(message.key, SendState.UNCERTAIN, error=error))
                 self.report.uncertain += 1
                 if batch_id not in self.report.uncertain_batches:
                     self.report.uncertain_batches.append(batch_id)
@@ -321,10 +348,10 @@ class Dispatcher:
         self._progress()
         return still, message_id, last_error
 
-    def _settle(self, batch_id: int, messages: list[Message], state: str, *, error: str | None) -> None:
+    def _settle(self, batch_id: int, messages: list[Message], state: SendState, *, error: str | None) -> None:
         self.ledger.record_outcomes(batch_id, self.newsletter, self.kind,
                                     [Outcome(m.key, state, error=error) for m in messages])
-        if state == UNCERTAIN:
+        if state == SendState.UNCERTAIN:
             self.report.uncertain += len(messages)
         else:
             self.report.failed += len(messages)
@@ -334,17 +361,17 @@ class Dispatcher:
     def _wait_before_retry(self, attempt: int, retry_after: float | None, reason: str | None) -> bool:
         """Wait, unless attempts are used up or the user pressed Ctrl-C; False means give up on the batch."""
         if attempt >= self.policy.max_attempts:
-            self.report.stopped, self.report.stop_message = GAVE_UP, reason
+            self.report.stopped, self.report.stop_message = StopReason.GAVE_UP, reason
             return False
         if self.stop.is_set():
-            self.report.stopped = INTERRUPTED
+            self.report.stopped = StopReason.INTERRUPTED
             return False
         delay = self.policy.delay(attempt, retry_after, self.rng)
         said = (reason or "Not accepted").rstrip().rstrip(".")
         self._progress(f"{said}. Trying again in {delay:.0f} s.")
         self._sleep(delay)
         if self.stop.is_set():
-            self.report.stopped = INTERRUPTED
+            self.report.stopped = StopReason.INTERRUPTED
             return False
         return True
 
@@ -353,16 +380,16 @@ class Dispatcher:
         sent = self.report.sent - sent_before
         uncertain = self.report.uncertain - uncertain_before
         if sent == size:
-            state = SENT
+            state = BatchState.SENT
         elif uncertain:
-            state = UNCERTAIN
+            state = BatchState.UNCERTAIN
         elif sent:
-            state = "partly_sent"
+            state = BatchState.PARTLY_SENT
         else:
-            state = FAILED
+            state = BatchState.FAILED
         self.ledger.finish_batch(batch_id, state, message_id=message_id,
-                                 error=None if state == SENT else error)
-        if state == SENT and self.kind == TEST:
+                                 error=None if state == BatchState.SENT else error)
+        if state == BatchState.SENT and self.kind == BatchKind.TEST:
             self.report.confirmed_test_batches.append(batch_id)
 
     def _progress(self, note: str | None = None) -> None:

@@ -17,7 +17,8 @@ Nothing secret is stored here: no API key, no password, no message content.
 
 from __future__ import annotations
 
-import os
+import enum
+import errno
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -26,14 +27,40 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import filelock
+
 from mailroom.database import connect
-from mailroom.errors import RefusedForSafety
+from mailroom.errors import LedgerError, RefusedForSafety
 
-PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN = "pending", "in_flight", "sent", "failed", "uncertain"
-STATES = (PENDING, IN_FLIGHT, SENT, FAILED, UNCERTAIN)
 
-# Batch kinds: a real send, a test copy to one address, a SendGrid sandbox run (validated, never delivered).
-LIVE, TEST, SANDBOX = "live", "test", "sandbox"
+class SendState(enum.StrEnum):
+    """The state of one (newsletter, address) row; stored as its value, so the strings never change."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+class BatchState(enum.StrEnum):
+    """The state of one batch (one request): as ``SendState``, plus partly sent."""
+
+    IN_FLIGHT = "in_flight"
+    SENT = "sent"
+    PARTLY_SENT = "partly_sent"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+
+
+class BatchKind(enum.StrEnum):
+    """A real send, a test copy to one address, or a SendGrid sandbox run (validated, never delivered)."""
+
+    LIVE = "live"
+    TEST = "test"
+    SANDBOX = "sandbox"
+
+
 
 _CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
 
@@ -98,7 +125,7 @@ def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]
 class SendRow:
     key: str
     audience: str
-    state: str
+    state: SendState
     batch_id: int | None
     message_id: str | None
     error: str | None
@@ -128,7 +155,7 @@ class Outcome:
     """What became of one person in a batch, as the ledger records it."""
 
     key: str
-    state: str  # SENT, FAILED, UNCERTAIN or PENDING (not tried: back in the queue)
+    state: SendState  # SENT, FAILED, UNCERTAIN or PENDING (not tried: back in the queue)
     message_id: str | None = None
     error: str | None = None
 
@@ -136,10 +163,21 @@ class Outcome:
 class Ledger:
     """One open connection to the ledger; every method is one short transaction."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, *, busy_timeout: float | None = None) -> None:
+        """Open (or create) the ledger; a file that cannot be used is a ``LedgerError`` naming it.
+
+        ``busy_timeout``: seconds to wait for another program's lock (default: ``database.connect``'s).
+        """
         self.path = Path(db_path)
-        self.conn = connect(self.path)
-        self.conn.executescript(_SCHEMA)
+        try:
+            self.conn = connect(self.path) if busy_timeout is None else connect(self.path, busy_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            raise ledger_error(self.path, exc) from None
+        try:
+            self.conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            self.conn.close()
+            raise ledger_error(self.path, exc) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -192,7 +230,7 @@ class Ledger:
             for r in self.conn.execute(
                     "SELECT address_key, audience, state, batch_id, message_id, error FROM sends "
                     f"WHERE newsletter = ? AND address_key IN ({marks})", (newsletter, *chunk)):
-                rows[r[0]] = SendRow(*r)
+                rows[r[0]] = SendRow(r[0], r[1], SendState(r[2]), r[3], r[4], r[5])
         return rows
 
     def plan_pending(self, newsletter: str, people: Iterable[tuple[str, str]]) -> None:
@@ -210,7 +248,7 @@ class Ledger:
 
     # --- batches ---------------------------------------------------------------------------------
 
-    def begin_batch(self, *, newsletter: str, audience: str, kind: str, transport: str, build_hash: str,
+    def begin_batch(self, *, newsletter: str, audience: str, kind: BatchKind, transport: str, build_hash: str,
                     keys: Sequence[str]) -> int:
         """Write the batch (and, for a live send, its people) as in flight BEFORE the request goes out."""
         now = _now()
@@ -220,7 +258,7 @@ class Ledger:
                 "started_at) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?)",
                 (newsletter, audience, kind, transport, build_hash, len(keys), now))
             batch_id = int(cur.lastrowid or 0)
-            if kind == LIVE:
+            if kind == BatchKind.LIVE:
                 conn.executemany(
                     "INSERT INTO sends (newsletter, address_key, audience, state, batch_id, created_at, updated_at) "
                     "VALUES (?, ?, ?, 'in_flight', ?, ?, ?) ON CONFLICT (newsletter, address_key) DO UPDATE SET "
@@ -232,9 +270,9 @@ class Ledger:
     def count_attempt(self, batch_id: int) -> None:
         self.conn.execute("UPDATE send_batches SET attempts = attempts + 1 WHERE batch_id = ?", (batch_id,))
 
-    def record_outcomes(self, batch_id: int, newsletter: str, kind: str, outcomes: Iterable[Outcome]) -> None:
+    def record_outcomes(self, batch_id: int, newsletter: str, kind: BatchKind, outcomes: Iterable[Outcome]) -> None:
         """What the transport said about some of the batch's people (only live sends touch their rows)."""
-        if kind != LIVE:
+        if kind != BatchKind.LIVE:
             return
         now = _now()
         with self._transaction() as conn:
@@ -243,7 +281,7 @@ class Ledger:
                 "WHERE newsletter = ? AND address_key = ? AND batch_id = ?",
                 ((o.state, o.message_id, o.error, now, newsletter, o.key, batch_id) for o in outcomes))
 
-    def finish_batch(self, batch_id: int, state: str, *, message_id: str | None = None,
+    def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:
         self.conn.execute(
             "UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
@@ -317,30 +355,48 @@ class Ledger:
         return [dict(zip(names, row, strict=True)) for row in cur]
 
 
+def ledger_error(path: Path, exc: BaseException) -> LedgerError:
+    """What to tell the office when SQLite or the file system will not let us use the ledger file."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        return LedgerError("another program is using the send ledger right now (is it open in a database "
+                           "viewer, or is another mailroom command still running?). Close it and try again; "
+                           "nothing was sent", path)
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text
+                                                   or "corrupt" in text):
+        return LedgerError("this file is damaged or is not mailroom's send ledger, so mailroom cannot tell who "
+                           "already has which newsletter. Nothing was sent. Restore it from a backup, or "
+                           "move it aside to start a new ledger (then nobody counts as sent yet)", path)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        reason = "part of this path is a file, not a folder"
+    elif isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason = "this place is read-only, or you may not write to it"
+    elif isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+    else:
+        reason = str(exc)
+    return LedgerError(f"mailroom cannot read and write the send ledger here ({reason}). Nothing was sent. "
+                       "Check that the folder exists and that you may write to it, or set MAILROOM_DB to "
+                       "another place", path)
+
+
 @contextmanager
 def send_lock(db_path: Path) -> Iterator[None]:
-    """Only one send at a time per ledger; the lock dies with its process, so a killed run frees it."""
+    """Only one send at a time per ledger; the operating system frees the lock when its process ends.
+
+    ``filelock`` works the same on Windows and Linux; the lock file stays next to the ledger.
+    """
     lock_path = Path(str(db_path) + ".send-lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the whole block
     try:
-        try:
-            _lock_file(handle)
-        except OSError:
-            raise RefusedForSafety(
-                "another send is running right now; wait for it to finish, then try again") from None
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(lock_path, timeout=0, thread_local=False)
+        lock.acquire()
+    except filelock.Timeout:
+        raise RefusedForSafety(
+            "another send is running right now; wait for it to finish, then try again") from None
+    except OSError as exc:
+        raise ledger_error(Path(db_path), exc) from None
+    try:
         yield
     finally:
-        handle.close()
-
-
-def _lock_file(handle: object) -> None:
-    fileno = handle.fileno()  # type: ignore[attr-defined]
-    if os.name == "nt":  # pragma: no cover - Windows offices
-        import msvcrt
-
-        msvcrt.locking(fileno, msvcrt.LK_NBLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(fileno, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.release()

@@ -90,13 +90,6 @@ class BatchResult:
         if error:
             self.errors[key] = error
 
-    @classmethod
-    def all_sent(cls, batch: Batch, message_id: str | None) -> BatchResult:
-        result = cls()
-        for message in batch.messages:
-            result.add(message.key, Delivery.SENT, message_id=message_id)
-        return result
-
 
 class Transport(ABC):
     """Name, open, send_batch, close: the whole contract."""
