@@ -28,6 +28,14 @@ def pasted(tmp_path_factory: pytest.TempPathFactory) -> ComposeResult:
     return compose_copy(folder)
 
 
+def newsletter_folder(tmp_path: Path, body: str) -> Path:
+    """A newsletter folder holding FRONT and ``body`` (which starts on line 6)."""
+    folder = tmp_path / "news"
+    folder.mkdir()
+    (folder / "newsletter.md").write_text(FRONT + body, encoding="utf-8")
+    return folder
+
+
 def body_of(result: ComposeResult) -> lxml.html.HtmlElement:
     html = result.build.versions["parents"].html()
     return lxml.html.document_fromstring(html)
@@ -104,12 +112,9 @@ def test_without_a_preheader_the_first_paragraph_is_used(pasted: ComposeResult) 
 
 
 def test_a_long_first_paragraph_is_cut_at_a_word(tmp_path: Path) -> None:
-    folder = tmp_path / "news"
-    folder.mkdir()
     long = "Our sports day is on Friday and every class takes part in races, relays and a tug of war on the field " \
            "behind the hall, weather permitting."
-    (folder / "newsletter.md").write_text(FRONT + "\n# Sports day\n\n::: only staff\nStaff first.\n:::\n\n" + long,
-                                          encoding="utf-8")
+    folder = newsletter_folder(tmp_path, "\n# Sports day\n\n::: only staff\nStaff first.\n:::\n\n" + long)
     front = load_newsletter(folder, LISTS).front
     assert front.preheader == "Our sports day is on Friday and every class takes part in races, relays and a tug of " \
                               "war on the field behind…"
@@ -117,10 +122,8 @@ def test_a_long_first_paragraph_is_cut_at_a_word(tmp_path: Path) -> None:
 
 
 def test_an_unclosed_box_is_an_error_naming_where_it_opened(tmp_path: Path) -> None:
-    folder = tmp_path / "news"
-    folder.mkdir()
-    (folder / "newsletter.md").write_text(FRONT + "\nIntro.\n\n::: alert Road closure\nThe lane is shut.\n\n"
-                                          "## Next week\n\nClubs restart.\n", encoding="utf-8")
+    folder = newsletter_folder(tmp_path, "\nIntro.\n\n::: alert Road closure\nThe lane is shut.\n\n"
+                                          "## Next week\n\nClubs restart.\n")
     with pytest.raises(InputError) as caught:
         load_newsletter(folder, LISTS)
     assert str(caught.value) == (f"{folder / 'newsletter.md'}, line 9: the box '::: alert Road closure' that starts "
@@ -128,10 +131,7 @@ def test_an_unclosed_box_is_an_error_naming_where_it_opened(tmp_path: Path) -> N
 
 
 def test_a_box_left_open_inside_another_is_found_too(tmp_path: Path) -> None:
-    folder = tmp_path / "news"
-    folder.mkdir()
-    (folder / "newsletter.md").write_text(FRONT + "\n:::: only staff\n::: alert\nInside.\n::::\n\nAfter.\n",
-                                          encoding="utf-8")
+    folder = newsletter_folder(tmp_path, "\n:::: only staff\n::: alert\nInside.\n::::\n\nAfter.\n")
     with pytest.raises(InputError) as caught:
         load_newsletter(folder, LISTS)
     assert (caught.value.line, caught.value.message) == (
@@ -140,20 +140,14 @@ def test_a_box_left_open_inside_another_is_found_too(tmp_path: Path) -> None:
 
 
 def test_closed_boxes_nested_as_the_readme_shows_are_fine(tmp_path: Path) -> None:
-    folder = tmp_path / "news"
-    folder.mkdir()
-    (folder / "newsletter.md").write_text(FRONT + "\n:::: only staff\n::: alert\nInside.\n:::\n::::\n\nAfter.\n",
-                                          encoding="utf-8")
+    folder = newsletter_folder(tmp_path, "\n:::: only staff\n::: alert\nInside.\n:::\n::::\n\nAfter.\n")
     assert [b.kind for b in load_newsletter(folder, LISTS).blocks] == ["alert", "text"]
 
 
 def test_other_html_and_links_are_judged_tag_by_tag(tmp_path: Path) -> None:
-    folder = tmp_path / "news"
-    folder.mkdir()
-    (folder / "newsletter.md").write_text(
-        FRONT + "\nIntro.\n\n<div class=\"x\">Block <b>bold</b></div>\n\n"
+    folder = newsletter_folder(tmp_path, "\nIntro.\n\n<div class=\"x\">Block <b>bold</b></div>\n\n"
         "See <a href=\"javascript:alert(1)\">this</a> and <a href=\"/local\">that</a>.\n\n"
-        "Hi <script>alert(1)</script>there <!-- a note to myself -->now.\n", encoding="utf-8")
+        "Hi <script>alert(1)</script>there <!-- a note to myself -->now.\n")
     news = load_newsletter(folder, LISTS)
     found = [(w.line, w.message.split(" is left out")[0]) for w in news.warnings]
     assert found == [(9, "the HTML <div>"), (11, "the HTML link to 'javascript:alert(1)'"),
