@@ -13,7 +13,7 @@ import lxml.html
 import pytest
 
 from mailroom.checks.rules import WARNING, merge_audiences
-from mailroom.compose.content import load_newsletter
+from mailroom.compose.content import load_newsletter, markdown_parser
 from mailroom.errors import InputError
 from mailroom.workflows.compose import ComposeResult
 from tests.projects import FIXTURE_NEWSLETTERS, compose_copy, make_project
@@ -152,8 +152,6 @@ def test_other_html_and_links_are_judged_tag_by_tag(tmp_path: Path) -> None:
     found = [(w.line, w.message.split(" is left out")[0]) for w in news.warnings]
     assert found == [(9, "the HTML <div>"), (11, "the HTML link to 'javascript:alert(1)'"),
                      (11, "the HTML link to '/local'"), (13, "the HTML <script>")]
-    from mailroom.compose.content import markdown_parser
-
     md = markdown_parser()
     html = "".join(md.renderer.render(b.tokens, md.options, {}) for b in news.blocks)
     assert "<p>Block <strong>bold</strong></p>" in html
@@ -189,3 +187,13 @@ def test_author_text_never_runs_as_template_code(tmp_path: Path) -> None:
     line = next(n for n, row in enumerate(source.read_text().split("\n"), start=1) if row.startswith("Sums"))
     leftovers = {(f.source_line, f.message) for f in result.findings if f.code == "leftover"}
     assert (line, "'{{ 12345 + 54321 }}' is left in the email: template code that was never filled in") in leftovers
+
+
+def test_words_own_line_breaks_and_deeper_bullets(tmp_path: Path) -> None:
+    folder = newsletter_folder(tmp_path, "\nTimes:\x0bMonday 3pm\u2028Friday 2pm\n\n"
+                                         "Bring:\n•\tKit\no\tBoots\n§\tSocks\n§ 5 of the policy applies.\n")
+    md = markdown_parser()
+    html = "".join(md.renderer.render(b.tokens, md.options, {}) for b in load_newsletter(folder, LISTS).blocks)
+    assert "<p>Times:<br />\nMonday 3pm<br />\nFriday 2pm</p>" in html
+    assert "<li>Kit</li>\n<li>Boots</li>\n<li>Socks</li>" in html
+    assert "<p>§ 5 of the policy applies.</p>" in html  # "§" and a space is just text

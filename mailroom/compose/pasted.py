@@ -25,7 +25,8 @@ from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 
 # Word's list characters, and the private-use ones it pastes for its Symbol and Wingdings bullets.
-_BULLET = re.compile(r"^(?P<indent>[ \t\u00a0]*)(?P<mark>[•◦▪·–\uf0b7\uf0a7\uf0d8\uf076]|o(?=\t))[ \t\u00a0]+"
+# "o" and "§" count only before a tab: that is how Word pastes its second- and third-level bullets as text.
+_BULLET = re.compile(r"^(?P<indent>[ \t\u00a0]*)(?P<mark>[•◦▪·–\uf0b7\uf0a7\uf0d8\uf076]|[o§](?=\t))[ \t\u00a0]+"
                      r"(?P<rest>\S.*)$")
 _LETTERED = re.compile(r"^(?P<indent>[ \t\u00a0]*)(?P<letter>[a-z])\)[ \t\u00a0]+(?P<rest>\S.*)$")
 _MARKDOWN_ITEM = re.compile(r"^(?P<indent>[ \t]*)(?:[-*+]|\d{1,9}[.)])(?:[ \t]+\S|[ \t]*$)")
@@ -67,6 +68,9 @@ def prepare_lines(body_lines: list[str]) -> PreparedBody:
         origin.append(source)
 
     for number, line in enumerate(body_lines):
+        # Word's line break inside a paragraph (Shift+Enter) can paste as a vertical tab or U+2028: a <br>,
+        # which keeps the line numbers of the lines after it as the editor counts them.
+        line = line.replace("\x0b", "<br>").replace("\u2028", "<br>")
         if _FENCE.match(line):
             in_fence = not in_fence
         if in_fence or _FENCE.match(line):
