@@ -29,8 +29,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mailroom.errors import InputError
 
-CONTENT_WIDTH_PX = 552  # the widest a picture is shown: the 600 px email less 24 px of padding each side
-LOGO_WIDTH_PX = 72  # the logo's width in the header
 PIXELS_PER_SHOWN_PX = 2  # for sharp pictures on high-density (retina) screens
 JPEG_QUALITY = 82
 JPEG_IF_SMALLER_THAN = 0.5  # a PNG becomes a JPEG only when that at least halves it (it is then a photo)

@@ -37,8 +37,8 @@ from mailroom.compose.build import (
     source_digest,
 )
 from mailroom.compose.content import IMAGE_TYPES, Newsletter, image_size, load_newsletter
-from mailroom.compose.images import CONTENT_WIDTH_PX, LOGO_WIDTH_PX, PreparedImage, prepare_image, remove_stale
-from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
+from mailroom.compose.images import PreparedImage, prepare_image, remove_stale
+from mailroom.compose.render import CONTENT_WIDTH, LOGO_WIDTH, TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.settings import Settings
@@ -65,13 +65,15 @@ class ComposeResult:
 
 
 def prepare_images(settings: Settings, newsletter: Newsletter) -> dict[Path, PreparedImage]:
-    """Every picture the email shows (the logo too), made to fit email; reused from the cache when unchanged."""
+    """Every picture the email shows (the logo too), made to fit email; reused from the cache when unchanged.
+
+    Each is made for the widest the templates show it (render's CONTENT_WIDTH and LOGO_WIDTH)."""
     cache = settings.root / IMAGE_CACHE
     remove_stale(cache)
-    prepared = {image.path: prepare_image(image.path, CONTENT_WIDTH_PX, cache) for image in newsletter.images()}
+    prepared = {image.path: prepare_image(image.path, CONTENT_WIDTH, cache) for image in newsletter.images()}
     logo = settings.brand.logo
     if logo is not None and logo.suffix.lower() in IMAGE_TYPES:
-        prepared[logo] = prepare_image(logo, LOGO_WIDTH_PX, cache)
+        prepared[logo] = prepare_image(logo, LOGO_WIDTH, cache)
     return prepared
 
 
