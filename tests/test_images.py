@@ -194,3 +194,13 @@ def test_compose_py_prints_each_pictures_size_before_and_after(photo_project: tu
     assert photo is not None, lines[start + 1]
     assert photo.groups() == (f"{len(original) / 1024 / 1024:.1f} MB", f"{round(sent / 1024)} KB")
     assert lines[start + 3].startswith("  logo.png ")
+
+
+def test_a_print_ready_cmyk_jpeg_goes_out_as_rgb(tmp_path: Path) -> None:
+    Image.new("CMYK", (800, 600), (0, 200, 200, 0)).save(tmp_path / "poster.jpg", "JPEG", icc_profile=b"not sRGB")
+    prepared = prepare_image(tmp_path / "poster.jpg", 552, tmp_path / "cache")
+    with Image.open(prepared.file) as picture:
+        assert (picture.mode, picture.size) == ("RGB", (800, 600))
+        assert "icc_profile" not in picture.info
+        red, green, blue = picture.getpixel((10, 10))
+        assert red > 200 and green < 100 and blue < 100  # CMYK (0, 200, 200, 0) is a red

@@ -108,7 +108,9 @@ def _process(source: Path, data: bytes, max_width: int) -> tuple[bytes, str, tup
             opened.load()
             picture = ImageOps.exif_transpose(opened)
             was_jpeg = opened.format == "JPEG"
-            icc = opened.info.get("icc_profile")
+            # The colour profile describes the file's own colours: kept for RGB and grey pictures, dropped when
+            # a print-ready CMYK file is turned into RGB (its CMYK profile would then be wrong).
+            icc = opened.info.get("icc_profile") if opened.mode in ("RGB", "RGBA", "L", "LA", "P") else None
     except UnidentifiedImageError:
         raise InputError("this file is not a picture mailroom can read; save it as PNG, JPEG or GIF",
                          _shown(source)) from None
