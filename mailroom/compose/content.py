@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -160,7 +161,7 @@ def load_newsletter(folder: Path | str, known_lists: Sequence[str]) -> Newslette
     blocks = parser.blocks(tokens, None)
     if not blocks:
         raise InputError("the newsletter has no text after its front matter", path, body_start + 1)
-    pasted: list[PastedWarning] = list(env.get("warnings", []))  # type: ignore[call-overload]
+    pasted = cast(list[PastedWarning], env.get("warnings", []))
     warnings = [ContentWarning(prepared.source_line(w.line) + body_start + 1, w.code, w.message) for w in pasted]
     warnings += _campaign_shared(path, folder, front, source)
     if not front.preheader:
@@ -170,7 +171,7 @@ def load_newsletter(folder: Path | str, known_lists: Sequence[str]) -> Newslette
 
 
 def _check_boxes_closed(path: Path, tokens: list[Token], lines: list[str], body_start: int,
-                        source_line: object) -> None:
+                        source_line: Callable[[int], int]) -> None:
     """Every ``:::`` box needs its closing line; without one the rest of the newsletter would be inside it."""
     ends: list[int] = [len(lines)]  # where the enclosing box (or the document) ends
     for token in tokens:
@@ -179,7 +180,7 @@ def _check_boxes_closed(path: Path, tokens: list[Token], lines: list[str], body_
             fence = _CLOSING_FENCE.match(lines[end]) if end < len(lines) else None
             opener = lines[start].strip()
             if fence is None or end >= ends[-1] or len(fence.group(1)) < len(token.markup):
-                line = source_line(start) + body_start + 1  # type: ignore[operator]
+                line = source_line(start) + body_start + 1
                 raise InputError(f"the box '{opener}' that starts on line {line} is never closed; add a line "
                                  f"with just '{token.markup}' where the box should end", path, line)
             ends.append(end)
