@@ -253,12 +253,11 @@ def tidy_inline(inline: Token, first_line: int, check_url: Callable[[str], str |
             continue
         if name in _DROPPED_WITH_CONTENT and not tag.closing:
             skipping = name
-            warn(f"the HTML <{name}> is left out, with everything in it: an email cannot run or "
-                       "restyle itself")
+            warn(f"the HTML <{name}> is left out, with everything in it: an email cannot run or restyle itself")
             continue
         if name not in KEPT_TAGS:
-            warn(f"the HTML <{name}> is left out (its words are kept): mailroom keeps only <b>, "
-                       "<strong>, <i>, <em>, <u>, <br> and <a href=\"https://...\">; use Markdown for the rest")
+            warn(f"the HTML <{name}> is left out (its words are kept): mailroom keeps only <b>, <strong>, <i>, "
+                 "<em>, <u>, <br> and <a href=\"https://...\">; use Markdown for the rest")
             continue
         if name == "br":
             children.append(_token("hardbreak", "br", 0))
@@ -274,8 +273,8 @@ def tidy_inline(inline: Token, first_line: int, check_url: Callable[[str], str |
             href = tag.attrs.get("href", "").strip()
             problem = check_url(href) if href.lower().startswith(LINK_SCHEMES) else None
             if not href.lower().startswith(LINK_SCHEMES) or problem:
-                warn(f"the HTML link to '{href[:60]}' is left out (its words are kept): a link "
-                          "must start with https://, http://, mailto: or tel:")
+                why = problem or "a link must start with https://, http://, mailto: or tel:"
+                warn(f"the HTML link to '{href[:60]}' is left out (its words are kept): {why}")
                 open_tags.append((name, None))
                 continue
             children.append(_token("link_open", "a", 1, attrs={"href": href}, markup="html"))
