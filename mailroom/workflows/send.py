@@ -45,6 +45,7 @@ from mailroom.send.dispatch import (
     SendPlan,
     StopReason,
     live_batches,
+    make_version,
     plan_send,
     test_batches,
 )
@@ -174,6 +175,8 @@ class SendSession:
         if mark_uncertain_sent and not dry_run:
             marked = ledger.resolve_uncertain(build.slug, as_sent=True)
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
+        for name in audience.lists:  # e.g. an email over SendGrid's 30 MB: refused before anyone gets it
+            self.transport.check_version(make_version(build, settings, name))
         uncertain_file = None
         if counts.uncertain:
             uncertain_file = write_uncertain_list(counts.uncertain, self.uncertain_file)
