@@ -23,6 +23,7 @@ class Person:
         self.email, self.key, self.first_name, self.last_name, self.audience = (
             email, email.lower(), first, last, audience)
         self.version = audience  # one list: its own version
+        self.language = ""  # the school's
 
 
 PEOPLE = [Person("Amelia.Hughes@example.org", "Amélie <b>", "Hughes-O'Neil"),

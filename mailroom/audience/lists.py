@@ -30,6 +30,7 @@ from mailroom.addresses import address_key
 from mailroom.audience.sources import Table, open_table
 from mailroom.errors import InputError
 from mailroom.settings import ColumnMapping, Settings, consent_key
+from mailroom.translate.languages import reader_language
 from mailroom.versions import version_for
 
 REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid")
@@ -37,7 +38,7 @@ DEFAULT_FILE = "audiences.csv"
 # Optional row-level columns beyond the people's own: each a ``ColumnMapping`` attribute naming the heading.
 # Adding one (e.g. "language") here, to ColumnMapping and to Recipient is all a new column needs: its
 # trimmed value arrives in ``_Entry.extras`` in this order ("" when the file has no such column).
-EXTRA_COLUMNS: tuple[str, ...] = ()
+EXTRA_COLUMNS: tuple[str, ...] = ("language",)
 # A name, an address, a list or a consent answer this long is not one: the wrong column, or pasted text.
 MAX_CELL = 10_000
 
@@ -60,7 +61,8 @@ class Recipient:
     audience: str  # the list they are greeted as: the first of their lists in --to order
     line: int  # the row (CSV line, sheet row) where the person was first found
     lists: tuple[str, ...] = ()  # every chosen list they are on, in --to order
-    version: str = ""  # the slug of the version they get (mailroom.versions.version_for)
+    version: str = ""  # the slug of their lists' version in the school's language (mailroom.versions.version_for)
+    language: str = ""  # as given (a tag like "pl" once tidied, or a name like "Polish"); "": the school's
 
 
 @dataclass(frozen=True)
@@ -354,7 +356,7 @@ class _Planner:
             only = first.lists
             version = self._versions.get(only) or self._version(only)
             return Recipient(first.email, key, first.first_name, first.last_name, only[0], first.line, only,
-                             version), []
+                             version, reader_language(first.extras[0]) if first.extras[0] else ""), []
         if len(entries) == 1 and len(first.lists) == 1:
             placed = [(first.lists[0], first)]
         else:
@@ -385,7 +387,8 @@ class _Planner:
         lists = tuple(primary)
         version = self._versions.get(lists) or self._version(lists)
         person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
-                           audience=lists[0], line=first.line, lists=lists, version=version)
+                           audience=lists[0], line=first.line, lists=lists, version=version,
+                           language=next((reader_language(e.extras[0]) for e in entries if e.extras[0]), ""))
         return person, left
 
 

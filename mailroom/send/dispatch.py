@@ -57,13 +57,15 @@ class Person(Protocol):
     def audience(self) -> str: ...
     @property
     def version(self) -> str: ...
+    @property
+    def language(self) -> str: ...  # as the audiences file gives it; "" for the school's language
 
 
 # --- versions -----------------------------------------------------------------------------------------
 
 def versions_to_send(build: Build, lists: Sequence[str]) -> list[str]:
-    """The build's versions a send to ``lists`` can use (each list alone and their combinations), each
-    list's own first, then the combinations in the newsletter's order. Refuses a list with no version."""
+    """The build's versions a send to ``lists`` can use: each list alone and their combinations, in each
+    language made; the school's language first, fewer lists first. Refuses a list with no version."""
     chosen = set(lists)
     for name in lists:
         if name not in build.versions:
@@ -71,7 +73,17 @@ def versions_to_send(build: Build, lists: Sequence[str]) -> list[str]:
                 f"this newsletter has no version for the list '{name}': add it to the audiences in the "
                 f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
     usable = [slug for slug, built in build.versions.items() if set(built.lists) <= chosen]
-    return sorted(usable, key=lambda slug: len(build.versions[slug].lists))
+    return sorted(usable, key=lambda slug: (bool(VersionKey.from_slug(slug).language), len(build.versions[slug].lists)))
+
+
+def person_version(build: Build, person: Person) -> str:
+    """The version ``person`` gets (notes/VERSIONS.md): their lists' version in their language when the
+    build has it; otherwise (the school's language, or one that could not be made) in the school's."""
+    if person.language:
+        slug = VersionKey(VersionKey.from_slug(person.version).lists, person.language).slug
+        if slug in build.versions:
+            return slug
+    return person.version
 
 
 def _no_version(build: Build, slug: str) -> InputError:
@@ -81,22 +93,24 @@ def _no_version(build: Build, slug: str) -> InputError:
 
 
 def make_version(build: Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
-    """The version named ``audience`` (a slug: ``parents``, ``parents+staff``), as every transport receives it."""
+    """The version named ``audience`` (a slug: ``parents``, ``parents+staff``, ``parents.pl``), as every
+    transport receives it."""
     built = build.versions.get(audience)
     if built is None:
         raise _no_version(build, audience)
     domain = settings.sender.email.rpartition("@")[2]
+    list_name = audience.partition(".")[0]
     return Version(
         newsletter=build.slug,
         audience=audience,
-        subject=f"[TEST] {build.subject}" if test else build.subject,
+        subject=f"[TEST] {built.subject or build.subject}" if test else (built.subject or build.subject),
         html=built.html(),
         text=built.text(),
         images=tuple((image, build.image_path(image)) for image in built.images),
         from_name=settings.sender.name,
         from_email=settings.sender.email,
         reply_to=settings.sender.reply_to,
-        list_id=f"{settings.school.name} {audience} <{audience}.{domain}>",  # '+' is allowed (RFC 2919)
+        list_id=f"{settings.school.name} {list_name} <{list_name}.{domain}>",
         unsubscribe_mailto=settings.unsubscribe.mailto,
         test=test,
     )
@@ -127,6 +141,8 @@ class SendPlan:
     uncertain: list[UncertainBatch]  # outcome unknown and not resolved by a flag
     resending_uncertain: int
     test_sends: list[TestSend] = field(default_factory=list)
+    languages: dict[str, int] = field(default_factory=dict)  # version language ("" the school's) -> people
+    english_instead: dict[str, int] = field(default_factory=dict)  # a reader language not made -> people
 
     @property
     def total(self) -> int:
@@ -140,6 +156,8 @@ def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], 
     Refuses, before anything is sent, when someone's version is not in the build."""
     versions = versions_to_send(build, audiences)
     to_send: Counter[str] = Counter({v: 0 for v in versions})
+    languages: Counter[str] = Counter()
+    english_instead: Counter[str] = Counter()
     already = retrying = resending = 0
     remaining = iter(people)  # read once, a window at a time: the people may be streamed from a file
     while window := list(itertools.islice(remaining, _LOOKUP_WINDOW)):
@@ -158,11 +176,25 @@ def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], 
                 resending += 1
             elif state == SendState.FAILED:
                 retrying += 1
-            to_send[person.version] += 1
+            version = person_version(build, person)
+            if version not in to_send:
+                raise _no_version(build, version)
+            to_send[version] += 1
+            language = VersionKey.from_slug(version).language
+            languages[language] += 1
+            if person.language and not language and not _school_language(build, person.version, person.language):
+                english_instead[person.language] += 1
     uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
     return SendPlan(newsletter=build.slug, audiences=tuple(versions), to_send=dict(to_send),
                     already_sent=already, retrying=retrying, uncertain=uncertain,
-                    resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash))
+                    resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash),
+                    languages=dict(languages), english_instead=dict(english_instead))
+
+
+def _school_language(build: Build, audience: str, language: str) -> bool:
+    """Whether ``language`` is the language of ``audience``'s own version (``en`` for an ``en-GB`` school)."""
+    own = build.versions[audience].language if audience in build.versions else ""
+    return bool(own) and own.split("-")[0].lower() == language.split("-")[0].lower()
 
 
 def live_batches(build: Build, settings: Settings, people: Iterable[Person], audiences: Sequence[str],
@@ -177,10 +209,19 @@ def live_batches(build: Build, settings: Settings, people: Iterable[Person], aud
     sendable = {SendState.PENDING, SendState.FAILED}
     if resend_uncertain:
         sendable |= {SendState.UNCERTAIN, SendState.IN_FLIGHT}
+    chosen: dict[tuple[str, str], str] = {}  # (lists' version, language) -> the version those people get
     for slug in versions_to_send(build, audiences):
         version = make_version(build, settings, slug)
         waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
-        mine = (p for p in people if p.version == slug)
+
+        def gets(person: Person) -> str:
+            pair = (person.version, person.language)
+            found = chosen.get(pair)
+            if found is None:
+                found = chosen[pair] = person_version(build, person)
+            return found
+
+        mine = (p for p in people if gets(p) == slug)
         while True:
             # Read the ledger only after earlier batches were settled (the consumer sends each batch
             # before asking for the next), so someone already sent is never queued again.
@@ -437,15 +478,31 @@ class Dispatcher:
 
 
 def test_batches(build: Build, settings: Settings, audiences: Sequence[str], address: str,
-                 recipient_id: str) -> Iterator[tuple[Version, list[Message]]]:
-    """One copy of each version the chosen lists can get (their combinations too), marked [TEST], to one address."""
+                 recipient_id: str, languages: Sequence[str] | None = None) -> Iterator[tuple[Version, list[Message]]]:
+    """One copy of each version the chosen lists can get (their combinations too), marked [TEST], to one
+    address: in every language, or only those of ``languages`` (the school's by its own tag, or ``en``)."""
     key = address.strip().lower()
-    for slug in versions_to_send(build, audiences):
+    for slug in test_versions(build, settings, audiences, languages):
         version = make_version(build, settings, slug, test=True)
         greeting_list = VersionKey.from_slug(slug).greeting_list
         person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=greeting_list,
                              version=slug)
         yield version, [make_message(person, recipient_id, settings)]
+
+
+def test_versions(build: Build, settings: Settings, lists: Sequence[str], languages: Sequence[str] | None
+                  ) -> list[str]:
+    """The versions a test of ``lists`` sends: all of them (combinations too), or those in ``languages``."""
+    everything = versions_to_send(build, lists)
+    if not languages:
+        return everything
+    school = settings.school.language.split("-")[0].lower()
+    chosen = []
+    for slug in everything:
+        tag = VersionKey.from_slug(slug).language
+        if (tag in languages) or (not tag and any(lang.split("-")[0].lower() == school for lang in languages)):
+            chosen.append(slug)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -456,4 +513,5 @@ class _TestPerson:
     last_name: str
     audience: str
     version: str
+    language: str = ""
 
