@@ -321,11 +321,14 @@ class _Planner:
              files: tuple[tuple[Path, str | None], ...]) -> AudiencePlan:
         recipients: list[Recipient] = []
         left_out = list(self.left_out)
-        for key, entries in self.people.items():
+        people = self.people
+        while people:  # last found first, each entry let go as its person is made: a lower peak of memory
+            key, entries = people.popitem()
             person, left = self._decide(key, entries if isinstance(entries, list) else [entries])
             if person is not None:
                 recipients.append(person)
             left_out.extend(left)
+        recipients.reverse()  # in the order first found
         # In reading order (each entry's row, file by file), then the lists' --to order.
         left_out.sort(key=lambda pair: (pair[0], self.order.get(pair[1].list_name or "", len(self.order))))
         everything = [item for _, item in left_out]
