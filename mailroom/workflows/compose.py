@@ -7,7 +7,6 @@ leaves the previous build as it was.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from mailroom.compose.build import (
     BuiltImage,
     Manifest,
     ManifestVersion,
+    digest_build,
     file_sha256,
     load_build,
     source_digest,
@@ -121,11 +121,9 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
             )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
-        output_digest = hashlib.sha256()
-        for name in sorted(p.name for p in staging.iterdir() if p.is_file()):
-            output_digest.update(name.encode() + b"\0" + (staging / name).read_bytes() + b"\0")
-        for name, digest in sorted(source_hashes.items()):
-            output_digest.update(f"{name}={digest}\n".encode())
+        # A digest of every file written so far (versions, web copy, images): send checks each one.
+        files = {path.relative_to(staging).as_posix(): file_sha256(path)
+                 for path in sorted(staging.rglob("*")) if path.is_file()}
         front = newsletter.front
         Manifest(
             slug=newsletter.slug,
@@ -135,9 +133,10 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
             campaign=front.campaign or newsletter.slug,
             audiences=tuple(front.audiences),
             composed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            build_hash=output_digest.hexdigest(),
+            build_hash=digest_build(files, source_hashes),
             sources=source_hashes,
             versions=manifest_versions,
+            files=files,
         ).write(staging)
         findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
                                   preheader=front.preheader, newsletter=newsletter,

@@ -91,9 +91,9 @@ class _Prepared:
         }
         if version.images:
             self.shared["attachments"] = [
-                {"content": base64.b64encode(path.read_bytes()).decode("ascii"), "type": image.content_type,
+                {"content": base64.b64encode(data).decode("ascii"), "type": image.content_type,
                  "filename": image.filename, "disposition": "inline", "content_id": image.filename}
-                for image, path in version.images]
+                for image, data in version.images]
         if settings.sendgrid.asm_group_id:
             self.shared["asm"] = {"group_id": settings.sendgrid.asm_group_id}
         if sandbox:
