@@ -311,15 +311,16 @@ def freeze_build(build: Build, audiences: Iterable[str] | None = None) -> Frozen
     up to its ``build_hash`` is a ``BuildChanged`` naming the file: compose again.
     """
     manifest, build_dir = build.manifest, build.build_dir
+    shown = Path(_display(build_dir))  # files are named as the office would type them
     compose_again = (f"compose the newsletter again (python compose.py {_display(build.newsletter_dir)}), "
                      "check the preview, then send")
     if not manifest.files:
         raise BuildChanged("this build was composed by an older version of mailroom, which did not record what "
                            f"each file should hold, so mailroom cannot check it before sending; {compose_again}",
-                           build_dir / MANIFEST)
+                           shown / MANIFEST)
     if digest_build(manifest.files, manifest.sources) != manifest.build_hash:
         raise BuildChanged(f"the manifest was changed after the newsletter was composed; {compose_again}",
-                           build_dir / MANIFEST)
+                           shown / MANIFEST)
     read: dict[str, bytes] = {}
 
     def verified(name: str) -> bytes:
@@ -330,10 +331,10 @@ def freeze_build(build: Build, audiences: Iterable[str] | None = None) -> Frozen
                 data = path.read_bytes()
             except OSError:
                 raise BuildChanged(f"this file of the build is missing or cannot be read; {compose_again}",
-                                   path) from None
+                                   shown / name) from None
             if expected is None or hashlib.sha256(data).hexdigest() != expected:
                 raise BuildChanged("this file was changed after the newsletter was composed, so it is not what "
-                                   f"the checks (and any test send) saw; {compose_again}", path)
+                                   f"the checks (and any test send) saw; {compose_again}", shown / name)
             read[name] = data
         return read[name]
 
@@ -346,7 +347,7 @@ def freeze_build(build: Build, audiences: Iterable[str] | None = None) -> Frozen
             html, text = verified(entry.html).decode("utf-8"), verified(entry.text).decode("utf-8")
         except UnicodeDecodeError:
             raise BuildChanged(f"a version of the build is not UTF-8 text; {compose_again}",
-                               build_dir / entry.html) from None
+                               shown / entry.html) from None
         images = tuple((image, verified(f"{IMAGE_PREFIX}{image.filename}")) for image in entry.images)
         versions[audience] = FrozenVersion(audience=audience, html=html, text=text, images=images)
     return FrozenBuild(build=build, versions=versions, build_hash=manifest.build_hash)

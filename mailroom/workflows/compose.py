@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mailroom.checks.rules import Finding, check_versions
@@ -30,6 +30,7 @@ from mailroom.compose.content import IMAGE_TYPES, Newsletter, load_newsletter
 from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
+from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
 
 LOGO_NAME = "school-logo"
@@ -66,6 +67,15 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+def without_tokens(web: RenderedVersion, settings: Settings) -> RenderedVersion:
+    """The web copy with no token left: it is one public page, so a token typed into newsletter.md
+    (``Hello %%first_name%%``) becomes what an unknown reader would get, never a literal ``%%...%%``."""
+    values = recipient_values(first_name="", last_name="", unsubscribe_url="", recipient_id="",
+                              default_greeting=settings.lists[settings.archive_audience].greeting)
+    return replace(web, html=personalize(web.html, values, is_html=True),
+                   text=personalize(web.text, values, is_html=False), tokens=())
+
+
 def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
     """The renderer for this newsletter, with its images' names in the build and the logo's."""
     image_names = _image_names([image.path for image in newsletter.images()])
@@ -85,7 +95,7 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
-    web = renderer.render(newsletter, WEB_AUDIENCE)
+    web = without_tokens(renderer.render(newsletter, WEB_AUDIENCE), settings)
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
     sources = [newsletter.path, *(image.path for image in images)]
