@@ -190,17 +190,18 @@ class PlannedBatches:
             after = 0
             while rows := read(self.build.slug, slug, after=after, size=self.size, states=self.states):
                 after = rows[-1][0]
-                people = [person for _, person in rows]
-                barred = self.screen([p.key for p in people])
+                barred = self.screen([person.key for _, person, _ in rows])
                 if barred:
                     if not self.from_draft:
                         self.ledger.leave_out(self.build.slug, barred)
                     self.left_out.update(barred.values())
-                    people = [p for p in people if p.key not in barred]
-                if not people:
+                    rows = [row for row in rows if row[1].key not in barred]
+                if not rows:
                     continue
-                ids = self.ledger.recipient_ids([p.key for p in people])
-                yield version, [make_message(p, ids[p.key], self.settings) for p in people]
+                ids = {person.key: rid for _, person, rid in rows if rid}
+                if len(ids) < len(rows):  # people with no opaque id yet (a sandbox run, a rare clash)
+                    ids.update(self.ledger.recipient_ids([person.key for _, person, rid in rows if not rid]))
+                yield version, [make_message(person, ids[person.key], self.settings) for _, person, _ in rows]
 
 
 # --- retries --------------------------------------------------------------------------------------------

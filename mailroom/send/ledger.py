@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import json
 import secrets
 import sqlite3
 from collections import Counter
@@ -411,6 +412,10 @@ class Ledger:
         with self._transaction() as conn:
             conn.execute("INSERT INTO builds VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          (newsletter, build_hash, composed_at, now))
+            # Opaque ids for newcomers, made here in one statement (64 random bits each, from SQLite's
+            # ChaCha20 generator); the rare clash on an id leaves that person to ``recipient_ids``.
+            conn.execute("INSERT INTO recipients (address_key, recipient_id, created_at) SELECT address_key, "
+                         "lower(hex(randomblob(8))), ? FROM plan_draft WHERE true ON CONFLICT DO NOTHING", (now,))
             left = conn.execute(
                 "UPDATE sends SET state = 'left_out', error = 'not in the plan confirmed at ' || ?, updated_at = ? "
                 f"WHERE rowid IN (SELECT s.rowid {self._dropped_sql(resend_uncertain)})",
@@ -429,21 +434,24 @@ class Ledger:
         return left
 
     def planned_batch(self, newsletter: str, version: str, *, after: int, size: int,
-                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson]]:
-        """The next ``size`` people of the frozen plan for ``version`` in ``states``, after row ``after``."""
+                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
+        """The next ``size`` people of the frozen plan for ``version`` in ``states``, after row ``after``:
+        (row, person, recipient id or None)."""
         marks = ",".join("?" * len(states))
-        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version)) for r in self.conn.execute(
-            "SELECT rowid, address_key, email, first_name, last_name, greeting_list FROM sends "
-            f"WHERE newsletter = ? AND audience = ? AND rowid > ? AND state IN ({marks}) ORDER BY rowid LIMIT ?",
+        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version), r[6]) for r in self.conn.execute(
+            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, s.greeting_list, r.recipient_id "
+            "FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key WHERE s.newsletter = ? AND "
+            f"s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) ORDER BY s.rowid LIMIT ?",
             (newsletter, version, after, *states, size))]
 
     def drafted_batch(self, newsletter: str, version: str, *, after: int, size: int,
-                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson]]:
+                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
         """As ``planned_batch``, from the draft (a sandbox run freezes nothing): no row yet, or in ``states``."""
         marks = ",".join("?" * len(states))
-        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version)) for r in self.conn.execute(
-            "SELECT d.seq, d.address_key, d.email, d.first_name, d.last_name, d.greeting_list FROM plan_draft d "
-            "LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key "
+        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version), r[6]) for r in self.conn.execute(
+            "SELECT d.seq, d.address_key, d.email, d.first_name, d.last_name, d.greeting_list, r.recipient_id "
+            "FROM plan_draft d LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key "
+            "LEFT JOIN recipients r ON r.address_key = d.address_key "
             f"WHERE d.version = ? AND d.seq > ? AND (s.state IS NULL OR s.state IN ('left_out', {marks})) "
             "ORDER BY d.seq LIMIT ?", (newsletter, version, after, *states, size))]
 
@@ -486,12 +494,16 @@ class Ledger:
                 (newsletter, audience, kind, transport, build_hash, len(keys), now))
             batch_id = int(cur.lastrowid or 0)
             if kind == BatchKind.LIVE:
-                conn.executemany(
-                    "INSERT INTO sends (newsletter, address_key, audience, state, batch_id, build_hash, created_at, "
-                    "updated_at) VALUES (?, ?, ?, 'in_flight', ?, ?, ?, ?) ON CONFLICT (newsletter, address_key) "
-                    "DO UPDATE SET state = 'in_flight', batch_id = excluded.batch_id, audience = excluded.audience, "
-                    "build_hash = excluded.build_hash, error = NULL, updated_at = excluded.updated_at",
-                    ((newsletter, key, audience, batch_id, build_hash, now, now) for key in keys))
+                # One statement for the batch (the people are rows of the frozen plan already) ...
+                updated = conn.execute(
+                    "UPDATE sends SET state = 'in_flight', batch_id = ?, audience = ?, build_hash = ?, error = NULL, "
+                    "updated_at = ? WHERE newsletter = ? AND address_key IN (SELECT value FROM json_each(?))",
+                    (batch_id, audience, build_hash, now, newsletter, json.dumps(list(keys)))).rowcount
+                if updated < len(set(keys)):  # ... and a row for anyone who was not planned (a caller without a plan)
+                    conn.executemany(
+                        "INSERT INTO sends (newsletter, address_key, audience, state, batch_id, build_hash, "
+                        "created_at, updated_at) VALUES (?, ?, ?, 'in_flight', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        ((newsletter, key, audience, batch_id, build_hash, now, now) for key in keys))
         return batch_id
 
     def count_attempt(self, batch_id: int) -> None:
@@ -502,11 +514,15 @@ class Ledger:
         if kind != BatchKind.LIVE:
             return
         now = _now()
+        alike: dict[tuple[SendState, str | None, str | None], list[str]] = {}  # usually one group: all sent
+        for o in outcomes:
+            alike.setdefault((o.state, o.message_id, o.error), []).append(o.key)
         with self._transaction() as conn:
-            conn.executemany(
-                "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ? "
-                "WHERE newsletter = ? AND address_key = ? AND batch_id = ?",
-                ((o.state, o.message_id, o.error, now, newsletter, o.key, batch_id) for o in outcomes))
+            for (state, message_id, error), keys in alike.items():
+                conn.execute(
+                    "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ? "
+                    "WHERE newsletter = ? AND batch_id = ? AND address_key IN (SELECT value FROM json_each(?))",
+                    (state, message_id, error, now, newsletter, batch_id, json.dumps(keys)))
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:
