@@ -130,19 +130,33 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
     result = compose_newsletter(settings, newsletter)
     build = result.build
     out.print(f"[bold green]Composed[/] \u201c{_plain(build.subject)}\u201d")
+    # Only the preview and the web copy are named: the versions in build/versions/ still hold each
+    # reader's placeholders (%%greeting%%) and are for send, not for reading.
     for version in build.versions.values():
-        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links"
-                  f"  ->  {_plain(_shown(version.html_path))}")
-    out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
+        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
+    out.print(f"Web copy, to publish on the school website: {_plain(_shown(result.web_path))}")
     # Compose succeeds (exit 0) even when the checks find errors: the build is there to look at and
     # fix from; send.py is what refuses it. The message says so plainly.
     _print_findings(result.findings, list(build.versions), stopping=False)
     if open_browser:
-        import webbrowser
+        _open_in_browser(preview)
 
-        webbrowser.open(preview.resolve().as_uri())
+
+def _open_in_browser(page: Path | str) -> None:
+    """Open ``page`` (a file or an address) in the browser, or say plainly that there is none and where it is."""
+    import webbrowser
+
+    url = page if isinstance(page, str) else page.resolve().as_uri()
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        where = ("Open this address in your browser: " + page if isinstance(page, str)
+                 else f"Open this file in your browser: {page.resolve()}")
+        out.print(f"[yellow]Could not open a web browser on this computer.[/] {_plain(where)}")
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -236,9 +250,7 @@ def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
               "Press Ctrl+C to stop.")
     out.file.flush()  # the address must show even when the output goes to a pipe or a log
     if not no_open:
-        import webbrowser
-
-        webbrowser.open(server.url)
+        _open_in_browser(server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -260,6 +272,40 @@ def compose_main() -> None:
 def send_main() -> None:
     """Entry point of send.py."""
     send_command.main(prog_name="send.py")
+
+
+# --- sign-in and doctor (mailroom.doctor, mailroom.send.transports.oauth hold the logic) -------------------
+
+@main.command("sign-in")
+def sign_in_command() -> None:
+    """Sign in to Microsoft 365 as the newsletter mailbox's user, once (SMTP_AUTH=oauth2-microsoft)."""
+    from mailroom.send.transports.oauth import device_code_sign_in
+    from mailroom.settings import load_settings
+
+    def show(text: str) -> None:
+        out.print(_plain(text))
+        out.file.flush()  # the code must be on screen while mailroom waits for the sign-in
+
+    out.print(_plain(device_code_sign_in(load_settings(), show=show)))
+
+
+@main.command("doctor")
+@click.option("--to", "to_lists", metavar="LISTS", help="Lists to count against the daily limit (default: all).")
+@click.option("--no-connect", is_flag=True, help="Do not contact the mail service (settings, DNS and lists only).")
+def doctor_command(to_lists: str | None, no_connect: bool) -> ExitStatus:
+    """Check the set-up before the first send, without sending anything (exit 2 if something would stop it)."""
+    from mailroom.doctor import blocking, run_doctor
+    from mailroom.doctor.report import format_findings
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    lists = split_lists(to_lists, settings)
+    out.print(f"Checking {_plain(settings.school.name)}'s set-up for sending newsletters (nothing is sent).")
+    findings = run_doctor(settings, lists=lists, connect=not no_connect)
+    for part in format_findings(findings):
+        out.print(part)
+    # a problem in the set-up is the same verdict as a wrong setting: nothing would be sent as it is
+    return ExitStatus.BAD_INPUT if blocking(findings) else ExitStatus.DONE
 
 
 # --- events ------------------------------------------------------------------------------------
@@ -726,7 +772,8 @@ def _ctrl_c_stops(session: SendSession) -> Iterator[None]:
 
 @contextmanager
 def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
-    """A progress bar on a terminal; plain lines (one per batch) when output goes to a file or a pipe."""
+    """A progress bar on a terminal, moving per message with the time left; plain lines (one per batch)
+    when output goes to a file or a pipe."""
     if out.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as ProgressBar
@@ -742,6 +789,8 @@ def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
         return
 
     def show_plain(progress: Progress) -> None:
+        if progress.partial:  # a log gets one line per batch, not one per person
+            return
         if progress.note:
             out.print(f"  {_plain(progress.note)}")
         else:

@@ -23,6 +23,7 @@ import pytest
 
 from mailroom.compose.build import Manifest
 from mailroom.send.ledger import Ledger
+from mailroom.workflows.compose import version_file_names
 from mailroom.workflows.send import composed_labels
 from tests.projects import compose_copy
 from tests.send_project import (
@@ -38,6 +39,7 @@ from tests.sendgrid_events import Signer, event, post, running_server
 from tests.sendgrid_standin import Answer, SendGridStandIn
 
 NEWSLETTER = f"newsletters/{SAMPLE}"
+PARENTS_HTML, STAFF_HTML = version_file_names("parents")[0], version_file_names("staff")[0]
 MARKER = "Recomposed-while-sending"
 
 
@@ -171,14 +173,14 @@ def test_a_build_edited_by_hand_after_the_test_is_refused_naming_the_file(projec
     write_audiences(project / "audiences.csv", many_people(3))
     tested = send_py(project, NEWSLETTER, "--to", "parents", "--test", "office@oakfield.example.org", env=env)
     assert tested.returncode == 0, tested.stderr
-    version = newsletter_dir(project) / "build" / "parents.html"
+    version = newsletter_dir(project) / "build" / PARENTS_HTML
     version.write_text(version.read_text(encoding="utf-8").replace(
         "</body>", "<script>alert(1)</script></body>"), encoding="utf-8")
 
     refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", env=env)
     assert refused.returncode == 3, refused.stderr
     assert refused.stderr.startswith(
-        f"Error: {NEWSLETTER}/build/parents.html: this file was changed after the newsletter was composed, so it "
+        f"Error: {NEWSLETTER}/build/{PARENTS_HTML}: this file was changed after the newsletter was composed, so it "
         "is not what the checks (and any test send) saw; compose the newsletter again (python compose.py "
         f"{NEWSLETTER}), check the preview, then send")
     sent = sorted(p.name for p in (project / "outbox" / SAMPLE).glob("*.eml"))
@@ -198,10 +200,10 @@ def test_an_image_swapped_in_the_build_is_refused_naming_it(project):
 
 def test_a_manifest_edited_to_match_an_edited_file_is_refused(project):
     build = newsletter_dir(project) / "build"
-    version = build / "parents.html"
+    version = build / PARENTS_HTML
     version.write_text(version.read_text(encoding="utf-8") + "<!-- edited -->", encoding="utf-8")
     data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
-    data["files"]["parents.html"] = hashlib.sha256(version.read_bytes()).hexdigest()
+    data["files"][PARENTS_HTML] = hashlib.sha256(version.read_bytes()).hexdigest()
     (build / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
     refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
     assert refused.returncode == 3
@@ -213,7 +215,7 @@ def test_compose_during_a_send_changes_nothing_it_sends(project, sg):
     people = many_people(2000) + [(f"staff{i:04d}@example.org", "Sam", f"Staff{i}", "staff") for i in range(5)]
     write_audiences(project / "audiences.csv", people)
     build = newsletter_dir(project) / "build"
-    staff_before = (build / "staff.html").read_text(encoding="utf-8")
+    staff_before = (build / STAFF_HTML).read_text(encoding="utf-8")
     recomposed: list[Manifest] = []
 
     def compose_now(number: int) -> None:
@@ -223,7 +225,7 @@ def test_compose_during_a_send_changes_nothing_it_sends(project, sg):
     sg.on_request = compose_now
     result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=sendgrid_env(project, sg))
     assert result.returncode == 0, result.stderr
-    assert recomposed and MARKER in (build / "staff.html").read_text(encoding="utf-8")  # compose did run
+    assert recomposed and MARKER in (build / STAFF_HTML).read_text(encoding="utf-8")  # compose did run
     assert [len(b["personalizations"]) for b in sg.requests] == [1000, 1000, 5]
     parents = {html_of(b) for b in sg.requests[:2]}
     assert len(parents) == 1  # both parents batches: the same bytes

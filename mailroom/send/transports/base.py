@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from mailroom.compose.build import BuiltImage
@@ -81,6 +81,8 @@ class BatchResult:
     message_ids: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     retry_after: float | None = None  # the service asked us to wait this long before retrying the rest
+    # told about each person as they are added (``Transport.on_delivery``): per-message progress
+    listener: Callable[[str, Delivery], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, key: str, delivery: Delivery, *, message_id: str | None = None, error: str | None = None) -> None:
         self.deliveries[key] = delivery
@@ -88,6 +90,8 @@ class BatchResult:
             self.message_ids[key] = message_id
         if error:
             self.errors[key] = error
+        if self.listener is not None:
+            self.listener(key, delivery)
 
 
 class Transport(ABC):
@@ -96,6 +100,15 @@ class Transport(ABC):
     name: str = "transport"
     #: the most people one ``send_batch`` call may carry (dispatch never exceeds it)
     max_batch_size: int = 100
+    #: called with (address key, Delivery) as soon as the service has answered for one person, while the
+    #: batch is still going: a transport that sends one message at a time (SMTP, at 30 a minute) lets the
+    #: progress bar move per message instead of per batch. Set by dispatch; the ledger still waits for
+    #: the batch's result.
+    on_delivery: Callable[[str, Delivery], None] | None = None
+
+    def new_result(self) -> BatchResult:
+        """An empty result that reports each person to ``on_delivery`` as they are added."""
+        return BatchResult(listener=self.on_delivery)
 
     def open(self) -> None:  # noqa: B027 - optional hook, most transports need nothing
         """Connect or prepare; called once before the first batch."""
