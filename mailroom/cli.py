@@ -716,9 +716,13 @@ def _show_changes(plan: LivePlan) -> None:
     if not counts.new_people and not counts.now_left_out:
         out.print("Since the last run: nobody new on the lists, and nobody left out who was planned.")
         return
-    out.print(f"Since the last run: {counts.new_people} new {'person' if counts.new_people == 1 else 'people'} "
-              f"on the lists; {counts.now_left_out} planned last time and not sent now left out "
-              "(no longer on the lists, unsubscribed or suppressed).")
+    new = f"{counts.new_people} new {'person' if counts.new_people == 1 else 'people'} on the lists"
+    if not counts.now_left_out:
+        out.print(f"Since the last run: {new}.")
+        return
+    gone = counts.now_left_out
+    out.print(f"Since the last run: {new}; {gone} {'person' if gone == 1 else 'people'} planned last time and not "
+              "yet sent now left out (no longer on the lists, unsubscribed or suppressed):")
     for key in counts.now_left_out_keys[:_SHOW_CHANGED]:
         out.print(f"  now left out: {_plain(key)}")
     if counts.now_left_out > _SHOW_CHANGED:

@@ -470,7 +470,7 @@ class Ledger:
             "SELECT s.build_hash, b.composed_at, COUNT(*) FROM sends s LEFT JOIN builds b "
             "ON b.newsletter = s.newsletter AND b.build_hash = s.build_hash "
             "WHERE s.newsletter = ? AND s.state = 'sent' GROUP BY s.build_hash "
-            "ORDER BY COALESCE(b.composed_at, ''), MIN(s.updated_at)", (newsletter,))]
+            "ORDER BY COALESCE(b.composed_at, ''), MIN(s.updated_at), MIN(s.rowid)", (newsletter,))]
 
     def has_rows(self, newsletter: str) -> bool:
         """Whether this ledger knows anything of ``newsletter`` (a lost ledger knows nothing)."""

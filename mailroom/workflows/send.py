@@ -367,7 +367,7 @@ def refuse_preflight_errors(frozen: FrozenBuild) -> None:
 def lost_ledger_message(record: SentRecord, ledger: Path | None, missing: bool) -> str:
     """Why a send refuses when sent.json says the newsletter was sent and the ledger has no record of it."""
     how_many = (f"{record.people_sent:,} people" if record.people_sent is not None else "people")
-    when = f" (last on {record.last_sent_at})" if record.last_sent_at else ""
+    when = f" (last on {moment_label(record.last_sent_at)})" if record.last_sent_at else ""
     where = f", recorded in the ledger {record.ledger}" if record.ledger else ""
     here = display_path(ledger) if ledger else "the ledger"
     state = "does not exist any more" if missing else "has no record of this newsletter"
@@ -412,6 +412,15 @@ def composed_labels(moments: Sequence[str]) -> list[str]:
             label += f" on {moment.day} {moment:%B %Y}"
         labels.append(label)
     return labels
+
+
+def moment_label(text: str) -> str:
+    """An ISO UTC timestamp as the office reads it, in local time: "4 December 2026 at 09:12"."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return text
+    return f"{moment.day} {moment:%B %Y} at {moment:%H:%M}"
 
 
 def utc_text() -> str:
