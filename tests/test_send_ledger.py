@@ -38,8 +38,8 @@ def test_recipient_ids_are_random_stable_and_never_the_address(tmp_path):
 
 def test_a_batch_is_in_flight_until_settled_and_abandoned_ones_become_uncertain(tmp_path):
     with Ledger(tmp_path / "l.sqlite3") as ledger:
-        ledger.plan_pending("n1", [("a@example.org", "parents"), ("b@example.org", "parents"),
-                                   ("c@example.org", "staff")])
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org"), planned("c@example.org", "staff")])
+        ledger.freeze_plan("n1", build_hash="h", composed_at="", resend_uncertain=False)
         batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
                                    build_hash="h", keys=["a@example.org", "b@example.org"])
         assert {r.state for r in ledger.states("n1", ["a@example.org", "b@example.org"]).values()} == {"in_flight"}

@@ -333,15 +333,6 @@ class Ledger:
                 rows[r[0]] = SendRow(r[0], r[1], SendState(r[2]), r[3], r[4], r[5])
         return rows
 
-    def plan_pending(self, newsletter: str, people: Iterable[tuple[str, str]]) -> None:
-        """Record (key, audience) as pending unless the person already has a row for this newsletter."""
-        now = _now()
-        with self._transaction() as conn:
-            conn.executemany(
-                "INSERT INTO sends (newsletter, address_key, audience, state, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
-                ((newsletter, key, audience, now, now) for key, audience in people))
-
     # --- the plan: drafted from the lists, frozen when the office confirms ------------------------------
 
     def draft_plan(self, people: Iterable[PlannedPerson]) -> None:
