@@ -94,7 +94,7 @@ def test_tokens_typed_into_newsletter_md_never_reach_the_web_copy(sample_folder:
     for name in ("web.html", "web.txt"):
         web = (build / name).read_text(encoding="utf-8")
         assert "%%" not in web, name
-        assert "Hello  (, ). Dear Parent/Carer. This week you can learn" in web, name
+        assert "Hello (, ). Dear Parent/Carer. This week you can learn" in " ".join(web.split()), name
     emailed = (build / "versions" / "parents.tokens.html").read_text(encoding="utf-8")
     assert "Hello %%first_name%% %%last_name%%" in emailed  # each reader's copy fills them in
 
