@@ -23,11 +23,11 @@ import click
 from rich.console import Console
 
 from mailroom.errors import ExitStatus, InputError, Interrupted, MailroomError, RefusedForSafety
+from mailroom.secrets import mask
 
 if TYPE_CHECKING:
     from mailroom.audience.lists import AudiencePlan
     from mailroom.checks.rules import Finding
-    from mailroom.events.report import AudienceNumbers
     from mailroom.send.dispatch import Progress
     from mailroom.send.ledger import UncertainBatch
     from mailroom.settings import Settings
@@ -103,8 +103,8 @@ def _traceback_option() -> click.Option:
 
 
 def _plain(text: str) -> str:
-    """Escape rich markup so file names and user text print as they are."""
-    return text.replace("[", r"\[")
+    """Escape rich markup so file names and user text print as they are; never show a secret."""
+    return mask(text).replace("[", r"\[")
 
 
 newsletter_argument = click.argument(
@@ -121,19 +121,27 @@ def main() -> None:
 @main.command("compose")
 @newsletter_argument
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
-def compose_command(newsletter: Path, open_browser: bool) -> None:
-    """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience."""
+@click.option("--language", "languages", default="", metavar="TAGS",
+              help="Also make these languages' versions, e.g. --language pl,ar (as well as the languages of the "
+                   "people in audiences.csv and the school's own newsletter.<language>.md translations).")
+def compose_command(newsletter: Path, open_browser: bool, languages: str) -> None:
+    """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience (and each readers' language)."""
     from mailroom.settings import load_settings
+    from mailroom.translate.languages import parse_tags
+    from mailroom.translate.report import language_lines
     from mailroom.workflows.compose import compose_newsletter
 
     settings = load_settings()
-    result = compose_newsletter(settings, newsletter)
+    result = compose_newsletter(settings, newsletter, languages=parse_tags(languages, "--language"))
     build = result.build
     out.print(f"[bold green]Composed[/] \u201c{_plain(build.subject)}\u201d")
     # Only the preview and the web copy are named: the versions in build/versions/ still hold each
     # reader's placeholders (%%greeting%%) and are for send, not for reading.
-    for version in build.versions.values():
-        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
+    width = max(10, *(len(name) for name in build.versions))
+    for name, version in build.versions.items():
+        out.print(f"  {name:<{width}} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
+    for line in language_lines(result.languages):
+        out.print(_plain(line))
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
     out.print(f"Web copy, to publish on the school website: {_plain(_shown(result.web_path))}")
@@ -359,6 +367,9 @@ def events_import_command(file: Path) -> None:
     if result.suppressed:
         out.print(f"{result.suppressed} address(es) added to the suppression list "
                   "(see: python -m mailroom suppressions).")
+    if result.resubscribed:
+        out.print(f"{result.resubscribed} reader(s) resubscribed through SendGrid after unsubscribing, so they "
+                  "are no longer suppressed.")
     if result.resubscribe_requests:
         out.print(f"{result.resubscribe_requests} suppressed reader(s) asked to be resubscribed. They stay "
                   "suppressed until the office takes them back:\n"
@@ -450,20 +461,10 @@ def report_command(newsletter: Path) -> None:
     table.add_column("People")
     for a in report.audiences:
         table.add_column(_plain(a.audience), justify="right")
-    rows: list[tuple[str, Callable[[AudienceNumbers], str]]] = [
-        ("Sent", lambda a: str(a.sent)),
-        ("Delivered", lambda a: f"{a.delivered} ({a.share(a.delivered, a.sent)})"),
-        ("Bounced", lambda a: str(a.bounced)),
-        ("Dropped by SendGrid", lambda a: str(a.dropped)),
-        ("Deferred", lambda a: str(a.deferred)),
-        ("Opened", lambda a: "not tracked" if a.opened is None else f"{a.opened} ({a.share(a.opened, a.delivered)})"),
-        ("Clicked a link", lambda a: f"{a.clicked} ({a.share(a.clicked, a.delivered)})"),
-        ("Clicks in total", lambda a: str(a.clicks)),
-        ("Unsubscribed", lambda a: str(a.unsubscribed)),
-        ("Reported as spam", lambda a: str(a.spam_reports)),
-    ]
-    for label, cell in rows:
-        table.add_row(label, *(cell(a) for a in report.audiences))
+    from mailroom.events.report import report_rows
+
+    for label, cells in report_rows(report.audiences):
+        table.add_row(label, *cells)
     out.print(table)
     if report.links:
         links = Table(title="Clicks per link (tracking parameters removed)", title_justify="left")
@@ -546,6 +547,8 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
               help="The mailing lists to send to, e.g. parents,staff (someone on both gets the first's version).")
 @click.option("--test", "test_address", metavar="ADDRESS",
               help="Send one copy of each version, marked [TEST], to ADDRESS only.")
+@click.option("--language", "test_languages", default="", metavar="TAGS",
+              help="With --test: send only these languages' versions, e.g. --language pl,ar (en: the English).")
 @click.option("--dry-run", is_flag=True, help="Show who would get what, and send nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--untested", is_flag=True, help="Allow a live send of a build that was never test-sent.")
@@ -562,31 +565,34 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
 @click.option("--start-again", is_flag=True,
               help="Send to everyone as if for the first time although sent.json says this newsletter was sent "
                    "and the ledger has no record of it (they may get it twice).")
-def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_run: bool, yes: bool,
-                 untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
+def send_command(newsletter: Path, to_lists: str, test_address: str | None, test_languages: str, dry_run: bool,
+                 yes: bool, untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
                  mark_uncertain_sent: bool, accept_new_build: bool, start_again: bool) -> None:
     """Send NEWSLETTER_DIR's composed newsletter to the chosen lists, safely and resumably."""
     from mailroom.settings import load_settings
+    from mailroom.translate.languages import parse_tags
     from mailroom.workflows.send import SendSession
 
     if resend_uncertain and mark_uncertain_sent:
         raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
+    if test_languages and test_address is None:
+        raise click.UsageError("--language goes with --test: it chooses which languages' versions to test")
     settings = load_settings()
     lists = split_lists(to_lists, settings)
     if not lists:
         raise click.UsageError("--to needs at least one list name, e.g. --to parents")
     with SendSession(settings, newsletter, lists, sandbox=sandbox) as session:
         if test_address is not None:
-            _send_test(session, test_address)
+            _send_test(session, test_address, parse_tags(test_languages, "--language"))
         else:
             _send_live(session, audiences_file=audiences_file, dry_run=dry_run, yes=yes, untested=untested,
                        resend_uncertain=resend_uncertain, mark_uncertain_sent=mark_uncertain_sent,
                        accept_new_build=accept_new_build, start_again=start_again)
 
 
-def _send_test(session: SendSession, address: str) -> None:
-    plan = session.plan_test(address)
-    out.print(f"Sending a test copy of {', '.join(plan.lists)} to {_plain(plan.address)} "
+def _send_test(session: SendSession, address: str, languages: Sequence[str] = ()) -> None:
+    plan = session.plan_test(address, languages)
+    out.print(f"Sending a test copy of {', '.join(plan.versions)} to {_plain(plan.address)} "
               f"through {_plain(plan.transport)}{' (sandbox: nothing is delivered)' if plan.sandbox else ''}.")
     result = session.send_test(plan)
     _show_result(result)
@@ -682,6 +688,10 @@ def _show_plan(plan: LivePlan) -> None:
             out.print(line, markup=False)
     _show_changes(plan)
     out.print("To send now: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in counts.audiences))
+    from mailroom.translate.report import plan_language_lines
+
+    for line in plan_language_lines(counts.languages, counts.english_instead, plan.school_language):
+        out.print(_plain(line))
     if counts.already_sent:
         out.print(f"Already sent earlier (skipped): {counts.already_sent}")
     if counts.retrying:

@@ -50,6 +50,10 @@ class ManifestVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    lists: tuple[str, ...] = ()  # the lists whose readers get it; () in a build from before versions had them
+    language: str = ""  # BCP 47 tag ("pl"); "" in a build from before translations
+    subject: str = ""  # in the version's language; "" means the manifest's subject
+    preheader: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,12 @@ class Manifest:
     build_hash: str  # digest_build(files, sources)
     sources: dict[str, str]  # path relative to the project root (maybe "#part") -> sha256
     versions: dict[str, ManifestVersion]
-    # path relative to build/ (e.g. "parents.html", "images/logo.png") -> sha256 of its bytes; every file
-    # of the build but the manifest and the preview page. Empty in a manifest written by an older mailroom.
+    # path relative to build/ (e.g. "versions/parents.tokens.html", "images/logo.png") -> sha256 of its bytes;
+    # every file of the build but the manifest and the preview page. Empty in a manifest from an older mailroom.
     files: dict[str, str] = field(default_factory=dict)
+    # Each reader language: how it was made (the school's translation, an engine) or why not, and the
+    # characters sent to the engine. For people reading the file and the preview; send does not use it.
+    translations: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -88,6 +95,8 @@ class Manifest:
                 links=tuple(map(_text, v["links"])), tokens=tuple(map(_text, v["tokens"])),
                 images=tuple(BuiltImage(_text(i["filename"]), _text(i["content_type"]), int(i["size"]))
                              for i in v["images"]),
+                lists=tuple(map(_text, v.get("lists", []))), language=_text(v.get("language", "")),
+                subject=_text(v.get("subject", "")), preheader=_text(v.get("preheader", "")),
             )
             for name, v in data["versions"].items()
         }
@@ -101,6 +110,7 @@ class Manifest:
             sources={_text(k): _text(v) for k, v in data["sources"].items()},
             versions=versions,
             files={_text(k): _text(v) for k, v in data.get("files", {}).items()},
+            translations=dict(data.get("translations", {})),
         )
 
     def write(self, build_dir: Path) -> Path:
@@ -142,6 +152,9 @@ class BuiltVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    language: str = ""  # BCP 47 tag ("pl"); "" in a build from before translations
+    subject: str = ""  # in the version's language; "" means the build's subject
+    preheader: str = ""
 
     def html(self) -> str:
         return self.html_path.read_text(encoding="utf-8")
@@ -208,7 +221,7 @@ def file_sha256(path: Path) -> str:
 
 # The parts of school.toml that change what an email looks like. Sending settings ([smtp], [sendgrid],
 # [audiences_csv]) are left out, so changing the sending pace doesn't force a new compose.
-RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web")
+RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web", "translation")
 RENDERING_PART = "rendering"
 
 
@@ -235,7 +248,7 @@ def load_build(newsletter_dir: Path | str, root: Path | None = None) -> Build:
     versions = {
         name: BuiltVersion(audience=name, html_path=build_dir / v.html, text_path=build_dir / v.text,
                            html_bytes=v.html_bytes, text_bytes=v.text_bytes, links=v.links, tokens=v.tokens,
-                           images=v.images)
+                           images=v.images, language=v.language, subject=v.subject, preheader=v.preheader)
         for name, v in manifest.versions.items()
     }
     for version in versions.values():
@@ -273,10 +286,13 @@ def digest_build(files: Mapping[str, str], sources: Mapping[str, str]) -> str:
 class FrozenVersion:
     """One version's HTML, text and images, read once and checked against the manifest."""
 
-    audience: str
+    audience: str  # the version's slug ("parents", "parents.pl")
     html: str
     text: str
     images: tuple[tuple[BuiltImage, bytes], ...]
+    language: str = ""  # as in the manifest: "" in a build from before translations
+    subject: str = ""  # in the version's language; "" means the build's subject
+    preheader: str = ""
 
 
 @dataclass(frozen=True)
@@ -349,5 +365,6 @@ def freeze_build(build: Build, audiences: Iterable[str] | None = None) -> Frozen
             raise BuildChanged(f"a version of the build is not UTF-8 text; {compose_again}",
                                shown / entry.html) from None
         images = tuple((image, verified(f"{IMAGE_PREFIX}{image.filename}")) for image in entry.images)
-        versions[audience] = FrozenVersion(audience=audience, html=html, text=text, images=images)
+        versions[audience] = FrozenVersion(audience=audience, html=html, text=text, images=images,
+                                           language=entry.language, subject=entry.subject, preheader=entry.preheader)
     return FrozenBuild(build=build, versions=versions, build_hash=manifest.build_hash)

@@ -27,7 +27,7 @@ from mailroom.compose.links import check_link
 from mailroom.errors import InputError
 
 SOURCE_FILE = "newsletter.md"
-FRONT_MATTER_FIELDS = ("subject", "preheader", "date", "audiences", "campaign")
+FRONT_MATTER_FIELDS = ("subject", "preheader", "date", "audiences", "campaign", "translated_from")
 REQUIRED_FIELDS = ("subject", "preheader", "date", "audiences")
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 _URL_LIKE = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
@@ -40,6 +40,7 @@ class FrontMatter:
     date: dt.date
     audiences: tuple[str, ...]
     campaign: str | None
+    translated_from: str | None = None  # in a school's own translation: which newsletter.md it translates
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,10 @@ def markdown_parser() -> MarkdownIt:
     return md
 
 
-def load_newsletter(folder: Path | str, known_lists: Sequence[str]) -> Newsletter:
-    """Read and check ``<folder>/newsletter.md``."""
+def load_newsletter(folder: Path | str, known_lists: Sequence[str], source_name: str = SOURCE_FILE) -> Newsletter:
+    """Read and check ``<folder>/newsletter.md`` (or a translation of it, ``newsletter.ro.md``)."""
     folder = Path(folder)
-    path = folder / SOURCE_FILE
+    path = folder / source_name
     if not folder.is_dir():
         raise InputError("there is no such newsletter folder", folder)
     try:
@@ -191,7 +192,8 @@ def _parse_front_matter(path: Path, source: str, known_lists: Sequence[str]) -> 
     if campaign is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", campaign):
         raise InputError("'campaign' may hold letters, digits, '.', '_' and '-' only", path, values["campaign"][1])
     front = FrontMatter(subject=values["subject"][0], preheader=values["preheader"][0], date=date,
-                        audiences=audiences, campaign=campaign)
+                        audiences=audiences, campaign=campaign,
+                        translated_from=values.get("translated_from", ("", 0))[0] or None)
     return front, end
 
 

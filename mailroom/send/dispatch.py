@@ -57,12 +57,32 @@ class Person(Protocol):
     def last_name(self) -> str: ...
     @property
     def audience(self) -> str: ...
+    @property
+    def language(self) -> str: ...  # as the audiences file gives it; "" for the school's language
 
 
 # --- versions -----------------------------------------------------------------------------------------
 
+def version_for(build: Build | FrozenBuild, audience: str, language: str) -> str:
+    """The version a reader on ``audience`` whose language is ``language`` gets (notes/VERSIONS.md).
+
+    ``parents.pl`` when the build has it; otherwise (the school's language, or a language that could not
+    be made) the school-language version ``parents``.
+    """
+    if language:
+        slug = f"{audience}.{language}"
+        if slug in build.versions:
+            return slug
+    return audience
+
+
+def language_versions(build: Build | FrozenBuild, audience: str) -> list[str]:
+    """``audience``'s versions in the build: the school's language first, then the others by tag."""
+    return [audience, *sorted(name for name in build.versions if name.startswith(f"{audience}."))]
+
+
 def make_version(build: FrozenBuild | Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
-    """The audience's version of the build, as every transport receives it.
+    """The version named ``audience`` (``parents``, ``parents.pl``), as every transport receives it.
 
     From a ``FrozenBuild`` (what a send uses) nothing is read from disk; a plain ``Build`` is frozen
     (read and checked) for this one version first.
@@ -74,17 +94,18 @@ def make_version(build: FrozenBuild | Build, settings: Settings, audience: str, 
             f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
             f"newsletter's front matter and compose again", frozen.newsletter_dir / "newsletter.md")
     domain = settings.sender.email.rpartition("@")[2]
+    list_name = audience.partition(".")[0]
     return Version(
         newsletter=frozen.slug,
         audience=audience,
-        subject=f"[TEST] {frozen.subject}" if test else frozen.subject,
+        subject=f"[TEST] {content.subject or frozen.subject}" if test else (content.subject or frozen.subject),
         html=content.html,
         text=content.text,
         images=content.images,
         from_name=settings.sender.name,
         from_email=settings.sender.email,
         reply_to=settings.sender.reply_to,
-        list_id=f"{settings.school.name} {audience} <{audience}.{domain}>",
+        list_id=f"{settings.school.name} {list_name} <{list_name}.{domain}>",
         unsubscribe_mailto=settings.unsubscribe.mailto,
         test=test,
     )
@@ -122,6 +143,8 @@ class SendPlan:
     build_hash: str = ""
     composed_at: str = ""  # when this build was composed (ISO UTC)
     sent_by_build: tuple[BuildCount, ...] = ()  # who already has it, per build
+    languages: dict[str, int] = field(default_factory=dict)  # version language ("" the school's) -> people
+    english_instead: dict[str, int] = field(default_factory=dict)  # a reader language not made -> people
 
     @property
     def total(self) -> int:
@@ -133,10 +156,12 @@ class SendPlan:
         return tuple(b for b in self.sent_by_build if b.build_hash != self.build_hash)
 
 
-def planned_people(people: Iterable[Person]) -> Iterator[PlannedPerson]:
-    """The people of an audience plan as the ledger's plan holds them (version = their list, for now)."""
+def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlannedPerson]:
+    """The people of an audience plan as the ledger's plan holds them: the version each gets is decided
+    here, once (their list and language today; notes/VERSIONS.md), and stored as its slug."""
     for p in people:
-        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience, p.audience)
+        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience,
+                            version_for(build, p.audience, p.language), p.language)
 
 
 def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
@@ -150,17 +175,44 @@ def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[
             raise InputError(
                 f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
                 f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
-    ledger.draft_plan(planned_people(people))
+    ledger.draft_plan(planned_people(build, people))
     figures = ledger.plan_figures(build.slug, resend_uncertain=resend_uncertain)
-    to_send = {a: figures.to_send.get(a, 0) for a in audiences}
+    to_send: Counter[str] = Counter({a: 0 for a in audiences})
+    languages: Counter[str] = Counter()
+    english_instead: Counter[str] = Counter()
+    already = retrying = resending = new = 0
+    for group in figures.groups:
+        people_in = group.people
+        if group.state == SendState.SENT:
+            already += people_in
+            continue
+        if group.state in (SendState.UNCERTAIN, SendState.IN_FLIGHT):
+            if not resend_uncertain:
+                continue
+            resending += people_in
+        elif group.state == SendState.FAILED:
+            retrying += people_in
+        elif group.state in (None, SendState.LEFT_OUT):
+            new += people_in
+        to_send[group.greeting_list] += people_in
+        language = group.version.partition(".")[2]
+        languages[language] += people_in
+        if group.language and not language and not _school_language(build, group.greeting_list, group.language):
+            english_instead[group.language] += people_in
     uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
-    return SendPlan(newsletter=build.slug, audiences=tuple(audiences), to_send=to_send,
-                    already_sent=figures.already_sent, retrying=figures.retrying, uncertain=uncertain,
-                    resending_uncertain=figures.resending_uncertain,
+    return SendPlan(newsletter=build.slug, audiences=tuple(audiences), to_send=dict(to_send),
+                    already_sent=already, retrying=retrying, uncertain=uncertain, resending_uncertain=resending,
                     test_sends=ledger.test_sends(build.slug, build.build_hash),
-                    planned_before=figures.planned_before, new_people=figures.new_people,
+                    languages=dict(languages), english_instead=dict(english_instead),
+                    planned_before=figures.planned_before, new_people=new if figures.planned_before else 0,
                     now_left_out=figures.now_left_out, now_left_out_keys=figures.now_left_out_keys,
                     build_hash=build.build_hash, composed_at=build.composed_at, sent_by_build=figures.sent_by_build)
+
+
+def _school_language(build: FrozenBuild, audience: str, language: str) -> bool:
+    """Whether ``language`` is the language of ``audience``'s own version (``en`` for an ``en-GB`` school)."""
+    own = build.versions[audience].language if audience in build.versions else ""
+    return bool(own) and own.split("-")[0].lower() == language.split("-")[0].lower()
 
 
 class PlannedBatches:
@@ -442,13 +494,33 @@ class Dispatcher:
 
 
 def test_batches(build: FrozenBuild, settings: Settings, audiences: Sequence[str], address: str,
-                 recipient_id: str) -> Iterator[tuple[Version, list[Message]]]:
-    """One copy of each chosen version, subject marked [TEST], to one address."""
+                 recipient_id: str, languages: Sequence[str] | None = None) -> Iterator[tuple[Version, list[Message]]]:
+    """One copy of each chosen version, subject marked [TEST], to one address.
+
+    Every language's version of each list, or only those of ``languages`` (the school's language among
+    them by its own tag, e.g. ``en-GB``, or ``en``).
+    """
     key = address_key(address)
     for audience in audiences:
-        version = make_version(build, settings, audience, test=True)
-        person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=audience)
-        yield version, [make_message(person, recipient_id, settings)]
+        for slug in test_versions(build, settings, audience, languages):
+            version = make_version(build, settings, slug, test=True)
+            person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=audience)
+            yield version, [make_message(person, recipient_id, settings)]
+
+
+def test_versions(build: Build | FrozenBuild, settings: Settings, audience: str,
+                  languages: Sequence[str] | None) -> list[str]:
+    """The versions of ``audience`` a test sends: all of them, or those in ``languages``."""
+    everything = language_versions(build, audience)
+    if not languages:
+        return everything
+    school = settings.school.language.split("-")[0].lower()
+    chosen = []
+    for slug in everything:
+        tag = slug.partition(".")[2]
+        if (tag in languages) or (not tag and any(lang.split("-")[0].lower() == school for lang in languages)):
+            chosen.append(slug)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -458,4 +530,5 @@ class _TestPerson:
     first_name: str
     last_name: str
     audience: str
+    language: str = ""
 

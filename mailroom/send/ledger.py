@@ -29,7 +29,6 @@ import errno
 import json
 import secrets
 import sqlite3
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -214,6 +213,7 @@ class PlannedPerson:
     last_name: str
     audience: str  # the list whose greeting and settings their copy uses (dispatch.Person)
     version: str  # the slug of the version they get
+    language: str = ""  # the language the lists file asks for ("" the school's); the version may differ
 
 
 @dataclass(frozen=True)
@@ -226,15 +226,22 @@ class BuildCount:
 
 
 @dataclass(frozen=True)
-class PlanFigures:
-    """The drafted plan against the ledger: what a send would do now, and what changed since the last run."""
+class PlanGroup:
+    """People of the draft alike in list, version, asked-for language and state in the ledger."""
 
-    to_send: dict[str, int]  # version -> people to send to now
-    already_sent: int
-    retrying: int  # not accepted last time
-    resending_uncertain: int
+    greeting_list: str
+    version: str
+    language: str
+    state: SendState | None  # None: no row yet (new to this newsletter)
+    people: int
+
+
+@dataclass(frozen=True)
+class PlanFigures:
+    """The drafted plan against the ledger: who is in which state, and what changed since the last run."""
+
+    groups: tuple[PlanGroup, ...]
     planned_before: bool  # an earlier run of this newsletter planned people in this ledger
-    new_people: int  # in this plan, not in the last one (only counted when planned_before)
     now_left_out: int  # in the last plan and not sent, not in this one: they will not be sent
     now_left_out_keys: tuple[str, ...]  # the first few of them, in plan order
     sent_by_build: tuple[BuildCount, ...]  # who already has it, per build, oldest first
@@ -344,42 +351,28 @@ class Ledger:
         self.conn.execute(
             "CREATE TEMP TABLE plan_draft (seq INTEGER PRIMARY KEY, address_key TEXT NOT NULL UNIQUE, "
             "email TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL, greeting_list TEXT NOT NULL, "
-            "version TEXT NOT NULL)")
+            "version TEXT NOT NULL, language TEXT NOT NULL)")
         self.conn.execute("CREATE INDEX temp.plan_draft_by_version ON plan_draft (version)")
         with self._transaction("BEGIN") as conn:  # the draft is this connection's own: no lock on the ledger
             conn.executemany(
-                "INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                ((p.key, p.email, p.first_name, p.last_name, p.audience, p.version) for p in people))
+                "INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, language) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                ((p.key, p.email, p.first_name, p.last_name, p.audience, p.version, p.language) for p in people))
 
     def plan_figures(self, newsletter: str, *, resend_uncertain: bool, named: int = 10) -> PlanFigures:
         """The draft against what the ledger holds for ``newsletter`` (run ``draft_plan`` first)."""
-        to_send: Counter[str] = Counter()
-        already = retrying = resending = new = 0
-        for version, state, count in self.conn.execute(
-                "SELECT d.version, s.state, COUNT(*) FROM plan_draft d LEFT JOIN sends s "
-                "ON s.newsletter = ? AND s.address_key = d.address_key GROUP BY d.version, s.state", (newsletter,)):
-            if state == SendState.SENT:
-                already += count
-                continue
-            if state in (SendState.UNCERTAIN, SendState.IN_FLIGHT):
-                if not resend_uncertain:
-                    continue
-                resending += count
-            elif state == SendState.FAILED:
-                retrying += count
-            elif state is None or state == SendState.LEFT_OUT:
-                new += count
-            to_send[version] += count
+        groups = tuple(PlanGroup(g, v, lang, SendState(state) if state else None, count)
+                       for g, v, lang, state, count in self.conn.execute(
+            "SELECT d.greeting_list, d.version, d.language, s.state, COUNT(*) FROM plan_draft d LEFT JOIN sends s "
+            "ON s.newsletter = ? AND s.address_key = d.address_key "
+            "GROUP BY d.greeting_list, d.version, d.language, s.state", (newsletter,)))
         planned_before = self.conn.execute(
             "SELECT EXISTS (SELECT 1 FROM sends WHERE newsletter = ?)", (newsletter,)).fetchone()[0] == 1
         dropped = self._dropped_sql(resend_uncertain)
         now_left_out = self.conn.execute(f"SELECT COUNT(*) {dropped}", (newsletter,)).fetchone()[0]
         keys = tuple(r[0] for r in self.conn.execute(
             f"SELECT s.address_key {dropped} ORDER BY s.rowid LIMIT ?", (newsletter, named)))
-        return PlanFigures(to_send=dict(to_send), already_sent=already, retrying=retrying,
-                           resending_uncertain=resending, planned_before=planned_before,
-                           new_people=new if planned_before else 0, now_left_out=now_left_out,
+        return PlanFigures(groups=groups, planned_before=planned_before, now_left_out=now_left_out,
                            now_left_out_keys=keys, sent_by_build=tuple(self.sent_by_build(newsletter)))
 
     @staticmethod

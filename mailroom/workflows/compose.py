@@ -17,7 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,8 +40,11 @@ from mailroom.compose.content import IMAGE_TYPES, Newsletter, image_size, load_n
 from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
+from mailroom.preview.review import REVIEW_PAGE, review_page
 from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
+from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages, readers_languages
+from mailroom.translate.translator import Translator
 
 LOGO_NAME = "school-logo"
 VERSIONS_DIR = "versions"  # under build/: each audience's version with its tokens, for send only
@@ -60,6 +63,16 @@ class ComposeResult:
     web_path: Path
     preview_path: Path
     findings: tuple[Finding, ...] = ()  # the preflight checks' findings (errors stop a send)
+    languages: tuple[LanguageOutcome, ...] = ()  # each reader language: how it was made, or why not
+
+
+@dataclass(frozen=True)
+class _Languages:
+    """What the build needs to know about each version's language, and each language's outcome."""
+
+    outcomes: tuple[LanguageOutcome, ...]
+    language: dict[str, str]  # version name -> its language
+    source: dict[str, Newsletter]  # version name -> the newsletter it was rendered from (English or translated)
 
 
 def _image_names(paths: list[Path]) -> dict[Path, str]:
@@ -105,8 +118,14 @@ def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
     return Renderer(settings, image_names, logo_name, logo_size)
 
 
-def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
-    """Render every audience's version of the newsletter in ``folder`` and write its build."""
+def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Sequence[str] = (),
+                       translator: Translator | None = None, audiences_file: Path | None = None) -> ComposeResult:
+    """Render every audience's version of the newsletter in ``folder`` and write its build.
+
+    Each language the readers have (the audiences file's language column), or that ``languages`` adds,
+    or that the school has translated (newsletter.<lang>.md) gets its own versions, named like
+    ``parents.pl``; one that cannot be made is reported in the findings, and its readers get English.
+    """
     folder = Path(folder)
     newsletter = load_newsletter(folder, settings.list_names())
     images = newsletter.images()
@@ -115,9 +134,23 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
     web = without_tokens(renderer.render(newsletter, WEB_AUDIENCE), settings)
+    wanted = [*languages, *readers_languages(settings, newsletter, audiences_file)]
+    outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, wanted),
+                              translator)
+    made = _Languages(tuple(outcomes), {a: settings.school.language for a in versions},
+                      {a: newsletter for a in versions})
+    for outcome in outcomes:
+        if outcome.newsletter is None:
+            continue
+        for audience in newsletter.front.audiences:
+            slug = version_slug(audience, outcome.language)
+            versions[slug] = renderer.render(outcome.newsletter, audience, outcome.localisation)
+            made.language[slug] = outcome.language
+            made.source[slug] = outcome.newsletter
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
     sources = [newsletter.path, *(image.path for image in images)]
+    sources += [o.newsletter.path for o in outcomes if o.newsletter is not None and o.source == "school"]
     sources += sorted(p for p in (settings.root / TEMPLATE_DIR).rglob("*") if p.is_file())
     if logo is not None:
         sources.append(logo)
@@ -132,15 +165,20 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     build_dir = folder.resolve() / BUILD_DIR
     with compose_lock(folder.resolve()):
         remove_leftovers(folder.resolve())
-        findings = _write_build(settings, newsletter, versions, web, image_files, source_hashes, build_dir)
+        findings = _write_build(settings, newsletter, versions, web, image_files, source_hashes, build_dir, made)
         build = load_build(folder, settings.root)
     return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
-                         findings=tuple(findings))
+                         findings=tuple(findings), languages=tuple(outcomes))
+
+
+def version_slug(audience: str, language: str) -> str:
+    """``parents.pl``: a list's version in a language other than the school's (notes/VERSIONS.md)."""
+    return f"{audience}.{language}"
 
 
 def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str, RenderedVersion],
                  web: RenderedVersion, image_files: list[tuple[Path, str]], source_hashes: dict[str, str],
-                 build_dir: Path) -> list[Finding]:
+                 build_dir: Path, made: _Languages) -> list[Finding]:
     """Write the whole build into a staging folder, check it, and swap it in; returns the findings."""
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=build_dir.parent))
     try:
@@ -160,6 +198,8 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
                 links=version.links, tokens=version.tokens,
                 images=tuple(BuiltImage(name, IMAGE_TYPES[path.suffix.lower()], path.stat().st_size)
                              for path, name in used),
+                lists=(version.audience,), language=made.language[audience],
+                subject=made.source[audience].front.subject, preheader=made.source[audience].front.preheader,
             )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
@@ -179,11 +219,22 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
             sources=source_hashes,
             versions=manifest_versions,
             files=files,
+            translations={o.language: o.summary() for o in made.outcomes},
         ).write(staging)
-        findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
-                                  preheader=front.preheader, newsletter=newsletter,
-                                  image_dir=staging / IMAGE_PREFIX.rstrip("/"))
-        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date)
+        # Each language's versions are checked against their own subject, preheader and text.
+        findings: list[Finding] = []
+        for source in dict.fromkeys(made.source.values()):
+            group = {a: (v.html, v.text) for a, v in versions.items() if made.source[a] is source}
+            findings += check_versions(group, subject=source.front.subject, preheader=source.front.preheader,
+                                       newsletter=source, image_dir=staging / IMAGE_PREFIX.rstrip("/"))
+        findings += [f for outcome in made.outcomes for f in outcome.findings]  # each names its language
+        review = ""
+        if made.outcomes:
+            review = REVIEW_PAGE
+            (staging / review).write_text(review_page(newsletter, made.outcomes, settings.school.language),
+                                          encoding="utf-8")
+        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date,
+                            review_page=review)
         (staging / "preview.html").write_text(page, encoding="utf-8")
         _swap_in(staging, build_dir)
     except BaseException:

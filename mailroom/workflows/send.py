@@ -57,8 +57,11 @@ from mailroom.send.dispatch import (
     RetryPolicy,
     SendPlan,
     StopReason,
+    language_versions,
+    make_version,
     plan_send,
     test_batches,
+    test_versions,
 )
 from mailroom.send.ledger import BatchKind, BuildCount, Ledger, SendState, TestSend, UncertainBatch, send_lock
 from mailroom.send.sent_record import SentRecord, read_sent_record, write_sent_record
@@ -85,6 +88,7 @@ class LivePlan:
     lost_ledger: SentRecord | None = None
     ledger_path: Path | None = None
     ledger_was_missing: bool = False  # the ledger file did not exist when the session began
+    school_language: str = "en"  # the language of the lists' own versions, for counting people per language
 
     @property
     def total(self) -> int:
@@ -122,6 +126,8 @@ class TestPlan:
     lists: tuple[str, ...]
     transport: str
     sandbox: bool
+    versions: tuple[str, ...] = ()  # every language's version of the lists (parents, parents.pl), or the chosen
+    languages: tuple[str, ...] = ()  # --language: only these languages' versions ("" none chosen: all)
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,8 @@ class SendSession:
         # The lists file is read here, once: the people go into the ledger's draft, and nothing after
         # this reads the file again.
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
+        for name in audience.lists:  # e.g. an email over SendGrid's 30 MB: refused before anyone gets it
+            self.transport.check_version(make_version(build, settings, name))
         uncertain_file = None
         if counts.uncertain:
             uncertain_file = write_uncertain_list(counts.uncertain, self.uncertain_file)
@@ -221,7 +229,7 @@ class SendSession:
             transport=self.transport.describe(), transport_notes=tuple(self.transport.plan_notes(counts.total)),
             sandbox=self.sandbox, resend_uncertain=resend_uncertain, marked_as_sent=marked,
             uncertain_file=uncertain_file, lost_ledger=lost, ledger_path=settings.db_path,
-            ledger_was_missing=self._ledger_was_missing)
+            ledger_was_missing=self._ledger_was_missing, school_language=self.settings.school.language)
 
     def check_live(self, plan: LivePlan, *, untested: bool, accept_new_build: bool = False,
                    start_again: bool = False) -> None:
@@ -258,7 +266,8 @@ class SendSession:
                                resend_uncertain=plan.resend_uncertain)
             self._write_sent_record()  # before the first message: a lost ledger is noticed even after a crash
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.LIVE, on_progress)
-        batches = PlannedBatches(build, self.settings, ledger, plan.lists, self.transport.max_batch_size,
+        versions = [slug for name in plan.lists for slug in language_versions(build, name)]  # parents, parents.pl
+        batches = PlannedBatches(build, self.settings, ledger, versions, self.transport.max_batch_size,
                                  resend_uncertain=plan.resend_uncertain, from_draft=self.sandbox,
                                  screen=lambda keys: suppressed_among(ledger.conn, keys))
         try:
@@ -279,8 +288,8 @@ class SendSession:
 
     # --- test sends ------------------------------------------------------------------------------------
 
-    def plan_test(self, address: str) -> TestPlan:
-        """Check the lists and the address for a test send."""
+    def plan_test(self, address: str, languages: Sequence[str] = ()) -> TestPlan:
+        """Check the lists and the address for a test send, and choose the versions (``languages``: only those)."""
         unknown = [name for name in self.lists if name not in self.settings.lists]
         if unknown:
             raise InputError(f"there is no list called '{unknown[0]}'; the lists are: "
@@ -289,8 +298,14 @@ class SendSession:
             validate_email(address.strip(), check_deliverability=False)
         except EmailNotValidError as exc:
             raise InputError(f"--test needs one email address, and '{address}' is not one ({exc})") from None
+        versions = tuple(slug for name in self.lists
+                         for slug in test_versions(self.build, self.settings, name, languages))
+        if not versions:
+            raise InputError(f"this build has no version in {', '.join(languages)} for {', '.join(self.lists)}: "
+                             f"compose it with  python compose.py {self.build.newsletter_dir.name} --language "
+                             f"{','.join(languages)}")
         return TestPlan(address=address.strip(), lists=self.lists, transport=self.transport.describe(),
-                        sandbox=self.sandbox)
+                        sandbox=self.sandbox, versions=versions, languages=tuple(languages))
 
     def send_test(self, plan: TestPlan) -> SendResult:
         """Send the test copies; a confirmed one (not in the sandbox) counts as this build's test."""
@@ -299,7 +314,8 @@ class SendSession:
         recipient_id = ledger.recipient_ids([key])[key]
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.TEST, None)
         with self.transport:
-            report = dispatcher.run(test_batches(build, self.settings, plan.lists, plan.address, recipient_id))
+            report = dispatcher.run(test_batches(build, self.settings, plan.lists, plan.address, recipient_id,
+                                                 plan.languages))
         if report.confirmed_test_batches and not self.sandbox:
             ledger.record_test_send(newsletter=build.slug, build_hash=build.build_hash, address=key,
                                     audiences=plan.lists, transport=self.transport.name,

@@ -120,6 +120,12 @@ class Transport(ABC):
     def send_batch(self, batch: Batch) -> BatchResult:
         """Hand the batch over and say, per person, what happened; raise TransportError for the whole batch."""
 
+    def check_version(self, version: Version) -> None:  # noqa: B027 - optional hook
+        """Raise a ``MailroomError`` if ``version`` can never be sent this way (e.g. over a size limit).
+
+        Called for every version while the send is planned, so nobody is sent to before it is found.
+        """
+
     def describe(self) -> str:
         """How the plan names this transport to the office."""
         return self.name
