@@ -130,7 +130,7 @@ class SendPlan:
 
     newsletter: str
     audiences: tuple[str, ...]
-    to_send: dict[str, int]  # version -> people to send to now
+    to_send: dict[str, int]  # list -> people to send to now (every language version of it)
     already_sent: int
     retrying: int  # known not to have been accepted last time: sent again now
     uncertain: list[UncertainBatch]  # outcome unknown and not resolved by a flag
