@@ -118,18 +118,30 @@ def main() -> None:
 
 # --- compose -----------------------------------------------------------------------------------
 
-@main.command("compose")
-@newsletter_argument
+@main.command("compose", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("newsletter", required=False, type=click.Path(file_okay=False, path_type=Path),
+                metavar="NEWSLETTER_DIR")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
 @click.option("--language", "languages", default="", metavar="TAGS",
               help="Also make these languages' versions, e.g. --language pl,ar (as well as the languages of the "
                    "people in audiences.csv and the school's own newsletter.<language>.md translations).")
-def compose_command(newsletter: Path, open_browser: bool, languages: str) -> None:
+@click.option("--new", "new_topic", metavar="TOPIC",
+              help='Start next week\'s newsletter from the latest one instead, e.g. --new "Christmas fair".')
+def compose_command(newsletter: Path | None, open_browser: bool, languages: str, new_topic: str | None) -> None:
     """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience (and each readers' language)."""
     from mailroom.settings import load_settings
     from mailroom.translate.languages import parse_tags
     from mailroom.translate.report import language_lines
     from mailroom.workflows.compose import compose_newsletter
+
+    if new_topic is not None:
+        if newsletter is not None:
+            raise click.UsageError(f'put the whole topic in quotes, like: --new "{new_topic} {newsletter}"')
+        _start_new_newsletter(new_topic, None)
+        return
+    if newsletter is None:
+        raise click.UsageError("say which newsletter to compose, like: python compose.py "
+                               "newsletters/2024-11-08-online-safety (or start one with --new \"Topic\")")
 
     settings = load_settings()
     result = compose_newsletter(settings, newsletter, languages=parse_tags(languages, "--language"))
@@ -142,6 +154,7 @@ def compose_command(newsletter: Path, open_browser: bool, languages: str) -> Non
         out.print(f"  {name:<{width}} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
     for line in language_lines(result.languages):
         out.print(_plain(line))
+    _print_pictures(result)
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
     out.print(f"Web copy, to publish on the school website: {_plain(_shown(result.web_path))}")
@@ -165,6 +178,46 @@ def _open_in_browser(page: Path | str) -> None:
         where = ("Open this address in your browser: " + page if isinstance(page, str)
                  else f"Open this file in your browser: {page.resolve()}")
         out.print(f"[yellow]Could not open a web browser on this computer.[/] {_plain(where)}")
+
+
+def _print_pictures(result: ComposeResult) -> None:
+    """Each picture's size before and after it was made to fit email (the files in images/ stay as they were)."""
+    from mailroom.compose.images import size_text
+
+    if not result.images:
+        return
+    out.print("Pictures, made to fit email (your files are not changed):")
+    for image in result.images:
+        out.print(f"  {_plain(image.source.name):<28} {size_text(image.source_bytes):>8} -> "
+                  f"{size_text(image.bytes):>8}  ({image.width} x {image.height} px)")
+
+
+# --- new ----------------------------------------------------------------------------------------
+
+@main.command("new", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("topic", nargs=-1, required=True)
+@click.option("--date", "on_date", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="The new newsletter's date (default: a week after the latest one).")
+def new_command(topic: tuple[str, ...], on_date: Any) -> None:
+    """Start next week's newsletter from the latest one, named by its date and TOPIC."""
+    _start_new_newsletter(" ".join(topic), on_date.date() if on_date else None)
+
+
+def _start_new_newsletter(topic: str, on_date: Any) -> None:
+    import datetime as dt
+
+    from mailroom.settings import load_settings
+    from mailroom.workflows.new_newsletter import start_next_newsletter
+
+    settings = load_settings()
+    made = start_next_newsletter(settings.root / "newsletters", topic, today=dt.date.today(), date=on_date)
+    pictures = f", with its {_count(len(made.pictures), 'picture')}" if made.pictures else ""
+    out.print(f"[bold green]Started[/] {_plain(_shown(made.folder))} (copied from {_plain(made.copied_from.name)}"
+              f"{pictures}).")
+    out.print(f"  Date {made.date:%A} {made.date.day} {made.date:%B %Y}, subject \u201c{_plain(made.subject)}\u201d, "
+              f"campaign {_plain(made.campaign)}.")
+    out.print(f"Start writing in {_plain(_shown(made.source))}: last week's text is there to write over.")
+    out.print(f"Then: python compose.py {_plain(_shown(made.folder))} --open")
 
 
 # --- checks ------------------------------------------------------------------------------------

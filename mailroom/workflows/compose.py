@@ -37,7 +37,8 @@ from mailroom.compose.build import (
     source_digest,
 )
 from mailroom.compose.content import IMAGE_TYPES, Newsletter, image_size, load_newsletter
-from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
+from mailroom.compose.images import PreparedImage, prepare_image, remove_stale
+from mailroom.compose.render import CONTENT_WIDTH, LOGO_WIDTH, TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.preview.review import REVIEW_PAGE, review_page
@@ -47,6 +48,7 @@ from mailroom.translate.step import LanguageOutcome, languages_to_make, make_lan
 from mailroom.translate.translator import Translator
 
 LOGO_NAME = "school-logo"
+IMAGE_CACHE = ".cache/images"  # under the project root: pictures made to fit email, named by their source's content
 VERSIONS_DIR = "versions"  # under build/: each audience's version with its tokens, for send only
 STAGING_PREFIX = ".build-"
 LOCK_FILE = ".compose-lock"  # only where a folder cannot be locked itself (Windows)
@@ -64,6 +66,7 @@ class ComposeResult:
     preview_path: Path
     findings: tuple[Finding, ...] = ()  # the preflight checks' findings (errors stop a send)
     languages: tuple[LanguageOutcome, ...] = ()  # each reader language: how it was made, or why not
+    images: tuple[PreparedImage, ...] = ()  # each picture as sent, with its size before and after
 
 
 @dataclass(frozen=True)
@@ -75,16 +78,33 @@ class _Languages:
     source: dict[str, Newsletter]  # version name -> the newsletter it was rendered from (English or translated)
 
 
-def _image_names(paths: list[Path]) -> dict[Path, str]:
-    """A unique file name in build/images/ for each image (two folders may hold a 'banner.png')."""
+def prepare_images(settings: Settings, newsletter: Newsletter) -> dict[Path, PreparedImage]:
+    """Every picture the email shows (the logo too), made to fit email; reused from the cache when unchanged.
+
+    Each is made for the widest the templates show it (render's CONTENT_WIDTH and LOGO_WIDTH)."""
+    cache = settings.root / IMAGE_CACHE
+    remove_stale(cache)
+    prepared = {image.path: prepare_image(image.path, CONTENT_WIDTH, cache) for image in newsletter.images()}
+    logo = settings.brand.logo
+    if logo is not None and logo.suffix.lower() in IMAGE_TYPES:
+        prepared[logo] = prepare_image(logo, LOGO_WIDTH, cache)
+    return prepared
+
+
+def _image_names(paths: list[Path], suffixes: dict[Path, str] | None = None) -> dict[Path, str]:
+    """A unique file name in build/images/ for each image (two folders may hold a 'banner.png').
+
+    ``suffixes`` gives the type each picture is sent as, when that differs from its file (a PNG photo
+    sent as JPEG is 'images/photo.jpg' in the email)."""
     names: dict[Path, str] = {}
     taken: set[str] = {LOGO_NAME}
     for path in paths:
         if path in names:
             continue
-        name, counter = path.name, 2
+        suffix = (suffixes or {}).get(path, path.suffix)
+        name, counter = f"{path.stem}{suffix}", 2
         while name.rsplit(".", 1)[0] in taken or name in taken:
-            name = f"{path.stem}-{counter}{path.suffix}"
+            name = f"{path.stem}-{counter}{suffix}"
             counter += 1
         taken.add(name)
         names[path] = name
@@ -107,11 +127,15 @@ def without_tokens(web: RenderedVersion, settings: Settings) -> RenderedVersion:
                    text=personalize(web.text, values, is_html=False), tokens=())
 
 
-def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
-    """The renderer for this newsletter, with its images' names in the build and the logo's."""
-    image_names = _image_names([image.path for image in newsletter.images()])
+def renderer_for(settings: Settings, newsletter: Newsletter,
+                 prepared: dict[Path, PreparedImage] | None = None) -> Renderer:
+    """The renderer for this newsletter, with its images' names in the build and the logo's.
+
+    ``prepared`` (from ``prepare_images``) names each picture by the type it is sent as."""
+    suffixes = {path: image.suffix for path, image in (prepared or {}).items()}
+    image_names = _image_names([image.path for image in newsletter.images()], suffixes)
     logo = settings.brand.logo
-    logo_name = f"{LOGO_NAME}{logo.suffix.lower()}" if logo else None
+    logo_name = f"{LOGO_NAME}{suffixes.get(logo, logo.suffix.lower())}" if logo else None
     if logo is not None and logo.suffix.lower() not in IMAGE_TYPES:
         raise InputError("the logo should be a PNG, JPEG or GIF file", settings.source_file)
     logo_size = image_size(logo) if logo is not None and logo.is_file() else None
@@ -129,7 +153,8 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
     folder = Path(folder)
     newsletter = load_newsletter(folder, settings.list_names())
     images = newsletter.images()
-    renderer = renderer_for(settings, newsletter)
+    prepared = prepare_images(settings, newsletter)
+    renderer = renderer_for(settings, newsletter, prepared)
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
@@ -158,9 +183,10 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
     settings_name = f"{_relative(settings.source_file, settings.root)}#{RENDERING_PART}"
     source_hashes[settings_name] = source_digest(settings.source_file, RENDERING_PART)
 
-    image_files: list[tuple[Path, str]] = [(path, name) for path, name in image_names.items()]
+    # (the file to copy into build/images/, its name there): the pictures as made to fit email.
+    image_files: list[tuple[Path, str]] = [(prepared[path].file, name) for path, name in image_names.items()]
     if logo is not None and logo_name:
-        image_files.append((logo, logo_name))
+        image_files.append((prepared[logo].file, logo_name))
 
     build_dir = folder.resolve() / BUILD_DIR
     with compose_lock(folder.resolve()):
@@ -168,7 +194,8 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
         findings = _write_build(settings, newsletter, versions, web, image_files, source_hashes, build_dir, made)
         build = load_build(folder, settings.root)
     return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
-                         findings=tuple(findings), languages=tuple(outcomes))
+                         findings=tuple(findings), languages=tuple(outcomes),
+                         images=tuple(prepared.values()))
 
 
 def version_slug(audience: str, language: str) -> str:
