@@ -69,7 +69,7 @@ def address_header(name: str, display_name: str, email: str) -> bytes:
 
 def embed_images(markup: str, version: Version) -> str:
     """Point the version's local images at their inline attachments (``cid:<filename>``)."""
-    for image, _path in version.images:
+    for image, _data in version.images:
         markup = markup.replace(f'src="{IMAGE_PREFIX}{image.filename}"', f'src="cid:{image.filename}"')
     return markup
 
@@ -171,14 +171,14 @@ class MimeTemplate:
             between = (b"\r\n--" + outer + b"\r\n" + b'Content-Type: multipart/related; boundary="' + inner
                        + b'"\r\n\r\n--' + inner + b"\r\n" + html_head)
             parts = []
-            for image, path in version.images:
+            for image, data in version.images:
                 parts.append(
                     b"\r\n--" + inner + b"\r\n"
                     + header("Content-Type", image.content_type)
                     + b"Content-Transfer-Encoding: base64\r\n"
                     + header("Content-ID", f"<{image.filename}>")
                     + header("Content-Disposition", f'inline; filename="{image.filename}"')
-                    + b"\r\n" + _b64_lines(path.read_bytes()))
+                    + b"\r\n" + _b64_lines(data))
             after = b"".join(parts) + b"\r\n--" + inner + b"--\r\n--" + outer + b"--\r\n"
         else:
             between = b"\r\n--" + outer + b"\r\n" + html_head
