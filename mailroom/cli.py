@@ -785,7 +785,7 @@ def _show_plan(plan: LivePlan) -> None:
         out.print(f"Test: this exact build was test-sent to {_plain(last.address)} at {last.sent_at}.")
     else:
         out.print("Test: this build has [bold]not[/] been test-sent.")
-    out.print(f"[bold]{plan.total}[/] people will get it now.")
+    out.print(f"[bold]{plan.total:,}[/] people will get it now.")
     if plan.new_build_needs_consent:
         from mailroom.workflows.send import new_build_summary
 
