@@ -45,6 +45,7 @@ from mailroom.send.dispatch import (
     SendPlan,
     StopReason,
     live_batches,
+    make_version,
     plan_send,
     test_batches,
 )
@@ -169,11 +170,14 @@ class SendSession:
         build, ledger, settings = self.build, self.ledger, self.settings
         ledger.settle_abandoned(build.slug)
         path = audiences_file or settings.root / "audiences.csv"
-        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)))
+        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
+                                 address_problem=self.transport.address_problem)
         marked = 0
         if mark_uncertain_sent and not dry_run:
             marked = ledger.resolve_uncertain(build.slug, as_sent=True)
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
+        for name in audience.lists:  # e.g. a message over the service's size limit: refused before anyone gets it
+            self.transport.check_version(make_version(build, settings, name))
         uncertain_file = None
         if counts.uncertain:
             uncertain_file = write_uncertain_list(counts.uncertain, self.uncertain_file)

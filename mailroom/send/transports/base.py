@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +82,8 @@ class BatchResult:
     message_ids: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     retry_after: float | None = None  # the service asked us to wait this long before retrying the rest
+    # told about each person as they are added (``Transport.on_delivery``): per-message progress
+    listener: Callable[[str, Delivery], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, key: str, delivery: Delivery, *, message_id: str | None = None, error: str | None = None) -> None:
         self.deliveries[key] = delivery
@@ -89,6 +91,8 @@ class BatchResult:
             self.message_ids[key] = message_id
         if error:
             self.errors[key] = error
+        if self.listener is not None:
+            self.listener(key, delivery)
 
 
 class Transport(ABC):
@@ -97,6 +101,15 @@ class Transport(ABC):
     name: str = "transport"
     #: the most people one ``send_batch`` call may carry (dispatch never exceeds it)
     max_batch_size: int = 100
+    #: called with (address key, Delivery) as soon as the service has answered for one person, while the
+    #: batch is still going: a transport that sends one message at a time (SMTP, at 30 a minute) lets the
+    #: progress bar move per message instead of per batch. Set by dispatch; the ledger still waits for
+    #: the batch's result.
+    on_delivery: Callable[[str, Delivery], None] | None = None
+
+    def new_result(self) -> BatchResult:
+        """An empty result that reports each person to ``on_delivery`` as they are added."""
+        return BatchResult(listener=self.on_delivery)
 
     def open(self) -> None:  # noqa: B027 - optional hook, most transports need nothing
         """Connect or prepare; called once before the first batch."""
@@ -107,6 +120,20 @@ class Transport(ABC):
     @abstractmethod
     def send_batch(self, batch: Batch) -> BatchResult:
         """Hand the batch over and say, per person, what happened; raise TransportError for the whole batch."""
+
+    def check_version(self, version: Version) -> None:  # noqa: B027 - optional hook
+        """Raise a ``MailroomError`` if ``version`` can never be sent this way (e.g. over a size limit).
+
+        Called for every version while the send is planned, so nobody is sent to before it is found.
+        """
+
+    def address_problem(self, email: str) -> str | None:
+        """Why this transport cannot carry a message to ``email`` (None: it can), in words for the office.
+
+        Asked while the audience is planned, so such a person is named in the plan and left out before
+        anything is sent (e.g. a mailbox name with accents where the service takes ASCII addresses only).
+        """
+        return None
 
     def describe(self) -> str:
         """How the plan names this transport to the office."""

@@ -11,6 +11,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailroom.errors import TransportError
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Transport
 from mailroom.send.transports.mime import MimeTemplates, safe_filename, stamp
 
@@ -34,13 +35,17 @@ class OutboxTransport(Transport):
         folder = self.folder(batch.version.newsletter)
         folder.mkdir(parents=True, exist_ok=True)
         now = datetime.now(UTC)
-        result = BatchResult()
+        result = self.new_result()  # each person reported as their file is written (dispatch records it)
         for message in batch.messages:
             if batch.version.test:
                 name = f"test-{safe_filename(batch.version.audience)}-{stamp()}-{batch.batch_id}.eml"
             else:
                 name = f"{safe_filename(message.recipient_id)}.eml"
-            message_id, data = template.render(message, now=now)
+            try:
+                message_id, data = template.render(message, now=now)
+            except TransportError as exc:  # this person's data cannot make a valid message: only they miss out
+                result.add(message.key, Delivery.REJECTED, error=exc.message)
+                continue
             try:
                 _write_atomically(folder / name, data)
             except OSError as exc:

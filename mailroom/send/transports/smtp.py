@@ -232,7 +232,7 @@ class SmtpTransport(Transport):
         if self._fatal is not None:
             raise self._fatal.error
         template = self._templates.for_version(batch.version)
-        result = BatchResult()
+        result = self.new_result()  # each person reported to on_delivery as the server answers (progress)
         deferred_in_a_row = 0
         for message in batch.messages:
             try:
