@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mailroom.errors import TransportError
-from mailroom.send.transports.base import Batch, BatchResult, Delivery, Transport
+from mailroom.send.transports.base import Batch, BatchResult, Delivery, Transport, Version
+from mailroom.send.transports.limits import OUTBOX_LIMIT, message_bytes, refuse_if_too_big
 from mailroom.send.transports.mime import MimeTemplates, safe_filename, stamp
 
 
@@ -26,6 +27,11 @@ class OutboxTransport(Transport):
 
     def describe(self) -> str:
         return f"the outbox folder {self.outbox_dir} (nothing is emailed)"
+
+    def check_version(self, version: Version) -> None:
+        """The outbox stands for email: refuse a message no common mail service would take (limits.py)."""
+        size = message_bytes(self._templates.for_version(version))
+        refuse_if_too_big(version, size, OUTBOX_LIMIT, "most mail services (Gmail among them)")
 
     def folder(self, newsletter: str) -> Path:
         return self.outbox_dir / safe_filename(newsletter)

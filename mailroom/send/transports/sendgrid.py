@@ -124,6 +124,13 @@ class SendGridTransport(Transport):
     def close(self) -> None:
         self._client = None
 
+    def address_problem(self, email: str) -> str | None:
+        """SendGrid's API takes ASCII addresses only: an IDN domain has one (punycode), an accented mailbox
+        name has none, so that person is left out at the plan."""
+        if email.rpartition("@")[0].isascii():
+            return None
+        return "SendGrid can only send to addresses written in plain letters before the @"
+
     def body(self, batch: Batch) -> tuple[dict[str, Any], BatchResult]:
         """The request body for a batch, plus the people refused before sending (too-long fields)."""
         key = (batch.version, batch.sandbox)
