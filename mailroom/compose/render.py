@@ -26,7 +26,7 @@ from mailroom.compose.links import TrackingParameters, tag_links_in_html, tag_ur
 from mailroom.compose.plaintext import block_text
 from mailroom.errors import InputError
 from mailroom.settings import Settings
-from mailroom.tokens import fields_used, token
+from mailroom.tokens import fields_used, for_everyone, token
 
 TEMPLATE_DIR = "templates"
 LAYOUT = "base.mjml.j2"
@@ -96,7 +96,9 @@ class Renderer:
             "sender": settings.sender,
             "brand": settings.brand,
             "mailing_list": mailing_list,
-            "subject": newsletter.front.subject,
+            # the web page is for everyone: a token in the subject never reaches it (tokens.for_everyone)
+            "subject": for_everyone(newsletter.front.subject, mailing_list.greeting) if web
+            else newsletter.front.subject,
             "preheader": newsletter.front.preheader,
             "date_long": f"{date:%A} {date.day} {date:%B %Y}",
             "greeting": mailing_list.greeting if web else token("greeting"),

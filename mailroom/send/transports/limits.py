@@ -21,13 +21,13 @@ from mailroom.send.transports.mime import MimeTemplate
 
 MB = 1000 * 1000
 OUTBOX_LIMIT = 25 * MB
-# SMTP_HOST (lower case) -> (bytes, who sets the limit)
+# SMTP_HOST (lower case) -> (bytes, who takes that much: the end of "more than 35 MB ...")
 KNOWN_HOSTS: dict[str, tuple[int, str]] = {
-    "smtp.office365.com": (35 * MB, "Microsoft 365"),
-    "outlook.office365.com": (35 * MB, "Microsoft 365"),
-    "smtp-mail.outlook.com": (35 * MB, "Microsoft 365"),
-    "smtp.gmail.com": (25 * MB, "Gmail and Google Workspace"),
-    "smtp-relay.gmail.com": (25 * MB, "Gmail and Google Workspace"),
+    "smtp.office365.com": (35 * MB, "Microsoft 365 takes"),
+    "outlook.office365.com": (35 * MB, "Microsoft 365 takes"),
+    "smtp-mail.outlook.com": (35 * MB, "Microsoft 365 takes"),
+    "smtp.gmail.com": (25 * MB, "Gmail and Google Workspace take"),
+    "smtp-relay.gmail.com": (25 * MB, "Gmail and Google Workspace take"),
 }
 # Room for one person's own values (names, links) on top of the shared message.
 _PERSON_ALLOWANCE = 4096
@@ -47,6 +47,13 @@ def refuse_if_too_big(version: Version, size: int, limit: int, who: str) -> None
     if size <= limit:
         return
     raise InputError(
-        f"the email for the list '{version.audience}' is {size / MB:.1f} MB, more than the {limit / MB:.0f} MB "
-        f"{who} takes, so nobody would get it. Nothing was sent: make the images smaller (or use fewer) in "
+        f"the email for the list '{version.audience}' is {megabytes(size)}, more than the {megabytes(limit)} "
+        f"{who}, so nobody would get it. Nothing was sent: make the images smaller (or use fewer) in "
         "newsletter.md and compose again")
+
+
+def megabytes(size: int) -> str:
+    """A size as the office reads it: "31.5 MB", "35 MB", "200 KB"."""
+    if size >= MB:
+        return f"{size / MB:.1f}".removesuffix(".0") + " MB"
+    return f"{size / 1000:.0f} KB"

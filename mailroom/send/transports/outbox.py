@@ -31,7 +31,7 @@ class OutboxTransport(Transport):
     def check_version(self, version: Version) -> None:
         """The outbox stands for email: refuse a message no common mail service would take (limits.py)."""
         size = message_bytes(self._templates.for_version(version))
-        refuse_if_too_big(version, size, OUTBOX_LIMIT, "most mail services (Gmail among them)")
+        refuse_if_too_big(version, size, OUTBOX_LIMIT, "most mail services (Gmail among them) take")
 
     def folder(self, newsletter: str) -> Path:
         return self.outbox_dir / safe_filename(newsletter)

@@ -187,7 +187,7 @@ class SmtpTransport(Transport):
         """Refuse a message bigger than the server takes: its EHLO SIZE, else the known limit of SMTP_HOST."""
         announced = self.server_features().get("size", "").strip()
         if announced.isdigit() and int(announced) > 0:
-            limit, who = int(announced), f"the mail server {self.host} says it"
+            limit, who = int(announced), f"the mail server {self.host} says it takes"
         elif self.host.lower() in KNOWN_HOSTS:
             limit, who = KNOWN_HOSTS[self.host.lower()]
         else:
