@@ -58,7 +58,7 @@ def smtp_env(project: Path, port: int, **extra: str) -> dict[str, str]:
             "SMTP_SECURITY": "none", **extra}
 
 
-def send(project: Path, env: dict[str, str], *more: str):  # noqa: ANN201 - a CompletedProcess
+def send(project: Path, env: dict[str, str], *more: str):
     return send_py(project, f"newsletters/{SAMPLE}", "--to", "parents", "--yes", "--untested", *more, env=env)
 
 
@@ -136,7 +136,7 @@ def test_encoded_word_subject_never_makes_a_reply_to_in_the_outbox(tmp_path: Pat
     assert message["Subject"] == EVIL_SUBJECT
 
 
-def _compose(project: Path):  # noqa: ANN202
+def _compose(project: Path):
     import subprocess
     import sys
 
@@ -213,7 +213,7 @@ def test_noe_is_named_and_left_out_where_smtp_has_no_smtputf8(project: Path) -> 
     assert "noé@example.com" in run.stdout and "does not offer SMTPUTF8" in run.stdout
 
 
-def test_noe_is_named_and_left_out_at_the_plan_for_sendgrid(project: Path, sg) -> None:  # noqa: ANN001
+def test_noe_is_named_and_left_out_at_the_plan_for_sendgrid(project: Path, sg) -> None:
     write_audiences(project / "audiences.csv", noe_among_good_rows())
     run = send(project, environ(project, transport="sendgrid", host=sg.url))
     assert run.returncode == 0, run.stderr
@@ -277,7 +277,8 @@ def test_a_30_mb_image_is_refused_at_the_plan_before_anyone_gets_it(tmp_path: Pa
     run = send_py(project, str(big.relative_to(project)), "--to", "parents", "--yes", "--untested",
                   env=environ(project))
     assert run.returncode == 2, run.stdout + run.stderr
-    assert "the email for the list 'parents' is 42.4 MB, more than the 25 MB most mail services (Gmail among them) take" in run.stderr
+    assert ("the email for the list 'parents' is 42.4 MB, more than the 25 MB most mail services (Gmail among "
+            "them) take") in run.stderr
     assert not (project / "outbox").exists() or not any((project / "outbox").rglob("*.eml"))
 
 
@@ -326,9 +327,9 @@ def test_a_run_that_dies_mid_batch_leaves_only_the_unconfirmed_uncertain(project
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(outbox, "_write_atomically", dies_at_the_sixth)
-        with SendSession(settings, project / "newsletters" / SAMPLE, ["parents"]) as session:
-            with pytest.raises(RuntimeError):
-                session.send_live(session.plan_live(), untested=True)
+        with SendSession(settings, project / "newsletters" / SAMPLE, ["parents"]) as session, \
+                pytest.raises(RuntimeError):
+            session.send_live(session.plan_live(), untested=True)
     states = ledger_states(project)
     assert sorted(k for k, v in states.items() if v == "sent") == sorted(r[0] for r in rows[:5])
     assert sorted(k for k, v in states.items() if v == "in_flight") == sorted(r[0] for r in rows[5:])
