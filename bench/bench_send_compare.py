@@ -131,7 +131,7 @@ def main() -> None:
                           f"peak RSS {stats(peaks)['median']:.1f} MB")
                 if size in NAIVE_SIZES:
                     times, peaks, requests = [], [], []
-                    html = folder / "build" / "parents.html"
+                    html = build.versions["parents"].html_path
                     sender = f"{settings.sender.name} <{settings.sender.email}>"
                     for _ in range(naive_runs):
                         standin.ask("reset")

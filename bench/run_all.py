@@ -290,6 +290,14 @@ def report(results: dict[str, Any], info: dict[str, str], when: str, load: list[
         out += ["", "Generated exports like a real one: mixed case, people on both lists, some unsubscribed, "
                 "duplicated and invalid rows, quoted names with commas, accents (`bench/bench_audience.py`).", ""]
 
+    refresh = results.get("preview_refresh")
+    if refresh:
+        out += ["## Live preview", "",
+                f"A save reaches the page in the browser in {secs(refresh['save_to_browser'])} "
+                f"(the server has the new page after {secs(refresh['save_to_served_page'])}; the page asks every "
+                f"{refresh['browser_poll_seconds']:.2f} s). Target: a median under {refresh['target_seconds']} s: "
+                f"{verdict(refresh['met'])} (`bench/bench_preview_refresh.py`).", ""]
+
     profile = results.get("profile")
     if profile:
         out += ["## 5. Profiles of the slowest stage of each", "",
@@ -370,6 +378,7 @@ def main() -> None:
         ("outbox", "bench_outbox.py", ["--runs", "1" if quick else "3"]),
         ("smtp", "bench_smtp.py", ["--runs", "1" if quick else "3"]),
         ("audiences", "bench_audience.py", ["--runs", "2" if quick else "5"]),
+        ("preview_refresh", "bench_preview_refresh.py", ["--runs", "5" if quick else "12"]),
         ("profile", "profile_stages.py", ["--top", "8"]),
     ]
     results = {name: run_step(name, script, extra, log) for name, script, extra in steps}

@@ -130,19 +130,33 @@ def compose_command(newsletter: Path, open_browser: bool) -> None:
     result = compose_newsletter(settings, newsletter)
     build = result.build
     out.print(f"[bold green]Composed[/] \u201c{_plain(build.subject)}\u201d")
+    # Only the preview and the web copy are named: the versions in build/versions/ still hold each
+    # reader's placeholders (%%greeting%%) and are for send, not for reading.
     for version in build.versions.values():
-        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links"
-                  f"  ->  {_plain(_shown(version.html_path))}")
-    out.print(f"  {'web copy':<10} {_plain(_shown(result.web_path))}")
+        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
+    out.print(f"Web copy, to publish on the school website: {_plain(_shown(result.web_path))}")
     # Compose succeeds (exit 0) even when the checks find errors: the build is there to look at and
     # fix from; send.py is what refuses it. The message says so plainly.
     _print_findings(result.findings, list(build.versions), stopping=False)
     if open_browser:
-        import webbrowser
+        _open_in_browser(preview)
 
-        webbrowser.open(preview.resolve().as_uri())
+
+def _open_in_browser(page: Path | str) -> None:
+    """Open ``page`` (a file or an address) in the browser, or say plainly that there is none and where it is."""
+    import webbrowser
+
+    url = page if isinstance(page, str) else page.resolve().as_uri()
+    try:
+        opened = webbrowser.open(url)
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        where = ("Open this address in your browser: " + page if isinstance(page, str)
+                 else f"Open this file in your browser: {page.resolve()}")
+        out.print(f"[yellow]Could not open a web browser on this computer.[/] {_plain(where)}")
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -236,9 +250,7 @@ def preview_command(newsletter: Path, port: int, no_open: bool) -> None:
               "Press Ctrl+C to stop.")
     out.file.flush()  # the address must show even when the output goes to a pipe or a log
     if not no_open:
-        import webbrowser
-
-        webbrowser.open(server.url)
+        _open_in_browser(server.url)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

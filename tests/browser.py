@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from playwright.sync_api import Browser, Page, Request, sync_playwright
@@ -44,10 +44,11 @@ class PageLog:
 
 
 @contextmanager
-def open_page(browser: Browser, width: int, height: int = 900, *,
-              offline: bool = True) -> Iterator[tuple[Page, PageLog]]:
-    """A page at ``width`` x ``height``; with ``offline`` every request off this machine is refused."""
-    context = browser.new_context(viewport={"width": width, "height": height})
+def open_page(browser: Browser, width: int, height: int = 900, *, offline: bool = True,
+              color_scheme: Literal["light", "dark"] = "light") -> Iterator[tuple[Page, PageLog]]:
+    """A page at ``width`` x ``height``; with ``offline`` every request off this machine is refused.
+    ``color_scheme`` is what the page's prefers-color-scheme media queries see."""
+    context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
     page = context.new_page()
     log = PageLog()
     page.on("console", lambda message: log.console_errors.append(message.text) if message.type == "error" else None)

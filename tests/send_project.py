@@ -91,11 +91,13 @@ def write_build(newsletter_dir: Path, *, root: Path, versions: Mapping[str, tupl
         (build_dir / "images" / filename).write_bytes(data)
         image_list.append({"filename": filename, "content_type": "image/png", "size": len(data)})
     manifest_versions = {}
+    (build_dir / "versions").mkdir(exist_ok=True)
     for audience, (html, text) in versions.items():
-        (build_dir / f"{audience}.html").write_text(html, encoding="utf-8")
-        (build_dir / f"{audience}.txt").write_text(text, encoding="utf-8")
+        html_name, text_name = f"versions/{audience}.tokens.html", f"versions/{audience}.tokens.txt"
+        (build_dir / html_name).write_text(html, encoding="utf-8")
+        (build_dir / text_name).write_text(text, encoding="utf-8")
         manifest_versions[audience] = {
-            "html": f"{audience}.html", "text": f"{audience}.txt", "html_bytes": len(html.encode()),
+            "html": html_name, "text": text_name, "html_bytes": len(html.encode()),
             "text_bytes": len(text.encode()), "links": [], "tokens": [], "images": image_list}
     sources = {str(source.relative_to(root)): hashlib.sha256(source.read_bytes()).hexdigest()}
     manifest = {"manifest_version": MANIFEST_VERSION, "slug": newsletter_dir.name, "subject": subject,

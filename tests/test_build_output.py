@@ -31,8 +31,9 @@ def test_compose_writes_every_version_the_web_copy_the_preview_and_the_manifest(
     result = compose_copy(sample_folder)
     build = sample_folder / "build"
     assert sorted(snapshot(build)) == [
-        "images/home-learning-hub.png", "images/school-logo.png", "manifest.json", "parents.html", "parents.txt",
-        "preview.html", "staff.html", "staff.txt", "web.html", "web.txt"]
+        "images/home-learning-hub.png", "images/school-logo.png", "manifest.json", "preview.html",
+        "versions/parents.tokens.html", "versions/parents.tokens.txt", "versions/staff.tokens.html",
+        "versions/staff.tokens.txt", "web.html", "web.txt"]
     assert result.web_path == build / "web.html" and result.preview_path == build / "preview.html"
 
 
@@ -72,7 +73,7 @@ def test_the_web_copy_has_no_personal_tokens(sample_folder: Path) -> None:
     assert "unsubscribe" not in web.lower()
     assert "This is the web copy of the newsletter the school emails to its mailing lists." in web
     assert "Dear Parent/Carer," in web
-    assert "%%unsubscribe_url%%" in (build / "parents.html").read_text(encoding="utf-8")
+    assert "%%unsubscribe_url%%" in (build / "versions" / "parents.tokens.html").read_text(encoding="utf-8")
 
 
 def test_a_failed_compose_leaves_the_previous_build_as_it_was(sample_folder: Path) -> None:

@@ -63,7 +63,8 @@ EXPECTED_PROBLEMS = [
     (ERROR, "no-unsubscribe", None, "the email has no unsubscribe link; the law requires one in every newsletter, "
                                     "and mail services bin emails without one"),
     (WARNING, "no-preheader", None, "the email does not carry the preheader (the line inboxes show after the "
-                                    "subject); the templates should have an <mj-preview>"),
+                                    "subject); the templates should have the hidden preheader (see "
+                                    "templates/base.mjml.j2)"),
     (WARNING, "parts-differ", None, "the plain-text and HTML parts say different things (only 12% of their words are "
                                     "shared; only in the HTML: autumn, term, news, trips, visits, year; only in the "
                                     "text: please, html, version, this, email); spam filters notice this"),

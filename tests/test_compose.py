@@ -25,7 +25,8 @@ def test_compose_writes_every_version_and_a_manifest(project: Path, sample_dir: 
     assert "Composed “Online safety: sextortion and the rise of AI”" in result.stdout
     assert "Preview in your browser: newsletters/2024-11-08-online-safety/build/preview.html" in result.stdout
     build_dir = sample_dir / "build"
-    for name in ("parents.html", "parents.txt", "staff.html", "staff.txt", "web.html", "preview.html",
+    for name in ("versions/parents.tokens.html", "versions/parents.tokens.txt", "versions/staff.tokens.html",
+                 "versions/staff.tokens.txt", "web.html", "preview.html",
                  "manifest.json", "images/home-learning-hub.png", "images/school-logo.png"):
         assert (build_dir / name).is_file(), name
     manifest = Manifest.read(build_dir)

@@ -131,8 +131,8 @@ def test_pasted_seed_gives_a_sensible_email(project: Path) -> None:
     result = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "compose.py"),
                              "newsletters/pasted"], cwd=project, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    html = (folder / "build" / "parents.html").read_text()
-    text = (folder / "build" / "parents.txt").read_text()
+    html = (folder / "build" / "versions" / "parents.tokens.html").read_text()
+    text = (folder / "build" / "versions" / "parents.tokens.txt").read_text()
     for part in (html, text):
         assert "utm\\_" not in part and "\\_" not in part
         assert "&amp;gt;" not in part and "&gt;" not in text

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -20,7 +21,7 @@ def sample_file(result: ComposeResult, audience: str) -> Path:
     """The version with a sample reader's values in, next to the build's images so they load."""
     version = result.build.versions[audience]
     settings = project_settings(result.build.root)
-    path = version.html_path.with_name(f"sample-{audience}.html")
+    path = result.build.build_dir / f"sample-{audience}.html"  # beside images/, so they load
     path.write_text(sample_document(settings, audience, version.html()), encoding="utf-8")
     return path
 
@@ -61,12 +62,34 @@ def test_header_is_side_by_side_at_600px_and_stacked_at_375px(browser: Browser, 
     assert name["y"] >= logo["y"] + logo["height"]
 
 
+@pytest.mark.parametrize("scheme", ["light", "dark"])
 @pytest.mark.parametrize("audience", AUDIENCES)
 def test_axe_finds_no_serious_problems_in_the_email(browser: Browser, composed_sample: ComposeResult,
-                                                   audience: str) -> None:
-    with open_page(browser, 600) as (page, _):
+                                                   audience: str, scheme: Literal["light", "dark"]) -> None:
+    """In dark mode too: the dark palette (prefers-color-scheme) must keep every text readable."""
+    with open_page(browser, 600, color_scheme=scheme) as (page, _):
         page.goto(sample_file(composed_sample, audience).as_uri())
         assert axe_violations(page) == []
+
+
+def test_dark_mode_changes_the_colours_and_keeps_the_logo_on_its_plate(browser: Browser,
+                                                                       composed_sample: ComposeResult) -> None:
+    """The dark palette is applied (dark page and card, light text), and the logo keeps its white plate."""
+    colours = {}
+    for scheme in ("light", "dark"):
+        with open_page(browser, 600, color_scheme=scheme) as (page, _):
+            page.goto(sample_file(composed_sample, "parents").as_uri())
+            colours[scheme] = page.evaluate("""() => {
+                const bg = (el) => getComputedStyle(el).backgroundColor;
+                const plate = document.querySelector('.logo-plate table');
+                return {body: bg(document.body), card: bg(document.querySelector('.dm-card > table')),
+                        text: getComputedStyle(document.querySelector('.content p')).color, plate: bg(plate)};
+            }""")
+            page.screenshot(path=artifact(f"email-parents-600-{scheme}.png"), full_page=True)
+    light, dark = colours["light"], colours["dark"]
+    assert light["card"] == "rgb(255, 255, 255)" and dark["card"] == "rgb(31, 41, 55)"
+    assert dark["body"] == "rgb(17, 24, 39)" and dark["text"] == "rgb(229, 231, 235)"
+    assert light["plate"] == dark["plate"] == "rgb(255, 255, 255)"
 
 
 def test_axe_audit_catches_a_real_problem(browser: Browser, tmp_path: Path) -> None:
@@ -78,3 +101,15 @@ def test_axe_audit_catches_a_real_problem(browser: Browser, tmp_path: Path) -> N
         page.goto(page_file.as_uri())
         found = {v["id"] for v in axe_violations(page)}
     assert {"color-contrast", "image-alt"} <= found
+
+
+@pytest.mark.parametrize("width", [320, 375])
+def test_phone_numbers_stay_on_one_line_on_phones(browser: Browser, composed_sample: ComposeResult,
+                                                  width: int) -> None:
+    """At phone widths "0808 800 5000" used to break across two lines; each number is one line box now."""
+    with open_page(browser, width) as (page, _):
+        page.goto(sample_file(composed_sample, "parents").as_uri())
+        lines = page.evaluate("""() => [...document.querySelectorAll('a[href^="tel:"]')].map(
+            (a) => [a.textContent, new Set([...a.getClientRects()].map((r) => Math.round(r.top))).size])""")
+    assert [text for text, _ in lines] == ["0800\u00a01111", "0808\u00a0800\u00a05000"]
+    assert all(count == 1 for _, count in lines), lines

@@ -85,9 +85,14 @@ def test_a_compose_error_is_shown_and_the_watch_goes_on(server: PreviewServer) -
     assert ('<div id="live-status" class="status status-error" role="alert"><strong>The newsletter could not be '
             "composed:</strong> " + message.replace("'", "&#x27;")) in page
     assert OLD in page  # the last build that worked is still shown
+    # The header agrees with the banner: the checks shown are of the last build that worked.
+    header = page[page.index('<header class="top">'):page.index("</header>")]
+    assert "Not up to date" in header and "Ready to send" not in header
     assert get(server.url + "images/school-logo.png")[0] == 200
     edit(newsletter, "date: 2024-13-08", "date: 2024-11-08")
     wait_for(lambda: version(server)["version"] == 3)
+    header = get(server.url)[1].split('<header class="top">', 1)[1].split("</header>", 1)[0]
+    assert "Ready to send" in header and "Not up to date" not in header
     assert version(server)["error"] is None
     assert 'id="live-status"' not in get(server.url)[1]
 
@@ -96,10 +101,10 @@ def test_templates_and_school_toml_are_watched(server: PreviewServer) -> None:
     root = server.watcher.root
     edit(root / "school.toml", 'address = "Oakfield Lane', 'address = "1 Oakfield Lane')
     wait_for(lambda: version(server)["version"] == 2)
-    assert "1 Oakfield Lane" in get(server.url + "parents.html")[1]
+    assert "1 Oakfield Lane" in get(server.url + "versions/parents.tokens.html")[1]
     edit(root / "templates" / "footer.mjml.j2", "You are receiving this email", "You get this email")
     wait_for(lambda: version(server)["version"] == 3)
-    assert "You get this email" in get(server.url + "staff.html")[1]
+    assert "You get this email" in get(server.url + "versions/staff.tokens.html")[1]
 
 
 def test_only_the_served_page_has_the_reload_script(server: PreviewServer) -> None:

@@ -12,7 +12,7 @@ from mjml import mjml2html
 
 from mailroom.compose.content import load_newsletter
 from mailroom.compose.links import TrackingParameters, check_link, strip_tracking, tag_url
-from mailroom.compose.render import inline_css
+from mailroom.compose.render import inline_css, keep_phone_numbers_whole
 from mailroom.errors import InputError
 from mailroom.settings import load_settings
 from mailroom.workflows.compose import compose_newsletter, renderer_for
@@ -51,19 +51,78 @@ def test_link_policy() -> None:
 
 
 def test_document_is_accessible_by_construction(built: Path) -> None:
-    html = (built / "parents.html").read_text()
+    html = (built / "versions" / "parents.tokens.html").read_text()
     assert re.search(r'<html[^>]* lang="en-GB"', html) and re.search(r'<html[^>]* dir="ltr"', html)
     assert "<title>Online safety: sextortion and the rise of AI</title>" in html
-    assert '<meta name="color-scheme" content="light">' in html
+    assert html.startswith("<!DOCTYPE html>")  # standards mode, not quirks
+    assert '<meta name="color-scheme" content="light dark">' in html
+    assert '<meta name="supported-color-schemes" content="light dark">' in html
     images = re.findall(r"<img\b[^>]*>", html)
     assert len(images) == 2  # the logo and the Home Learning Hub banner
     assert all(re.search(r'alt="[^"]+"', img) for img in images)
-    # the hidden preheader comes first in the body
-    assert "A safeguarding alert about a growing online threat" in html.split("<body", 1)[1][:600]
+    # the hidden preheader comes first in the body, hidden by size and display, not by a colour
+    body = html.split("<body", 1)[1]
+    preheader = re.search(r'<div class="preheader" style="([^"]*)">([^<]*)</div>', body)
+    assert preheader and preheader.start() < 400
+    assert preheader.group(2).startswith("A safeguarding alert about a growing online threat")
+    assert "display:none" in preheader.group(1) and "color" not in preheader.group(1)
+
+
+def test_images_keep_their_pixel_width_and_height_for_outlook(built: Path) -> None:
+    """premailer must not copy the CSS width:100% over MJML's pixel widths (Outlook for Windows would draw
+    the banner at its file's own width); the CSS height stays auto so phones keep the picture's shape."""
+    for name in ("versions/parents.tokens.html", "web.html"):
+        html = (built / name).read_text()
+        images = {re.search(r'src="([^"]+)"', img).group(1): img for img in re.findall(r"<img\b[^>]*>", html)}
+        logo, banner = images["images/school-logo.png"], images["images/home-learning-hub.png"]
+        assert ' width="72"' in logo and ' height="72"' in logo  # the logo is square
+        # the banner file is 1104 x 460: shown at 552 px wide, so 230 px high
+        assert ' width="552"' in banner and ' height="230"' in banner
+        for img in images.values():
+            assert 'width="100%"' not in img and 'height="auto"' not in img
+            style = re.search(r'style="([^"]*)"', img).group(1).replace(" ", "")
+            assert "height:auto" in style and "width:100%" in style
+
+
+def test_the_email_has_a_dark_palette_and_a_logo_plate(built: Path) -> None:
+    html = (built / "versions" / "parents.tokens.html").read_text()
+    dark = re.search(r"@media \(prefers-color-scheme: dark\) \{(.*?)\}\s*\}", html, re.S)
+    assert dark and ":root {color-scheme:light dark" in html
+    for selector in ("body, .dm-body", ".dm-card", ".content a", ".footer a"):
+        assert selector in dark.group(1)
+    assert re.search(r'class="[^"]*\bdm-card\b', html) and re.search(r'class="[^"]*\bdm-body\b', html)
+    # the logo sits on a white plate, so the dark blue shield stays visible on any background
+    plate = re.search(r'class="logo-plate"[^>]*>\s*<table[^>]*style="([^"]*)"', html)
+    assert plate and re.search(r"background-color:#fff(fff)?;", plate.group(1).replace(" ", ""))
+
+
+def test_phone_numbers_do_not_break_across_lines(built: Path) -> None:
+    html = (built / "versions" / "parents.tokens.html").read_text()
+    for number in ("0800\u00a01111", "0808\u00a0800\u00a05000"):  # non-breaking spaces, and nowrap for clients
+        assert f'<span style="white-space:nowrap">{number}</span>' in html
+
+
+@pytest.mark.parametrize(("fragment", "expected"), [
+    ("<p>Call 01632 960123 today</p>", '<p>Call <span style="white-space:nowrap">01632\u00a0960123</span> today</p>'),
+    ("<p>+44 20 7946 0000.</p>", '<p><span style="white-space:nowrap">+44\u00a020\u00a07946\u00a00000</span>.</p>'),
+    ("<p>01632-960123</p>", '<p><span style="white-space:nowrap">01632-960123</span></p>'),
+    ('<a href="https://example.org/01632960123">in a link address</a>',
+     '<a href="https://example.org/01632960123">in a link address</a>'),
+    ("<p>Call 999 or 101; in 2024 and 2025</p>", "<p>Call 999 or 101; in 2024 and 2025</p>"),
+])
+def test_keep_phone_numbers_whole(fragment: str, expected: str) -> None:
+    assert keep_phone_numbers_whole(fragment) == expected
+
+
+def test_the_web_copy_is_a_proper_page(built: Path) -> None:
+    web = (built / "web.html").read_text()
+    assert web.startswith("<!DOCTYPE html>")
+    assert "<title>Online safety: sextortion and the rise of AI – Oakfield Primary School</title>" in web
+    assert re.search(r'<meta name="description" content="A safeguarding alert about a growing online threat', web)
 
 
 def test_css_is_inlined_and_the_phone_layout_survives(built: Path) -> None:
-    html = (built / "parents.html").read_text()
+    html = (built / "versions" / "parents.tokens.html").read_text()
     h1 = re.search(r"<h1[^>]*>", html)
     assert h1 and "color:#1d3f72" in h1.group(0).replace(" ", "")
     # premailer must keep the media queries, and their !important, or phones get the desktop layout
@@ -74,7 +133,7 @@ def test_css_is_inlined_and_the_phone_layout_survives(built: Path) -> None:
 
 def test_every_web_link_is_tracked_per_audience(built: Path) -> None:
     for audience in ("parents", "staff"):
-        html = (built / f"{audience}.html").read_text()
+        html = (built / "versions" / f"{audience}.tokens.html").read_text()
         hrefs = [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', html)]
         web_links = [h for h in hrefs if h.startswith("http")]
         assert len(web_links) >= 7
@@ -93,7 +152,7 @@ def test_every_web_link_is_tracked_per_audience(built: Path) -> None:
 def test_tokens_are_left_for_the_send_stage_but_not_in_the_web_copy(built: Path) -> None:
     for audience in ("parents", "staff"):
         for suffix in ("html", "txt"):
-            part = (built / f"{audience}.{suffix}").read_text()
+            part = (built / "versions" / f"{audience}.tokens.{suffix}").read_text()
             assert "%%greeting%%," in part and "%%unsubscribe_url%%" in part
     web = (built / "web.html").read_text() + (built / "web.txt").read_text()
     assert "%%" not in web
@@ -102,16 +161,16 @@ def test_tokens_are_left_for_the_send_stage_but_not_in_the_web_copy(built: Path)
 
 
 def test_audience_only_blocks(built: Path) -> None:
-    parents = (built / "parents.html").read_text()
-    staff = (built / "staff.html").read_text()
+    parents = (built / "versions" / "parents.tokens.html").read_text()
+    staff = (built / "versions" / "staff.tokens.html").read_text()
     assert "For parents and carers" in parents and "For parents and carers" not in staff
     assert "For education and safeguarding professionals" in staff
     assert "For education and safeguarding professionals" not in parents
 
 
 def test_text_part_has_the_same_words_and_the_link_addresses(built: Path) -> None:
-    text = (built / "parents.txt").read_text()
-    html = (built / "parents.html").read_text()
+    text = (built / "versions" / "parents.tokens.txt").read_text()
+    html = (built / "versions" / "parents.tokens.html").read_text().replace("\u00a0", " ")
     for words in ("What is ‘sextortion’?", "Don’t pay and don’t reply", "0808 800 5000", "Report Remove"):
         assert words in text
         assert words in html
@@ -124,7 +183,7 @@ def test_text_part_has_the_same_words_and_the_link_addresses(built: Path) -> Non
 
 def test_each_version_is_well_under_gmails_clipping_size(built: Path) -> None:
     for audience in ("parents", "staff"):
-        assert (built / f"{audience}.html").stat().st_size < 90 * 1024
+        assert (built / "versions" / f"{audience}.tokens.html").stat().st_size < 90 * 1024
 
 
 def test_template_syntax_error_names_template_and_line(project: Path, sample_dir: Path) -> None:

@@ -380,7 +380,7 @@ def _check_preheader(check: _Checker, scan: Scan, preheader: str) -> None:
     if wanted and not any(wanted in hidden for hidden in scan.hidden_text):
         check.add(WARNING, "no-preheader",
                   "the email does not carry the preheader (the line inboxes show after the subject); "
-                  "the templates should have an <mj-preview>")
+                  "the templates should have the hidden preheader (see templates/base.mjml.j2)")
 
 
 def _check_parts_agree(check: _Checker, scan: Scan, text: str) -> None:

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,17 @@ TEMPLATE_DIR = "templates"
 LAYOUT = "base.mjml.j2"
 TEXT_LAYOUT = "text.txt.j2"
 WEB_AUDIENCE = "web"
-_COLOR_SCHEME_META = '<meta name="color-scheme" content="light"><meta name="supported-color-schemes" content="light">'
+CONTENT_WIDTH = 552  # the email is 600 px wide with 24 px padding each side
+LOGO_WIDTH = 72
+# The email has its own dark palette (templates/base.mjml.j2, prefers-color-scheme), so it tells clients
+# that support both schemes not to invert it themselves.
+_COLOR_SCHEME_META = ('<meta name="color-scheme" content="light dark">'
+                      '<meta name="supported-color-schemes" content="light dark">')
+_DOCTYPE = re.compile(r"^\s*<!doctype html>", re.IGNORECASE)
+_IMG = re.compile(r"<img\b[^>]*>", re.IGNORECASE)
+# A phone number in running text: 7 or more digits in groups ("0800 1111", "+44 20 7946 0000", "01632-960123").
+_PHONE = re.compile(r"(?<![\w/.%-])(?:\+\d{1,3}[ \u00a0]?)?(?:\(0\)[ \u00a0]?)?\d[\d \u00a0-]{5,}\d(?![\w/%-])")
+_TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
 
 
 @dataclass(frozen=True)
@@ -49,8 +60,11 @@ class RenderedVersion:
 class Renderer:
     """Holds the template environments for one compose run (templates are parsed once)."""
 
-    def __init__(self, settings: Settings, image_names: dict[Path, str], logo_name: str | None) -> None:
+    def __init__(self, settings: Settings, image_names: dict[Path, str], logo_name: str | None,
+                 logo_size: tuple[int, int] | None = None) -> None:
         self.settings = settings
+        self.logo_height = (max(1, round(logo_size[1] * LOGO_WIDTH / logo_size[0]))
+                            if logo_size and logo_size[0] else 0)
         self.template_dir = settings.root / TEMPLATE_DIR
         self.image_names = image_names
         self.logo_name = logo_name
@@ -64,6 +78,8 @@ class Renderer:
         """Render ``audience``'s version; ``WEB_AUDIENCE`` gives the public copy with no personal tokens."""
         mjml_source, context, blocks, tag = self._prepare(newsletter, audience)
         html = self._compile(mjml_source)
+        if audience == WEB_AUDIENCE:
+            html = web_page_head(html, newsletter.front.preheader)
         html, links = tag_links_in_html(html, tag)
         body_text = "\n\n".join(block_text(block, tag) for block in blocks)
         text = self._template(self.text_env, TEXT_LAYOUT, context | {"body": body_text})
@@ -104,6 +120,8 @@ class Renderer:
             "greeting": mailing_list.greeting if web else token("greeting"),
             "unsubscribe_url": "" if web else token("unsubscribe_url"),
             "logo_src": f"{IMAGE_PREFIX}{self.logo_name}" if self.logo_name else "",
+            "logo_width": LOGO_WIDTH,
+            "logo_height": self.logo_height,
             "web": web,
         }
         mjml_source = self._template(self.html_env, LAYOUT, context | {
@@ -114,10 +132,13 @@ class Renderer:
         """What a block partial needs, with Markdown already turned into (trusted) HTML."""
         view: dict[str, Any] = {"kind": block.kind, "title": block.title, "url": block.url, "label": block.label}
         if block.tokens:
-            view["html"] = Markup(self.md.renderer.render(block.tokens, self.md.options, {}))
+            view["html"] = Markup(keep_phone_numbers_whole(self.md.renderer.render(block.tokens, self.md.options, {})))
         if block.image is not None:
+            # Pixel width and height go to <mj-image> and stay on the <img> (see keep_pixel_sizes).
+            width = min(block.image.width, CONTENT_WIDTH)
+            height = max(1, round(block.image.height * width / block.image.width)) if block.image.width else 0
             view.update(src=f"{IMAGE_PREFIX}{self.image_names[block.image.path]}", alt=block.image.alt,
-                        width=min(block.image.width, 552))
+                        width=width, height=height)
         return view
 
     def _template(self, env: jinja2.Environment, name: str, context: dict[str, Any]) -> str:
@@ -138,7 +159,7 @@ class Renderer:
         except Exception as exc:  # mjml-python raises plain exceptions with the parser's message
             raise InputError(f"the templates do not make valid MJML: {exc}", self.template_dir / LAYOUT) from None
         html = html.replace("</head>", _COLOR_SCHEME_META + "</head>", 1)
-        return inline_css(html)
+        return keep_pixel_sizes(inline_css(html))
 
 
 # cssutils (under premailer) logs every CSS property it does not know, which email CSS is full of.
@@ -148,9 +169,23 @@ _CSS_LOG_SINK = logging.NullHandler()
 
 
 def inline_css(html: str) -> str:
-    """Inline the CSS for clients that drop <style>, keeping media queries and !important for phones."""
+    """Inline the CSS for clients that drop <style>, keeping media queries and !important for phones.
+
+    Two settings matter for Outlook for Windows, which lays out with the HTML attributes and knows no
+    doctype-less standards mode:
+    - ``disable_basic_attributes``: premailer would otherwise copy each CSS ``width``/``height`` over the
+      attribute of the same name, so MJML's ``width="72"`` became ``width="100%"`` and Outlook drew the
+      image at its file's own size (a 1104 px banner in a 600 px email).
+    - the doctype: premailer keeps it only when the document starts with exactly what lxml reports,
+      ``<!DOCTYPE html>`` in capitals; MJML writes it in lower case, so it was dropped and every client
+      rendered the email (and the web copy) in quirks mode.
+    """
+    html = _DOCTYPE.sub("<!DOCTYPE html>", html, count=1)
+    if not html.lstrip().startswith("<!DOCTYPE html>"):
+        html = "<!DOCTYPE html>" + html
     return Premailer(
         html,
+        disable_basic_attributes=["width", "height"],
         allow_network=False,
         keep_style_tags=False,
         strip_important=False,
@@ -160,6 +195,47 @@ def inline_css(html: str) -> str:
         cssutils_logging_level=logging.CRITICAL,
         disable_leftover_css=False,
     ).transform(pretty_print=False)
+
+
+def keep_pixel_sizes(html: str) -> str:
+    """Each ``<img>`` keeps its pixel ``width``/``height`` attributes (Outlook for Windows uses them) while
+    its CSS height is ``auto``, so phones that shrink it to the screen keep its shape. MJML's
+    ``height="auto"`` is not valid HTML and tells Outlook nothing, so it is dropped."""
+
+    def fix(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        tag = re.sub(r'\sheight="auto"', "", tag)
+        if re.search(r'\sheight="\d+"', tag):
+            tag = re.sub(r"(style=\"[^\"]*?\bheight:\s*)\d+px", r"\1auto", tag)
+        return tag
+
+    return _IMG.sub(fix, html)
+
+
+def keep_phone_numbers_whole(fragment: str) -> str:
+    """Phone numbers in running text (and tel: links) never break across lines: "0800 / 1111" on a phone
+    is a number nobody can dial. Only text between tags is touched, never an attribute."""
+    parts = _TAG_OR_TEXT.split(fragment)
+    for index, part in enumerate(parts):
+        if part.startswith("<"):
+            continue
+        parts[index] = _PHONE.sub(_unbreakable_number, part)
+    return "".join(parts)
+
+
+def _unbreakable_number(match: re.Match[str]) -> str:
+    """Non-breaking spaces inside the number (kept even where styles are dropped), and nowrap for hyphens."""
+    number = match.group(0)
+    if sum(c.isdigit() for c in number) < 7:
+        return number
+    return '<span style="white-space:nowrap">' + number.replace(" ", "\u00a0") + "</span>"
+
+
+def web_page_head(html: str, description: str) -> str:
+    """web.html is published as a page: search engines and link previews read its meta description."""
+    if not description.strip():
+        return html
+    return html.replace("</head>", f'<meta name="description" content="{escape(description, quote=True)}"></head>', 1)
 
 
 def _template_frame(exc: BaseException, template_dir: Path) -> tuple[Path | None, int | None]:

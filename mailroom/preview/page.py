@@ -25,6 +25,8 @@ PHONE_WIDTH = 375
 DESKTOP_WIDTH = 600
 FRAME_HEIGHT = 760
 PREVIEW_UNSUBSCRIBE = "#unsubscribe-preview"
+# Around the header's status line, so the live preview can say when the page is not up to date.
+STATUS_START, STATUS_END = "<!-- status -->", "<!-- /status -->"
 
 e = html.escape
 
@@ -69,7 +71,7 @@ def preview_page(settings: Settings, subject: str, preheader: str, versions: Map
   <div class="wrap">
     <p class="eyebrow">Newsletter preview</p>
     <h1>{e(subject)}</h1>
-    {status}
+    {STATUS_START}{status}{STATUS_END}
     <nav aria-label="On this page"><ul>
       <li><a href="#inbox">In the inbox</a></li><li><a href="#checks">Checks</a></li>{nav}
     </ul></nav>
@@ -84,6 +86,14 @@ def preview_page(settings: Settings, subject: str, preheader: str, versions: Map
 link are filled in for each reader when it is sent; here every reader has no first name on file.</p></footer>
 </body></html>
 """
+
+
+def replace_status(page: str, status: str) -> str:
+    """``page`` with its header's status line replaced by ``status`` (HTML)."""
+    start, end = page.find(STATUS_START), page.find(STATUS_END)
+    if start < 0 or end < start:
+        return page
+    return page[:start + len(STATUS_START)] + status + page[end:]
 
 
 def _count(n: int, word: str) -> str:

@@ -1,10 +1,14 @@
 """`mailroom preview`: serve the preview on 127.0.0.1 and recompose whenever a source changes.
 
 Staff edit newsletter.md (or a template, an image, school.toml) and the page in the browser updates
-by itself. The served preview.html gets a small script that asks ``/__version`` once a second and
-reloads when a new compose has finished; the file on disk stays script-free. A compose that fails
-while watching is shown at the top of the page and reported to the terminal; the server carries on
-serving the last good build and tries again at the next change.
+by itself, within half a second of the save (bench/bench_preview_refresh.py): the watcher looks at the
+sources' sizes and times every ``POLL_SECONDS``, composes once they have stopped changing (editors save
+in two steps), and the served preview.html carries a small script that asks ``/__version`` every
+``RELOAD_POLL_MS`` and reloads when a new compose has finished; the file on disk stays script-free.
+Both questions are cheap (a few stat calls; a tiny JSON answer on 127.0.0.1); the compose itself takes
+about 0.1 s. A compose that fails while watching is shown at the top of the page, in the header's status
+line as well, and reported to the terminal; the server carries on serving the last good build and tries
+again at the next change.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import html
 import json
 import threading
-import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from http import HTTPStatus
@@ -24,11 +27,14 @@ from mailroom.compose.build import BUILD_DIR
 from mailroom.compose.content import SOURCE_FILE
 from mailroom.compose.render import TEMPLATE_DIR
 from mailroom.errors import MailroomError
+from mailroom.preview.page import replace_status
 from mailroom.settings import load_settings
 from mailroom.workflows.compose import ComposeResult, compose_newsletter
 
 VERSION_PATH = "/__version"
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.05  # how often the watcher looks for a save (was 0.5 s + a fixed 0.1 s pause); ~1.5 ms a look
+SETTLE_SECONDS = 0.05  # a save counts once the files have not changed for this long
+RELOAD_POLL_MS = 200  # how often the page asks whether there is a new compose (was 1 s)
 
 _RELOAD_SCRIPT = """<script>
 (function () {
@@ -36,15 +42,21 @@ _RELOAD_SCRIPT = """<script>
   function check() {
     fetch("%(path)s", {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (state) {
       if (state.version !== shown) { location.reload(); }
-    }).catch(function () {}).finally(function () { setTimeout(check, 1000); });
+    }).catch(function () {}).finally(function () { setTimeout(check, %(poll)d); });
   }
-  setTimeout(check, 1000);
+  setTimeout(check, %(poll)d);
 })();
 </script>"""
 
 _BARE_PAGE = """<!doctype html><html lang="en-GB"><head><meta charset="utf-8"><title>Newsletter preview</title>
 <style>body{font:16px/1.5 system-ui,Arial,sans-serif;margin:0;padding:24px;background:#eef1f5;color:#111827}</style>
 </head><body><main><h1>Newsletter preview</h1>%s</main></body></html>"""
+
+
+# The header's status line while the last save could not be composed: the checks below it are of the
+# last version that worked, so "Ready to send" there would be untrue.
+_STALE_STATUS = ('<p class="status status-error"><strong>Not up to date:</strong> your last change could not be '
+                 'composed (see the message below). This page shows the last version that worked.</p>')
 
 
 class WatchState(TypedDict):
@@ -139,9 +151,17 @@ class Watcher:
     def _run(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
             if self.changed():
-                # Editors often save in two steps; wait a moment so we compose the finished file.
-                time.sleep(0.1)
+                self._wait_until_settled()
                 self.compose()
+
+    def _wait_until_settled(self) -> None:
+        """Editors often save in two steps (truncate, then write): wait until the files stop changing."""
+        before = self._take_snapshot()
+        while not self._stop.wait(SETTLE_SECONDS):
+            now = self._take_snapshot()
+            if now == before:
+                return
+            before = now
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -181,7 +201,7 @@ class _Handler(SimpleHTTPRequestHandler):
 
     def _preview_page(self) -> str:
         state = self.watcher.state()
-        script = _RELOAD_SCRIPT % {"version": state["version"], "path": VERSION_PATH}
+        script = _RELOAD_SCRIPT % {"version": state["version"], "path": VERSION_PATH, "poll": RELOAD_POLL_MS}
         banner = ""
         if state["error"]:
             banner = ('<div id="live-status" class="status status-error" role="alert"><strong>The newsletter could '
@@ -193,6 +213,7 @@ class _Handler(SimpleHTTPRequestHandler):
             return _BARE_PAGE % (banner or "<p>Composing…</p>") + script
         if banner:
             page = page.replace('<main id="main" class="wrap">', '<main id="main" class="wrap">' + banner, 1)
+            page = replace_status(page, _STALE_STATUS)
         return page.replace("</body>", script + "</body>", 1)
 
 

@@ -1,15 +1,25 @@
 """compose: newsletter folder -> build folder (every audience's version, web copy, preview, manifest).
 
 The build is written to a temporary folder and swapped in at the end, so a compose that fails
-leaves the previous build as it was.
+leaves the previous build as it was. One compose at a time per newsletter (a lock that dies with its
+process): the live preview and a compose from the terminal may run together, and the second waits.
+Whatever a killed compose left (its ``.build-*`` folder) is removed by the next one.
+
+The versions send uses keep their per-recipient tokens (``%%greeting%%``), so they live in
+``build/versions/<audience>.tokens.html``, out of the way: people open ``preview.html``, which shows each
+version as a reader gets it, and ``web.html``, the public copy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +36,21 @@ from mailroom.compose.build import (
     load_build,
     source_digest,
 )
-from mailroom.compose.content import IMAGE_TYPES, Newsletter, load_newsletter
+from mailroom.compose.content import IMAGE_TYPES, Newsletter, image_size, load_newsletter
 from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.settings import Settings
 
 LOGO_NAME = "school-logo"
+VERSIONS_DIR = "versions"  # under build/: each audience's version with its tokens, for send only
+STAGING_PREFIX = ".build-"
+LOCK_FILE = ".compose-lock"  # only where a folder cannot be locked itself (Windows)
+
+
+def version_file_names(audience: str) -> tuple[str, str]:
+    """Where an audience's HTML and text parts go in the build; the name says they hold tokens."""
+    return f"{VERSIONS_DIR}/{audience}.tokens.html", f"{VERSIONS_DIR}/{audience}.tokens.txt"
 
 
 @dataclass(frozen=True)
@@ -73,7 +91,8 @@ def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
     logo_name = f"{LOGO_NAME}{logo.suffix.lower()}" if logo else None
     if logo is not None and logo.suffix.lower() not in IMAGE_TYPES:
         raise InputError("the logo should be a PNG, JPEG or GIF file", settings.source_file)
-    return Renderer(settings, image_names, logo_name)
+    logo_size = image_size(logo) if logo is not None and logo.is_file() else None
+    return Renderer(settings, image_names, logo_name, logo_size)
 
 
 def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
@@ -101,14 +120,27 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
         image_files.append((logo, logo_name))
 
     build_dir = folder.resolve() / BUILD_DIR
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.resolve()))
+    with compose_lock(folder.resolve()):
+        remove_leftovers(folder.resolve())
+        findings = _write_build(settings, newsletter, versions, web, image_files, source_hashes, build_dir)
+        build = load_build(folder, settings.root)
+    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
+                         findings=tuple(findings))
+
+
+def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str, RenderedVersion],
+                 web: RenderedVersion, image_files: list[tuple[Path, str]], source_hashes: dict[str, str],
+                 build_dir: Path) -> list[Finding]:
+    """Write the whole build into a staging folder, check it, and swap it in; returns the findings."""
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=build_dir.parent))
     try:
         (staging / IMAGE_PREFIX).mkdir()
+        (staging / VERSIONS_DIR).mkdir()
         for path, name in image_files:
             shutil.copyfile(path, staging / IMAGE_PREFIX / name)
         manifest_versions: dict[str, ManifestVersion] = {}
         for audience, version in versions.items():
-            html_name, text_name = f"{audience}.html", f"{audience}.txt"
+            html_name, text_name = version_file_names(audience)
             (staging / html_name).write_text(version.html, encoding="utf-8")
             (staging / text_name).write_text(version.text, encoding="utf-8")
             used = [(path, name) for path, name in image_files if f'src="{IMAGE_PREFIX}{name}"' in version.html]
@@ -122,7 +154,8 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
         output_digest = hashlib.sha256()
-        for name in sorted(p.name for p in staging.iterdir() if p.is_file()):
+        written = [p for p in [*staging.iterdir(), *(staging / VERSIONS_DIR).iterdir()] if p.is_file()]
+        for name in sorted(p.relative_to(staging).as_posix() for p in written):
             output_digest.update(name.encode() + b"\0" + (staging / name).read_bytes() + b"\0")
         for name, digest in sorted(source_hashes.items()):
             output_digest.update(f"{name}={digest}\n".encode())
@@ -148,9 +181,36 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    build = load_build(folder, settings.root)
-    return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
-                         findings=tuple(findings))
+    return findings
+
+
+@contextmanager
+def compose_lock(folder: Path) -> Iterator[None]:
+    """Hold the newsletter's compose lock; a second compose waits here until the first has finished.
+
+    On Linux and macOS the newsletter folder itself is locked, so nothing is left on disk. The lock goes
+    with the process, so a killed compose never blocks the next one."""
+    if sys.platform == "win32":  # pragma: no cover - Windows cannot lock a folder: a small file in it instead
+        import filelock
+
+        with filelock.FileLock(folder / LOCK_FILE, thread_local=False):
+            yield
+    else:
+        import fcntl
+
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)  # closing releases the lock
+
+
+def remove_leftovers(folder: Path) -> None:
+    """Remove the staging folders of composes that were killed part-way (call with the lock held)."""
+    for leftover in folder.glob(f"{STAGING_PREFIX}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _swap_in(staging: Path, build_dir: Path) -> None:
