@@ -274,6 +274,40 @@ def send_main() -> None:
     send_command.main(prog_name="send.py")
 
 
+# --- sign-in and doctor (mailroom.doctor, mailroom.send.transports.oauth hold the logic) -------------------
+
+@main.command("sign-in")
+def sign_in_command() -> None:
+    """Sign in to Microsoft 365 as the newsletter mailbox's user, once (SMTP_AUTH=oauth2-microsoft)."""
+    from mailroom.send.transports.oauth import device_code_sign_in
+    from mailroom.settings import load_settings
+
+    def show(text: str) -> None:
+        out.print(_plain(text))
+        out.file.flush()  # the code must be on screen while mailroom waits for the sign-in
+
+    out.print(_plain(device_code_sign_in(load_settings(), show=show)))
+
+
+@main.command("doctor")
+@click.option("--to", "to_lists", metavar="LISTS", help="Lists to count against the daily limit (default: all).")
+@click.option("--no-connect", is_flag=True, help="Do not contact the mail service (settings, DNS and lists only).")
+def doctor_command(to_lists: str | None, no_connect: bool) -> ExitStatus:
+    """Check the set-up before the first send, without sending anything (exit 2 if something would stop it)."""
+    from mailroom.doctor import blocking, run_doctor
+    from mailroom.doctor.report import format_findings
+    from mailroom.settings import load_settings
+
+    settings = load_settings()
+    lists = split_lists(to_lists, settings)
+    out.print(f"Checking {_plain(settings.school.name)}'s set-up for sending newsletters (nothing is sent).")
+    findings = run_doctor(settings, lists=lists, connect=not no_connect)
+    for part in format_findings(findings):
+        out.print(part)
+    # a problem in the set-up is the same verdict as a wrong setting: nothing would be sent as it is
+    return ExitStatus.BAD_INPUT if blocking(findings) else ExitStatus.DONE
+
+
 # --- events ------------------------------------------------------------------------------------
 
 @main.group("events")
@@ -663,7 +697,8 @@ def _ctrl_c_stops(session: SendSession) -> Iterator[None]:
 
 @contextmanager
 def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
-    """A progress bar on a terminal; plain lines (one per batch) when output goes to a file or a pipe."""
+    """A progress bar on a terminal, moving per message with the time left; plain lines (one per batch)
+    when output goes to a file or a pipe."""
     if out.is_terminal:
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
         from rich.progress import Progress as ProgressBar
@@ -679,6 +714,8 @@ def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
         return
 
     def show_plain(progress: Progress) -> None:
+        if progress.partial:  # a log gets one line per batch, not one per person
+            return
         if progress.note:
             out.print(f"  {_plain(progress.note)}")
         else:

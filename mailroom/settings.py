@@ -21,6 +21,8 @@ from mailroom.errors import ConfigError
 SCHOOL_FILE = "school.toml"
 TRANSPORTS = ("outbox", "sendgrid", "smtp")
 SMTP_SECURITY = ("starttls", "ssl", "none")
+SMTP_AUTH = ("password", "oauth2-microsoft", "oauth2-google")
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
@@ -128,6 +130,23 @@ class SendGridSettings:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """How mailroom signs in to the relay without a password (SMTP_AUTH=oauth2-microsoft / oauth2-google).
+
+    Only read here; ``mailroom.send.transports.oauth`` checks that what its way of signing in needs is set.
+    """
+
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: Secret = field(default_factory=lambda: Secret(""))
+    client_certificate: Path | None = None  # a PEM file with the app's private key and its certificate
+    authority: str = MICROSOFT_AUTHORITY  # another host for national clouds (and the tests' stand-in)
+    scope: str = ""  # "" = the usual Exchange Online scope for the way of signing in
+    token_cache: Path | None = None  # the signed-in user's token cache file (device-code sign-in)
+    service_account_file: Path | None = None  # Google: the service account's JSON key file
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     host: str
     port: int
@@ -137,6 +156,9 @@ class SmtpSettings:
     messages_per_minute: int  # 0 means no cap
     daily_limit: int  # 0 means no limit
     timeout_seconds: float
+    auth: str = "password"  # one of SMTP_AUTH
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
+    ca_file: Path | None = None  # a private certificate authority the relay's certificate comes from
 
 
 @dataclass(frozen=True)
@@ -156,6 +178,7 @@ class Settings:
     sendgrid: SendGridSettings
     smtp: SmtpSettings
     source_file: Path = field(default=Path(SCHOOL_FILE))
+    dns_server: str = ""  # MAILROOM_DNS_SERVER ("host" or "host:port"): where ``mailroom doctor`` asks; "" = system
 
     def list_names(self) -> list[str]:
         return list(self.lists)
@@ -245,6 +268,34 @@ def _environment(root: Path, environ: Mapping[str, str] | None) -> dict[str, str
 def _env_path(root: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else root / path
+
+
+def _optional_path(root: Path, env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name, "").strip()
+    return _env_path(root, value) if value else None
+
+
+def _smtp_auth(env: Mapping[str, str]) -> str:
+    auth = env.get("SMTP_AUTH", "").strip().lower() or "password"
+    if auth not in SMTP_AUTH:
+        raise ConfigError(f"SMTP_AUTH is '{auth}'; it should be one of: {', '.join(SMTP_AUTH)}")
+    return auth
+
+
+def _oauth_settings(root: Path, env: Mapping[str, str]) -> OAuthSettings:
+    authority = env.get("SMTP_OAUTH_AUTHORITY", "").strip().rstrip("/") or MICROSOFT_AUTHORITY
+    if not authority.startswith("https://"):
+        raise ConfigError(f"SMTP_OAUTH_AUTHORITY should be an https:// address, not '{authority}'")
+    return OAuthSettings(
+        tenant_id=env.get("SMTP_OAUTH_TENANT_ID", "").strip(),
+        client_id=env.get("SMTP_OAUTH_CLIENT_ID", "").strip(),
+        client_secret=Secret(env.get("SMTP_OAUTH_CLIENT_SECRET", "").strip()),
+        client_certificate=_optional_path(root, env, "SMTP_OAUTH_CLIENT_CERTIFICATE"),
+        authority=authority,
+        scope=env.get("SMTP_OAUTH_SCOPE", "").strip(),
+        token_cache=_optional_path(root, env, "SMTP_OAUTH_TOKEN_CACHE"),
+        service_account_file=_optional_path(root, env, "SMTP_OAUTH_SERVICE_ACCOUNT_FILE"),
+    )
 
 
 def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -376,6 +427,9 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         messages_per_minute=smtp_t.integer("messages_per_minute", 30) or 0,
         daily_limit=smtp_t.integer("daily_limit", 10000) or 0,
         timeout_seconds=smtp_t.number("timeout_seconds", 60.0),
+        auth=_smtp_auth(env),
+        oauth=_oauth_settings(root, env),
+        ca_file=_optional_path(root, env, "SMTP_CA_FILE"),
     )
     if transport == "smtp" and not smtp.host:
         raise ConfigError("MAILROOM_TRANSPORT is smtp, but SMTP_HOST is not set (put it in .env)")
@@ -396,4 +450,5 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         sendgrid=sendgrid,
         smtp=smtp,
         source_file=path,
+        dns_server=env.get("MAILROOM_DNS_SERVER", "").strip(),
     )

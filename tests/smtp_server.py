@@ -87,6 +87,21 @@ class ScriptedHandler:
         return [r.rcpt_tos[0] for r in self.received]
 
 
+class FakeClock:
+    """Time that only moves when the transport sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -22,7 +22,7 @@ from mailroom.send.transports.smtp import AUTH_REFUSED, SmtpTransport, smtp_plan
 from mailroom.settings import Settings, load_settings
 from mailroom.workflows.send import SendSession
 from tests.send_project import RETRY_SCALE, send_project, write_audiences
-from tests.smtp_server import DROP, Authenticator, ScriptedHandler, self_signed_cert, start_server
+from tests.smtp_server import DROP, Authenticator, FakeClock, ScriptedHandler, self_signed_cert, start_server
 
 REPO = Path(__file__).resolve().parent.parent
 SLUG = "2024-11-08-online-safety"
@@ -221,21 +221,6 @@ def test_wrong_password_stops_with_a_plain_message_that_never_shows_it(project: 
 
 
 # --- the rate cap ---------------------------------------------------------------------------------------
-
-class FakeClock:
-    """Time that only moves when the transport sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        self.slept += seconds
-
 
 def test_the_rate_cap_holds_measured_on_the_servers_side(project: Path, server: object,
                                                           handler: ScriptedHandler) -> None:
@@ -452,9 +437,11 @@ def test_a_refused_sender_address_stops_the_send_with_the_servers_words(project:
 
     assert report.stopped == StopReason.REFUSED and report.sent == 0
     assert report.stop_message == (
-        "the SMTP server refused to send from office@oakfield.example.org (550 5.7.60 Client does not have "
-        "permissions to send as this sender); check that sender.email in school.toml is this mailbox's "
-        "address (or one it may send as)")
+        "the SMTP server refused to send from office@oakfield.example.org: The mailbox mailroom signs in as may "
+        "not send as the newsletter's sender address. For IT: make sender.email in school.toml the mailbox's own "
+        "address, or in Exchange Online PowerShell run  Add-RecipientPermission -Identity <sender address> "
+        "-Trustee <mailbox or app's service principal> -AccessRights SendAs. (the server said: 550 5.7.60 Client "
+        "does not have permissions to send as this sender)")
     assert handler.mails == 1  # it did not try everyone in turn
 
 

@@ -8,6 +8,10 @@ ledger records:
   421 means the server is closing the connection, so the batch stops there and the rest wait too.
 - 5xx for one person (550 mailbox unknown...): REJECTED for that person with the server's words; the others go on.
 - 535 when logging in: stop, with a plain message; the password is never shown.
+- Signing in with OAuth (SMTP_AUTH=oauth2-microsoft / oauth2-google, ``oauth``): the token is sent as
+  XOAUTH2. A long send outlives a token (about an hour), so before each message the transport checks
+  whether the token is due for renewal and, if so, ends the connection politely and signs in afresh on a
+  new one, between two messages; a 535 for a token that looked valid gets one renewed token and one retry.
 - The connection lost before the message's end-of-data marker went out: the server cannot have accepted it,
   so reconnect and try that message again. Lost after the marker went out but before the answer: nobody
   knows whether it was accepted, so that person is UNCERTAIN and the rerun names them.
@@ -34,6 +38,9 @@ from mailroom.errors import ConfigError, TransportError
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.send.transports.limits import KNOWN_HOSTS, message_bytes, refuse_if_too_big
 from mailroom.send.transports.mime import MimeTemplates
+from mailroom.send.transports.oauth import TokenSource, make_token_source, xoauth2
+from mailroom.send.transports.signin_errors import explain_smtp_refusal
+from mailroom.send.transports.tls import client_context, describe_der, explain_certificate_error
 from mailroom.settings import Settings
 
 _CRLF = b"\r\n"
@@ -98,6 +105,15 @@ def smtp_plan_notes(settings: Settings, count: int) -> list[str]:
     return notes
 
 
+@dataclass(frozen=True)
+class SmtpProbe:
+    """What ``SmtpTransport.probe`` found: the server's name, the TLS in use ("" for none), how it signed in."""
+
+    banner: str
+    tls: str
+    signed_in: str
+
+
 @dataclass
 class _Fatal:
     """An error that must stop the send, raised at the start of the next batch (after this one is recorded)."""
@@ -126,7 +142,8 @@ class SmtpTransport(Transport):
     max_batch_size = 25
 
     def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 tokens: TokenSource | None = None) -> None:
         smtp = settings.smtp
         if not smtp.host:
             raise ConfigError("MAILROOM_TRANSPORT is smtp, but SMTP_HOST is not set (put it in .env)")
@@ -140,7 +157,10 @@ class SmtpTransport(Transport):
         self.timeout = smtp.timeout_seconds
         self._username = smtp.username
         self._password = smtp.password
-        self._ssl_context = ssl_context
+        # built now, so a wrong SMTP_CA_FILE is a settings error before anything is sent
+        self._ssl_context = ssl_context or (client_context(smtp.ca_file) if smtp.security != "none" else None)
+        # OAuth: None for a username and password (SMTP_AUTH=password)
+        self._tokens = tokens if tokens is not None else make_token_source(settings)
         self.limiter = RateLimiter(smtp.messages_per_minute, clock=clock, sleep=sleep)
         if smtp.messages_per_minute:
             # about 20 seconds of sending per batch at the cap, so Ctrl-C ("after the batch in flight") is quick
@@ -156,7 +176,8 @@ class SmtpTransport(Transport):
         cap = self.settings.smtp.messages_per_minute
         pace = f", at most {cap} messages a minute" if cap else ""
         secured = {"starttls": "encrypted (STARTTLS)", "ssl": "encrypted (SSL)", "none": "not encrypted"}
-        return f"the SMTP server {self.host}:{self.port} ({secured[self.security]}{pace})"
+        signed = f", {self._tokens.describe()}" if self._tokens is not None else ""
+        return f"the SMTP server {self.host}:{self.port} ({secured[self.security]}{signed}{pace})"
 
     def plan_notes(self, count: int) -> list[str]:
         return smtp_plan_notes(self.settings, count)
@@ -198,7 +219,7 @@ class SmtpTransport(Transport):
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
-            self._ssl_context = ssl.create_default_context()
+            self._ssl_context = client_context(self.settings.smtp.ca_file)
         return self._ssl_context
 
     def _connect(self) -> smtplib.SMTP:
@@ -220,27 +241,13 @@ class SmtpTransport(Transport):
                                          "SMTP_SECURITY", retryable=False)
                 conn.starttls(context=self._context())
                 conn.ehlo()
-            if self._username:
-                try:
-                    log_in(conn, self._username, self._password.reveal())
-                except smtplib.SMTPAuthenticationError:
-                    _close_quietly(conn)
-                    raise TransportError(AUTH_REFUSED, retryable=False, status=535) from None
-                except smtplib.SMTPNotSupportedError:
-                    _close_quietly(conn)
-                    raise TransportError(f"the SMTP server {where} does not accept a username and password "
-                                         "here; for Microsoft 365, SMTP AUTH must be switched on for the "
-                                         "mailbox", retryable=False) from None
-                except smtplib.SMTPException:
-                    _close_quietly(conn)
-                    raise TransportError(f"the SMTP server {where} offers no way of logging in that mailroom "
-                                         "knows (it needs PLAIN, LOGIN or CRAM-MD5)", retryable=False) from None
+            self._sign_in(conn, where)
         except socket.gaierror:
             raise TransportError(f"could not find the SMTP server '{self.host}'; check SMTP_HOST in .env",
                                  retryable=False) from None
         except ssl.SSLCertVerificationError as exc:
-            raise TransportError(f"the SMTP server {where} did not prove who it is ({exc.verify_message}); "
-                                 "check SMTP_HOST", retryable=False) from None
+            raise TransportError(explain_certificate_error(exc, self.host, self.port, self.security, self.timeout,
+                                                           self.settings.smtp.ca_file), retryable=False) from None
         except smtplib.SMTPResponseException as exc:
             retryable = 400 <= exc.smtp_code < 500
             raise TransportError(f"the SMTP server {where} refused the connection: {_words(exc.smtp_error)}",
@@ -250,6 +257,82 @@ class SmtpTransport(Transport):
                                  retryable=True) from None
         self.connections += 1
         return conn
+
+    def _sign_in(self, conn: smtplib.SMTP, where: str) -> None:
+        """Log in the way SMTP_AUTH says (nothing to do for a relay that recognises the school's address)."""
+        if self._tokens is not None:
+            self._sign_in_with_token(conn, where, self._tokens)
+        elif self._username:
+            self._log_in_with_password(conn, where)
+
+    def _log_in_with_password(self, conn: smtplib.SMTP, where: str) -> None:
+        try:
+            log_in(conn, self._username, self._password.reveal())
+        except smtplib.SMTPAuthenticationError as exc:
+            _close_quietly(conn)
+            explained = explain_smtp_refusal(exc.smtp_code, _words(exc.smtp_error))
+            raise TransportError(explained or AUTH_REFUSED, retryable=False, status=535) from None
+        except smtplib.SMTPNotSupportedError:
+            _close_quietly(conn)
+            raise TransportError(f"the SMTP server {where} does not accept a username and password "
+                                 "here; for Microsoft 365, SMTP AUTH must be switched on for the "
+                                 "mailbox", retryable=False) from None
+        except smtplib.SMTPException:
+            _close_quietly(conn)
+            raise TransportError(f"the SMTP server {where} offers no way of logging in that mailroom "
+                                 "knows (it needs PLAIN, LOGIN or CRAM-MD5)", retryable=False) from None
+
+    def _sign_in_with_token(self, conn: smtplib.SMTP, where: str, tokens: TokenSource) -> None:
+        """AUTH XOAUTH2 with the current token; a refusal of a token that looked valid gets one renewed token
+        (it may have been revoked, or the server's clock runs ahead of ours)."""
+        if "xoauth2" not in conn.esmtp_features.get("auth", "").lower().split():
+            _close_quietly(conn)
+            raise TransportError(f"the SMTP server {where} does not offer OAuth sign-in (XOAUTH2); check SMTP_HOST "
+                                 "(smtp.office365.com for Microsoft 365, smtp.gmail.com for Google) and SMTP_AUTH",
+                                 retryable=False)
+        for renew in (False, True):
+            try:
+                token = tokens.token(renew=renew)
+            except TransportError:
+                _close_quietly(conn)
+                raise
+            code, text = send_xoauth2(conn, tokens.username, token.value)
+            if code == 235:
+                return
+            if code == 535 and not renew:
+                continue
+            _close_quietly(conn)
+            words = _words(text)
+            if 400 <= code < 500:
+                raise TransportError(f"the SMTP server {where} could not sign mailroom in just now ({code} {words})",
+                                     retryable=True, status=code)
+            explained = explain_smtp_refusal(code, words, provider=tokens.provider)
+            raise TransportError(explained or f"the SMTP server {where} refused the sign-in ({code} {words})",
+                                 retryable=False, status=code)
+
+    def _sign_in_due(self) -> bool:
+        return self._tokens is not None and self._tokens.due()
+
+    def probe(self) -> SmtpProbe:
+        """Connect, EHLO, secure, sign in, QUIT: everything but a message (``mailroom doctor``).
+        Raises the same TransportErrors a send would, with the same explanations."""
+        conn = self._connect()
+        try:
+            sock = conn.sock
+            tls = ""
+            if isinstance(sock, ssl.SSLSocket):
+                der = sock.getpeercert(binary_form=True)
+                facts = describe_der(der) if der else None
+                issued = (f"issued by {facts.issuer_organisation}, valid until {facts.not_after:%Y-%m-%d}" if facts
+                          else "issued by a trusted authority")
+                tls = f"{sock.version()}, certificate verified ({issued})"
+            signed_in = (self._tokens.describe() if self._tokens is not None
+                         else f"username {self._username}" if self._username else "")
+            return SmtpProbe(banner=_words(conn.ehlo_resp or b"").split(" ")[0], tls=tls, signed_in=signed_in)
+        finally:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.quit()
+            _close_quietly(conn)
 
     def _disconnect(self) -> None:
         if self._conn is not None:
@@ -308,8 +391,10 @@ class SmtpTransport(Transport):
                     continue
                 if refused.stage == "mail":
                     # the sender address itself is refused: the same for everyone, so the send stops
+                    explained = explain_smtp_refusal(refused.code, refused.text)
                     error = TransportError(
-                        f"the SMTP server refused to send from {batch.version.from_email} ({words}); check that "
+                        f"the SMTP server refused to send from {batch.version.from_email}: {explained}" if explained
+                        else f"the SMTP server refused to send from {batch.version.from_email} ({words}); check that "
                         "sender.email in school.toml is this mailbox's address (or one it may send as)",
                         retryable=False, status=refused.code)
                     if not result.deliveries:
@@ -327,6 +412,9 @@ class SmtpTransport(Transport):
     def _deliver_with_reconnect(self, message: Message, data: bytes, *, sent_any: bool) -> tuple[int, bytes]:
         """Deliver one message; a connection lost before hand-over is reopened once and the message retried."""
         for attempt in (1, 2):
+            self.limiter.wait()  # first, so the token check below sees the time the message really goes
+            if self._conn is not None and self._sign_in_due():
+                self.close()  # QUIT between two messages; the new connection signs in with a new token
             if self._conn is None:
                 try:
                     self._conn = self._connect()
@@ -337,7 +425,6 @@ class SmtpTransport(Transport):
                         self._fatal = _Fatal(exc)
                     raise _StopBatch(exc.message if exc.retryable else None) from None
             try:
-                self.limiter.wait()
                 return self._deliver(self._conn, message, data)
             except _Lost as lost:
                 self._disconnect()
@@ -432,6 +519,19 @@ def ehlo_features(host: str, port: int, security: str, timeout: float,
             _close_quietly(conn)
     except (OSError, smtplib.SMTPException, ssl.SSLError):
         return {}
+
+
+def send_xoauth2(conn: smtplib.SMTP, username: str, token: str) -> tuple[int, bytes]:
+    """AUTH XOAUTH2 with the token as the initial response. A refusal may come as a 334 carrying a JSON
+    error (Google, RFC 7628): the client answers with an empty line and the server then says 535."""
+    try:
+        code, text = conn.docmd("AUTH", "XOAUTH2 " + xoauth2(username, token))
+        if code == 334:
+            code, text = conn.docmd("")
+    except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        raise TransportError(f"lost the connection to the SMTP server while signing in ({_reason(exc)})",
+                             retryable=True) from None
+    return code, text
 
 
 def dot_stuff(data: bytes) -> bytes:
