@@ -67,10 +67,8 @@ def embed_images(markup: str, version: Version) -> str:
 
 
 def list_unsubscribe(url: str, mailto: str) -> str:
-    links = [f"<{url}>"]
-    if mailto:
-        links.append(f"<mailto:{mailto}?subject=unsubscribe>")
-    return ", ".join(links)
+    """List-Unsubscribe's value: this person's link, and the school's mailto when there is one."""
+    return f"<{url}>, <mailto:{mailto}?subject=unsubscribe>" if mailto else f"<{url}>"
 
 
 def _qp(text: str) -> bytes:
