@@ -23,11 +23,11 @@ import click
 from rich.console import Console
 
 from mailroom.errors import ExitStatus, InputError, Interrupted, MailroomError, RefusedForSafety
+from mailroom.secrets import mask
 
 if TYPE_CHECKING:
     from mailroom.audience.lists import AudiencePlan
     from mailroom.checks.rules import Finding
-    from mailroom.events.report import AudienceNumbers
     from mailroom.send.dispatch import Progress
     from mailroom.send.ledger import UncertainBatch
     from mailroom.settings import Settings
@@ -103,8 +103,8 @@ def _traceback_option() -> click.Option:
 
 
 def _plain(text: str) -> str:
-    """Escape rich markup so file names and user text print as they are."""
-    return text.replace("[", r"\[")
+    """Escape rich markup so file names and user text print as they are; never show a secret."""
+    return mask(text).replace("[", r"\[")
 
 
 newsletter_argument = click.argument(
@@ -359,6 +359,9 @@ def events_import_command(file: Path) -> None:
     if result.suppressed:
         out.print(f"{result.suppressed} address(es) added to the suppression list "
                   "(see: python -m mailroom suppressions).")
+    if result.resubscribed:
+        out.print(f"{result.resubscribed} reader(s) resubscribed through SendGrid after unsubscribing, so they "
+                  "are no longer suppressed.")
     if result.resubscribe_requests:
         out.print(f"{result.resubscribe_requests} suppressed reader(s) asked to be resubscribed. They stay "
                   "suppressed until the office takes them back:\n"
@@ -450,20 +453,10 @@ def report_command(newsletter: Path) -> None:
     table.add_column("People")
     for a in report.audiences:
         table.add_column(_plain(a.audience), justify="right")
-    rows: list[tuple[str, Callable[[AudienceNumbers], str]]] = [
-        ("Sent", lambda a: str(a.sent)),
-        ("Delivered", lambda a: f"{a.delivered} ({a.share(a.delivered, a.sent)})"),
-        ("Bounced", lambda a: str(a.bounced)),
-        ("Dropped by SendGrid", lambda a: str(a.dropped)),
-        ("Deferred", lambda a: str(a.deferred)),
-        ("Opened", lambda a: "not tracked" if a.opened is None else f"{a.opened} ({a.share(a.opened, a.delivered)})"),
-        ("Clicked a link", lambda a: f"{a.clicked} ({a.share(a.clicked, a.delivered)})"),
-        ("Clicks in total", lambda a: str(a.clicks)),
-        ("Unsubscribed", lambda a: str(a.unsubscribed)),
-        ("Reported as spam", lambda a: str(a.spam_reports)),
-    ]
-    for label, cell in rows:
-        table.add_row(label, *(cell(a) for a in report.audiences))
+    from mailroom.events.report import report_rows
+
+    for label, cells in report_rows(report.audiences):
+        table.add_row(label, *cells)
     out.print(table)
     if report.links:
         links = Table(title="Clicks per link (tracking parameters removed)", title_justify="left")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from pathlib import Path
 
+from mailroom.secrets import mask
+
 
 class ExitStatus(enum.IntEnum):
     """How a command ended, for scripts and scheduled tasks (docs/architecture.md, "Exit statuses")."""
@@ -28,6 +30,7 @@ class MailroomError(Exception):
     exit_status = ExitStatus.BAD_INPUT
 
     def __init__(self, message: str) -> None:
+        message = mask(message)  # a message may quote a value that turns out to be a secret
         super().__init__(message)
         self.message = message
 

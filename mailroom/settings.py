@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 from dotenv import dotenv_values
 
 from mailroom.errors import ConfigError
+from mailroom.secrets import Secret, register_environment
 
 SCHOOL_FILE = "school.toml"
 TRANSPORTS = ("outbox", "sendgrid", "smtp")
@@ -26,33 +28,6 @@ MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _LIST_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
-
-
-class Secret:
-    """A value that must never be shown: its repr and str are masked."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        """The real value, for the one place that hands it to a server."""
-        return self._value
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
-
-    def __repr__(self) -> str:
-        return "Secret('********')" if self._value else "Secret('')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 @dataclass(frozen=True)
@@ -255,6 +230,85 @@ class _Reader:
         return tuple(v.strip() for v in value)
 
 
+# --- SendGrid ------------------------------------------------------------------------------------
+
+SENDGRID_DEFAULT_HOST = "https://api.sendgrid.com"
+# Plain http may carry the API key only to this computer (the tests' stand-in SendGrid).
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+_MAX_CATEGORIES = 10  # SendGrid's limit per request
+_MAX_CATEGORY_LENGTH = 255
+
+
+def sendgrid_api_host(value: str) -> str:
+    """SENDGRID_API_HOST as the base URL the SendGrid library wants: ``scheme://host[:port]``, no path.
+
+    The address is parsed, not prefix-matched (``http://127.0.0.1.attacker.example`` starts like a
+    loopback address and is not one): https for any host, plain http only for exactly 127.0.0.1, ::1
+    or localhost. A trailing ``/v3`` is understood, because the library adds ``/v3`` itself and
+    ``.../v3/v3/mail/send`` would not exist. Anything else is a settings error: the API key is sent to
+    whatever this names.
+    """
+    text = value.strip()
+    if not text:
+        return SENDGRID_DEFAULT_HOST
+
+    def wrong(why: str) -> ConfigError:
+        return ConfigError(f"SENDGRID_API_HOST should be SendGrid's API address, like {SENDGRID_DEFAULT_HOST} "
+                           f"(or https://api.eu.sendgrid.com for EU data residency); '{text}' {why}")
+
+    if any(ch.isspace() or ord(ch) < 0x21 or ord(ch) > 0x7E or ch == "\\" for ch in text):
+        raise wrong("contains spaces or characters an address cannot have")
+    parts = urllib.parse.urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http") or not parts.netloc:
+        raise wrong("is not an https:// address")
+    if "@" in parts.netloc:
+        raise wrong("has a user name or password in it")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise wrong("has a query or a fragment (? or #) in it")
+    if parts.path.rstrip("/") not in ("", "/v3"):
+        raise wrong("has a path; give only the address, optionally ending in /v3")
+    try:
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        raise wrong("has a port that is not a number from 1 to 65535") from None
+    if not host or (port is not None and not 0 < port < 65536):
+        raise wrong("has no host name or a port that is not a number from 1 to 65535")
+    if scheme == "http" and host not in _LOOPBACK_HOSTS:
+        raise wrong("is not https:// (only this computer, 127.0.0.1, ::1 or localhost, may use http://)")
+    shown_host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown_host}" + (f":{port}" if port is not None else "")
+
+
+def _categories(table: _Reader) -> tuple[str, ...]:
+    """[sendgrid] categories: at most 9 (the newsletter's own name is always added), unique, short."""
+    categories = table.text_list("categories", ["newsletter"])
+    if len(categories) > _MAX_CATEGORIES - 1:
+        raise table.fail("categories", f"at most {_MAX_CATEGORIES - 1} names (SendGrid allows {_MAX_CATEGORIES} "
+                                       "per email, and mailroom adds the newsletter's own)")
+    too_long = [c for c in categories if len(c) > _MAX_CATEGORY_LENGTH]
+    if too_long:
+        raise table.fail("categories", f"names of at most {_MAX_CATEGORY_LENGTH} characters "
+                                       f"('{too_long[0][:40]}...' is {len(too_long[0])})")
+    return tuple(dict.fromkeys(categories))
+
+
+def _ascii_address(table: _Reader, key: str, address: str) -> None:
+    """The sender's addresses must be plain ASCII: SendGrid refuses others, and so do most SMTP relays."""
+    if address.isascii():
+        return
+    local, _, domain = address.rpartition("@")
+    hint = ""
+    if local.isascii():
+        import idna
+
+        try:
+            hint = f" (write the domain as {local}@{idna.encode(domain, uts46=True).decode('ascii')})"
+        except idna.IDNAError:
+            hint = ""
+    raise table.fail(key, f"an address in plain letters (A-Z), digits and punctuation, not '{address}'{hint}")
+
+
 def _environment(root: Path, environ: Mapping[str, str] | None) -> dict[str, str]:
     """.env under ``root`` overlaid by the real environment (the real environment wins)."""
     merged: dict[str, str] = {}
@@ -338,6 +392,8 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
     )
     if not sender.reply_to:
         sender = Sender(sender.name, sender.email, sender.email)
+    for key in ("email", "reply_to"):
+        _ascii_address(sender_t, key, getattr(sender, key))
 
     lists_t = top.table("lists")
     if not lists_t.data:
@@ -389,25 +445,26 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         raise web_t.fail("archive_audience", f"one of the lists: {', '.join(lists)}")
 
     env = _environment(root, environ)
+    register_environment(env)  # before anything below can quote a value back in a message
     transport = env.get("MAILROOM_TRANSPORT", "").strip().lower() or "outbox"
     if transport not in TRANSPORTS:
         raise ConfigError(f"MAILROOM_TRANSPORT is '{transport}'; it should be one of: {', '.join(TRANSPORTS)}")
 
     sg_t = top.table("sendgrid", required=False)
-    host = env.get("SENDGRID_API_HOST", "").strip().rstrip("/") or "https://api.sendgrid.com"
-    if not host.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-        raise ConfigError(f"SENDGRID_API_HOST should be an https:// address, not '{host}'")
     sendgrid = SendGridSettings(
         api_key=Secret(env.get("SENDGRID_API_KEY", "").strip()),
-        host=host,
+        host=sendgrid_api_host(env.get("SENDGRID_API_HOST", "")),
         timeout_seconds=sg_t.number("timeout_seconds", 30.0),
         batch_size=sg_t.integer("batch_size", 1000, minimum=1) or 1000,
-        categories=sg_t.text_list("categories", ["newsletter"]),
+        categories=_categories(sg_t),
         asm_group_id=sg_t.integer("asm_group_id", None, minimum=1),
         webhook_public_key=env.get("SENDGRID_WEBHOOK_PUBLIC_KEY", "").strip(),
     )
     if sendgrid.batch_size > 1000:
         raise sg_t.fail("batch_size", "at most 1000 (SendGrid's limit per request)")
+    if transport == "sendgrid" and not sender.name.isascii():
+        raise sender_t.fail("name", "written in plain letters (A-Z) for SendGrid, which does not support "
+                            f"accented or other non-ASCII letters in the sender's name, not '{sender.name}'")
     if transport == "sendgrid" and not sendgrid.api_key:
         raise ConfigError("MAILROOM_TRANSPORT is sendgrid, but SENDGRID_API_KEY is not set (put it in .env)")
 

@@ -1,8 +1,10 @@
 """A stand-in for SendGrid's POST /v3/mail/send on 127.0.0.1, for tests and the benchmark.
 
 It checks every body against tests/fixtures/sendgrid/mail_send.schema.json (SendGrid's published request
-schema, resolved) and the per-request limits SendGrid documents
-(answering 400 in SendGrid's error shape, and remembering the violation so a test can fail on it),
+schema, resolved), with ``format: email`` checked as SendGrid checks it (ASCII only: no accented mailbox
+names, no unencoded international domains), and the per-request limits SendGrid documents, sizes counted
+in bytes of UTF-8 (answering 400 in SendGrid's error shape, ``field`` naming the place as SendGrid does,
+e.g. ``personalizations.3.to.0.email``, and remembering the violation so a test can fail on it),
 answers 202 with an X-Message-Id, and counts what each address received. It can be scripted, request
 by request, to answer 429 (with reset headers), 500, 401, to drop the connection, or to hang.
 
@@ -10,11 +12,15 @@ by request, to answer 429 (with reset headers), 500, 401, to drop the connection
         sg.script(Answer(429, headers={"X-RateLimit-Reset": "..."}), Answer(202))
         ... SENDGRID_API_HOST=sg.url ...
         sg.received["amelia@example.org"] == 1
+
+``refuse`` makes it refuse chosen addresses as SendGrid refuses one it judges invalid: a 400 whose error
+names that person's personalization (not a violation: the request itself was valid).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -27,6 +33,35 @@ from typing import Any
 import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "fixtures" / "sendgrid" / "mail_send.schema.json"
+MAX_BODY_BYTES = 30 * 1000 * 1000
+
+# An address as SendGrid's validator takes it: ASCII, one @, a dotted domain of letters, digits and
+# hyphens (punycode included), no spaces or angle brackets.
+_EMAIL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+"
+                    r"[A-Za-z0-9-]{2,}$")
+
+
+def sendgrid_format_checker() -> jsonschema.FormatChecker:
+    """``format: email`` as SendGrid applies it (jsonschema's own check only looks for an @)."""
+    checker = jsonschema.FormatChecker(formats=())
+
+    @checker.checks("email")
+    def is_email(value: object) -> bool:
+        return not isinstance(value, str) or bool(_EMAIL.match(value))
+
+    return checker
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One entry of SendGrid's error answer."""
+
+    message: str
+    field: str | None = None
+    help: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.field or 'body'}: {self.message}"
 
 
 @dataclass
@@ -42,7 +77,7 @@ class Answer:
 
     status: int = 202
     headers: dict[str, str] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str | Problem] = field(default_factory=list)  # SendGrid's messages (or whole entries)
     drop: bool = False
     hang: float = 0.0
     accepted: bool | None = None
@@ -52,10 +87,16 @@ class Answer:
 
 
 class SendGridStandIn:
-    def __init__(self, api_key: str = "SG.standin-key", *, delay: float = 0.0) -> None:
+    def __init__(self, api_key: str = "SG.standin-key", *, delay: float = 0.0,
+                 refuse: dict[str, str] | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self.api_key = api_key
         self.delay = delay  # seconds before every answer (for kill-mid-send tests and realism)
-        self.validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+        self.refuse = {k.lower(): v for k, v in (refuse or {}).items()}  # address -> SendGrid's message
+        self.refused: list[str] = []  # addresses refused that way, in order
+        self.body_sizes: list[int] = []  # bytes of every body that arrived
+        self.max_body_bytes = max_body_bytes
+        self.validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")),
+                                                         format_checker=sendgrid_format_checker())
         self._script: list[Answer] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
@@ -96,39 +137,51 @@ class SendGridStandIn:
 
     # --- checking a body -----------------------------------------------------------------------------
 
-    def problems(self, body: Any) -> list[str]:
+    def problems(self, body: Any) -> list[Problem]:
         """Why SendGrid would answer 400: the schema, then the limits the schema does not encode."""
-        found = [f"{'/'.join(map(str, e.absolute_path)) or 'body'}: {e.message}"
+        found = [Problem(e.message, ".".join(map(str, e.absolute_path)) or None)
                  for e in self.validator.iter_errors(body)]
         if found:
             return found
         personalizations = body["personalizations"]
         if len(personalizations) > 1000:
-            found.append("more than 1000 personalizations")
+            found.append(Problem("more than 1000 personalizations", "personalizations"))
         addresses = [a["email"].lower() for p in personalizations for kind in ("to", "cc", "bcc")
                      for a in p.get(kind, [])]
         if len(addresses) > 1000:
-            found.append("more than 1000 addresses in one request")
+            found.append(Problem("more than 1000 addresses in one request", "personalizations"))
         if len(addresses) != len(set(addresses)):
-            found.append("an address appears more than once in the request")
+            found.append(Problem("an address appears more than once in the request", "personalizations"))
         for i, p in enumerate(personalizations):
+            where = f"personalizations.{i}"
             if len(p.get("to", [])) != 1 or p.get("cc") or p.get("bcc"):
-                found.append(f"personalizations/{i}: not exactly one recipient")
+                found.append(Problem("not exactly one recipient", where))
             subs = p.get("substitutions", {})
             if any(not isinstance(v, str) for v in subs.values()):
-                found.append(f"personalizations/{i}: substitutions must be strings")
-            if len(json.dumps(subs).encode()) > 10_000:
-                found.append(f"personalizations/{i}: substitutions over 10,000 bytes")
-            if len(json.dumps(p.get("custom_args", {})).encode()) > 10_000:
-                found.append(f"personalizations/{i}: custom_args over 10,000 bytes")
+                found.append(Problem("substitutions must be strings", f"{where}.substitutions"))
+            if _utf8_size(subs) > 10_000:
+                found.append(Problem("substitutions over 10,000 bytes", f"{where}.substitutions"))
+            if _utf8_size(p.get("custom_args", {})) > 10_000:
+                found.append(Problem("custom_args over 10,000 bytes", f"{where}.custom_args"))
             for a in p.get("to", []):
                 if any(ch in a.get("name", "") for ch in ";,"):
-                    found.append(f"personalizations/{i}: a name contains ';' or ','")
-        if len(json.dumps(body.get("custom_args", {})).encode()) > 10_000:
-            found.append("custom_args over 10,000 bytes")
+                    found.append(Problem("a name contains ';' or ','", f"{where}.to.0.name"))
+        if _utf8_size(body.get("custom_args", {})) > 10_000:
+            found.append(Problem("custom_args over 10,000 bytes", "custom_args"))
         categories = body.get("categories", [])
         if len(categories) > 10 or len(set(categories)) != len(categories):
-            found.append("more than 10 categories, or one twice")
+            found.append(Problem("more than 10 categories, or one twice", "categories"))
+        return found
+
+    def refusals(self, body: Any) -> list[Problem]:
+        """The people of a valid body that this stand-in was told to refuse, as SendGrid names them."""
+        found = []
+        for i, p in enumerate(body["personalizations"]):
+            address = p["to"][0]["email"].lower()
+            if address in self.refuse:
+                self.refused.append(address)
+                found.append(Problem(self.refuse[address], f"personalizations.{i}.to.0.email",
+                                     "https://www.twilio.com/docs/sendgrid/api-reference/mail-send/errors"))
         return found
 
     # --- the HTTP side ---------------------------------------------------------------------------------
@@ -161,26 +214,36 @@ class SendGridStandIn:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                standin.body_sizes.append(len(raw))
                 if self.path != "/v3/mail/send":
-                    self._answer(404, _errors(["not found"]))
+                    self._answer(404, _errors([Problem("not found")]))
                     return
                 answer = standin._next_answer()
                 standin.arrived.set()
                 if self.headers.get("Authorization") != f"Bearer {standin.api_key}" or answer.status == 401:
-                    self._answer(401, _errors(["The provided authorization grant is invalid, expired, or revoked"]))
+                    said = "The provided authorization grant is invalid, expired, or revoked"
+                    self._answer(401, _errors([Problem(said)]))
                     return
                 try:
                     body = json.loads(raw)
                 except ValueError:
                     standin.violations.append("the body is not JSON")
-                    self._answer(400, _errors(["Bad Request"]))
+                    self._answer(400, _errors([Problem("Bad Request")]))
                     return
                 if standin.keep_bodies:
                     standin.requests.append(body)
+                if len(raw) > standin.max_body_bytes:
+                    standin.violations.append(f"the body is {len(raw)} bytes, over {standin.max_body_bytes}")
+                    self._answer(413, _errors([Problem("Payload too large")]))
+                    return
                 problems = standin.problems(body)
                 if problems:
-                    standin.violations.extend(problems)
+                    standin.violations.extend(map(str, problems))
                     self._answer(400, _errors(problems))
+                    return
+                refusals = standin.refusals(body)
+                if refusals:
+                    self._answer(400, _errors(refusals))
                     return
                 if answer.hang or standin.delay:
                     standin._released.wait(answer.hang or standin.delay)
@@ -198,14 +261,20 @@ class SendGridStandIn:
                     sandbox = body.get("mail_settings", {}).get("sandbox_mode", {}).get("enable")
                     self._answer(200 if sandbox else answer.status, None, {"X-Message-Id": message_id})
                 else:
-                    self._answer(answer.status, _errors(answer.errors or [f"status {answer.status}"]),
-                                 answer.headers)
+                    said = [m if isinstance(m, Problem) else Problem(m)
+                            for m in answer.errors or [f"status {answer.status}"]]
+                    self._answer(answer.status, _errors(said), answer.headers)
 
         return Handler
 
 
-def _errors(messages: list[str]) -> dict[str, Any]:
-    return {"errors": [{"message": m, "field": None, "help": None} for m in messages]}
+def _errors(problems: list[Problem]) -> dict[str, Any]:
+    return {"errors": [{"message": p.message, "field": p.field, "help": p.help} for p in problems]}
+
+
+def _utf8_size(value: object) -> int:
+    """Bytes of UTF-8, as SendGrid counts them (not the length of \\u-escaped JSON)."""
+    return len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
 
 
 def wait_until(predicate: Any, timeout: float = 20.0) -> bool:

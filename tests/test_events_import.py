@@ -62,17 +62,19 @@ def test_which_events_suppress(kind, extra, expected):
     assert suppression_reason(one) == expected
 
 
-def test_resubscribe_is_noted_but_does_not_lift_the_suppression(tmp_path):
+def test_a_later_group_resubscribe_lifts_a_group_unsubscribe_but_only_notes_a_spam_report(tmp_path):
     db = tmp_path / "mailroom.sqlite3"
     file = write_events(tmp_path / "events.json", [
         event("group_resubscribe", "ev-2", timestamp=1_731_070_000),
         event("group_unsubscribe", "ev-1", timestamp=1_731_060_000),
+        event("spamreport", "ev-3", "bob@example.com", timestamp=1_731_060_000),
+        event("group_resubscribe", "ev-4", "bob@example.com", timestamp=1_731_070_000),
     ])
     result = import_events_file(db, file)
-    assert result.resubscribe_requests == 1
-    assert suppressed_addresses(db) == {"ada.parent@example.org": "unsubscribed on 2024-11-08"}
+    assert (result.suppressed, result.resubscribed, result.resubscribe_requests) == (1, 0, 1)
+    assert suppressed_addresses(db) == {"bob@example.com": "marked the email as spam on 2024-11-08"}
     [row] = list_suppressions(db)
-    assert row.resubscribed_at is not None
+    assert row.resubscribed_at is not None  # shown to the office, who decide
 
 
 def test_a_problem_anywhere_names_the_file_and_line_and_imports_nothing(tmp_path):
@@ -182,6 +184,20 @@ def test_missing_file_or_a_folder_is_named(tmp_path):
     with pytest.raises(InputError) as folder:
         read_events_file(tmp_path)
     assert str(folder.value) == f"{tmp_path}: this is a folder; give the JSON file of events"
+
+
+@pytest.mark.parametrize("text", [
+    "[" * 100_000,
+    '[{"event": "open", "deep": ' + "[" * 5_000 + "]" * 5_000 + "}]",
+    '[\n  {"event": "open", "n": ' + "9" * 5_000 + "}\n]",
+])
+def test_cli_import_of_deeply_nested_or_huge_json_exits_2_without_a_traceback(project, text):
+    (project / "events.json").write_text(text)
+    result = CliRunner().invoke(main, ["events", "import", "events.json"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "events.json, line " in result.output and "Traceback" not in result.output
+    assert "nested more than 32 levels deep" in result.output or "a number in it is too long" in result.output
 
 
 def test_events_for_every_spelling_of_an_idn_address_make_one_suppression(tmp_path):

@@ -98,8 +98,8 @@ def test_page_is_self_contained_accessible_and_free_of_addresses(project):
     assert not re.search(r"""(src|href)=["']?https?:""", page)  # nothing fetched, nothing linked out
     assert "@example." not in page and "rid-" not in page  # no addresses, no recipient ids
     assert page.count('role="img"') == 2
-    assert "<desc id=\"chart-1-desc\">Parents: sent 5, delivered 4, clicked 2, deferred 1, bounced 1, dropped 0, " \
-           "unsubscribed 1, spam reports 0.</desc>" in page
+    assert "<desc id=\"chart-1-desc\">Parents: sent 5, delivered 4, clicked 2, deferred 1, bounced 1, blocked 0, " \
+           "dropped 0, unsubscribed 1, spam reports 0.</desc>" in page
 
 
 def test_cli_report_prints_the_table_and_writes_the_page(project, monkeypatch):

@@ -38,9 +38,10 @@ class Run:
     (what a next run would do) and ``batches`` show the ledger.
     """
 
-    def __init__(self, folder: Path, sg: SendGridStandIn, people: list[tuple[str, str, str, str]] | None = None
-                 ) -> None:
+    def __init__(self, folder: Path, sg: SendGridStandIn, people: list[tuple[str, str, str, str]] | None = None,
+                 **transport_options: int) -> None:
         self.folder = folder
+        self.transport_options = transport_options  # e.g. a small max_request_bytes
         write_audiences(folder / "audiences.csv", people if people is not None else many_people(5))
         self.settings = settings_for(folder, transport="sendgrid", host=sg.url)
         self.build = load_build(folder / "newsletters" / SAMPLE, root=folder)
@@ -49,7 +50,7 @@ class Run:
     def __call__(self, lists: tuple[str, ...] = ("parents",), *, sandbox: bool = False, resend: bool = False,
                  mark_sent: bool = False, policy: RetryPolicy | None = None, stop_after_first: bool = False,
                  clock: Callable[[], float] = time.time) -> DispatchReport:
-        transport = SendGridTransport(self.settings, clock=clock)
+        transport = SendGridTransport(self.settings, clock=clock, **self.transport_options)
         session = SendSession(self.settings, self.build.newsletter_dir, lists, sandbox=sandbox, transport=transport,
                               policy=policy, sleep=self.sleeps.append, rng=random.Random(7))
         with session:

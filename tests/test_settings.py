@@ -46,7 +46,9 @@ def test_secrets_never_show_in_repr(project: Path) -> None:
     ({"SMTP_SECURITY": "tls"}, "SMTP_SECURITY is 'tls'; it should be one of: starttls, ssl, none"),
     ({"SMTP_PORT": "twenty-five"}, "SMTP_PORT should be a port number, not 'twenty-five'"),
     ({"SENDGRID_API_HOST": "http://api.sendgrid.com"},
-     "SENDGRID_API_HOST should be an https:// address, not 'http://api.sendgrid.com'"),
+     "SENDGRID_API_HOST should be SendGrid's API address, like https://api.sendgrid.com (or "
+     "https://api.eu.sendgrid.com for EU data residency); 'http://api.sendgrid.com' is not https:// (only this "
+     "computer, 127.0.0.1, ::1 or localhost, may use http://)"),
 ])
 def test_bad_environment_is_explained(project: Path, environ: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as caught:

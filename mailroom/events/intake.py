@@ -14,16 +14,25 @@ unsubscribing reader (see ``suppression_reason``).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailroom.addresses import address_key
 from mailroom.database import connect, to_text, utc_now
 from mailroom.errors import InputError
+from mailroom.events.suppressions import (
+    GROUP_RESUBSCRIBE,
+    GROUP_UNSUBSCRIBE,
+    SUPPRESS,
+    apply_event_history,
+    looks_like_address,
+    record_event,
+)
 from mailroom.events.suppressions import ensure_schema as ensure_suppression_schema
-from mailroom.events.suppressions import looks_like_address, note_resubscribe, suppress
 
 EVENT_TYPES = frozenset({
     "processed", "deferred", "delivered", "bounce", "dropped", "open", "click",
@@ -31,6 +40,11 @@ EVENT_TYPES = frozenset({
 })
 
 _YEAR_2100 = 4_102_444_800  # a timestamp beyond this is a mistake, not an event
+# SendGrid's events nest two or three levels (the array, an event, a list of categories). Python's
+# json module recurses once per level and fails with RecursionError near 1,000, so depth is checked
+# first, on the text, with a scan that does not recurse.
+MAX_NESTING = 32
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]')
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -93,13 +107,15 @@ class StoreResult:
 
     stored: int = 0
     repeated: int = 0
-    suppressed: int = 0
-    resubscribe_requests: int = 0
+    suppressed: int = 0  # addresses newly on the suppression list
+    resubscribed: int = 0  # taken off it by a group resubscribe after their group unsubscribe
+    resubscribe_requests: int = 0  # resubscribes noted against a suppression they cannot lift
 
     def add(self, other: StoreResult) -> None:
         self.stored += other.stored
         self.repeated += other.repeated
         self.suppressed += other.suppressed
+        self.resubscribed += other.resubscribed
         self.resubscribe_requests += other.resubscribe_requests
 
 
@@ -120,6 +136,7 @@ def parse_events(text: str) -> ParsedEvents:
     37th event can be reported at its own line. Raises ``NotAnEventArray`` if the text is not a JSON
     array; items that are not usable events are returned as ``problems``.
     """
+    _check_nesting(text)
     decoder = json.JSONDecoder()
     pos = _skip_space(text, 0)
     if pos < len(text) and text[pos] == "\ufeff":  # a byte-order mark some editors add
@@ -142,6 +159,10 @@ def parse_events(text: str) -> ParsedEvents:
                 item, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
                 raise NotAnEventArray(f"this is not valid JSON: {exc.msg}", exc.lineno, exc.colno) from None
+            except (ValueError, RecursionError):  # e.g. a number of more than 4,300 digits
+                line, column = _where(text, pos)
+                raise NotAnEventArray(f"event {number + 1} cannot be read: a number in it is too long", line,
+                                      column) from None
             number += 1
             _check_item(item, number, lines.line_at(pos), parsed)
             pos = _skip_space(text, end)
@@ -158,6 +179,21 @@ def parse_events(text: str) -> ParsedEvents:
         line, column = _where(text, pos)
         raise NotAnEventArray("this is not valid JSON: there is more after the closing ]", line, column)
     return parsed
+
+
+def _check_nesting(text: str) -> None:
+    """Refuse JSON nested deeper than ``MAX_NESTING`` before the json module recurses into it."""
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line, column = _where(text, match.start())
+                raise NotAnEventArray(f"the JSON is nested more than {MAX_NESTING} levels deep; SendGrid's "
+                                      "events are never nested like this", line, column)
+        elif token in "]}":
+            depth -= 1
 
 
 class _LineCounter:
@@ -287,21 +323,22 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 
 
 def store_events(db_path: Path, events: Iterable[Event], source: str) -> StoreResult:
-    """Store events not seen before and apply their suppressions, all in one short transaction.
+    """Store events not seen before and bring the suppression list in line, in one short transaction.
 
     An event already stored (same ``sg_event_id``) changes nothing, so a retried webhook delivery
-    or a re-imported file is harmless. Events are applied oldest first, so a resubscribe that
-    follows an unsubscribe in the same batch is noted against it.
+    or a re-imported file is harmless. Events that bear on a suppression are kept with the address
+    (``suppression_events``), and each person they concern is decided again from all of their events
+    in event time, so the order the POSTs arrived in makes no difference (mailroom/events/suppressions.py).
     """
     result = StoreResult()
     received = to_text(utc_now())
-    ordered = sorted(events, key=lambda e: e.timestamp)
+    concerned: dict[str, None] = {}  # address keys, in order
     conn = connect(db_path)
     try:
         ensure_schema(conn)
         with conn:
             conn.execute("BEGIN IMMEDIATE")
-            for event in ordered:
+            for event in events:
                 cursor = conn.execute(
                     "INSERT OR IGNORE INTO events (sg_event_id, event, occurred_at, newsletter, audience,"
                     " recipient_id, sg_message_id, url, bounce_type, source, received_at)"
@@ -312,14 +349,28 @@ def store_events(db_path: Path, events: Iterable[Event], source: str) -> StoreRe
                     result.repeated += 1
                     continue
                 result.stored += 1
-                reason = suppression_reason(event)
-                if reason and suppress(conn, event.email, reason, source, event.occurred_at):
-                    result.suppressed += 1
-                if event.event == "group_resubscribe" and note_resubscribe(conn, event.email, event.occurred_at):
-                    result.resubscribe_requests += 1
+                kind, reason = _suppression_kind(event)
+                if kind and record_event(conn, event_id=event.sg_event_id, email=event.email, kind=kind,
+                                         reason=reason, occurred_at=event.timestamp, source=source):
+                    concerned[address_key(event.email)] = None
+            for key in concerned:
+                change = apply_event_history(conn, key)
+                result.suppressed += change.suppressed
+                result.resubscribed += change.lifted
+                result.resubscribe_requests += change.noted_resubscribe
     finally:
         conn.close()
     return result
+
+
+def _suppression_kind(event: Event) -> tuple[str | None, str | None]:
+    """How an event bears on its person's suppression: (kind, reason shown), or (None, None)."""
+    if event.event == "group_resubscribe":
+        return GROUP_RESUBSCRIBE, None
+    reason = suppression_reason(event)
+    if reason is None:
+        return None, None
+    return (GROUP_UNSUBSCRIBE if event.event == "group_unsubscribe" else SUPPRESS), reason
 
 
 def import_events_file(db_path: Path, path: Path) -> StoreResult:

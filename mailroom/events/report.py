@@ -9,7 +9,7 @@ shows no addresses or names, only counts and the newsletter's own links.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +17,7 @@ from pathlib import Path
 from mailroom.compose.links import strip_tracking
 from mailroom.database import connect_existing, has_table, utc_now
 from mailroom.errors import InputError
+from mailroom.send.ledger import BatchKind
 from mailroom.settings import Settings
 
 REPORT_FILE = "report.html"
@@ -27,6 +28,11 @@ APPLE_MPP_NOTE = (
     "upper bound and clicks as the better sign of interest.")
 NO_OPEN_TRACKING_NOTE = (
     "Opens are not counted: open tracking is off in school.toml (it needs readers' consent under UK PECR).")
+BLOCKED_NOTE = (
+    "Blocked means the reader's mail service refused the email because of something about the sender "
+    "(reputation, content), often only for a while. It is counted apart from bounced, as SendGrid's own "
+    "statistics do, and does not put the address on the suppression list.")
+NOT_TRACKED = "not tracked for this transport"
 DEFERRED_NOTE = (
     "Deferred means the reader's mail service asked SendGrid to try again later; most deferred "
     "emails are delivered on a later try and then count as delivered too.")
@@ -47,6 +53,14 @@ class AudienceNumbers:
     clicks: int
     unsubscribed: int
     spam_reports: int
+    blocked: int = 0  # bounce events of type "blocked": the receiving server refused the sender, not the address
+    # Set (e.g. "the outbox") when this version went out only through a transport that reports no delivery
+    # events: then every event-based number means "not tracked", never "0".
+    untracked_via: str | None = None
+
+    @property
+    def tracked(self) -> bool:
+        return self.untracked_via is None
 
     def share(self, part: int | None, whole: int) -> str:
         """``part`` as a percentage of ``whole``, for people to read ("—" when it means nothing)."""
@@ -100,6 +114,27 @@ def sent_counts(db_path: Path, slug: str) -> dict[str, int] | None:
     return {row[0]: int(row[1]) for row in rows} or None
 
 
+TRANSPORT_NAMES = {"outbox": "the outbox", "smtp": "SMTP", "sendgrid": "SendGrid"}
+
+
+def transports_used(db_path: Path, slug: str) -> dict[str, set[str]]:
+    """audience -> the transports its live sends went through, from the ledger's batches."""
+    conn = connect_existing(db_path)
+    if conn is None:
+        return {}
+    try:
+        if not has_table(conn, "send_batches"):
+            return {}
+        rows = conn.execute("SELECT DISTINCT audience, transport FROM send_batches WHERE newsletter = ?"
+                            " AND kind = ?", (slug, BatchKind.LIVE)).fetchall()
+    finally:
+        conn.close()
+    used: dict[str, set[str]] = {}
+    for audience, transport in rows:
+        used.setdefault(audience, set()).add(transport)
+    return used
+
+
 # --- counting ------------------------------------------------------------------------------------
 
 _PEOPLE = "COUNT(DISTINCT COALESCE(recipient_id, sg_message_id, sg_event_id))"
@@ -108,9 +143,12 @@ _PEOPLE = "COUNT(DISTINCT COALESCE(recipient_id, sg_message_id, sg_event_id))"
 def _counts(conn: sqlite3.Connection, slug: str) -> dict[str, dict[str, int]]:
     """audience -> {event type: people, "click_total": clicks, "events": events}."""
     result: dict[str, dict[str, int]] = {}
+    # A "blocked" bounce is counted apart, as SendGrid's statistics report bounces and blocks separately.
     rows = conn.execute(
-        f"SELECT COALESCE(audience, '') AS audience, event, {_PEOPLE} AS people, COUNT(*) AS total"
-        " FROM events WHERE newsletter = ? GROUP BY 1, 2", (slug,)).fetchall()
+        "SELECT COALESCE(audience, '') AS audience, CASE WHEN event = 'bounce' AND"
+        " LOWER(COALESCE(bounce_type, '')) = 'blocked' THEN 'blocked' ELSE event END AS event,"
+        f" {_PEOPLE} AS people, COUNT(*) AS total FROM events WHERE newsletter = ? GROUP BY 1, 2",
+        (slug,)).fetchall()
     for row in rows:
         numbers = result.setdefault(row["audience"], {})
         numbers[row["event"]] = row["people"]
@@ -178,11 +216,16 @@ def build_report(settings: Settings, newsletter_dir: Path) -> NewsletterReport:
             conn.close()
 
     ledger = sent_counts(settings.db_path, slug)
+    used = transports_used(settings.db_path, slug)
     order = _audience_order(settings.lists, built_audiences, counts, ledger or {})
     open_tracking = settings.tracking.open_tracking
     audiences = []
     for audience in order:
         numbers = counts.get(audience, {})
+        transports = used.get(audience, set())
+        untracked = None
+        if transports and "sendgrid" not in transports and not numbers:
+            untracked = " and ".join(sorted(TRANSPORT_NAMES.get(t, t) for t in transports))
         audiences.append(AudienceNumbers(
             audience=audience or "(no list recorded)",
             sent=(ledger or {}).get(audience, 0) if ledger is not None else numbers.get("processed", 0),
@@ -195,22 +238,61 @@ def build_report(settings: Settings, newsletter_dir: Path) -> NewsletterReport:
             clicks=numbers.get("click_total", 0),
             unsubscribed=numbers.get("unsubscribed", 0),
             spam_reports=numbers.get("spamreport", 0),
+            blocked=numbers.get("blocked", 0),
+            untracked_via=untracked,
         ))
     events_counted = sum(numbers.get("events", 0) for numbers in counts.values())
     notes = []
-    if not events_counted:
+    for a in audiences:
+        if not a.tracked:
+            notes.append(f"The {a.audience} version was sent through {a.untracked_via}, which reports nothing "
+                         "back: delivery, bounces, opens and clicks are known only for emails sent through "
+                         "SendGrid, so they are not tracked for this transport.")
+    if not events_counted and (not audiences or any(a.tracked for a in audiences)):
         notes.append("No delivery events have arrived for this newsletter yet. They come from SendGrid's "
                       "Event Webhook (mailroom events serve) or a file (mailroom events import).")
     notes.append(APPLE_MPP_NOTE if open_tracking else NO_OPEN_TRACKING_NOTE)
     if any(a.deferred for a in audiences):
         notes.append(DEFERRED_NOTE)
+    if any(a.blocked for a in audiences):
+        notes.append(BLOCKED_NOTE)
     if ledger is None:
         notes.append("Sent is counted from SendGrid's processed events, because the send ledger has no "
                      "record of this newsletter.")
+    if audiences and not any(a.tracked for a in audiences):
+        links = []  # clicks are not tracked either: "0 clicks" per link would say something false
     return NewsletterReport(
         slug=slug, subject=subject, sent_from="the send ledger" if ledger is not None else
         "SendGrid's processed events", audiences=tuple(audiences), links=tuple(links), notes=tuple(notes),
         events_counted=events_counted)
+
+
+def report_rows(audiences: Iterable[AudienceNumbers]) -> list[tuple[str, list[str]]]:
+    """The report's table for a terminal: one row per measure, one cell per audience.
+
+    An audience sent through a transport that reports no events shows "not tracked" (delivery:
+    "not tracked for this transport"), never a 0 that would read as "nobody got it".
+    """
+    audiences = list(audiences)
+
+    def row(label: str, cell: Callable[[AudienceNumbers], str], untracked: str = "not tracked"
+            ) -> tuple[str, list[str]]:
+        return label, [cell(a) if a.tracked else untracked for a in audiences]
+
+    return [
+        ("Sent", [str(a.sent) for a in audiences]),
+        row("Delivered", lambda a: f"{a.delivered} ({a.share(a.delivered, a.sent)})", NOT_TRACKED),
+        row("Bounced", lambda a: str(a.bounced)),
+        row("Blocked", lambda a: str(a.blocked)),
+        row("Dropped by SendGrid", lambda a: str(a.dropped)),
+        row("Deferred", lambda a: str(a.deferred)),
+        row("Opened", lambda a: "not tracked" if a.opened is None
+            else f"{a.opened} ({a.share(a.opened, a.delivered)})"),
+        row("Clicked a link", lambda a: f"{a.clicked} ({a.share(a.clicked, a.delivered)})"),
+        row("Clicks in total", lambda a: str(a.clicks)),
+        row("Unsubscribed", lambda a: str(a.unsubscribed)),
+        row("Reported as spam", lambda a: str(a.spam_reports)),
+    ]
 
 
 def _from_build(newsletter_dir: Path, settings: Settings) -> tuple[str, list[str], list[str]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment
 
-from mailroom.events.report import REPORT_FILE, AudienceNumbers, NewsletterReport
+from mailroom.events.report import NOT_TRACKED, REPORT_FILE, AudienceNumbers, NewsletterReport
 
 INK = "#111827"  # 17.7:1 on white
 REACH = "#1e3a8a"  # navy, 10.4:1
@@ -39,18 +39,20 @@ class Bar:
 
 
 def chart_bars(numbers: AudienceNumbers) -> list[Bar]:
-    """The bars of one audience's chart, scaled to its largest number."""
-    rows: list[tuple[str, int | None, str]] = [
-        ("Sent", numbers.sent, REACH),
-        ("Delivered", numbers.delivered, REACH),
-        ("Opened", numbers.opened, REACH),
-        ("Clicked", numbers.clicked, REACH),
-        ("Deferred", numbers.deferred, WAITING),
-        ("Bounced", numbers.bounced, PROBLEM),
-        ("Dropped", numbers.dropped, PROBLEM),
-        ("Unsubscribed", numbers.unsubscribed, PROBLEM),
-        ("Spam reports", numbers.spam_reports, PROBLEM),
-    ]
+    """The bars of one audience's chart, scaled to its largest number (only "Sent" when not tracked)."""
+    rows: list[tuple[str, int | None, str]] = [("Sent", numbers.sent, REACH)]
+    if numbers.tracked:
+        rows += [
+            ("Delivered", numbers.delivered, REACH),
+            ("Opened", numbers.opened, REACH),
+            ("Clicked", numbers.clicked, REACH),
+            ("Deferred", numbers.deferred, WAITING),
+            ("Bounced", numbers.bounced, PROBLEM),
+            ("Blocked", numbers.blocked, WAITING),
+            ("Dropped", numbers.dropped, PROBLEM),
+            ("Unsubscribed", numbers.unsubscribed, PROBLEM),
+            ("Spam reports", numbers.spam_reports, PROBLEM),
+        ]
     shown = [(label, value, colour) for label, value, colour in rows if value is not None]
     largest = max((value for _, value, _ in shown), default=0) or 1
     return [Bar(label, value, colour, 10 + i * ROW_HEIGHT, round(BAR_SPACE * value / largest, 1))
@@ -82,6 +84,7 @@ th, td { border: 1px solid #6b7280; padding: 6px 10px; text-align: right; vertic
 th[scope=row], .link { text-align: left; }
 thead th { background: #e5e7eb; }
 .link { word-break: break-all; max-width: 560px; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
 .share { display: block; font-size: 13px; color: #374151; }
 figure { margin: 16px 0 24px; }
 figcaption { font-weight: bold; margin-bottom: 4px; }
@@ -97,27 +100,31 @@ svg { max-width: 100%; height: auto; }
 People are counted once each; &ldquo;sent&rdquo; comes from {{ report.sent_from }}.</p>
 
 <h2 id="by-audience">By audience</h2>
+<div class="table-scroll" role="region" aria-labelledby="by-audience" tabindex="0">
 <table aria-labelledby="by-audience">
 <caption>How many people each version reached</caption>
 <thead><tr>
 <th scope="col">Audience</th><th scope="col">Sent</th><th scope="col">Delivered</th>
-<th scope="col">Bounced</th><th scope="col">Dropped</th><th scope="col">Deferred</th>
+<th scope="col">Bounced</th><th scope="col">Blocked</th><th scope="col">Dropped</th><th scope="col">Deferred</th>
 <th scope="col">Opened</th><th scope="col">Clicked (people)</th><th scope="col">Clicks (total)</th>
 <th scope="col">Unsubscribed</th><th scope="col">Spam reports</th>
 </tr></thead>
 <tbody>
 {% for a in report.audiences %}<tr>
 <th scope="row">{{ a.audience }}</th><td>{{ a.sent }}</td>
-<td>{{ a.delivered }}<span class="share">{{ a.share(a.delivered, a.sent) }} of sent</span></td>
-<td>{{ a.bounced }}</td><td>{{ a.dropped }}</td><td>{{ a.deferred }}</td>
+{% if a.tracked %}<td>{{ a.delivered }}<span class="share">{{ a.share(a.delivered, a.sent) }} of sent</span></td>
+<td>{{ a.bounced }}</td><td>{{ a.blocked }}</td><td>{{ a.dropped }}</td><td>{{ a.deferred }}</td>
 <td>{% if a.opened is none %}not tracked{% else %}{{ a.opened }}<span class="share">{{ a.share(a.opened, a.delivered) }}
 of delivered</span>{% endif %}</td>
 <td>{{ a.clicked }}<span class="share">{{ a.share(a.clicked, a.delivered) }} of delivered</span></td>
 <td>{{ a.clicks }}</td><td>{{ a.unsubscribed }}</td><td>{{ a.spam_reports }}</td>
+{% else %}<td colspan="10" class="link">{{ not_tracked|capitalize }} ({{ a.untracked_via }}): delivery, bounces,
+opens and clicks are reported only for emails sent through SendGrid.</td>{% endif %}
 </tr>
-{% else %}<tr><td colspan="11" class="link">Nothing has been sent or reported for this newsletter yet.</td></tr>
+{% else %}<tr><td colspan="12" class="link">Nothing has been sent or reported for this newsletter yet.</td></tr>
 {% endfor %}</tbody>
 </table>
+</div>
 
 {% for a in report.audiences %}{% set bars = chart_bars(a) %}{% set id = "chart-" ~ loop.index %}
 <figure>
@@ -167,6 +174,7 @@ def render_report_page(report: NewsletterReport, language: str = "en-GB", school
     """The report as an HTML document (a string)."""
     return _page.render(
         report=report, language=language, school=school, chart_bars=chart_bars, describe=chart_description,
+        not_tracked=NOT_TRACKED,
         ink=INK, width=CHART_WIDTH, label_width=LABEL_WIDTH, row_height=ROW_HEIGHT, bar_height=BAR_HEIGHT)
 
 

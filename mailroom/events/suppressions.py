@@ -4,6 +4,17 @@ Rows are never deleted. Taking an address back (``remove_suppression``) closes i
 so the office can always see who was suppressed, when, and who decided otherwise. At most one row per
 address is open at a time; an address's key is ``mailroom.addresses.address_key`` (as in audience/lists.py).
 
+**Events are applied in event time.** SendGrid's POSTs can arrive out of order (a retried POST carries
+older events than one that got through first), so a person's suppression is never decided by the event
+that happens to arrive last. Every event that bears on it is kept in ``suppression_events`` and the
+person's state is worked out again from all of them, ordered by their timestamps
+(``apply_event_history``); the same events in any order of arrival give the same state:
+- a bounce (not a block), a spam report, a global unsubscribe or a drop for a bad address suppresses
+  for good, from the first such event;
+- a group unsubscribe suppresses until a *later* group resubscribe lifts it (the reader asked, on
+  SendGrid's preferences page); a resubscribe never lifts anything else, and is only noted there;
+- events from before the office last took the address back are not counted (the office decided).
+
 A missing database file means nothing is suppressed yet: reading never creates the file.
 """
 
@@ -11,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mailroom.addresses import address_key
@@ -29,12 +40,27 @@ CREATE TABLE IF NOT EXISTS suppressions (
     recorded_at   TEXT NOT NULL,
     resubscribed_at TEXT,          -- a later group_resubscribe: noted for the office, not acted on
     removed_at    TEXT,
-    removal_note  TEXT
+    removal_note  TEXT,
+    removed_by    TEXT            -- "office", or "event" (lifted by a resubscribe); NULL in older files
 );
 CREATE UNIQUE INDEX IF NOT EXISTS suppressions_one_open
     ON suppressions (address_key) WHERE removed_at IS NULL;
 CREATE INDEX IF NOT EXISTS suppressions_by_address ON suppressions (address_key, removed_at);
+CREATE TABLE IF NOT EXISTS suppression_events (
+    sg_event_id   TEXT PRIMARY KEY,
+    address_key   TEXT NOT NULL,
+    email         TEXT NOT NULL,
+    kind          TEXT NOT NULL,   -- "suppress" (for good), "group_unsubscribe" or "group_resubscribe"
+    reason        TEXT,            -- what the suppression list shows, for the suppressing kinds
+    occurred_at   INTEGER NOT NULL, -- the event's own timestamp (Unix seconds)
+    source        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS suppression_events_by_address ON suppression_events (address_key);
 """
+
+SUPPRESS, GROUP_UNSUBSCRIBE, GROUP_RESUBSCRIBE = "suppress", "group_unsubscribe", "group_resubscribe"
+# At the same second, a resubscribe is applied before an unsubscribe: a tie never lifts a suppression.
+_SAME_SECOND_ORDER = {GROUP_RESUBSCRIBE: 0, GROUP_UNSUBSCRIBE: 1, SUPPRESS: 1}
 
 
 @dataclass(frozen=True)
@@ -56,8 +82,11 @@ class Suppression:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the suppressions table if this database does not have it yet, and bring old keys up to date."""
+    """Create the suppression tables if this database does not have them yet, add newer columns, re-key old rows."""
     conn.executescript(_SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(suppressions)")}
+    if "removed_by" not in columns:
+        conn.execute("ALTER TABLE suppressions ADD COLUMN removed_by TEXT")
     _rekey(conn)
 
 
@@ -76,7 +105,9 @@ def _rekey(conn: sqlite3.Connection) -> None:
         clash = removed_at is None and conn.execute(
             "SELECT 1 FROM suppressions WHERE address_key = ? AND removed_at IS NULL", (key,)).fetchone()
         if clash:
-            conn.execute("UPDATE suppressions SET address_key = ?, removed_at = ?, removal_note = ? WHERE id = ?",
+            # removed_by 'duplicate': not the office's decision, so it does not hide earlier events.
+            conn.execute("UPDATE suppressions SET address_key = ?, removed_at = ?, removal_note = ?,"
+                         " removed_by = 'duplicate' WHERE id = ?",
                          (key, to_text(utc_now()), "the same address was already suppressed", row_id))
         else:
             conn.execute("UPDATE suppressions SET address_key = ? WHERE id = ?", (key, row_id))
@@ -136,17 +167,112 @@ def suppress(conn: sqlite3.Connection, email: str, reason: str, source: str,
     return True
 
 
-def note_resubscribe(conn: sqlite3.Connection, email: str, occurred_at: datetime) -> bool:
-    """Mark an open suppression as "asked to resubscribe" without lifting it.
-
-    A resubscribe through SendGrid's preferences page is about one unsubscribe group, and says nothing
-    about a bounce or a spam complaint; whether to mail the person again is the office's decision
-    (``mailroom suppressions remove``), so this only makes the request visible in the list.
-    """
+def record_event(conn: sqlite3.Connection, *, event_id: str, email: str, kind: str, reason: str | None,
+                 occurred_at: int, source: str) -> bool:
+    """Keep one event that bears on ``email``'s suppression; False if it was already kept."""
     cursor = conn.execute(
-        "UPDATE suppressions SET resubscribed_at = ? WHERE address_key = ? AND removed_at IS NULL"
-        " AND suppressed_at <= ?", (to_text(occurred_at), address_key(email), to_text(occurred_at)))
+        "INSERT OR IGNORE INTO suppression_events (sg_event_id, address_key, email, kind, reason, occurred_at,"
+        " source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event_id, _check_address(email), email.strip(), kind, reason, occurred_at, source))
     return cursor.rowcount > 0
+
+
+@dataclass(frozen=True)
+class HistoryChange:
+    """What working out one person's state again changed."""
+
+    suppressed: bool = False  # newly on the list
+    lifted: bool = False  # taken off by a later group resubscribe
+    noted_resubscribe: bool = False  # a resubscribe noted against a suppression it cannot lift
+
+
+@dataclass(frozen=True)
+class _Decided:
+    email: str
+    reason: str
+    since: int
+    source: str
+    resubscribed_at: int | None
+
+
+def apply_event_history(conn: sqlite3.Connection, key: str) -> HistoryChange:
+    """Bring ``key``'s suppression in line with all of its events, in event time (caller holds a transaction).
+
+    The office's own entries are never changed by events (only a resubscribe is noted on them), and
+    events from before the office last took the address back are not counted.
+    """
+    open_row = conn.execute(
+        "SELECT * FROM suppressions WHERE address_key = ? AND removed_at IS NULL", (key,)).fetchone()
+    taken_back = conn.execute(
+        "SELECT MAX(removed_at) FROM suppressions WHERE address_key = ? AND removed_at IS NOT NULL"
+        " AND (removed_by IS NULL OR removed_by = 'office')", (key,)).fetchone()[0]
+    after = int(from_text(taken_back).timestamp()) if taken_back else -1
+    rows = conn.execute(
+        "SELECT * FROM suppression_events WHERE address_key = ? AND occurred_at > ?", (key, after)).fetchall()
+    rows.sort(key=lambda r: (r["occurred_at"], _SAME_SECOND_ORDER.get(r["kind"], 1), r["sg_event_id"]))
+    decided = _decide(rows)
+
+    if open_row is not None and open_row["source"] == "office":
+        latest = max((r["occurred_at"] for r in rows if r["kind"] == GROUP_RESUBSCRIBE), default=None)
+        return HistoryChange(noted_resubscribe=_note(conn, open_row, latest))
+    if open_row is None:
+        if decided is None:
+            return HistoryChange()
+        conn.execute(
+            "INSERT INTO suppressions (address_key, email, reason, source, suppressed_at, recorded_at,"
+            " resubscribed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, decided.email, decided.reason, decided.source, _text(decided.since), to_text(utc_now()),
+             _text(decided.resubscribed_at)))
+        return HistoryChange(suppressed=True, noted_resubscribe=decided.resubscribed_at is not None)
+    if decided is None:
+        lifted_at = max(r["occurred_at"] for r in rows if r["kind"] == GROUP_RESUBSCRIBE)
+        conn.execute(
+            "UPDATE suppressions SET removed_at = ?, removed_by = 'event', removal_note = ? WHERE id = ?",
+            (to_text(utc_now()), f"resubscribed through SendGrid on {_when(lifted_at)[:10]}", open_row["id"]))
+        return HistoryChange(lifted=True)
+    had_note = open_row["resubscribed_at"] is not None
+    conn.execute(
+        "UPDATE suppressions SET email = ?, reason = ?, source = ?, suppressed_at = ?, resubscribed_at = ?"
+        " WHERE id = ?", (decided.email, decided.reason, decided.source, _text(decided.since),
+                          _text(decided.resubscribed_at), open_row["id"]))
+    return HistoryChange(noted_resubscribe=decided.resubscribed_at is not None and not had_note)
+
+
+def _decide(rows: list[sqlite3.Row]) -> _Decided | None:
+    """The suppression a person's events add up to, walking them in event time; None for none."""
+    for_good: sqlite3.Row | None = None  # the first event that suppresses for good
+    group: sqlite3.Row | None = None  # the group unsubscribe in force, if any
+    last_resubscribe: int | None = None
+    for row in rows:
+        if row["kind"] == SUPPRESS and for_good is None:
+            for_good = row
+        elif row["kind"] == GROUP_UNSUBSCRIBE and group is None:
+            group = row
+        elif row["kind"] == GROUP_RESUBSCRIBE:
+            group = None
+            last_resubscribe = row["occurred_at"]
+    first = min((r for r in (for_good, group) if r is not None), key=lambda r: r["occurred_at"], default=None)
+    if first is None:
+        return None
+    noted = last_resubscribe if last_resubscribe is not None and last_resubscribe >= first["occurred_at"] else None
+    return _Decided(email=first["email"], reason=first["reason"], since=first["occurred_at"],
+                    source=first["source"], resubscribed_at=noted)
+
+
+def _note(conn: sqlite3.Connection, row: sqlite3.Row, resubscribed: int | None) -> bool:
+    if resubscribed is None or _when(resubscribed) < row["suppressed_at"] or row["resubscribed_at"] == _when(
+            resubscribed):
+        return False
+    conn.execute("UPDATE suppressions SET resubscribed_at = ? WHERE id = ?", (_when(resubscribed), row["id"]))
+    return row["resubscribed_at"] is None
+
+
+def _when(stamp: int) -> str:
+    return to_text(datetime.fromtimestamp(stamp, UTC))
+
+
+def _text(stamp: int | None) -> str | None:
+    return None if stamp is None else _when(stamp)
 
 
 def remove_suppression(db_path: Path, email: str, note: str) -> Suppression:
@@ -167,8 +293,8 @@ def remove_suppression(db_path: Path, email: str, note: str) -> Suppression:
             if row is None:
                 raise InputError(f"{email.strip()} is not on the suppression list")
             removed_at = to_text(utc_now())
-            conn.execute("UPDATE suppressions SET removed_at = ?, removal_note = ? WHERE id = ?",
-                         (removed_at, note, row["id"]))
+            conn.execute("UPDATE suppressions SET removed_at = ?, removal_note = ?, removed_by = 'office'"
+                         " WHERE id = ?", (removed_at, note, row["id"]))
         return _from_row(row, removed_at=removed_at, note=note)
     finally:
         conn.close()

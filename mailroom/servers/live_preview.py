@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import partial
 from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -28,6 +28,7 @@ from mailroom.compose.content import SOURCE_FILE
 from mailroom.compose.render import TEMPLATE_DIR
 from mailroom.errors import MailroomError
 from mailroom.preview.page import replace_status
+from mailroom.servers.http_base import HardenedHTTPServer, QuietHandler
 from mailroom.settings import load_settings
 from mailroom.workflows.compose import ComposeResult, compose_newsletter
 
@@ -164,8 +165,11 @@ class Watcher:
             before = now
 
 
-class _Handler(SimpleHTTPRequestHandler):
+class _Handler(QuietHandler, SimpleHTTPRequestHandler):
+    """Serves the build folder; QuietHandler first: one request per connection, only our own Host."""
+
     watcher: Watcher
+    server_version = "mailroom-preview"
 
     def __init__(self, *args: Any, watcher: Watcher, **kwargs: Any) -> None:
         self.watcher = watcher
@@ -217,20 +221,37 @@ class _Handler(SimpleHTTPRequestHandler):
         return page.replace("</body>", script + "</body>", 1)
 
 
-class PreviewServer:
-    """A ThreadingHTTPServer on 127.0.0.1 serving one newsletter's build, plus its watcher."""
+class _LocalOnlyHTTPServer(HardenedHTTPServer):
+    """For this computer only: answers just to Host 127.0.0.1:PORT or localhost:PORT (others get 403).
 
-    def __init__(self, watcher: Watcher, port: int = 0, host: str = "127.0.0.1") -> None:
+    A web page elsewhere can make its own name resolve to 127.0.0.1 (DNS rebinding) and then read
+    anything this server answers to that name; checking Host closes that door. Idle connections hold
+    no thread and time out; at most ``PREVIEW_WORKERS`` threads serve requests.
+    """
+
+    def allowed_hosts(self) -> frozenset[str]:
+        port = self.server_address[1]
+        return frozenset({self.host_and_port.lower(), f"127.0.0.1:{port}", f"localhost:{port}"})
+
+
+PREVIEW_WORKERS = 4  # one person's browser: the page, its images and the version check
+PREVIEW_IDLE_SECONDS = 5.0
+PREVIEW_REQUEST_SECONDS = 10.0
+
+
+class PreviewServer:
+    """A hardened HTTP server on 127.0.0.1 serving one newsletter's build, plus its watcher."""
+
+    def __init__(self, watcher: Watcher, port: int = 0, host: str = "127.0.0.1", *,
+                 idle_timeout: float = PREVIEW_IDLE_SECONDS) -> None:
         self.watcher = watcher
-        self.httpd = ThreadingHTTPServer((host, port), partial(_Handler, watcher=watcher))
-        self.httpd.daemon_threads = True
+        self.httpd = _LocalOnlyHTTPServer((host, port), partial(_Handler, watcher=watcher),
+                                          max_workers=PREVIEW_WORKERS, idle_timeout=idle_timeout,
+                                          request_deadline=PREVIEW_REQUEST_SECONDS, max_waiting=256)
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        if isinstance(host, bytes):  # only for AF_UNIX-style servers; ours bind an IP address
-            host = host.decode()
-        return f"http://{host}:{port}/"
+        return f"http://{self.httpd.host_and_port}/"
 
     def serve_forever(self) -> None:
         self.watcher.start()

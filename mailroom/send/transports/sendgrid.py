@@ -5,10 +5,16 @@ with separate tags for the HTML part (values HTML-escaped here, since SendGrid d
 text part (raw). SendGrid's answer is turned into what dispatch needs to know:
 - 2xx: everyone in the request accepted, under one ``X-Message-Id``;
 - 429 and 5xx, or no connection at all: known not accepted, worth retrying (429 says how long to wait);
-- 400/401/403/413 and other 4xx: refused for good, with SendGrid's own words;
+- 400 whose errors point at one person (``personalizations.N...``): that person refused, with SendGrid's
+  message, field and help, and the rest sent again without them;
+- 400 about the whole request, 401/403/413 and other 4xx: refused for good, with SendGrid's own words;
 - a timeout or a connection dropped after the request went out: nobody knows (uncertain).
-SendGrid's v3 Mail Send limits are respected here: 1000 personalizations and addresses per request, each
-address once, substitutions and custom_args under 10,000 bytes, at most 10 categories.
+Every request is valid by SendGrid's published description (FACTS.md): 1000 personalizations and
+addresses at most, each address once and in ASCII (IDN domains as punycode; a person whose mailbox name
+is not ASCII is left out with a reason, never failing the request), substitutions and custom_args under
+10,000 bytes of UTF-8, at most 10 categories of at most 255 characters with the newsletter's own always
+among them, and the body under 30 MB: its exact size is known before it goes (the transport serialises
+it itself) and a batch that would pass the limit goes as several requests.
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ import socket
 import time
 import urllib.error
 from collections.abc import Callable, Mapping
-from email.message import Message
+from dataclasses import dataclass
+from email.message import Message as HeaderBlock
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
 
-from mailroom.errors import TransportError
+from mailroom.addresses import normalise_address
+from mailroom.errors import InputError, TransportError
+from mailroom.secrets import mask
 from mailroom.send.personalize import html_values
-from mailroom.send.transports.base import Batch, BatchResult, Delivery, Transport, Version
+from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.send.transports.mime import embed_images, list_unsubscribe
 from mailroom.settings import Settings
 from mailroom.tokens import RECIPIENT_FIELDS, token
@@ -38,10 +47,18 @@ from mailroom.tokens import RECIPIENT_FIELDS, token
 MAX_PERSONALIZATIONS = 1000
 MAX_SUBSTITUTION_BYTES = 10_000
 MAX_CATEGORIES = 10
+MAX_CATEGORY_LENGTH = 255
+# SendGrid: "the total size of your email, including attachments, must be less than 30MB". Counted on
+# the request body as sent (JSON, UTF-8), which is never smaller than the email it describes.
+MAX_REQUEST_BYTES = 30 * 1000 * 1000
 _NAME_FORBIDDEN = re.compile(r"[;,\r\n]+")
+_SENDABLE = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@"
+                       r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z0-9-]{2,}$")
+_PERSON_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
+_CONTENT_TYPE = "application/json; charset=utf-8"
 
 # What python_http_client gives as a response's headers (an email.message.Message), or a plain mapping.
-Headers = Message | Mapping[str, str] | None
+Headers = HeaderBlock | Mapping[str, str] | None
 
 
 def html_tag(name: str) -> str:
@@ -50,6 +67,19 @@ def html_tag(name: str) -> str:
 
 def text_tag(name: str) -> str:
     return token(f"t:{name}")
+
+
+def sendable_address(email: str) -> str | None:
+    """The address as SendGrid accepts it (ASCII, the domain as punycode), or None if it cannot be sent.
+
+    SendGrid's ``format: email`` refuses any non-ASCII character. An international domain has an ASCII
+    spelling (IDNA), so ``idn@exämple.org`` goes as ``idn@xn--exmple-cua.org``; a mailbox name (before
+    the @) has none, so ``zoë@example.org`` cannot go through SendGrid at all.
+    """
+    address = normalise_address(email)
+    # The audience file is checked when read; this only keeps a request from carrying a shape that
+    # SendGrid's format check refuses (which would cost the whole request).
+    return address if _SENDABLE.match(address) else None
 
 
 def _to_tags(template: str, tag: Callable[[str], str]) -> tuple[str, tuple[str, ...]]:
@@ -62,6 +92,18 @@ def _to_tags(template: str, tag: Callable[[str], str]) -> tuple[str, tuple[str, 
     return template, tuple(used)
 
 
+def categories_for(configured: tuple[str, ...], newsletter: str) -> list[str]:
+    """At most 10 unique categories of at most 255 characters; the newsletter's own is always one of them.
+
+    Settings already refuse more than 9 configured names or one over 255 characters; this keeps the
+    request valid whatever it is given, dropping configured names before ever dropping the newsletter's.
+    """
+    own = newsletter[:MAX_CATEGORY_LENGTH]
+    others = [c[:MAX_CATEGORY_LENGTH] for c in configured]
+    others = [c for c in dict.fromkeys(others) if c != own][:MAX_CATEGORIES - 1]
+    return [*others, own]
+
+
 class _Prepared:
     """The parts of a request that are the same for everyone getting a version (built once)."""
 
@@ -71,16 +113,15 @@ class _Prepared:
         subject, subject_fields = _to_tags(version.subject, text_tag)
         self.html_fields = html_fields
         self.text_fields = tuple(dict.fromkeys(text_fields + subject_fields))
-        categories = list(dict.fromkeys((*settings.sendgrid.categories, version.newsletter)))[:MAX_CATEGORIES]
         headers = {"List-Id": version.list_id}
         if _https(settings.unsubscribe.url):
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        self.shared: dict[str, Any] = {
+        shared: dict[str, Any] = {
             "from": {"email": version.from_email, "name": _clean_name(version.from_name)},
             "reply_to": {"email": version.reply_to},
             "subject": subject,
             "content": [{"type": "text/plain", "value": text}, {"type": "text/html", "value": html}],
-            "categories": categories,
+            "categories": categories_for(settings.sendgrid.categories, version.newsletter),
             "headers": headers,
             "tracking_settings": {
                 "click_tracking": {"enable": settings.tracking.click_tracking, "enable_text": False},
@@ -90,23 +131,69 @@ class _Prepared:
             },
         }
         if version.images:
-            self.shared["attachments"] = [
+            shared["attachments"] = [
                 {"content": base64.b64encode(path.read_bytes()).decode("ascii"), "type": image.content_type,
                  "filename": image.filename, "disposition": "inline", "content_id": image.filename}
                 for image, path in version.images]
         if settings.sendgrid.asm_group_id:
-            self.shared["asm"] = {"group_id": settings.sendgrid.asm_group_id}
+            shared["asm"] = {"group_id": settings.sendgrid.asm_group_id}
         if sandbox:
-            self.shared["mail_settings"] = {"sandbox_mode": {"enable": True}}
+            shared["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        self.shared = shared
+        # The body is '{"personalizations":[' + people joined by ',' + '],' + the shared fields + '}'.
+        self.head = '{"personalizations":['
+        self.tail = "]," + _dumps(shared)[1:]
+        self.fixed_bytes = len(self.head.encode()) + len(self.tail.encode())
         self.custom_args = {"newsletter": version.newsletter, "audience": version.audience}
         self.mailto = version.unsubscribe_mailto
+
+
+@dataclass(frozen=True)
+class _Person:
+    """One person's personalization, serialised once: its exact size decides which request it joins."""
+
+    message: Message
+    address: str  # as sent (ASCII)
+    json: str
+    size: int  # bytes of UTF-8
+
+
+@dataclass(frozen=True)
+class SendGridProblem:
+    """One entry of a SendGrid error answer: ``{"message", "field", "help"}``."""
+
+    message: str
+    field: str | None = None
+    help: str | None = None
+
+    def person_index(self) -> int | None:
+        """N when ``field`` is about one personalization (``personalizations.N.to.0.email``)."""
+        found = _PERSON_FIELD.match(self.field or "")
+        return int(found.group(1)) if found else None
+
+    def describe(self) -> str:
+        said = self.message.rstrip(".") + "." if self.message else "no reason given."
+        extra = [f"field {self.field}"] if self.field else []
+        if self.help:
+            extra.append(f"help: {self.help}")
+        return said + (f" ({'; '.join(extra)})" if extra else "")
+
+
+class _PeopleRefused(Exception):
+    """A 400 whose every error names one personalization: request index -> SendGrid's problems."""
+
+    def __init__(self, problems: dict[int, list[SendGridProblem]]) -> None:
+        super().__init__("people refused")
+        self.problems = problems
 
 
 class SendGridTransport(Transport):
     name = "sendgrid"
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
+                 max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
         self.settings = settings
+        self.max_request_bytes = max_request_bytes  # SendGrid's 30 MB; smaller only in tests
         self.max_batch_size = min(settings.sendgrid.batch_size, MAX_PERSONALIZATIONS)
         self.clock = clock
         self._client: SendGridAPIClient | None = None
@@ -125,37 +212,54 @@ class SendGridTransport(Transport):
         self._client = None
 
     def address_problem(self, email: str) -> str | None:
-        """SendGrid's API takes ASCII addresses only: an IDN domain has one (punycode), an accented mailbox
-        name has none, so that person is left out at the plan."""
-        if email.rpartition("@")[0].isascii():
+        """Asked at the plan: an address SendGrid cannot take (an accented mailbox name has no ASCII form;
+        an IDN domain has, punycode) leaves that person out, named, before anything is sent."""
+        if sendable_address(email) is not None:
             return None
-        return "SendGrid can only send to addresses written in plain letters before the @"
+        if not email.rpartition("@")[0].isascii():
+            return "SendGrid can only send to addresses written in plain letters before the @"
+        return "this is not an address SendGrid accepts"
 
-    def body(self, batch: Batch) -> tuple[dict[str, Any], BatchResult]:
-        """The request body for a batch, plus the people refused before sending (too-long fields)."""
-        key = (batch.version, batch.sandbox)
+    def check_version(self, version: Version) -> None:
+        """Refuse, before anyone is sent to, a version that can never fit in one SendGrid request."""
+        prepared = self._prepare(version, sandbox=False)
+        if prepared.fixed_bytes + _ONE_PERSON_BYTES > self.max_request_bytes:
+            raise InputError(_too_large(prepared.fixed_bytes, version, self.max_request_bytes))
+
+    def _prepare(self, version: Version, sandbox: bool) -> _Prepared:
+        key = (version, sandbox)
         prepared = self._prepared.get(key)
         if prepared is None:
-            prepared = self._prepared[key] = _Prepared(batch.version, self.settings, batch.sandbox)
-        refused = BatchResult()
-        personalizations = []
+            prepared = self._prepared[key] = _Prepared(version, self.settings, sandbox)
+        return prepared
+
+    def people(self, batch: Batch, prepared: _Prepared) -> tuple[list[_Person], BatchResult]:
+        """Each person's personalization, plus the people left out before sending and why."""
+        refused = self.new_result()  # progress hears of each request of a split batch as it is answered
+        people: list[_Person] = []
         seen: set[str] = set()
         for message in batch.messages:
-            address = message.email.strip().lower()
-            if address in seen:  # never one address twice in a request (SendGrid answers 400)
+            address = sendable_address(message.email)
+            if address is None:
+                shown = message.email.strip()
+                why = ("SendGrid can only send to addresses written in plain letters before the @"
+                       if not shown.rpartition("@")[0].isascii() else "this is not an address SendGrid accepts")
+                refused.add(message.key, Delivery.REJECTED, error=f"{shown}: {why} (not sent)")
+                continue
+            if address.lower() in seen:  # never one address twice in a request (SendGrid answers 400)
                 refused.add(message.key, Delivery.REJECTED, error="the same address twice in one request")
                 continue
             escaped = html_values({f: message.values[f] for f in prepared.html_fields})
             substitutions = {html_tag(f): v for f, v in escaped.items()}
             substitutions.update({text_tag(f): message.values[f] for f in prepared.text_fields})
-            # JSON spells a character in at most 12 bytes (an escaped surrogate pair), so only a person near
-            # the limit needs the exact count (json.dumps per person led the profile of building a body).
-            bound = 12 * sum(len(k) + len(v) for k, v in substitutions.items()) + 6 * len(substitutions) + 2
-            if bound > MAX_SUBSTITUTION_BYTES and len(json.dumps(substitutions)) > MAX_SUBSTITUTION_BYTES:
+            # SendGrid counts bytes of UTF-8. JSON spells a character in at most 6 of them (a control
+            # character as \u00XX), so only a person near the limit needs the exact count.
+            bound = 6 * sum(len(k) + len(v) + 6 for k, v in substitutions.items()) + 2
+            if bound > MAX_SUBSTITUTION_BYTES and _utf8_size(substitutions) > MAX_SUBSTITUTION_BYTES:
                 refused.add(message.key, Delivery.REJECTED, error="this person's name is too long for SendGrid")
                 continue
-            seen.add(address)
-            to: dict[str, str] = {"email": message.email}
+            seen.add(address.lower())
+            to: dict[str, str] = {"email": address}
             name = _clean_name(message.name)
             if name:
                 to["name"] = name
@@ -166,39 +270,106 @@ class SendGridTransport(Transport):
             }
             if substitutions:
                 personalization["substitutions"] = substitutions
-            personalizations.append(personalization)
-        return {"personalizations": personalizations, **prepared.shared}, refused
+            text = _dumps(personalization)
+            size = len(text.encode())
+            if size > _ONE_PERSON_BYTES:  # only a name of thousands of characters gets here
+                refused.add(message.key, Delivery.REJECTED, error="this person's name is too long for SendGrid")
+                continue
+            people.append(_Person(message, address, text, size))
+        return people, refused
+
+    def body(self, batch: Batch) -> tuple[dict[str, Any], BatchResult]:
+        """The request body for a batch as one dict (for tests), plus the people refused before sending."""
+        prepared = self._prepare(batch.version, batch.sandbox)
+        people, refused = self.people(batch, prepared)
+        return json.loads(_serialise(prepared, people)), refused
+
+    def requests(self, people: list[_Person], prepared: _Prepared, version: Version) -> list[list[_Person]]:
+        """People packed in order into requests whose bodies stay under 30 MB (usually just one)."""
+        limit = self.max_request_bytes
+        if prepared.fixed_bytes + _ONE_PERSON_BYTES > limit:
+            raise TransportError(_too_large(prepared.fixed_bytes, version, limit), retryable=False)
+        packed: list[list[_Person]] = []
+        size = limit  # forces a first request
+        for person in people:
+            if size + 1 + person.size > limit or len(packed[-1]) >= MAX_PERSONALIZATIONS:
+                packed.append([])
+                size = prepared.fixed_bytes - 1  # no comma before the first person
+            packed[-1].append(person)
+            size += 1 + person.size
+        return packed
 
     def send_batch(self, batch: Batch) -> BatchResult:
+        """Send the batch in as few requests as SendGrid's limits allow; say per person what happened.
+
+        A 400 naming people takes them out and sends the rest again (each time at least one person
+        fewer, so this ends). While nobody has been accepted, any other failure is raised for the whole
+        batch, as dispatch expects; once some people are accepted it never is (a retry of the whole
+        batch would send them twice), and the rest are settled from the error instead.
+        """
+        prepared = self._prepare(batch.version, batch.sandbox)
+        people, result = self.people(batch, prepared)
+        accepted = False
+        for chunk in self.requests(people, prepared, batch.version):
+            while chunk:
+                try:
+                    message_id = self._post(prepared, chunk)
+                except _PeopleRefused as refused:
+                    for index, problems in refused.problems.items():
+                        person = chunk[index]
+                        said = " ".join(problem.describe() for problem in problems)
+                        result.add(person.message.key, Delivery.REJECTED,
+                                   error=f"SendGrid refused {person.address}: {said}")
+                    chunk = [p for i, p in enumerate(chunk) if i not in refused.problems]
+                    continue
+                except TransportError as exc:
+                    if not accepted:
+                        raise
+                    _settle_rest(result, batch, chunk, exc)
+                    return result
+                accepted = True
+                for person in chunk:
+                    result.add(person.message.key, Delivery.SENT, message_id=message_id)
+                chunk = []
+        return result
+
+    def _post(self, prepared: _Prepared, people: list[_Person]) -> str | None:
+        """One request; the X-Message-Id on success, ``_PeopleRefused`` or ``TransportError`` otherwise."""
         if self._client is None:
             self.open()
         assert self._client is not None
-        body, result = self.body(batch)
-        if not body["personalizations"]:
-            return result
+        body = _serialise(prepared, people)
         try:
-            response = self._client.client.mail.send.post(request_body=body)
+            # A str body with a non-default Content-Type is sent as given: UTF-8, the size counted above.
+            response = self._client.client.mail.send.post(
+                request_body=body, request_headers={"Content-Type": _CONTENT_TYPE})
         except HTTPError as exc:
-            raise self._http_error(exc) from None
+            raise self._http_error(exc, len(people)) from None
         except urllib.error.URLError as exc:
             # urllib wraps failures while connecting or sending: SendGrid never got the whole request.
-            raise TransportError(self._scrub(f"could not reach SendGrid ({_reason(exc.reason)})"),
-                                 retryable=True) from None
+            raise TransportError(f"could not reach SendGrid ({_reason(exc.reason)})", retryable=True) from None
         except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
             # After the request went out: it may have been accepted. Never retried automatically.
-            raise TransportError(self._scrub(
+            raise TransportError(
                 f"no answer from SendGrid after the request was sent ({_reason(exc)}); it may or may not "
-                "have been accepted"), retryable=False, uncertain=True) from None
-        message_id = _header(response.headers, "x-message-id")
-        for message in batch.messages:
-            if message.key not in result.deliveries:
-                result.add(message.key, Delivery.SENT, message_id=message_id)
-        return result
+                "have been accepted", retryable=False, uncertain=True) from None
+        return _header(response.headers, "x-message-id")
 
-    def _http_error(self, exc: HTTPError) -> TransportError:
+    def _http_error(self, exc: HTTPError, people: int) -> TransportError | _PeopleRefused:
         status = int(exc.status_code)
-        said = self._scrub(_sendgrid_messages(exc.body))
+        problems = sendgrid_problems(exc.body)
+        said = " ".join(problem.describe() for problem in problems)
         told = f" SendGrid said: {said}" if said else ""
+        if status == 400 and problems:
+            by_person: dict[int, list[SendGridProblem]] = {}
+            for problem in problems:
+                index = problem.person_index()
+                if index is None or index >= people:
+                    by_person = {}
+                    break
+                by_person.setdefault(index, []).append(problem)
+            if by_person:
+                return _PeopleRefused(by_person)
         if status == 429:
             return TransportError(f"SendGrid asked us to slow down (429).{told}", retryable=True, status=status,
                                   retry_after=self._retry_after(exc.headers))
@@ -238,10 +409,6 @@ class SendGridTransport(Transport):
             return max(0.0, number - self.clock()) if number > 1_000_000_000 else max(0.0, number)
         return None
 
-    def _scrub(self, text: str) -> str:
-        key = self.settings.sendgrid.api_key.reveal()
-        return text.replace(key, "********") if key else text
-
 
 def _header(headers: Headers, name: str) -> str | None:
     """A header's value whatever its capitalisation (SendGrid spells rate-limit headers several ways)."""
@@ -253,16 +420,65 @@ def _header(headers: Headers, name: str) -> str | None:
     return None
 
 
-def _sendgrid_messages(body: bytes | str | None) -> str:
-    """SendGrid's ``errors[].message`` texts joined, or "" when the body is not SendGrid's JSON."""
+def sendgrid_problems(body: bytes | str | None) -> list[SendGridProblem]:
+    """SendGrid's ``errors`` (message, field, help), or [] when the body is not SendGrid's JSON."""
     if not body:
-        return ""
+        return []
     try:
         data = json.loads(body)
-        messages = [str(e.get("message", "")).strip() for e in data.get("errors", []) if isinstance(e, dict)]
-    except (ValueError, AttributeError, TypeError):
-        return ""
-    return "; ".join(m.rstrip(".") + "." for m in messages if m)
+        entries = data.get("errors", []) if isinstance(data, dict) else []
+    except (ValueError, TypeError):
+        return []
+    problems = []
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        message, field, help_ = (entry.get(k) for k in ("message", "field", "help"))
+        problems.append(SendGridProblem(
+            message=mask(str(message or "").strip()), field=str(field) if field else None,
+            help=str(help_) if help_ and not isinstance(help_, dict | list) else None))
+    return problems
+
+
+def _serialise(prepared: _Prepared, people: list[_Person]) -> str:
+    return prepared.head + ",".join(person.json for person in people) + prepared.tail
+
+
+def _dumps(value: object) -> str:
+    """JSON as sent: UTF-8 characters as they are (sizes are counted on this), no spaces."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _utf8_size(value: object) -> int:
+    return len(_dumps(value).encode())
+
+
+# Room for one person next to the shared parts: substitutions and custom_args are each capped at 10,000
+# bytes, and the address, name and headers add well under 2,000.
+_ONE_PERSON_BYTES = 2 * MAX_SUBSTITUTION_BYTES + 2_000
+
+
+def _too_large(fixed_bytes: int, version: Version, limit: int) -> str:
+    images = sum(path.stat().st_size for _image, path in version.images if path.exists())
+    return (f"the {version.audience} email is {fixed_bytes / 1_000_000:.1f} MB as SendGrid receives it "
+            f"(its images are {images / 1_000_000:.1f} MB before encoding), over SendGrid's limit of "
+            f"{limit / 1_000_000:g} MB per email: use fewer or smaller images and compose again")
+
+
+def _settle_rest(result: BatchResult, batch: Batch, in_flight: list[_Person], exc: TransportError) -> None:
+    """After some people were accepted: the request in flight settles from ``exc``; later ones never went."""
+    if exc.uncertain:
+        delivery = Delivery.UNCERTAIN
+    elif exc.retryable:
+        delivery = Delivery.NOT_SENT
+    else:
+        delivery = Delivery.REJECTED
+    result.retry_after = exc.retry_after
+    for person in in_flight:
+        result.add(person.message.key, delivery, error=exc.message)
+    for message in batch.messages:
+        if message.key not in result.deliveries:
+            result.add(message.key, Delivery.NOT_SENT, error=f"not sent yet: {exc.message}")
 
 
 def _reason(exc: object) -> str:
