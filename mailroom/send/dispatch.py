@@ -410,13 +410,14 @@ class Dispatcher:
         """The transport settled one person mid-batch: move the progress on now, not when the batch ends
         (at 30 messages a minute a batch of ten takes 20 seconds). NOT_SENT is not settled: it is retried.
 
-        A person the service accepted is written to the ledger as sent at once (the batch's end adds the
-        message id), so a run that dies mid-batch leaves only the people after them uncertain, and
-        ``--resend-uncertain`` never repeats a message already accepted.
+        From a transport that sends one message at a time, a person the service accepted is written to
+        the ledger as sent at once (the batch's end adds the message id), so a run that dies mid-batch
+        leaves only the people after them uncertain, and ``--resend-uncertain`` never repeats a message
+        already accepted.
         """
         if delivery is Delivery.NOT_SENT:
             return
-        if delivery is Delivery.SENT and self._batch_id is not None:
+        if delivery is Delivery.SENT and self._batch_id is not None and self.transport.one_message_at_a_time:
             self.ledger.record_outcomes(self._batch_id, self.newsletter, self.kind, [Outcome(key, SendState.SENT)])
         self._heard_done += 1
         self._heard_sent += delivery is Delivery.SENT

@@ -106,6 +106,11 @@ class Transport(ABC):
     #: progress bar move per message instead of per batch. Set by dispatch; the ledger still waits for
     #: the batch's result.
     on_delivery: Callable[[str, Delivery], None] | None = None
+    #: True when each person is a message of its own, handed over and answered one after another (SMTP,
+    #: the outbox): dispatch then writes each accepted person to the ledger as it hears of them, so a run
+    #: that dies mid-batch never leaves an accepted message "uncertain". A transport that settles a whole
+    #: request at once (SendGrid) leaves it False: its people are written together when the batch ends.
+    one_message_at_a_time: bool = False
 
     def new_result(self) -> BatchResult:
         """An empty result that reports each person to ``on_delivery`` as they are added."""

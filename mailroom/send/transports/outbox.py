@@ -20,6 +20,7 @@ from mailroom.send.transports.mime import MimeTemplates, safe_filename, stamp
 class OutboxTransport(Transport):
     name = "outbox"
     max_batch_size = 200
+    one_message_at_a_time = True  # each person recorded in the ledger as their message is accepted
 
     def __init__(self, outbox_dir: Path) -> None:
         self.outbox_dir = Path(outbox_dir)

@@ -140,6 +140,7 @@ class _Refused(Exception):
 class SmtpTransport(Transport):
     name = "smtp"
     max_batch_size = 25
+    one_message_at_a_time = True  # each person recorded in the ledger as their message is accepted
 
     def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
