@@ -298,6 +298,15 @@ def report(results: dict[str, Any], info: dict[str, str], when: str, load: list[
                 f"{refresh['browser_poll_seconds']:.2f} s). Target: a median under {refresh['target_seconds']} s: "
                 f"{verdict(refresh['met'])} (`bench/bench_preview_refresh.py`).", ""]
 
+    links = results.get("link_lines")
+    if links:
+        out += ["## Checks with many links", ""]
+        rows = [[f"{f['links']:,}", f"{f['lookup_s']:.2f} s",
+                 f"{f['check_version_s']:.2f} s" if "check_version_s" in f else "not run"] for f in links["sizes"]]
+        out += table(["Links", "Source lines found", "All checks"], rows)
+        out += ["", f"Finding the newsletter.md line of every link and text run (`bench/bench_link_lines.py`). "
+                f"Target: 10,000 links under {links['target_seconds']:g} s: {verdict(links['met'])}.", ""]
+
     profile = results.get("profile")
     if profile:
         out += ["## 5. Profiles of the slowest stage of each", "",
@@ -379,6 +388,7 @@ def main() -> None:
         ("smtp", "bench_smtp.py", ["--runs", "1" if quick else "3"]),
         ("audiences", "bench_audience.py", ["--runs", "2" if quick else "5"]),
         ("preview_refresh", "bench_preview_refresh.py", ["--runs", "5" if quick else "12"]),
+        ("link_lines", "bench_link_lines.py", ["--sizes", "1000,10000" if quick else "1000,10000,100000"]),
         ("profile", "profile_stages.py", ["--top", "8"]),
     ]
     results = {name: run_step(name, script, extra, log) for name, script, extra in steps}

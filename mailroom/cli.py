@@ -118,22 +118,43 @@ def main() -> None:
 
 # --- compose -----------------------------------------------------------------------------------
 
-@main.command("compose")
-@newsletter_argument
+@main.command("compose", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("newsletter", required=False, type=click.Path(file_okay=False, path_type=Path),
+                metavar="NEWSLETTER_DIR")
 @click.option("--open", "open_browser", is_flag=True, help="Open the preview in your web browser.")
-def compose_command(newsletter: Path, open_browser: bool) -> None:
-    """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience."""
+@click.option("--language", "languages", default="", metavar="TAGS",
+              help="Also make these languages' versions, e.g. --language pl,ar (as well as the languages of the "
+                   "people in audiences.csv and the school's own newsletter.<language>.md translations).")
+@click.option("--new", "new_topic", metavar="TOPIC",
+              help='Start next week\'s newsletter from the latest one instead, e.g. --new "Christmas fair".')
+def compose_command(newsletter: Path | None, open_browser: bool, languages: str, new_topic: str | None) -> None:
+    """Turn NEWSLETTER_DIR/newsletter.md into the email for each audience (and each readers' language)."""
     from mailroom.settings import load_settings
+    from mailroom.translate.languages import parse_tags
+    from mailroom.translate.report import language_lines
     from mailroom.workflows.compose import compose_newsletter
 
+    if new_topic is not None:
+        if newsletter is not None:
+            raise click.UsageError(f'put the whole topic in quotes, like: --new "{new_topic} {newsletter}"')
+        _start_new_newsletter(new_topic, None)
+        return
+    if newsletter is None:
+        raise click.UsageError("say which newsletter to compose, like: python compose.py "
+                               "newsletters/2024-11-08-online-safety (or start one with --new \"Topic\")")
+
     settings = load_settings()
-    result = compose_newsletter(settings, newsletter)
+    result = compose_newsletter(settings, newsletter, languages=parse_tags(languages, "--language"))
     build = result.build
     out.print(f"[bold green]Composed[/] \u201c{_plain(build.subject)}\u201d")
     # Only the preview and the web copy are named: the versions in build/versions/ still hold each
     # reader's placeholders (%%greeting%%) and are for send, not for reading.
-    for version in build.versions.values():
-        out.print(f"  {version.audience:<10} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
+    width = max(10, *(len(name) for name in build.versions))
+    for name, version in build.versions.items():
+        out.print(f"  {name:<{width}} {version.html_bytes / 1024:5.1f} KB, {len(version.links)} links")
+    for line in language_lines(result.languages):
+        out.print(_plain(line))
+    _print_pictures(result)
     preview = result.preview_path
     out.print(f"Preview in your browser: {_plain(_shown(preview))}")
     out.print(f"Web copy, to publish on the school website: {_plain(_shown(result.web_path))}")
@@ -157,6 +178,46 @@ def _open_in_browser(page: Path | str) -> None:
         where = ("Open this address in your browser: " + page if isinstance(page, str)
                  else f"Open this file in your browser: {page.resolve()}")
         out.print(f"[yellow]Could not open a web browser on this computer.[/] {_plain(where)}")
+
+
+def _print_pictures(result: ComposeResult) -> None:
+    """Each picture's size before and after it was made to fit email (the files in images/ stay as they were)."""
+    from mailroom.compose.images import size_text
+
+    if not result.images:
+        return
+    out.print("Pictures, made to fit email (your files are not changed):")
+    for image in result.images:
+        out.print(f"  {_plain(image.source.name):<28} {size_text(image.source_bytes):>8} -> "
+                  f"{size_text(image.bytes):>8}  ({image.width} x {image.height} px)")
+
+
+# --- new ----------------------------------------------------------------------------------------
+
+@main.command("new", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("topic", nargs=-1, required=True)
+@click.option("--date", "on_date", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="The new newsletter's date (default: a week after the latest one).")
+def new_command(topic: tuple[str, ...], on_date: Any) -> None:
+    """Start next week's newsletter from the latest one, named by its date and TOPIC."""
+    _start_new_newsletter(" ".join(topic), on_date.date() if on_date else None)
+
+
+def _start_new_newsletter(topic: str, on_date: Any) -> None:
+    import datetime as dt
+
+    from mailroom.settings import load_settings
+    from mailroom.workflows.new_newsletter import start_next_newsletter
+
+    settings = load_settings()
+    made = start_next_newsletter(settings.root / "newsletters", topic, today=dt.date.today(), date=on_date)
+    pictures = f", with its {_count(len(made.pictures), 'picture')}" if made.pictures else ""
+    out.print(f"[bold green]Started[/] {_plain(_shown(made.folder))} (copied from {_plain(made.copied_from.name)}"
+              f"{pictures}).")
+    out.print(f"  Date {made.date:%A} {made.date.day} {made.date:%B %Y}, subject \u201c{_plain(made.subject)}\u201d, "
+              f"campaign {_plain(made.campaign)}.")
+    out.print(f"Start writing in {_plain(_shown(made.source))}: last week's text is there to write over.")
+    out.print(f"Then: python compose.py {_plain(_shown(made.folder))} --open")
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -539,6 +600,8 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
               help="The mailing lists to send to, e.g. parents,staff (someone on both gets the first's version).")
 @click.option("--test", "test_address", metavar="ADDRESS",
               help="Send one copy of each version, marked [TEST], to ADDRESS only.")
+@click.option("--language", "test_languages", default="", metavar="TAGS",
+              help="With --test: send only these languages' versions, e.g. --language pl,ar (en: the English).")
 @click.option("--dry-run", is_flag=True, help="Show who would get what, and send nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--untested", is_flag=True, help="Allow a live send of a build that was never test-sent.")
@@ -549,30 +612,33 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
               help="Send again to people whose earlier send may or may not have arrived (they may get it twice).")
 @click.option("--mark-uncertain-sent", is_flag=True,
               help="Count people whose earlier send may or may not have arrived as sent (they may not have it).")
-def send_command(newsletter: Path, to_lists: str, test_address: str | None, dry_run: bool, yes: bool,
-                 untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
+def send_command(newsletter: Path, to_lists: str, test_address: str | None, test_languages: str, dry_run: bool,
+                 yes: bool, untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
                  mark_uncertain_sent: bool) -> None:
     """Send NEWSLETTER_DIR's composed newsletter to the chosen lists, safely and resumably."""
     from mailroom.settings import load_settings
+    from mailroom.translate.languages import parse_tags
     from mailroom.workflows.send import SendSession
 
     if resend_uncertain and mark_uncertain_sent:
         raise click.UsageError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
+    if test_languages and test_address is None:
+        raise click.UsageError("--language goes with --test: it chooses which languages' versions to test")
     settings = load_settings()
     lists = split_lists(to_lists, settings)
     if not lists:
         raise click.UsageError("--to needs at least one list name, e.g. --to parents")
     with SendSession(settings, newsletter, lists, sandbox=sandbox) as session:
         if test_address is not None:
-            _send_test(session, test_address)
+            _send_test(session, test_address, parse_tags(test_languages, "--language"))
         else:
             _send_live(session, audiences_file=audiences_file, dry_run=dry_run, yes=yes, untested=untested,
                        resend_uncertain=resend_uncertain, mark_uncertain_sent=mark_uncertain_sent)
 
 
-def _send_test(session: SendSession, address: str) -> None:
-    plan = session.plan_test(address)
-    out.print(f"Sending a test copy of {', '.join(plan.lists)} to {_plain(plan.address)} "
+def _send_test(session: SendSession, address: str, languages: Sequence[str] = ()) -> None:
+    plan = session.plan_test(address, languages)
+    out.print(f"Sending a test copy of {', '.join(plan.versions)} to {_plain(plan.address)} "
               f"through {_plain(plan.transport)}{' (sandbox: nothing is delivered)' if plan.sandbox else ''}.")
     result = session.send_test(plan)
     _show_result(result)
@@ -625,6 +691,10 @@ def _show_plan(plan: LivePlan) -> None:
         for line in section:
             out.print(line, markup=False)
     out.print("To send now: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in counts.audiences))
+    from mailroom.translate.report import plan_language_lines
+
+    for line in plan_language_lines(counts.languages, counts.english_instead, plan.school_language):
+        out.print(_plain(line))
     if counts.already_sent:
         out.print(f"Already sent earlier (skipped): {counts.already_sent}")
     if counts.retrying:

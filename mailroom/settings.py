@@ -91,6 +91,7 @@ class ColumnMapping:
     last_name: str = "last_name"
     lists: str = "lists"
     status: str = "status"
+    language: str = "language"  # optional: each person's language (pl, ar, pt-PT; blank: the school's)
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,24 @@ class SmtpSettings:
     ca_file: Path | None = None  # a private certificate authority the relay's certificate comes from
 
 
+ENGINES = ("deepl", "libretranslate")
+
+
+@dataclass(frozen=True)
+class TranslationSettings:
+    """[translation] in school.toml and the engines' secrets in .env. ``engine`` "" means no machine translation."""
+
+    engine: str = ""
+    keep: tuple[str, ...] = ()  # names never translated: the school's name is always added
+    timeout_seconds: float = 30.0
+    retries: int = 2
+    deepl_auth_key: Secret = field(default_factory=lambda: Secret(""))
+    deepl_server_url: str = ""
+    libretranslate_url: str = ""
+    libretranslate_api_key: Secret = field(default_factory=lambda: Secret(""))
+    cache_path: Path = Path("translations.sqlite3")
+
+
 @dataclass(frozen=True)
 class Settings:
     root: Path
@@ -154,6 +173,8 @@ class Settings:
     smtp: SmtpSettings
     source_file: Path = field(default=Path(SCHOOL_FILE))
     dns_server: str = ""  # MAILROOM_DNS_SERVER ("host" or "host:port"): where ``mailroom doctor`` asks; "" = system
+    translation: TranslationSettings = field(default_factory=TranslationSettings)
+    web_url: str = ""  # where the web copy is published ({slug}: the newsletter folder's name); "" if it is not
 
     def list_names(self) -> list[str]:
         return list(self.lists)
@@ -437,15 +458,19 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
     cols_t = top.table("audiences_csv", required=False)
     defaults = ColumnMapping()
     columns = ColumnMapping(**{f: cols_t.text(f, getattr(defaults, f)) for f in
-                               ("email", "first_name", "last_name", "lists", "status")})
+                               ("email", "first_name", "last_name", "lists", "status", "language")})
 
     web_t = top.table("web", required=False)
     archive_audience = web_t.text("archive_audience", next(iter(lists)))
     if archive_audience not in lists:
         raise web_t.fail("archive_audience", f"one of the lists: {', '.join(lists)}")
+    web_url = web_t.text("url", "")
+    if web_url and not web_url.startswith("https://"):
+        raise web_t.fail("url", "an https:// address, like https://www.school.example.org/newsletters/{slug}")
 
     env = _environment(root, environ)
     register_environment(env)  # before anything below can quote a value back in a message
+    translation = _translation_settings(top.table("translation", required=False), school, env, root)
     transport = env.get("MAILROOM_TRANSPORT", "").strip().lower() or "outbox"
     if transport not in TRANSPORTS:
         raise ConfigError(f"MAILROOM_TRANSPORT is '{transport}'; it should be one of: {', '.join(TRANSPORTS)}")
@@ -508,4 +533,31 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         smtp=smtp,
         source_file=path,
         dns_server=env.get("MAILROOM_DNS_SERVER", "").strip(),
+        translation=translation,
+        web_url=web_url,
+    )
+
+
+def _translation_settings(table: _Reader, school: School, env: Mapping[str, str], root: Path) -> TranslationSettings:
+    """[translation] and the engine's secrets; the engine's key is only needed once a language needs it."""
+    engine = table.text("engine", "").lower()
+    if engine and engine not in ENGINES:
+        raise table.fail("engine", f'one of: {", ".join(f"{e!r}" for e in ENGINES)} (or left out: no machine '
+                                   "translation, only the school's own newsletter.<language>.md files)")
+    keep = tuple(dict.fromkeys((school.name, *table.text_list("keep", []))))
+    libre_url = env.get("LIBRETRANSLATE_URL", "").strip()
+    deepl_url = env.get("DEEPL_SERVER_URL", "").strip()
+    for name, value in (("LIBRETRANSLATE_URL", libre_url), ("DEEPL_SERVER_URL", deepl_url)):
+        if value and not value.startswith(("https://", "http://")):
+            raise ConfigError(f"{name} should be a web address like https://translate.example.org, not '{value}'")
+    return TranslationSettings(
+        engine=engine,
+        keep=keep,
+        timeout_seconds=table.number("timeout_seconds", 30.0),
+        retries=table.integer("retries", 2) or 0,
+        deepl_auth_key=Secret(env.get("DEEPL_AUTH_KEY", "").strip()),
+        deepl_server_url=deepl_url,
+        libretranslate_url=libre_url,
+        libretranslate_api_key=Secret(env.get("LIBRETRANSLATE_API_KEY", "").strip()),
+        cache_path=_env_path(root, env.get("MAILROOM_TRANSLATION_CACHE", "").strip() or "translations.sqlite3"),
     )

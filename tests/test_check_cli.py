@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from mailroom.cli import main
+from tests.pictures import write_heavy_photo_png
 from tests.projects import FIXTURE_NEWSLETTERS, REPO, make_project
 
 SAMPLE_LINE_COUNT = "Checks: no problems found."
@@ -23,8 +24,7 @@ def run(root: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> tuple[int, s
 @pytest.fixture
 def problems(tmp_path: Path) -> Path:
     folder = make_project(tmp_path, FIXTURE_NEWSLETTERS / "problems")
-    with (folder / "images" / "big.png").open("ab") as image:
-        image.write(b"\0" * 1100 * 1024)
+    write_heavy_photo_png(folder / "images" / "big.png")
     return folder
 
 
@@ -37,8 +37,8 @@ def test_compose_prints_the_findings_and_still_succeeds(problems: Path, monkeypa
                                 "code that was never filled in")
     assert lines[start + 7] == ("  Error:   the email has no unsubscribe link; the law requires one in every "
                                 "newsletter, and mail services bin emails without one")
-    assert lines[start + 8] == ("  Warning: newsletter.md, line 2: the subject is 93 characters long; inboxes cut it "
-                                "off after about 78 (fewer on phones), so put what matters first")
+    assert lines[start + 8] == ("  Warning: newsletter.md, line 2: the subject is 93 characters long; most inboxes "
+                                "show only about the first 60 (phones fewer), so put what matters first")
     assert lines[-1] == f"{CANNOT_SEND} Fix them and compose again."
     assert len(lines) == start + 1 + 20 + 1
 

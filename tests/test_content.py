@@ -10,6 +10,7 @@ import pytest
 
 from mailroom.compose.content import load_newsletter
 from mailroom.errors import InputError
+from tests.pictures import write_png
 
 LISTS = ("parents", "staff")
 FRONT = """---
@@ -109,9 +110,7 @@ Staff only.
 ::::
 """)
     (folder / "images").mkdir()
-    # a 2x1 PNG header is enough for the size reader
-    (folder / "images" / "hub.png").write_bytes(
-        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x02\x00\x00\x00\x01" + b"\x00" * 16)
+    write_png(folder / "images" / "hub.png", 2, 1)
     news = load_newsletter(folder, LISTS)
     kinds = [(b.kind, b.line, b.audiences) for b in news.blocks]
     assert kinds == [("alert", 8, None), ("button", 12, None), ("image", 16, None),

@@ -29,9 +29,10 @@ from email_validator import EmailNotValidError, validate_email
 from mailroom.addresses import address_key, normalise_address
 from mailroom.errors import InputError
 from mailroom.settings import Settings
+from mailroom.translate.languages import reader_language
 
 REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid", "cannot be sent this way")
-FIELDS = ("email", "first_name", "last_name", "lists", "status")
+FIELDS = ("email", "first_name", "last_name", "lists", "status", "language")
 REQUIRED_FIELDS = ("email", "first_name", "last_name", "lists")  # status may be absent: everyone subscribed
 STATUSES = ("subscribed", "unsubscribed")
 
@@ -55,6 +56,7 @@ class Recipient:
     last_name: str
     audience: str  # the list whose version this person gets (first list in --to order that they're on)
     line: int  # CSV line where the person was first found
+    language: str = ""  # as given (a tag like "pl" once tidied, or a name like "Polish"); "": the school's
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class _Row(NamedTuple):
     lists: tuple[str, ...]  # known list names, in the row's order
     unsubscribed: bool
     problems: tuple[str, ...]  # empty: the row is fine
+    language: str = ""
 
 
 def load_audience(path: Path, settings: Settings, lists: Sequence[str],
@@ -262,10 +265,10 @@ def _columns(header: list[str], header_line: int, path: Path, settings: Settings
 
 
 def _cells(handle: Iterator[str], path: Path, delimiter: str, settings: Settings
-           ) -> Iterator[tuple[int, int, list[str], str, str, str, str, str]]:
+           ) -> Iterator[tuple[int, int, list[str], str, str, str, str, str, str]]:
     """Each non-blank row after the header, as read: where it starts and ends, its cells, and the fields
-    (untrimmed) email, first name, last name, lists and status. ``line`` is the physical line where the row
-    starts; the row ends just before ``end``."""
+    (untrimmed) email, first name, last name, lists, status and language. ``line`` is the physical line where
+    the row starts; the row ends just before ``end``."""
     reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
     columns: dict[str, int] | None = None
     line = 1
@@ -278,13 +281,15 @@ def _cells(handle: Iterator[str], path: Path, delimiter: str, settings: Settings
                 columns = _columns(cells, start, path, settings)
                 pick = itemgetter(*(columns[name] for name in REQUIRED_FIELDS))
                 status_at = columns.get("status")
+                language_at = columns.get("language")
                 width = max(columns.values()) + 1
                 continue
             if len(cells) < width:  # a short row: what's missing reads as empty
                 cells.extend([""] * (width - len(cells)))
             email, first_name, last_name, lists_cell = pick(cells)
             status_cell = "" if status_at is None else cells[status_at]
-            yield start, line, cells, email, first_name, last_name, lists_cell, status_cell
+            language_cell = "" if language_at is None else cells[language_at]
+            yield start, line, cells, email, first_name, last_name, lists_cell, status_cell, language_cell
     except csv.Error as exc:
         if "field larger than field limit" in str(exc):
             raise InputError("a cell starting on this line runs on for thousands of lines: is a closing "
@@ -298,10 +303,10 @@ def _cells(handle: Iterator[str], path: Path, delimiter: str, settings: Settings
 def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Settings) -> Iterator[_Row]:
     """Each non-blank row after the header, checked."""
     known = settings.lists
-    for start, end, cells, email, first_name, last_name, lists_cell, status_cell in _cells(
+    for start, end, cells, email, first_name, last_name, lists_cell, status_cell, language_cell in _cells(
             handle, path, delimiter, settings):
         row = _check_row(start, email.strip(), first_name.strip(), last_name.strip(), lists_cell.strip(),
-                         status_cell.strip(), known, settings)
+                         status_cell.strip(), known, settings, reader_language(language_cell))
         if row.problems and end - start > 1 and any(delimiter in c and "\n" in c for c in cells):
             # A quote opened and never closed swallows the lines after it, which then look like one
             # cell holding whole rows: say where to look.
@@ -311,7 +316,7 @@ def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Sett
 
 
 def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cell: str, status_cell: str,
-               known: Mapping[str, object], settings: Settings) -> _Row:
+               known: Mapping[str, object], settings: Settings, language: str = "") -> _Row:
     """One row's values, trimmed, with everything wrong with them (all of it, so one fix-up does)."""
     problems: list[str] = []
     if not email:
@@ -334,7 +339,8 @@ def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cel
         problems.append(f"the status should be 'subscribed', 'unsubscribed' or blank, not '{status_cell}'")
     key = address_key(email)
     key = email if key == email else key  # share the string when already lower-case: less memory
-    return _Row(line, email, key, first_name, last_name, lists, status == "unsubscribed", tuple(problems))
+    return _Row(line, email, key, first_name, last_name, lists, status == "unsubscribed", tuple(problems),
+                language)
 
 
 def _lists(cell: str, known: Mapping[str, object], settings: Settings, problems: list[str]) -> tuple[str, ...]:
@@ -440,8 +446,8 @@ class Recipients:
         rows = len(chosen)
         with source.open() as handle:
             number = -1
-            for number, (start, _end, _row_cells, email, first_name, last_name, _lists, _status) in enumerate(
-                    _cells(handle, source.path, source.delimiter, source.settings)):
+            for number, (start, _end, _row_cells, email, first_name, last_name, _lists, _status, language) in \
+                    enumerate(_cells(handle, source.path, source.delimiter, source.settings)):
                 if number >= rows:
                     raise source.changed()
                 code = chosen[number]
@@ -453,7 +459,7 @@ class Recipients:
                     key = address_key(email)
                     person = Recipient(email=email, key=email if key == email else key,
                                        first_name=first_name.strip(), last_name=last_name.strip(),
-                                       audience=lists[code - 1], line=start)
+                                       audience=lists[code - 1], line=start, language=reader_language(language))
                 yield person
             if number + 1 != rows:
                 raise source.changed()
@@ -541,8 +547,8 @@ def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, 
     known = source.settings.lists
     with source.open() as handle:
         number = -1
-        for number, (start, _end, _row_cells, email, first_name, last_name, lists_cell, status_cell) in enumerate(
-                _cells(handle, source.path, source.delimiter, source.settings)):
+        for number, (start, _end, _row_cells, email, first_name, last_name, lists_cell, status_cell,
+                     language_cell) in enumerate(_cells(handle, source.path, source.delimiter, source.settings)):
             if number >= len(codes):
                 raise source.changed()
             email = email.strip()
@@ -550,7 +556,7 @@ def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, 
                 continue
             codes[number] = 0
             row = _check_row(start, email, first_name.strip(), last_name.strip(), lists_cell.strip(),
-                             status_cell.strip(), known, source.settings)
+                             status_cell.strip(), known, source.settings, reader_language(language_cell))
             if not row.problems and any(name in order for name in row.lists):
                 groups.setdefault(row.key, []).append((number, row))
         if number + 1 != len(codes):
@@ -593,8 +599,9 @@ def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubsc
     if why:
         return None, [LeftOut(row.email, row.line, name, "cannot be sent this way", why) for name, row in entries]
     audience, primary = entries[0]
+    language = next((r.language for r in person_rows if r.language), "")
     person = Recipient(email=email, key=key, first_name=named.first_name, last_name=named.last_name,
-                       audience=audience, line=first.line)
+                       audience=audience, line=first.line, language=language)
     left: list[LeftOut] = []
     for name, row in entries[1:]:
         if name == audience:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mailroom.errors import InputError
@@ -43,6 +43,10 @@ class ManifestVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    lists: tuple[str, ...] = ()  # the lists whose readers get it; () in a build from before versions had them
+    language: str = ""  # BCP 47 tag ("pl"); "" in a build from before translations
+    subject: str = ""  # in the version's language; "" means the manifest's subject
+    preheader: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class Manifest:
     build_hash: str  # sha256 over the build's files and the sources' digests
     sources: dict[str, str]  # path relative to the project root (maybe "#part") -> sha256
     versions: dict[str, ManifestVersion]
+    # Each reader language: how it was made (the school's translation, an engine) or why not, and the
+    # characters sent to the engine. For people reading the file and the preview; send does not use it.
+    translations: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
@@ -78,6 +85,8 @@ class Manifest:
                 links=tuple(map(_text, v["links"])), tokens=tuple(map(_text, v["tokens"])),
                 images=tuple(BuiltImage(_text(i["filename"]), _text(i["content_type"]), int(i["size"]))
                              for i in v["images"]),
+                lists=tuple(map(_text, v.get("lists", []))), language=_text(v.get("language", "")),
+                subject=_text(v.get("subject", "")), preheader=_text(v.get("preheader", "")),
             )
             for name, v in data["versions"].items()
         }
@@ -90,6 +99,7 @@ class Manifest:
             build_hash=_text(data["build_hash"]),
             sources={_text(k): _text(v) for k, v in data["sources"].items()},
             versions=versions,
+            translations=dict(data.get("translations", {})),
         )
 
     def write(self, build_dir: Path) -> Path:
@@ -131,6 +141,9 @@ class BuiltVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    language: str = ""  # BCP 47 tag ("pl"); "" in a build from before translations
+    subject: str = ""  # in the version's language; "" means the build's subject
+    preheader: str = ""
 
     def html(self) -> str:
         return self.html_path.read_text(encoding="utf-8")
@@ -197,7 +210,7 @@ def file_sha256(path: Path) -> str:
 
 # The parts of school.toml that change what an email looks like. Sending settings ([smtp], [sendgrid],
 # [audiences_csv]) are left out, so changing the sending pace doesn't force a new compose.
-RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web")
+RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web", "translation")
 RENDERING_PART = "rendering"
 
 
@@ -224,7 +237,7 @@ def load_build(newsletter_dir: Path | str, root: Path | None = None) -> Build:
     versions = {
         name: BuiltVersion(audience=name, html_path=build_dir / v.html, text_path=build_dir / v.text,
                            html_bytes=v.html_bytes, text_bytes=v.text_bytes, links=v.links, tokens=v.tokens,
-                           images=v.images)
+                           images=v.images, language=v.language, subject=v.subject, preheader=v.preheader)
         for name, v in manifest.versions.items()
     }
     for version in versions.values():

@@ -7,30 +7,42 @@ The body is CommonMark (markdown-it-py) with smart quotes, plus container blocks
     ::: only parents                  shown only to the named lists (comma-separated)
 
 An image alone in its paragraph, optionally wrapped in a link, becomes an image block. Every
-mistake is an ``InputError`` naming newsletter.md and the line.
+mistake is an ``InputError`` naming newsletter.md and the line; things shown differently from how
+they were written (HTML left out, a campaign another newsletter uses) are warnings on the Newsletter.
+
+Text pasted from Word reads as it looks (``mailroom.compose.pasted``): its bullets and numbered lines
+are lists, and a line break is a line break. Author text reaches the templates only as values, never
+as template source, so ``{{`` in the text is shown as written; the checks report one as a mail-merge
+field that will not be filled in unless it is written ``\\{{``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.container import container_plugin
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
 
 from mailroom.compose.links import check_link
+from mailroom.compose.pasted import PastedWarning, pasted_text_rule, prepare_lines
 from mailroom.errors import InputError
 
 SOURCE_FILE = "newsletter.md"
-FRONT_MATTER_FIELDS = ("subject", "preheader", "date", "audiences", "campaign")
-REQUIRED_FIELDS = ("subject", "preheader", "date", "audiences")
+FRONT_MATTER_FIELDS = ("subject", "preheader", "date", "audiences", "campaign", "translated_from")
+REQUIRED_FIELDS = ("subject", "date", "audiences")
+PREHEADER_FROM_TEXT_MAX = 110  # characters of the first paragraph used when there is no preheader
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif"}
 _URL_LIKE = re.compile(r"^(https?://|www\.)", re.IGNORECASE)
+ORIENTATION_TAG = 0x0112  # EXIF: how the camera was held
+_CLOSING_FENCE = re.compile(r"^[ \t]*(:{3,})[ \t]*$")
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,17 @@ class FrontMatter:
     date: dt.date
     audiences: tuple[str, ...]
     campaign: str | None
+    translated_from: str | None = None  # in a school's own translation: which newsletter.md it translates
+    preheader_from_text: bool = False  # no preheader was written: it is the start of the first paragraph
+
+
+@dataclass(frozen=True)
+class ContentWarning:
+    """Something in newsletter.md that will not look as written; the checks show it as a warning."""
+
+    line: int
+    code: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,7 @@ class Newsletter:
     slug: str
     front: FrontMatter
     blocks: tuple[Block, ...]
+    warnings: tuple[ContentWarning, ...] = ()
 
     @property
     def folder(self) -> Path:
@@ -100,17 +124,21 @@ class _LetEveryLinkThrough(MarkdownIt):
 
 
 def markdown_parser() -> MarkdownIt:
-    """CommonMark with typographic quotes; raw HTML off (it is shown as text, never trusted)."""
-    md = _LetEveryLinkThrough("commonmark", {"typographer": True, "html": False})
+    """CommonMark as office staff expect it: typographic quotes, a line break where a line ends, no
+    code block for an indented line (Word indents paragraphs), and HTML judged tag by tag
+    (``pasted_text_rule``: a few inline tags kept, the rest left out with a warning, never shown as text)."""
+    md = _LetEveryLinkThrough("commonmark", {"typographer": True, "html": True, "breaks": True})
     md.enable(["replacements", "smartquotes"])
+    md.disable("code")
+    md.core.ruler.after("inline", "pasted_text", pasted_text_rule)
     md.use(container_plugin, "block", validate=lambda params, *args: True)
     return md
 
 
-def load_newsletter(folder: Path | str, known_lists: Sequence[str]) -> Newsletter:
-    """Read and check ``<folder>/newsletter.md``."""
+def load_newsletter(folder: Path | str, known_lists: Sequence[str], source_name: str = SOURCE_FILE) -> Newsletter:
+    """Read and check ``<folder>/newsletter.md`` (or a translation of it, ``newsletter.ro.md``)."""
     folder = Path(folder)
-    path = folder / SOURCE_FILE
+    path = folder / source_name
     if not folder.is_dir():
         raise InputError("there is no such newsletter folder", folder)
     try:
@@ -121,13 +149,101 @@ def load_newsletter(folder: Path | str, known_lists: Sequence[str]) -> Newslette
         raise InputError("is not UTF-8 text; save it as UTF-8 and try again", path) from None
     source = source.replace("\r\n", "\n").replace("\r", "\n")
     front, body_start = _parse_front_matter(path, source, known_lists)
-    body = "\n".join(source.split("\n")[body_start:])
-    md = markdown_parser()
+    prepared = prepare_lines(source.split("\n")[body_start:])
+    env: dict[str, object] = {"check_url": check_link, "lettered": prepared.lettered}
+    tokens = markdown_parser().parse(prepared.text, env)
+    _check_boxes_closed(path, tokens, prepared.text.split("\n"), body_start, prepared.source_line)
+    for token in tokens:  # line numbers from here on are newsletter.md's, as written
+        if token.map:
+            start, end = token.map
+            token.map = [prepared.source_line(start), prepared.source_line(end - 1) + 1 if end > start else
+                         prepared.source_line(start)]
     parser = _BodyParser(path, folder, body_start, front.audiences)
-    blocks = parser.blocks(md.parse(body), None)
+    blocks = parser.blocks(tokens, None)
     if not blocks:
         raise InputError("the newsletter has no text after its front matter", path, body_start + 1)
-    return Newsletter(path=path, slug=folder.resolve().name, front=front, blocks=tuple(blocks))
+    pasted = cast(list[PastedWarning], env.get("warnings", []))
+    warnings = [ContentWarning(prepared.source_line(w.line) + body_start + 1, w.code, w.message) for w in pasted]
+    warnings += _campaign_shared(path, folder, front, source)
+    if not front.preheader:
+        front = _with_preheader_from_text(front, blocks)
+    return Newsletter(path=path, slug=folder.resolve().name, front=front, blocks=tuple(blocks),
+                      warnings=tuple(warnings))
+
+
+def _check_boxes_closed(path: Path, tokens: list[Token], lines: list[str], body_start: int,
+                        source_line: Callable[[int], int]) -> None:
+    """Every ``:::`` box needs its closing line; without one the rest of the newsletter would be inside it."""
+    ends: list[int] = [len(lines)]  # where the enclosing box (or the document) ends
+    for token in tokens:
+        if token.type == "container_block_open" and token.map:
+            start, end = token.map
+            fence = _CLOSING_FENCE.match(lines[end]) if end < len(lines) else None
+            opener = lines[start].strip()
+            if fence is None or end >= ends[-1] or len(fence.group(1)) < len(token.markup):
+                line = source_line(start) + body_start + 1
+                raise InputError(f"the box '{opener}' that starts on line {line} is never closed; add a line "
+                                 f"with just '{token.markup}' where the box should end", path, line)
+            ends.append(end)
+        elif token.type == "container_block_close":
+            ends.pop()
+
+
+def _with_preheader_from_text(front: FrontMatter, blocks: list[Block]) -> FrontMatter:
+    """The start of the first paragraph everyone gets, as inboxes would show it anyway, cut at a word."""
+    for block in blocks:
+        if block.audiences is not None or block.kind not in ("text", "alert"):
+            continue
+        for index, token in enumerate(block.tokens):
+            if token.type == "inline" and index and block.tokens[index - 1].type == "paragraph_open":
+                words = " ".join("".join(c.content if c.type in ("text", "code_inline") else " "
+                                         for c in token.children or []).split())
+                if not words:
+                    continue
+                if len(words) > PREHEADER_FROM_TEXT_MAX:
+                    words = words[:PREHEADER_FROM_TEXT_MAX].rsplit(" ", 1)[0].rstrip(",;:–-") + "…"
+                return FrontMatter(subject=front.subject, preheader=words, date=front.date,
+                                   audiences=front.audiences, campaign=front.campaign, preheader_from_text=True)
+    return front
+
+
+def _front_matter_value(source: str, key: str) -> tuple[str, int] | None:
+    """One field of a newsletter's front matter, read without checking the rest (for other newsletters)."""
+    lines = source.split("\n")
+    if not lines or lines[0].strip() != "---":
+        return None
+    for number, raw in enumerate(lines[1:], start=2):
+        if raw.strip() == "---":
+            return None
+        name, sep, value = raw.partition(":")
+        if sep and name.strip().lower() == key:
+            return _unquote(value), number
+    return None
+
+
+def _campaign_shared(path: Path, folder: Path, front: FrontMatter, source: str) -> list[ContentWarning]:
+    """A campaign another newsletter in the same folder already uses (a copied folder keeps last week's)."""
+    campaign = front.campaign or folder.resolve().name
+    found = _front_matter_value(source, "campaign")
+    line = found[1] if found else 1
+    others: list[str] = []
+    for other in sorted(folder.resolve().parent.iterdir()):
+        other_source = other / SOURCE_FILE
+        if other == folder.resolve() or not other_source.is_file():
+            continue
+        try:
+            text = other_source.read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+        except (OSError, UnicodeDecodeError):
+            continue
+        value = _front_matter_value(text, "campaign")
+        if (value[0] if value and value[0] else other.name) == campaign:
+            others.append(other.name)
+    if not others:
+        return []
+    named = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return [ContentWarning(line, "campaign-shared",
+                           f"the campaign '{campaign}' is also used by {named}; give this newsletter a campaign "
+                           "of its own, or its clicks are counted together with that newsletter's")]
 
 
 def _unquote(value: str) -> str:
@@ -184,14 +300,15 @@ def _parse_front_matter(path: Path, source: str, known_lists: Sequence[str]) -> 
         raise InputError("an audience is named twice", path, audiences_line)
 
     for key in ("subject", "preheader"):
-        field_text, field_line = values[key]
+        field_text, field_line = values.get(key, ("", 0))
         if any(ch in field_text for ch in "\x00\t\r"):
             raise InputError(f"'{key}' has a control character in it", path, field_line)
     campaign = values.get("campaign", ("", 0))[0] or None
     if campaign is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", campaign):
         raise InputError("'campaign' may hold letters, digits, '.', '_' and '-' only", path, values["campaign"][1])
-    front = FrontMatter(subject=values["subject"][0], preheader=values["preheader"][0], date=date,
-                        audiences=audiences, campaign=campaign)
+    front = FrontMatter(subject=values["subject"][0], preheader=values.get("preheader", ("", 0))[0], date=date,
+                        audiences=audiences, campaign=campaign,
+                        translated_from=values.get("translated_from", ("", 0))[0] or None)
     return front, end
 
 
@@ -326,7 +443,9 @@ class _BodyParser:
             raise self.error(f"the image '{src}' should be a PNG, JPEG or GIF file", inline)
         size = image_size(path)
         if size is None:
-            raise self.error(f"the image '{src}' could not be read as {content_type}", inline)
+            raise self.error(f"the image '{src}' is not a picture mailroom can read (a damaged file, or another "
+                             "kind of file renamed); open it in a photo editor and save it as PNG, JPEG or GIF",
+                             inline)
         return Image(path=path, alt=alt, width=size[0], height=size[1], content_type=content_type)
 
 
@@ -343,21 +462,18 @@ def _matching_close(tokens: list[Token], start: int) -> int:
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """Width and height of a PNG, GIF or JPEG, read from its header (no imaging library needed)."""
-    data = path.read_bytes()
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return struct.unpack("<HH", data[6:10])
-    if data[:2] == b"\xff\xd8":
-        offset = 2
-        while offset + 9 < len(data):
-            if data[offset] != 0xFF:
-                return None
-            marker = data[offset + 1]
-            length = struct.unpack(">H", data[offset + 2:offset + 4])[0]
-            if marker in (0xC0, 0xC1, 0xC2, 0xC3):
-                height, width = struct.unpack(">HH", data[offset + 5:offset + 9])
-                return width, height
-            offset += 2 + length
-    return None
+    """Width and height as the picture is shown (a phone photo's orientation tag applied), from its header.
+
+    None when the file is not a picture Pillow can identify; a damaged one is caught when it is prepared.
+    """
+    try:
+        with PILImage.open(path) as picture:
+            width, height = picture.size
+            try:  # a PNG keeps its EXIF after the pixels, so a cut-off one fails here: judged when prepared
+                orientation = picture.getexif().get(ORIENTATION_TAG, 1)
+            except (OSError, ValueError, SyntaxError, EOFError):
+                orientation = 1
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, PILImage.DecompressionBombError):
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+

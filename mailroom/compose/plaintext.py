@@ -24,10 +24,8 @@ def inline_text(token: Token, tag: Callable[[str], str]) -> str:
         kind = child.type
         if kind in ("text", "code_inline"):
             parts.append(child.content)
-        elif kind == "softbreak":
-            parts.append(" ")
-        elif kind == "hardbreak":
-            parts.append("\n")
+        elif kind in ("softbreak", "hardbreak"):
+            parts.append("\n")  # a line break in newsletter.md is one in the email
         elif kind == "image":
             parts.append(f"[{child.content}]")
         elif kind == "link_open":
@@ -39,11 +37,20 @@ def inline_text(token: Token, tag: Callable[[str], str]) -> str:
             same_number = href.startswith("tel:") and _digits(words) == _digits(shown)
             if same_number:
                 continue
-            if words.rstrip("/") in (href.rstrip("/"), shown):
+            bare = href.split("://", 1)[1] if href.startswith(("https://", "http://")) else shown
+            if words.rstrip("/") in (href.rstrip("/"), shown, bare.rstrip("/")):
                 parts[start:] = [tag(href)]
             else:
                 parts.append(f" ({tag(href)})")
     return "".join(parts)
+
+
+def _item_label(number: int, style: str) -> str:
+    """"3." or, for a lettered list (``a)`` lines), "c)"."""
+    if style in ("a", "A") and 1 <= number <= 26:
+        letter = chr(ord("a") + number - 1)
+        return f"{letter.upper() if style == 'A' else letter})"
+    return f"{number}."
 
 
 def _digits(text: str) -> str:
@@ -62,7 +69,7 @@ def _wrap(text: str, indent: str = "", first: str | None = None) -> str:
 def tokens_text(tokens: list[Token], tag: Callable[[str], str]) -> str:
     """Block-level Markdown tokens as plain text paragraphs."""
     out: list[str] = []
-    list_stack: list[list[int | None]] = []  # per open list: [next number, or None for bullets]
+    list_stack: list[list[int | str | None]] = []  # per open list: [next number, None for bullets, list type]
     list_lines: list[str] = []  # the items of the outermost open list, one per line
     quote_depth = 0
     item_prefix: str | None = None
@@ -76,17 +83,19 @@ def tokens_text(tokens: list[Token], tag: Callable[[str], str]) -> str:
             out.append(f"{shown}\n{underline * min(len(inline), WIDTH)}" if underline else shown)
         elif kind in ("bullet_list_open", "ordered_list_open"):
             start = token.attrs.get("start", 1) if kind == "ordered_list_open" else None
-            list_stack.append([int(start) if start is not None else None])
+            list_stack.append([int(start) if start is not None else None, str(token.attrs.get("type", "1"))])
         elif kind in ("bullet_list_close", "ordered_list_close"):
             list_stack.pop()
             if not list_stack:
                 out.append("\n".join(list_lines))
                 list_lines = []
         elif kind == "list_item_open" and list_stack:
-            number = list_stack[-1][0]
-            item_prefix = "* " if number is None else f"{number}. "
-            if number is not None:
+            number, style = list_stack[-1]
+            if isinstance(number, int):
+                item_prefix = f"{_item_label(number, str(style))} "
                 list_stack[-1][0] = number + 1
+            else:
+                item_prefix = "* "
         elif kind == "blockquote_open":
             quote_depth += 1
         elif kind == "blockquote_close":

@@ -7,10 +7,11 @@ blocks. Per-recipient fields stay as tokens; ``personalize`` fills them in at se
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import jinja2
 from markupsafe import Markup
+from markupsafe import escape as escape_markup
 from mjml import mjml2html
 from premailer import Premailer
 
@@ -28,6 +30,7 @@ from mailroom.compose.plaintext import block_text
 from mailroom.errors import InputError
 from mailroom.settings import Settings
 from mailroom.tokens import fields_used, for_everyone, token
+from mailroom.translate.languages import Localisation
 
 TEMPLATE_DIR = "templates"
 LAYOUT = "base.mjml.j2"
@@ -74,9 +77,14 @@ class Renderer:
                                            keep_trailing_newline=True)
         self.md = markdown_parser()
 
-    def render(self, newsletter: Newsletter, audience: str) -> RenderedVersion:
-        """Render ``audience``'s version; ``WEB_AUDIENCE`` gives the public copy with no personal tokens."""
-        mjml_source, context, blocks, tag = self._prepare(newsletter, audience)
+    def render(self, newsletter: Newsletter, audience: str, localisation: Localisation | None = None
+               ) -> RenderedVersion:
+        """Render ``audience``'s version; ``WEB_AUDIENCE`` gives the public copy with no personal tokens.
+
+        ``localisation`` (a translated newsletter's language, its direction and the templates' words in
+        it) is None for the school's own language.
+        """
+        mjml_source, context, blocks, tag = self._prepare(newsletter, audience, localisation)
         html = self._compile(mjml_source)
         if audience == WEB_AUDIENCE:
             html = web_page_head(html, newsletter.front.preheader)
@@ -91,8 +99,15 @@ class Renderer:
         """The MJML source of ``audience``'s version before compiling, so the benchmark can feed the npm tools."""
         return self._prepare(newsletter, audience)[0]
 
-    def _prepare(self, newsletter: Newsletter, audience: str
-                 ) -> tuple[str, dict[str, Any], list[Block], Callable[[str], str]]:
+    def template_strings(self, newsletter: Newsletter, audience: str) -> list[str]:
+        """The words the templates mark for translation (``{{ _("...") }}``), in the order they appear."""
+        seen: list[str] = []
+        _, context, _, _ = self._prepare(newsletter, audience, None, record=seen)
+        self._template(self.text_env, TEXT_LAYOUT, context | {"body": ""})
+        return list(dict.fromkeys(seen))
+
+    def _prepare(self, newsletter: Newsletter, audience: str, localisation: Localisation | None = None,
+                 record: list[str] | None = None) -> tuple[str, dict[str, Any], list[Block], Callable[[str], str]]:
         """The MJML source, the template context, the blocks and the link tagger, shared by both outputs."""
         settings = self.settings
         web = audience == WEB_AUDIENCE
@@ -107,6 +122,10 @@ class Renderer:
 
         blocks = newsletter.blocks_for(list_name)
         date = newsletter.front.date
+        local = localisation or Localisation(settings.school.language, settings.school.direction)
+        if local.translated:
+            mailing_list = dataclasses.replace(mailing_list,
+                                               greeting=local.greetings.get(list_name, mailing_list.greeting))
         context: dict[str, Any] = {
             "school": settings.school,
             "sender": settings.sender,
@@ -116,17 +135,21 @@ class Renderer:
             "subject": for_everyone(newsletter.front.subject, mailing_list.greeting) if web
             else newsletter.front.subject,
             "preheader": newsletter.front.preheader,
-            "date_long": f"{date:%A} {date.day} {date:%B %Y}",
-            "greeting": mailing_list.greeting if web else token("greeting"),
+            "date_long": local.date_long or f"{date:%A} {date.day} {date:%B %Y}",
+            "greeting": mailing_list.greeting if web or local.translated else token("greeting"),
             "unsubscribe_url": "" if web else token("unsubscribe_url"),
             "logo_src": f"{IMAGE_PREFIX}{self.logo_name}" if self.logo_name else "",
             "logo_width": LOGO_WIDTH,
             "logo_height": self.logo_height,
             "web": web,
+            "lang": local.language,
+            "dir": local.direction,
+            "notice": local.notice,
         }
+        html_words, text_words = _word_lookups(local.strings, record)
         mjml_source = self._template(self.html_env, LAYOUT, context | {
-            "blocks": [self._html_view(block) for block in blocks]})
-        return mjml_source, context, list(blocks), tag
+            "_": html_words, "blocks": [self._html_view(block) for block in blocks]})
+        return mjml_source, context | {"_": text_words}, list(blocks), tag
 
     def _html_view(self, block: Block) -> dict[str, Any]:
         """What a block partial needs, with Markdown already turned into (trusted) HTML."""
@@ -160,6 +183,33 @@ class Renderer:
             raise InputError(f"the templates do not make valid MJML: {exc}", self.template_dir / LAYOUT) from None
         html = html.replace("</head>", _COLOR_SCHEME_META + "</head>", 1)
         return keep_pixel_sizes(inline_css(html))
+
+
+def _word_lookups(strings: Mapping[str, str], record: list[str] | None
+                  ) -> tuple[Callable[..., Markup], Callable[..., str]]:
+    """The templates' ``_("words", slot=value)``: the words in the version's language, ``{slot}`` filled in.
+
+    The HTML one escapes the words and fills slots with (escaped or already safe) markup; the text one
+    returns plain text. With ``record``, every string asked for is noted, so compose can translate them.
+    """
+    def words(msgid: str, slots: Mapping[str, Any]) -> str:
+        if record is not None:
+            record.append(msgid)
+        return strings.get(msgid, msgid)
+
+    def html_words(msgid: str, **slots: Any) -> Markup:
+        out = str(escape_markup(words(msgid, slots)))
+        for name, value in slots.items():
+            out = out.replace("{" + name + "}", str(escape_markup(value)))
+        return Markup(out)
+
+    def text_words(msgid: str, **slots: Any) -> str:
+        out = words(msgid, slots)
+        for name, value in slots.items():
+            out = out.replace("{" + name + "}", str(value))
+        return out
+
+    return html_words, text_words
 
 
 # cssutils (under premailer) logs every CSS property it does not know, which email CSS is full of.

@@ -20,6 +20,7 @@ from mailroom.compose.render import RenderedVersion
 from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
 from mailroom.tokens import token
+from mailroom.translate.languages import describe
 
 PHONE_WIDTH = 375
 DESKTOP_WIDTH = 600
@@ -42,8 +43,19 @@ def sample_document(settings: Settings, audience: str, document: str) -> str:
     return personalize(document, sample_values(settings, audience), is_html=True)
 
 
+def version_title(slug: str) -> str:
+    """'Parents', or 'Parents, Polish (pl)' for a version in another language."""
+    lists, _, language = slug.partition(".")
+    name = " + ".join(part.capitalize() for part in lists.split("+"))
+    return f"{name}, {describe(language)}" if language else name
+
+
 def preview_page(settings: Settings, subject: str, preheader: str, versions: Mapping[str, RenderedVersion],
-                 findings: Sequence[Finding] = (), *, date: dt.date | None = None) -> str:
+                 findings: Sequence[Finding] = (), *, date: dt.date | None = None, review_page: str = "") -> str:
+    """The whole preview page as one HTML document (inline CSS, no scripts, nothing fetched).
+
+    ``review_page``: the file name of the translation review page, linked from the top when there is one.
+    """
     """The whole preview page as one HTML document (inline CSS, no scripts, nothing fetched)."""
     errors = sum(1 for f in findings if f.is_error)
     warnings = len(findings) - errors
@@ -59,7 +71,9 @@ def preview_page(settings: Settings, subject: str, preheader: str, versions: Map
                   f'with {_count(warnings_shown, "warning")} to look at first.</p>')
     else:
         status = '<p class="status status-ok"><strong>Ready to send:</strong> the checks found nothing wrong.</p>'
-    nav = "".join(f'<li><a href="#version-{e(a)}">{e(a.capitalize())} version</a></li>' for a in versions)
+    nav = "".join(f'<li><a href="#version-{e(a)}">{e(version_title(a))} version</a></li>' for a in versions)
+    if review_page:
+        nav += f'<li><a href="{e(review_page)}">Translations, side by side</a></li>'
     sections = "".join(_version_section(settings, audience, version) for audience, version in versions.items())
     return f"""<!doctype html>
 <html lang="en-GB"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -159,14 +173,15 @@ def _findings_section(merged: Sequence, errors: int, warnings: int) -> str:
 
 
 def _version_section(settings: Settings, audience: str, version: RenderedVersion) -> str:
-    values = sample_values(settings, audience)
+    values = sample_values(settings, version.audience)
     document = personalize(version.html, values, is_html=True)
     text = personalize(version.text, values, is_html=False)
-    name = audience.capitalize()
+    name = version_title(audience)
+    greeted = f', greeted as “{e(values["greeting"])}”' if token("greeting") in version.html else ""
     return f"""
 <section id="version-{e(audience)}" class="version card" aria-labelledby="title-{e(audience)}">
   <h2 id="title-{e(audience)}">{e(name)} version</h2>
-  <p class="hint">What a reader on the {e(audience)} list sees, greeted as “{e(values["greeting"])}”.</p>
+  <p class="hint">What a reader on the {e(version.audience)} list sees{_in_language(audience)}{greeted}.</p>
   <div class="frames">
     <figure class="device phone">
       <figcaption>Phone, {PHONE_WIDTH} px wide<span class="narrow-note-inline"> (here: as wide as your screen)</span>
@@ -195,6 +210,11 @@ def _version_section(settings: Settings, audience: str, version: RenderedVersion
     </section>
   </div>
 </section>"""
+
+
+def _in_language(slug: str) -> str:
+    language = slug.partition(".")[2]
+    return f" in {e(describe(language))}" if language else ""
 
 
 def _links_table(links: Sequence[str]) -> str:

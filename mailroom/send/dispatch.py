@@ -54,29 +54,50 @@ class Person(Protocol):
     def last_name(self) -> str: ...
     @property
     def audience(self) -> str: ...
+    @property
+    def language(self) -> str: ...  # as the audiences file gives it; "" for the school's language
 
 
 # --- versions -----------------------------------------------------------------------------------------
 
+def version_for(build: Build, audience: str, language: str) -> str:
+    """The version a reader on ``audience`` whose language is ``language`` gets (notes/VERSIONS.md).
+
+    ``parents.pl`` when the build has it; otherwise (the school's language, or a language that could not
+    be made) the school-language version ``parents``.
+    """
+    if language:
+        slug = f"{audience}.{language}"
+        if slug in build.versions:
+            return slug
+    return audience
+
+
+def language_versions(build: Build, audience: str) -> list[str]:
+    """``audience``'s versions in the build: the school's language first, then the others by tag."""
+    return [audience, *sorted(name for name in build.versions if name.startswith(f"{audience}."))]
+
+
 def make_version(build: Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
-    """The audience's version of the build, as every transport receives it."""
+    """The version named ``audience`` (``parents``, ``parents.pl``), as every transport receives it."""
     built = build.versions.get(audience)
     if built is None:
         raise InputError(
             f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
             f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
     domain = settings.sender.email.rpartition("@")[2]
+    list_name = audience.partition(".")[0]
     return Version(
         newsletter=build.slug,
         audience=audience,
-        subject=f"[TEST] {build.subject}" if test else build.subject,
+        subject=f"[TEST] {built.subject or build.subject}" if test else (built.subject or build.subject),
         html=built.html(),
         text=built.text(),
         images=tuple((image, build.image_path(image)) for image in built.images),
         from_name=settings.sender.name,
         from_email=settings.sender.email,
         reply_to=settings.sender.reply_to,
-        list_id=f"{settings.school.name} {audience} <{audience}.{domain}>",
+        list_id=f"{settings.school.name} {list_name} <{list_name}.{domain}>",
         unsubscribe_mailto=settings.unsubscribe.mailto,
         test=test,
     )
@@ -107,6 +128,8 @@ class SendPlan:
     uncertain: list[UncertainBatch]  # outcome unknown and not resolved by a flag
     resending_uncertain: int
     test_sends: list[TestSend] = field(default_factory=list)
+    languages: dict[str, int] = field(default_factory=dict)  # version language ("" the school's) -> people
+    english_instead: dict[str, int] = field(default_factory=dict)  # a reader language not made -> people
 
     @property
     def total(self) -> int:
@@ -122,6 +145,8 @@ def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], 
                 f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
                 f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
     to_send: Counter[str] = Counter({a: 0 for a in audiences})
+    languages: Counter[str] = Counter()
+    english_instead: Counter[str] = Counter()
     already = retrying = resending = 0
     remaining = iter(people)  # read once, a window at a time: the people may be streamed from a file
     while window := list(itertools.islice(remaining, _LOOKUP_WINDOW)):
@@ -139,10 +164,21 @@ def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], 
             elif state == SendState.FAILED:
                 retrying += 1
             to_send[person.audience] += 1
+            language = version_for(build, person.audience, person.language).partition(".")[2]
+            languages[language] += 1
+            if person.language and not language and not _school_language(build, person.audience, person.language):
+                english_instead[person.language] += 1
     uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
     return SendPlan(newsletter=build.slug, audiences=tuple(audiences), to_send=dict(to_send),
                     already_sent=already, retrying=retrying, uncertain=uncertain,
-                    resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash))
+                    resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash),
+                    languages=dict(languages), english_instead=dict(english_instead))
+
+
+def _school_language(build: Build, audience: str, language: str) -> bool:
+    """Whether ``language`` is the language of ``audience``'s own version (``en`` for an ``en-GB`` school)."""
+    own = build.versions[audience].language if audience in build.versions else ""
+    return bool(own) and own.split("-")[0].lower() == language.split("-")[0].lower()
 
 
 def live_batches(build: Build, settings: Settings, people: Iterable[Person], audiences: Sequence[str],
@@ -157,10 +193,10 @@ def live_batches(build: Build, settings: Settings, people: Iterable[Person], aud
     sendable = {SendState.PENDING, SendState.FAILED}
     if resend_uncertain:
         sendable |= {SendState.UNCERTAIN, SendState.IN_FLIGHT}
-    for audience in audiences:
-        version = make_version(build, settings, audience)
+    for audience, slug in ((a, s) for a in audiences for s in language_versions(build, a)):
+        version = make_version(build, settings, slug)
         waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
-        mine = (p for p in people if p.audience == audience)
+        mine = (p for p in people if p.audience == audience and version_for(build, audience, p.language) == slug)
         while True:
             # Read the ledger only after earlier batches were settled (the consumer sends each batch
             # before asking for the next), so someone already sent is never queued again.
@@ -427,13 +463,32 @@ class Dispatcher:
 
 
 def test_batches(build: Build, settings: Settings, audiences: Sequence[str], address: str,
-                 recipient_id: str) -> Iterator[tuple[Version, list[Message]]]:
-    """One copy of each chosen version, subject marked [TEST], to one address."""
+                 recipient_id: str, languages: Sequence[str] | None = None) -> Iterator[tuple[Version, list[Message]]]:
+    """One copy of each chosen version, subject marked [TEST], to one address.
+
+    Every language's version of each list, or only those of ``languages`` (the school's language among
+    them by its own tag, e.g. ``en-GB``, or ``en``).
+    """
     key = address.strip().lower()
     for audience in audiences:
-        version = make_version(build, settings, audience, test=True)
-        person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=audience)
-        yield version, [make_message(person, recipient_id, settings)]
+        for slug in test_versions(build, settings, audience, languages):
+            version = make_version(build, settings, slug, test=True)
+            person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=audience)
+            yield version, [make_message(person, recipient_id, settings)]
+
+
+def test_versions(build: Build, settings: Settings, audience: str, languages: Sequence[str] | None) -> list[str]:
+    """The versions of ``audience`` a test sends: all of them, or those in ``languages``."""
+    everything = language_versions(build, audience)
+    if not languages:
+        return everything
+    school = settings.school.language.split("-")[0].lower()
+    chosen = []
+    for slug in everything:
+        tag = slug.partition(".")[2]
+        if (tag in languages) or (not tag and any(lang.split("-")[0].lower() == school for lang in languages)):
+            chosen.append(slug)
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -443,4 +498,5 @@ class _TestPerson:
     first_name: str
     last_name: str
     audience: str
+    language: str = ""
 

@@ -90,9 +90,9 @@ class Watcher:
         return self.folder.resolve() / BUILD_DIR
 
     def watched_files(self) -> list[Path]:
-        """newsletter.md, images/, templates/, school.toml (and the logo it names)."""
+        """newsletter.md and the school's translations of it, images/, templates/, school.toml (and the logo)."""
         root = self.root
-        files = [self.folder / SOURCE_FILE, root / "school.toml"]
+        files = [self.folder / SOURCE_FILE, *sorted(self.folder.glob("newsletter.*.md")), root / "school.toml"]
         for folder in (self.folder / "images", root / TEMPLATE_DIR, root / "assets"):
             if folder.is_dir():
                 files += sorted(p for p in folder.rglob("*") if p.is_file())

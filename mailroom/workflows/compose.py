@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,12 +37,17 @@ from mailroom.compose.build import (
     source_digest,
 )
 from mailroom.compose.content import IMAGE_TYPES, Newsletter, image_size, load_newsletter
-from mailroom.compose.render import TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
+from mailroom.compose.images import PreparedImage, prepare_image, remove_stale
+from mailroom.compose.render import CONTENT_WIDTH, LOGO_WIDTH, TEMPLATE_DIR, WEB_AUDIENCE, RenderedVersion, Renderer
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
+from mailroom.preview.review import REVIEW_PAGE, review_page
 from mailroom.settings import Settings
+from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages, readers_languages
+from mailroom.translate.translator import Translator
 
 LOGO_NAME = "school-logo"
+IMAGE_CACHE = ".cache/images"  # under the project root: pictures made to fit email, named by their source's content
 VERSIONS_DIR = "versions"  # under build/: each audience's version with its tokens, for send only
 STAGING_PREFIX = ".build-"
 LOCK_FILE = ".compose-lock"  # only where a folder cannot be locked itself (Windows)
@@ -59,18 +64,46 @@ class ComposeResult:
     web_path: Path
     preview_path: Path
     findings: tuple[Finding, ...] = ()  # the preflight checks' findings (errors stop a send)
+    languages: tuple[LanguageOutcome, ...] = ()  # each reader language: how it was made, or why not
+    images: tuple[PreparedImage, ...] = ()  # each picture as sent, with its size before and after
 
 
-def _image_names(paths: list[Path]) -> dict[Path, str]:
-    """A unique file name in build/images/ for each image (two folders may hold a 'banner.png')."""
+@dataclass(frozen=True)
+class _Languages:
+    """What the build needs to know about each version's language, and each language's outcome."""
+
+    outcomes: tuple[LanguageOutcome, ...]
+    language: dict[str, str]  # version name -> its language
+    source: dict[str, Newsletter]  # version name -> the newsletter it was rendered from (English or translated)
+
+
+def prepare_images(settings: Settings, newsletter: Newsletter) -> dict[Path, PreparedImage]:
+    """Every picture the email shows (the logo too), made to fit email; reused from the cache when unchanged.
+
+    Each is made for the widest the templates show it (render's CONTENT_WIDTH and LOGO_WIDTH)."""
+    cache = settings.root / IMAGE_CACHE
+    remove_stale(cache)
+    prepared = {image.path: prepare_image(image.path, CONTENT_WIDTH, cache) for image in newsletter.images()}
+    logo = settings.brand.logo
+    if logo is not None and logo.suffix.lower() in IMAGE_TYPES:
+        prepared[logo] = prepare_image(logo, LOGO_WIDTH, cache)
+    return prepared
+
+
+def _image_names(paths: list[Path], suffixes: dict[Path, str] | None = None) -> dict[Path, str]:
+    """A unique file name in build/images/ for each image (two folders may hold a 'banner.png').
+
+    ``suffixes`` gives the type each picture is sent as, when that differs from its file (a PNG photo
+    sent as JPEG is 'images/photo.jpg' in the email)."""
     names: dict[Path, str] = {}
     taken: set[str] = {LOGO_NAME}
     for path in paths:
         if path in names:
             continue
-        name, counter = path.name, 2
+        suffix = (suffixes or {}).get(path, path.suffix)
+        name, counter = f"{path.stem}{suffix}", 2
         while name.rsplit(".", 1)[0] in taken or name in taken:
-            name = f"{path.stem}-{counter}{path.suffix}"
+            name = f"{path.stem}-{counter}{suffix}"
             counter += 1
         taken.add(name)
         names[path] = name
@@ -84,30 +117,55 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
-def renderer_for(settings: Settings, newsletter: Newsletter) -> Renderer:
-    """The renderer for this newsletter, with its images' names in the build and the logo's."""
-    image_names = _image_names([image.path for image in newsletter.images()])
+def renderer_for(settings: Settings, newsletter: Newsletter,
+                 prepared: dict[Path, PreparedImage] | None = None) -> Renderer:
+    """The renderer for this newsletter, with its images' names in the build and the logo's.
+
+    ``prepared`` (from ``prepare_images``) names each picture by the type it is sent as."""
+    suffixes = {path: image.suffix for path, image in (prepared or {}).items()}
+    image_names = _image_names([image.path for image in newsletter.images()], suffixes)
     logo = settings.brand.logo
-    logo_name = f"{LOGO_NAME}{logo.suffix.lower()}" if logo else None
+    logo_name = f"{LOGO_NAME}{suffixes.get(logo, logo.suffix.lower())}" if logo else None
     if logo is not None and logo.suffix.lower() not in IMAGE_TYPES:
         raise InputError("the logo should be a PNG, JPEG or GIF file", settings.source_file)
     logo_size = image_size(logo) if logo is not None and logo.is_file() else None
     return Renderer(settings, image_names, logo_name, logo_size)
 
 
-def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
-    """Render every audience's version of the newsletter in ``folder`` and write its build."""
+def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Sequence[str] = (),
+                       translator: Translator | None = None, audiences_file: Path | None = None) -> ComposeResult:
+    """Render every audience's version of the newsletter in ``folder`` and write its build.
+
+    Each language the readers have (the audiences file's language column), or that ``languages`` adds,
+    or that the school has translated (newsletter.<lang>.md) gets its own versions, named like
+    ``parents.pl``; one that cannot be made is reported in the findings, and its readers get English.
+    """
     folder = Path(folder)
     newsletter = load_newsletter(folder, settings.list_names())
     images = newsletter.images()
-    renderer = renderer_for(settings, newsletter)
+    prepared = prepare_images(settings, newsletter)
+    renderer = renderer_for(settings, newsletter, prepared)
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
     web = renderer.render(newsletter, WEB_AUDIENCE)
+    wanted = [*languages, *readers_languages(settings, newsletter, audiences_file)]
+    outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, wanted),
+                              translator)
+    made = _Languages(tuple(outcomes), {a: settings.school.language for a in versions},
+                      {a: newsletter for a in versions})
+    for outcome in outcomes:
+        if outcome.newsletter is None:
+            continue
+        for audience in newsletter.front.audiences:
+            slug = version_slug(audience, outcome.language)
+            versions[slug] = renderer.render(outcome.newsletter, audience, outcome.localisation)
+            made.language[slug] = outcome.language
+            made.source[slug] = outcome.newsletter
 
     # Every file that went into this build, so send can refuse a build whose sources changed.
     sources = [newsletter.path, *(image.path for image in images)]
+    sources += [o.newsletter.path for o in outcomes if o.newsletter is not None and o.source == "school"]
     sources += sorted(p for p in (settings.root / TEMPLATE_DIR).rglob("*") if p.is_file())
     if logo is not None:
         sources.append(logo)
@@ -115,22 +173,29 @@ def compose_newsletter(settings: Settings, folder: Path | str) -> ComposeResult:
     settings_name = f"{_relative(settings.source_file, settings.root)}#{RENDERING_PART}"
     source_hashes[settings_name] = source_digest(settings.source_file, RENDERING_PART)
 
-    image_files: list[tuple[Path, str]] = [(path, name) for path, name in image_names.items()]
+    # (the file to copy into build/images/, its name there): the pictures as made to fit email.
+    image_files: list[tuple[Path, str]] = [(prepared[path].file, name) for path, name in image_names.items()]
     if logo is not None and logo_name:
-        image_files.append((logo, logo_name))
+        image_files.append((prepared[logo].file, logo_name))
 
     build_dir = folder.resolve() / BUILD_DIR
     with compose_lock(folder.resolve()):
         remove_leftovers(folder.resolve())
-        findings = _write_build(settings, newsletter, versions, web, image_files, source_hashes, build_dir)
+        findings = _write_build(settings, newsletter, versions, web, image_files, source_hashes, build_dir, made)
         build = load_build(folder, settings.root)
     return ComposeResult(build=build, web_path=build_dir / "web.html", preview_path=build_dir / "preview.html",
-                         findings=tuple(findings))
+                         findings=tuple(findings), languages=tuple(outcomes),
+                         images=tuple(prepared.values()))
+
+
+def version_slug(audience: str, language: str) -> str:
+    """``parents.pl``: a list's version in a language other than the school's (notes/VERSIONS.md)."""
+    return f"{audience}.{language}"
 
 
 def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str, RenderedVersion],
                  web: RenderedVersion, image_files: list[tuple[Path, str]], source_hashes: dict[str, str],
-                 build_dir: Path) -> list[Finding]:
+                 build_dir: Path, made: _Languages) -> list[Finding]:
     """Write the whole build into a staging folder, check it, and swap it in; returns the findings."""
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=build_dir.parent))
     try:
@@ -150,6 +215,8 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
                 links=version.links, tokens=version.tokens,
                 images=tuple(BuiltImage(name, IMAGE_TYPES[path.suffix.lower()], path.stat().st_size)
                              for path, name in used),
+                lists=(version.audience,), language=made.language[audience],
+                subject=made.source[audience].front.subject, preheader=made.source[audience].front.preheader,
             )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
@@ -171,11 +238,22 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
             build_hash=output_digest.hexdigest(),
             sources=source_hashes,
             versions=manifest_versions,
+            translations={o.language: o.summary() for o in made.outcomes},
         ).write(staging)
-        findings = check_versions({a: (v.html, v.text) for a, v in versions.items()}, subject=front.subject,
-                                  preheader=front.preheader, newsletter=newsletter,
-                                  image_dir=staging / IMAGE_PREFIX.rstrip("/"))
-        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date)
+        # Each language's versions are checked against their own subject, preheader and text.
+        findings: list[Finding] = []
+        for source in dict.fromkeys(made.source.values()):
+            group = {a: (v.html, v.text) for a, v in versions.items() if made.source[a] is source}
+            findings += check_versions(group, subject=source.front.subject, preheader=source.front.preheader,
+                                       newsletter=source, image_dir=staging / IMAGE_PREFIX.rstrip("/"))
+        findings += [f for outcome in made.outcomes for f in outcome.findings]  # each names its language
+        review = ""
+        if made.outcomes:
+            review = REVIEW_PAGE
+            (staging / review).write_text(review_page(newsletter, made.outcomes, settings.school.language),
+                                          encoding="utf-8")
+        page = preview_page(settings, front.subject, front.preheader, versions, findings, date=front.date,
+                            review_page=review)
         (staging / "preview.html").write_text(page, encoding="utf-8")
         _swap_in(staging, build_dir)
     except BaseException:

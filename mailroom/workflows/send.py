@@ -48,6 +48,7 @@ from mailroom.send.dispatch import (
     make_version,
     plan_send,
     test_batches,
+    test_versions,
 )
 from mailroom.send.ledger import BatchKind, Ledger, TestSend, UncertainBatch, send_lock
 from mailroom.send.transports import make_transport
@@ -69,6 +70,7 @@ class LivePlan:
     resend_uncertain: bool
     marked_as_sent: int  # uncertain people counted as sent at the office's request, this run
     uncertain_file: Path | None  # a CSV naming every uncertain person, when there are any
+    school_language: str = "en"  # the language of the lists' own versions, for counting people per language
 
     @property
     def total(self) -> int:
@@ -96,6 +98,8 @@ class TestPlan:
     lists: tuple[str, ...]
     transport: str
     sandbox: bool
+    versions: tuple[str, ...] = ()  # every language's version of the lists (parents, parents.pl), or the chosen
+    languages: tuple[str, ...] = ()  # --language: only these languages' versions ("" none chosen: all)
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,7 @@ class SendSession:
             subject=build.subject, lists=audience.lists, audience=audience, counts=counts,
             transport=self.transport.describe(), transport_notes=tuple(self.transport.plan_notes(counts.total)),
             sandbox=self.sandbox, resend_uncertain=resend_uncertain, marked_as_sent=marked,
-            uncertain_file=uncertain_file)
+            uncertain_file=uncertain_file, school_language=self.settings.school.language)
 
     def check_live(self, plan: LivePlan, *, untested: bool) -> None:
         """Refuse a live send the rules do not allow yet: people are uncertain, or the build was never tested."""
@@ -217,8 +221,8 @@ class SendSession:
 
     # --- test sends ------------------------------------------------------------------------------------
 
-    def plan_test(self, address: str) -> TestPlan:
-        """Check the lists and the address for a test send."""
+    def plan_test(self, address: str, languages: Sequence[str] = ()) -> TestPlan:
+        """Check the lists and the address for a test send, and choose the versions (``languages``: only those)."""
         unknown = [name for name in self.lists if name not in self.settings.lists]
         if unknown:
             raise InputError(f"there is no list called '{unknown[0]}'; the lists are: "
@@ -227,8 +231,14 @@ class SendSession:
             validate_email(address.strip(), check_deliverability=False)
         except EmailNotValidError as exc:
             raise InputError(f"--test needs one email address, and '{address}' is not one ({exc})") from None
+        versions = tuple(slug for name in self.lists
+                         for slug in test_versions(self.build, self.settings, name, languages))
+        if not versions:
+            raise InputError(f"this build has no version in {', '.join(languages)} for {', '.join(self.lists)}: "
+                             f"compose it with  python compose.py {self.build.newsletter_dir.name} --language "
+                             f"{','.join(languages)}")
         return TestPlan(address=address.strip(), lists=self.lists, transport=self.transport.describe(),
-                        sandbox=self.sandbox)
+                        sandbox=self.sandbox, versions=versions, languages=tuple(languages))
 
     def send_test(self, plan: TestPlan) -> SendResult:
         """Send the test copies; a confirmed one (not in the sandbox) counts as this build's test."""
@@ -237,7 +247,8 @@ class SendSession:
         recipient_id = ledger.recipient_ids([key])[key]
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.TEST, None)
         with self.transport:
-            report = dispatcher.run(test_batches(build, self.settings, plan.lists, plan.address, recipient_id))
+            report = dispatcher.run(test_batches(build, self.settings, plan.lists, plan.address, recipient_id,
+                                                 plan.languages))
         if report.confirmed_test_batches and not self.sandbox:
             ledger.record_test_send(newsletter=build.slug, build_hash=build.build_hash, address=key,
                                     audiences=plan.lists, transport=self.transport.name,
