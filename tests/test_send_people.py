@@ -339,3 +339,30 @@ def test_a_run_that_dies_mid_batch_leaves_only_the_unconfirmed_uncertain(project
     assert "6 people will get it now" in rerun.stdout
     assert sorted(m["To"].addresses[0].addr_spec for m in outbox_messages(project)) == sorted(r[0] for r in rows)
     assert set(ledger_states(project).values()) == {"sent"}
+
+
+def test_the_big_hosts_known_limits_apply_when_the_server_announces_no_size(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gmail (25 MB) and Microsoft 365 (35 MB) by SMTP_HOST; the plan-time EHLO is replaced (no internet)."""
+    from mailroom.compose.build import load_build
+    from mailroom.errors import InputError
+    from mailroom.send.dispatch import make_version
+    from mailroom.send.transports import smtp
+    from mailroom.settings import load_settings
+
+    project = send_project(tmp_path / "school")
+    big = write_build(project / "newsletters" / "big", root=project,
+                      versions={"parents": ('<img src="images/p.png" alt="x"><a href="%%unsubscribe_url%%">u</a>',
+                                            "%%unsubscribe_url%%\n")},
+                      images={"p.png": bytes(20 * 1000 * 1000)})  # a 27.4 MB message once base64-encoded
+    monkeypatch.setattr(smtp, "ehlo_features", lambda *args: {"smtputf8": ""})  # no SIZE announced
+    for host, refused in (("smtp.gmail.com", True), ("smtp.office365.com", False), ("mail.example.org", False)):
+        settings = load_settings(project, environ={**environ(project), "MAILROOM_TRANSPORT": "smtp",
+                                                   "SMTP_HOST": host, "SMTP_PORT": "587"})
+        transport = smtp.SmtpTransport(settings)
+        version = make_version(load_build(big, root=project), settings, "parents")
+        if refused:
+            with pytest.raises(InputError, match="more than the 25 MB Gmail and Google Workspace take"):
+                transport.check_version(version)
+        else:
+            transport.check_version(version)

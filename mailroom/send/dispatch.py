@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailroom.addresses import address_key, normalise_address
 from mailroom.compose.build import Build
 from mailroom.errors import InputError, TransportError
 from mailroom.send.ledger import (
@@ -469,11 +470,12 @@ def test_batches(build: Build, settings: Settings, audiences: Sequence[str], add
     Every language's version of each list, or only those of ``languages`` (the school's language among
     them by its own tag, e.g. ``en-GB``, or ``en``).
     """
-    key = address.strip().lower()
+    key = address_key(address)  # one key and one spelling for an address, as the audience stage has them
     for audience in audiences:
         for slug in test_versions(build, settings, audience, languages):
             version = make_version(build, settings, slug, test=True)
-            person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=audience)
+            person = _TestPerson(email=normalise_address(address), key=key, first_name="", last_name="",
+                                 audience=audience)
             yield version, [make_message(person, recipient_id, settings)]
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailroom.addresses import address_key
 from mailroom.audience.lists import AudiencePlan, load_audience
 from mailroom.audience.report import excel_safe
 from mailroom.checks.rules import errors_for_build
@@ -243,7 +244,7 @@ class SendSession:
     def send_test(self, plan: TestPlan) -> SendResult:
         """Send the test copies; a confirmed one (not in the sandbox) counts as this build's test."""
         build, ledger = self.build, self.ledger
-        key = plan.address.lower()
+        key = address_key(plan.address)  # the same key as the audience stage's (mailroom.addresses)
         recipient_id = ledger.recipient_ids([key])[key]
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.TEST, None)
         with self.transport:

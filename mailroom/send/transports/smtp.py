@@ -202,8 +202,8 @@ class SmtpTransport(Transport):
         features = self.server_features()
         if not features or "smtputf8" in features:
             return None
-        return (f"the mail server {self.host} cannot take addresses with accents or other letters beyond plain "
-                "ASCII before the @ (it does not offer SMTPUTF8)")
+        return (f"the mail server {self.host} does not offer SMTPUTF8, so it cannot take addresses with accents "
+                "or other letters beyond plain ASCII before the @")
 
     def check_version(self, version: Version) -> None:
         """Refuse a message bigger than the server takes: its EHLO SIZE, else the known limit of SMTP_HOST."""
