@@ -455,9 +455,11 @@ class Recipients:
                     continue
                 person = people.get(number)
                 if person is None:
-                    email = normalise_address(email)
                     key = address_key(email)
-                    person = Recipient(email=email, key=email if key == email else key,
+                    # An address already in its key's form (trimmed, lower-case ASCII: the usual case) is
+                    # already the one sendable spelling; only the others need normalising.
+                    email = key if key == email else normalise_address(email)
+                    person = Recipient(email=email, key=key,
                                        first_name=first_name.strip(), last_name=last_name.strip(),
                                        audience=lists[code - 1], line=start, language=reader_language(language))
                 yield person
