@@ -596,7 +596,7 @@ def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubsc
     if key in suppressed:
         reason = suppressed[key]
         return None, [LeftOut(row.email, row.line, name, "suppressed", reason) for name, row in entries]
-    email = normalise_address(first.email)
+    email = key if key == first.email else normalise_address(first.email)  # see Recipients.__iter__
     why = address_problem(email) if address_problem is not None else None
     if why:
         return None, [LeftOut(row.email, row.line, name, "cannot be sent this way", why) for name, row in entries]
