@@ -43,7 +43,8 @@ def main() -> None:
                            "MAILROOM_DB": str(db)}
                 elapsed, peak, code, _cpu = timed_process(
                     [str(ROOT / "send.py"), f"newsletters/{SAMPLE_SLUG}", "--to", "parents", "--yes", "--untested",
-                     "--audiences", str(people)], project, run_env, Path(tmp) / "send.log")
+                    "--start-again",  # a fresh ledger each run, on purpose
+                    "--audiences", str(people)], project, run_env, Path(tmp) / "send.log")
                 written = sum(1 for _ in outbox.rglob("*.eml"))
                 if code != 0 or written != size:
                     raise SystemExit(f"outbox send of {size} failed (exit {code}, {written} files):\n"

@@ -116,7 +116,8 @@ def main() -> None:
                     standin.ask("reset")
                     elapsed, peak, code, cpu = timed_process(
                         [str(ROOT / "send.py"), f"newsletters/{SAMPLE_SLUG}", "--to", "parents",
-                         "--yes", "--untested", "--audiences", str(people)], project, env, Path(tmp) / "send.log")
+                         "--yes", "--untested", "--start-again",  # a fresh ledger each run, on purpose
+                         "--audiences", str(people)], project, env, Path(tmp) / "send.log")
                     counts = standin.ask("stats")
                     if code != 0 or counts["delivered"] != size or counts["violation_count"]:
                         raise SystemExit(f"mailroom send of {size} failed (exit {code}, {counts}):\n"

@@ -78,7 +78,8 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MAILROOM_", "SENDGRID_", "SMTP_"))}
         people = write_people(tmp / "people-10000.csv", 10_000)
         send = [str(ROOT / "send.py"), f"newsletters/{SAMPLE_SLUG}", "--to", "parents", "--yes", "--untested",
-                "--audiences", str(people)]
+                    "--start-again",  # a fresh ledger each run, on purpose
+                    "--audiences", str(people)]
 
         stages["compose (cold process)"] = profiled(
             ["compose.py", f"newsletters/{SAMPLE_SLUG}"], project, env, tmp / "compose.prof", "Composed")

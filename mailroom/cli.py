@@ -612,9 +612,15 @@ _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
               help="Send again to people whose earlier send may or may not have arrived (they may get it twice).")
 @click.option("--mark-uncertain-sent", is_flag=True,
               help="Count people whose earlier send may or may not have arrived as sent (they may not have it).")
+@click.option("--accept-new-build", is_flag=True,
+              help="Carry on a send with a newsletter composed again since it began: the people still to send "
+                   "get the new version, those who had the earlier one keep it.")
+@click.option("--start-again", is_flag=True,
+              help="Send to everyone as if for the first time although sent.json says this newsletter was sent "
+                   "and the ledger has no record of it (they may get it twice).")
 def send_command(newsletter: Path, to_lists: str, test_address: str | None, test_languages: str, dry_run: bool,
                  yes: bool, untested: bool, sandbox: bool, audiences_file: Path | None, resend_uncertain: bool,
-                 mark_uncertain_sent: bool) -> None:
+                 mark_uncertain_sent: bool, accept_new_build: bool, start_again: bool) -> None:
     """Send NEWSLETTER_DIR's composed newsletter to the chosen lists, safely and resumably."""
     from mailroom.settings import load_settings
     from mailroom.translate.languages import parse_tags
@@ -633,7 +639,8 @@ def send_command(newsletter: Path, to_lists: str, test_address: str | None, test
             _send_test(session, test_address, parse_tags(test_languages, "--language"))
         else:
             _send_live(session, audiences_file=audiences_file, dry_run=dry_run, yes=yes, untested=untested,
-                       resend_uncertain=resend_uncertain, mark_uncertain_sent=mark_uncertain_sent)
+                       resend_uncertain=resend_uncertain, mark_uncertain_sent=mark_uncertain_sent,
+                       accept_new_build=accept_new_build, start_again=start_again)
 
 
 def _send_test(session: SendSession, address: str, languages: Sequence[str] = ()) -> None:
@@ -646,7 +653,8 @@ def _send_test(session: SendSession, address: str, languages: Sequence[str] = ()
 
 
 def _send_live(session: SendSession, *, audiences_file: Path | None, dry_run: bool, yes: bool, untested: bool,
-               resend_uncertain: bool, mark_uncertain_sent: bool) -> None:
+               resend_uncertain: bool, mark_uncertain_sent: bool, accept_new_build: bool,
+               start_again: bool) -> None:
     plan = session.plan_live(audiences_file=audiences_file, resend_uncertain=resend_uncertain,
                              mark_uncertain_sent=mark_uncertain_sent, dry_run=dry_run)
     if plan.marked_as_sent:
@@ -655,9 +663,15 @@ def _send_live(session: SendSession, *, audiences_file: Path | None, dry_run: bo
     if plan.uncertain:
         _show_uncertain(plan.uncertain, plan.uncertain_file)
     if dry_run:
+        if plan.lost_ledger is not None:
+            from mailroom.workflows.send import lost_ledger_message
+
+            warning = lost_ledger_message(plan.lost_ledger, plan.ledger_path, plan.ledger_was_missing)
+            err.print(f"[bold yellow]Warning:[/] {_plain(warning)}")
         out.print("Dry run: nothing was sent.")
         return
-    session.check_live(plan, untested=True)  # the uncertain refusal comes before any question
+    # The refusals that need a flag (lost ledger, uncertain people) come before any question.
+    session.check_live(plan, untested=True, accept_new_build=True, start_again=start_again)
     if plan.total == 0:
         out.print("Nobody is left to send to: everyone on these lists already has this newsletter.")
         return
@@ -665,19 +679,54 @@ def _send_live(session: SendSession, *, audiences_file: Path | None, dry_run: bo
         typed = click.prompt(f"To send to {plan.total} people, type {plan.total}", default="", show_default=False)
         if typed.strip().replace(",", "") != str(plan.total):
             raise RefusedForSafety("nothing was sent: the number typed did not match")
+        if plan.new_build_needs_consent and not accept_new_build:
+            # A decision of its own: typing the number is not enough to mix two versions of one newsletter.
+            typed = click.prompt("Some people already have an earlier version (see above). To send this new "
+                                 "version to the others, type NEW", default="", show_default=False)
+            if typed.strip().lower() != "new":
+                raise RefusedForSafety("nothing was sent: the new version was not accepted")
+            accept_new_build = True
         if plan.untested and not untested:
             if not click.confirm("This build was never test-sent. Send it anyway?", default=False):
                 raise RefusedForSafety("nothing was sent: send a test first with --test YOUR_ADDRESS")
             untested = True
     with _ctrl_c_stops(session), _progress_display(plan.total) as show:
-        result = session.send_live(plan, untested=untested, on_progress=show)
+        result = session.send_live(plan, untested=untested, accept_new_build=accept_new_build,
+                                   start_again=start_again, on_progress=show)
+    _show_left_out_during_send(result)
     _show_result(result)
     if plan.sandbox:
         out.print(f"[bold green]Sandbox:[/] SendGrid checked {result.report.sent} messages in "
                   f"{result.report.requests} requests and delivered none.")
+    elif len(result.sent_by_build) > 1:
+        # Never "everyone has it": they have different versions, and the office must know who has which.
+        out.print(f"[bold green]Done:[/] sent to {result.report.sent} people. {_plain(versions_summary(result))}.")
     else:
         out.print(f"[bold green]Done:[/] sent to {result.report.sent} people; everyone on {', '.join(plan.lists)} "
                   "who should get this newsletter now has it.")
+
+
+def versions_summary(result: SendResult) -> str:
+    """"800 people got the version composed at 09:12; 2,180 got the version composed at 09:40"."""
+    from mailroom.workflows.send import composed_labels
+
+    builds = result.sent_by_build
+    labels = composed_labels([b.composed_at for b in builds])
+    parts = [f"{b.people:,} {'person' if b.people == 1 else 'people'} got the version composed at {label}"
+             for b, label in zip(builds, labels, strict=True)]
+    return "; ".join(parts)
+
+
+def _show_left_out_during_send(result: SendResult) -> None:
+    """People the plan had, left out because an unsubscribe or bounce arrived while the send ran."""
+    left = result.left_out_during_send
+    if not left:
+        return
+    total = sum(left.values())
+    out.print(f"Left out during the send: {total} {'person' if total == 1 else 'people'} unsubscribed, bounced or "
+              "were suppressed after the plan was made (see: python -m mailroom suppressions):")
+    for reason, count in sorted(left.items(), key=lambda item: -item[1])[:5]:
+        out.print(f"  {count}: {_plain(reason)}")
 
 
 def _show_plan(plan: LivePlan) -> None:
@@ -690,6 +739,7 @@ def _show_plan(plan: LivePlan) -> None:
     for section in (format_audience_summary(audience), format_left_out(audience), format_problems(audience)):
         for line in section:
             out.print(line, markup=False)
+    _show_changes(plan)
     out.print("To send now: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in counts.audiences))
     from mailroom.translate.report import plan_language_lines
 
@@ -711,6 +761,35 @@ def _show_plan(plan: LivePlan) -> None:
     else:
         out.print("Test: this build has [bold]not[/] been test-sent.")
     out.print(f"[bold]{plan.total}[/] people will get it now.")
+    if plan.new_build_needs_consent:
+        from mailroom.workflows.send import new_build_summary
+
+        text = new_build_summary(plan)
+        out.print(f"[bold yellow]New version:[/] {_plain(text[0].upper() + text[1:])}.")
+
+
+_SHOW_CHANGED = 10  # people named under "now left out" before "and N more"
+
+
+def _show_changes(plan: LivePlan) -> None:
+    """What changed in the lists since the last run of this newsletter: new people, people now left out."""
+    counts = plan.counts
+    if not counts.planned_before or plan.sandbox:
+        return
+    if not counts.new_people and not counts.now_left_out:
+        out.print("Since the last run: nobody new on the lists, and nobody left out who was planned.")
+        return
+    new = f"{counts.new_people} new {'person' if counts.new_people == 1 else 'people'} on the lists"
+    if not counts.now_left_out:
+        out.print(f"Since the last run: {new}.")
+        return
+    gone = counts.now_left_out
+    out.print(f"Since the last run: {new}; {gone} {'person' if gone == 1 else 'people'} planned last time and not "
+              "yet sent now left out (no longer on the lists, unsubscribed or suppressed):")
+    for key in counts.now_left_out_keys[:_SHOW_CHANGED]:
+        out.print(f"  now left out: {_plain(key)}")
+    if counts.now_left_out > _SHOW_CHANGED:
+        out.print(f"  ... and {counts.now_left_out - _SHOW_CHANGED} more")
 
 
 def _show_uncertain(batches: Sequence[UncertainBatch], full_list: Path | None) -> None:

@@ -81,6 +81,15 @@ class RefusedForSafety(MailroomError):
     exit_status = ExitStatus.REFUSED_FOR_SAFETY
 
 
+class BuildChanged(FileProblem):
+    """A file of the build is not what compose wrote (edited, replaced or half-written); exit 3.
+
+    The path is the file at fault; the remedy is always to compose again.
+    """
+
+    exit_status = ExitStatus.REFUSED_FOR_SAFETY
+
+
 class Interrupted(MailroomError):
     """The person pressed Ctrl-C; what was sent before is recorded (exit 130)."""
 

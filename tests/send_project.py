@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from mailroom.compose.build import BUILD_DIR, MANIFEST, MANIFEST_VERSION
+from mailroom.compose.build import BUILD_DIR, MANIFEST, MANIFEST_VERSION, digest_build
 from mailroom.send.dispatch import RETRY_SCALE_VARIABLE
 from mailroom.settings import Settings, load_settings
 from tests.projects import SAMPLE as SAMPLE  # re-exported: send tests name the sample from here
@@ -100,8 +100,10 @@ def write_build(newsletter_dir: Path, *, root: Path, versions: Mapping[str, tupl
             "html": html_name, "text": text_name, "html_bytes": len(html.encode()),
             "text_bytes": len(text.encode()), "links": [], "tokens": [], "images": image_list}
     sources = {str(source.relative_to(root)): hashlib.sha256(source.read_bytes()).hexdigest()}
+    files = {path.relative_to(build_dir).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+             for path in build_dir.rglob("*") if path.is_file()}
     manifest = {"manifest_version": MANIFEST_VERSION, "slug": newsletter_dir.name, "subject": subject,
                 "preheader": "", "date": "2024-11-08", "campaign": "", "versions": manifest_versions,
-                "sources": sources, "build_hash": hashlib.sha256(json.dumps(manifest_versions).encode()).hexdigest()}
+                "sources": sources, "files": files, "build_hash": digest_build(files, sources)}
     (build_dir / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return newsletter_dir

@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -107,6 +108,9 @@ class SendGridStandIn:
         self.violations: list[str] = []
         self.message_ids: list[str] = []
         self.keep_bodies = True
+        # Called with the request's number (1 = the first) once a valid body arrived and before it is answered:
+        # a test's way to make something happen mid-send (edit a file, store an unsubscribe, compose again).
+        self.on_request: Callable[[int], None] | None = None
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         # a short poll so shutdown() returns at once (the default 0.5 s wait adds up over a suite)
@@ -186,10 +190,10 @@ class SendGridStandIn:
 
     # --- the HTTP side ---------------------------------------------------------------------------------
 
-    def _next_answer(self) -> Answer:
+    def _next_answer(self) -> tuple[int, Answer]:
         with self._lock:
             self.request_count += 1
-            return self._script.pop(0) if self._script else Answer()
+            return self.request_count, self._script.pop(0) if self._script else Answer()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -218,7 +222,7 @@ class SendGridStandIn:
                 if self.path != "/v3/mail/send":
                     self._answer(404, _errors([Problem("not found")]))
                     return
-                answer = standin._next_answer()
+                number, answer = standin._next_answer()
                 standin.arrived.set()
                 if self.headers.get("Authorization") != f"Bearer {standin.api_key}" or answer.status == 401:
                     said = "The provided authorization grant is invalid, expired, or revoked"
@@ -245,6 +249,8 @@ class SendGridStandIn:
                 if refusals:
                     self._answer(400, _errors(refusals))
                     return
+                if standin.on_request is not None:
+                    standin.on_request(number)
                 if answer.hang or standin.delay:
                     standin._released.wait(answer.hang or standin.delay)
                 if answer.counts():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.compose.build import MANIFEST, BuiltImage, Manifest, ManifestVersion, load_build
+from mailroom.compose.build import MANIFEST, BuiltImage, Manifest, ManifestVersion, digest_build, load_build
 from mailroom.errors import InputError
 from tests.projects import REPO, compose_copy
 
@@ -63,6 +63,13 @@ def test_the_manifest_records_what_went_in_and_what_came_out(sample_folder: Path
         assert [image.filename for image in version.images] == ["home-learning-hub.png", "school-logo.png"]
         assert version.html_bytes < 90 * KB  # well under Gmail's 102 KB clip
     assert load_build(sample_folder, root).changed_sources() == []
+    # every file of the build but the manifest and the preview has its sha256, and build_hash is made of them
+    written = {p.relative_to(build).as_posix() for p in build.rglob("*") if p.is_file()}
+    assert set(manifest.files) == written - {"manifest.json", "preview.html"}
+    assert {"versions/parents.tokens.html", "web.html", "images/home-learning-hub.png"} <= set(manifest.files)
+    for name, digest in manifest.files.items():
+        assert sha256(build / name) == digest, name
+    assert manifest.build_hash == digest_build(manifest.files, manifest.sources)
 
 
 def test_the_web_copy_has_no_personal_tokens(sample_folder: Path) -> None:
@@ -74,6 +81,22 @@ def test_the_web_copy_has_no_personal_tokens(sample_folder: Path) -> None:
     assert "This is the web copy of the newsletter the school emails to its mailing lists." in web
     assert "Dear Parent/Carer," in web
     assert "%%unsubscribe_url%%" in (build / "versions" / "parents.tokens.html").read_text(encoding="utf-8")
+
+
+def test_tokens_typed_into_newsletter_md_never_reach_the_web_copy(sample_folder: Path) -> None:
+    source = sample_folder / "newsletter.md"
+    text = source.read_text(encoding="utf-8")
+    source.write_text(text.replace("This week you can learn", "Hello %%first_name%% %%last_name%% "
+                                   "(%%recipient_id%%, %%unsubscribe_url%%). %%greeting%%. This week you can learn", 1),
+                      encoding="utf-8")
+    compose_copy(sample_folder)
+    build = sample_folder / "build"
+    for name in ("web.html", "web.txt"):
+        web = (build / name).read_text(encoding="utf-8")
+        assert "%%" not in web, name
+        assert "Hello (, ). Dear Parent/Carer. This week you can learn" in " ".join(web.split()), name
+    emailed = (build / "versions" / "parents.tokens.html").read_text(encoding="utf-8")
+    assert "Hello %%first_name%% %%last_name%%" in emailed  # each reader's copy fills them in
 
 
 def test_a_failed_compose_leaves_the_previous_build_as_it_was(sample_folder: Path) -> None:

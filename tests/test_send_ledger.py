@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from mailroom.errors import RefusedForSafety
-from mailroom.send.ledger import BatchKind, Ledger, Outcome, SendState, send_lock
+from mailroom.send.ledger import (
+    SENDABLE,
+    BatchKind,
+    BuildCount,
+    Ledger,
+    Outcome,
+    PlannedPerson,
+    SendState,
+    send_lock,
+)
 
 
 def test_recipient_ids_are_random_stable_and_never_the_address(tmp_path):
@@ -29,8 +38,8 @@ def test_recipient_ids_are_random_stable_and_never_the_address(tmp_path):
 
 def test_a_batch_is_in_flight_until_settled_and_abandoned_ones_become_uncertain(tmp_path):
     with Ledger(tmp_path / "l.sqlite3") as ledger:
-        ledger.plan_pending("n1", [("a@example.org", "parents"), ("b@example.org", "parents"),
-                                   ("c@example.org", "staff")])
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org"), planned("c@example.org", "staff")])
+        ledger.freeze_plan("n1", build_hash="h", composed_at="", resend_uncertain=False)
         batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
                                    build_hash="h", keys=["a@example.org", "b@example.org"])
         assert {r.state for r in ledger.states("n1", ["a@example.org", "b@example.org"]).values()} == {"in_flight"}
@@ -106,3 +115,56 @@ def test_only_one_send_at_a_time_and_a_dead_sender_frees_the_lock(tmp_path):
         holder.join()
     with send_lock(db):  # the lock went with the process
         pass
+
+
+def planned(key: str, version: str = "parents") -> PlannedPerson:
+    return PlannedPerson(key, key, "Pat", "Example", version, version)
+
+
+def by_state(figures) -> dict[str | None, int]:
+    """The draft's people per state in the ledger (None: no row yet)."""
+    found: dict[str | None, int] = {}
+    for group in figures.groups:
+        found[group.state] = found.get(group.state, 0) + group.people
+    return found
+
+
+def test_a_frozen_plan_keeps_who_has_it_leaves_out_who_left_and_takes_back_who_returns(tmp_path):
+    composed = "2026-12-04T09:12:00+00:00"
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org"), planned("c@example.org")])
+        first = ledger.plan_figures("n1", resend_uncertain=False)
+        assert by_state(first) == {None: 3} and not first.planned_before
+        assert ledger.counts("n1") == {}  # a draft decides nothing
+        ledger.freeze_plan("n1", build_hash="h1", composed_at=composed, resend_uncertain=False)
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",
+                                   build_hash="h1", keys=["a@example.org"])
+        ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [Outcome("a@example.org", SendState.SENT, "m1")])
+
+        # The next run's lists: a (who has it) and b are gone, d is new.
+        ledger.draft_plan([planned("c@example.org"), planned("d@example.org")])
+        second = ledger.plan_figures("n1", resend_uncertain=False)
+        assert (second.planned_before, second.now_left_out) == (True, 1)
+        assert second.now_left_out_keys == ("b@example.org",)
+        assert by_state(second) == {SendState.PENDING: 1, None: 1}  # c planned before, d new
+        assert second.sent_by_build == (BuildCount("h1", composed, 1),)
+        assert ledger.freeze_plan("n1", build_hash="h2", composed_at=composed, resend_uncertain=False) == 1
+        assert ledger.counts("n1") == {SendState.SENT: 1, SendState.LEFT_OUT: 1, SendState.PENDING: 2}
+
+        # b is back on the lists: planned again, counted as new; c and d, not on them now, are left out.
+        ledger.draft_plan([planned("b@example.org")])
+        assert by_state(ledger.plan_figures("n1", resend_uncertain=False)) == {SendState.LEFT_OUT: 1}
+        ledger.freeze_plan("n1", build_hash="h2", composed_at=composed, resend_uncertain=False)
+        rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
+        assert [(person.key, person.version) for _, person, _ in rows] == [("b@example.org", "parents")]
+        assert all(rid and len(rid) == 16 for _, _, rid in rows)  # its opaque id was made at freeze
+        assert ledger.counts("n1") == {SendState.SENT: 1, SendState.LEFT_OUT: 2, SendState.PENDING: 1}
+
+
+def test_the_person_sent_keeps_the_build_their_copy_was_made_from(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        for build_hash, key in (("h1", "a@example.org"), ("h2", "b@example.org"), ("h2", "c@example.org")):
+            batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",
+                                       build_hash=build_hash, keys=[key])
+            ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [Outcome(key, SendState.SENT, "m")])
+        assert [(b.build_hash, b.people) for b in ledger.sent_by_build("n1")] == [("h1", 1), ("h2", 2)]

@@ -246,7 +246,7 @@ def test_a_token_in_the_subject_is_filled_in_by_outbox_and_smtp(tmp_path: Path) 
     controller = start_server(handler)
     try:
         env = {**smtp_env(project, int(controller.port)), "MAILROOM_DB": str(project / "smtp.sqlite3")}
-        run = send(project, env)
+        run = send(project, env, "--start-again")  # a second ledger of its own, on purpose
     finally:
         controller.stop()
     assert run.returncode == 0, run.stderr
@@ -293,7 +293,8 @@ def test_a_non_ascii_smtp_password_signs_in(project: Path) -> None:
         write_audiences(project / "audiences.csv", noe_among_good_rows()[:1])
         run = send(project, smtp_env(project, int(controller.port), SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD))
         wrong = send(project, smtp_env(project, int(controller.port), SMTP_USERNAME=USERNAME,
-                                       SMTP_PASSWORD="Gänseblümchen-falsch", MAILROOM_DB=str(project / "b.sqlite3")))
+                                       SMTP_PASSWORD="Gänseblümchen-falsch", MAILROOM_DB=str(project / "b.sqlite3")),
+                     "--start-again")  # a second ledger of its own, on purpose
     finally:
         controller.stop()
     assert run.returncode == 0, run.stderr

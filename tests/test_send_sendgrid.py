@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from mailroom.compose.build import load_build
-from mailroom.errors import InputError, RefusedForSafety
-from mailroom.send.dispatch import Dispatcher, DispatchReport, RetryPolicy, StopReason, live_batches
+from mailroom.compose.build import freeze_build, load_build
+from mailroom.errors import RefusedForSafety
+from mailroom.send.dispatch import Dispatcher, DispatchReport, PlannedBatches, RetryPolicy, StopReason, plan_send
 from mailroom.send.ledger import Ledger, SendState
 from mailroom.send.transports.base import Batch, BatchResult
 from mailroom.send.transports.sendgrid import SendGridTransport
@@ -84,25 +84,22 @@ def test_2500_people_go_in_three_requests_each_once(project, sg):
 
 
 
-def test_audiences_changed_during_a_send_stops_it_and_a_rerun_sends_nobody_twice(project, sg, monkeypatch):
-    """People are read from audiences.csv again as batches are made; an edit mid-send must not go unnoticed."""
+def test_a_row_added_during_a_send_waits_for_the_next_run(project, sg):
+    """The send reads the plan frozen in the ledger, not audiences.csv: a row added mid-send is not mailed
+    by this run, and the next run names it as new and sends it."""
     run = Run(project, sg, many_people(2500))
-    real = SendGridTransport.send_batch
 
-    def send_then_edit(transport, batch):
-        result = real(transport, batch)
-        if sg.request_count == 1:  # someone adds a row while the send is under way
+    def add_a_row(number: int) -> None:
+        if number == 1:  # someone adds a row while the send is under way
             with (project / "audiences.csv").open("a", encoding="utf-8") as handle:
                 handle.write("late.parent@example.org,Late,Parent,parents,subscribed\n")
-        return result
 
-    monkeypatch.setattr(SendGridTransport, "send_batch", send_then_edit)
-    with pytest.raises(InputError, match="this file changed while mailroom was reading it for this send"):
-        run()
-    assert sg.request_count == 2  # the batch already made went; nothing was made from the changed file
-    monkeypatch.undo()
+    sg.on_request = add_a_row
     report = run()
-    assert report.sent == 501 and run.counts == {SENT: 2501}
+    assert report.sent == 2500 and run.counts == {SENT: 2500} and "late.parent@example.org" not in sg.received
+    assert run.plan.total == 1 and run.plan.counts.new_people == 1 and run.plan.counts.now_left_out == 0
+    report = run()
+    assert report.sent == 1 and run.counts == {SENT: 2501}
     assert len(sg.received) == 2501 and set(sg.received.values()) == {1}
 
 
@@ -304,8 +301,11 @@ def test_a_repeated_address_is_queued_once_even_if_the_list_repeats_it(project, 
     people = [Person(f"p{i}@example.org", "Pat", "Example") for i in range(3)] * 2
     people += [Person("P1@example.org", "Pat", "Example")]
     transport = SendGridTransport(run.settings)
+    frozen = freeze_build(run.build)
     with Ledger(run.settings.db_path) as ledger, transport:
-        batches = live_batches(run.build, run.settings, people, ["parents"], ledger, 2)
+        plan_send(frozen, people, ["parents"], ledger)
+        ledger.freeze_plan(frozen.slug, build_hash=frozen.build_hash, composed_at="", resend_uncertain=False)
+        batches = PlannedBatches(frozen, run.settings, ledger, ["parents"], 2)
         report = Dispatcher(transport, ledger, newsletter=run.build.slug, build_hash=run.build.build_hash).run(
             batches)
     assert report.sent == 3 and sg.received == {"p0@example.org": 1, "p1@example.org": 1, "p2@example.org": 1}

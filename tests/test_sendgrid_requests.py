@@ -6,6 +6,8 @@ email`` as SendGrid applies it) and the documented limits; any violation fails t
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -13,7 +15,7 @@ from typing import NamedTuple
 import jsonschema
 import pytest
 
-from mailroom.compose.build import load_build
+from mailroom.compose.build import Manifest, digest_build, load_build
 from mailroom.send.dispatch import StopReason, make_message, make_version
 from mailroom.send.ledger import SendState
 from mailroom.send.transports.base import Batch, Delivery
@@ -183,9 +185,14 @@ def test_when_a_later_request_of_a_split_batch_is_lost_only_its_people_are_uncer
 
 def test_an_email_over_30_mb_is_refused_at_the_plan(tmp_path: Path) -> None:
     folder = send_project(tmp_path / "school", timeout=1.0)
-    # The composed build's photo swapped for 23 MB (30.7 MB once base64-encoded for SendGrid).
-    (folder / "newsletters" / SAMPLE / "build" / "images" / "home-learning-hub.png").write_bytes(
-        os.urandom(23_000_000))
+    # The composed build's photo swapped for 23 MB (30.7 MB once base64-encoded for SendGrid), and recorded in
+    # the manifest as compose would have (a file swapped by hand alone is refused before any size check).
+    build = folder / "newsletters" / SAMPLE / "build"
+    photo = build / "images" / "home-learning-hub.png"
+    photo.write_bytes(os.urandom(23_000_000))
+    manifest = Manifest.read(build)
+    files = {**manifest.files, "images/home-learning-hub.png": hashlib.sha256(photo.read_bytes()).hexdigest()}
+    dataclasses.replace(manifest, files=files, build_hash=digest_build(files, manifest.sources)).write(build)
     (folder / "audiences.csv").write_text("email,first_name,last_name,lists,status\n"
                                           "pat@example.org,Pat,Example,parents,subscribed\n")
     with SendGridStandIn(api_key=API_KEY) as sg:

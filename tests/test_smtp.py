@@ -91,7 +91,8 @@ def dispatch(settings: Settings, transport: SmtpTransport, recipients: list[Pers
     pauses = sleeps if sleeps is not None else []
     with SendSession(settings, settings.root / "newsletters" / SLUG, ["parents"], transport=transport,
                      sleep=pauses.append) as session:
-        result = session.send_live(session.plan_live(), untested=True)
+        # start_again: some tests send the one project twice, with a second, empty ledger, on purpose
+        result = session.send_live(session.plan_live(), untested=True, start_again=True)
     return result.report, Ledger(settings.db_path)
 
 

@@ -3,6 +3,12 @@
 ``compose`` renders each audience's version once (stage 1) and leaves the per-recipient fields as
 tokens. ``send`` loads the build through ``load_build`` and never reaches back into the sources,
 except to check, through the hashes in the manifest, that they have not changed since.
+
+The manifest records a sha256 of every file of the build (``files``), and ``build_hash`` is made from
+those digests and the sources' digests (``digest_build``). ``freeze_build`` reads the versions and their
+images into memory once, checks every byte against those digests and the digests against ``build_hash``:
+a send carries these bytes from then on and never reads ``build/`` again, so a compose (the live
+preview recomposes on every save) or a hand edit while it runs cannot change what goes out.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mailroom.errors import InputError
+from mailroom.errors import BuildChanged, InputError
 
 BUILD_DIR = "build"
 MANIFEST = "manifest.json"
@@ -60,9 +67,12 @@ class Manifest:
     campaign: str
     audiences: tuple[str, ...]
     composed_at: str  # ISO UTC timestamp, for people reading the file
-    build_hash: str  # sha256 over the build's files and the sources' digests
+    build_hash: str  # digest_build(files, sources)
     sources: dict[str, str]  # path relative to the project root (maybe "#part") -> sha256
     versions: dict[str, ManifestVersion]
+    # path relative to build/ (e.g. "versions/parents.tokens.html", "images/logo.png") -> sha256 of its bytes;
+    # every file of the build but the manifest and the preview page. Empty in a manifest from an older mailroom.
+    files: dict[str, str] = field(default_factory=dict)
     # Each reader language: how it was made (the school's translation, an engine) or why not, and the
     # characters sent to the engine. For people reading the file and the preview; send does not use it.
     translations: dict[str, dict[str, object]] = field(default_factory=dict)
@@ -99,6 +109,7 @@ class Manifest:
             build_hash=_text(data["build_hash"]),
             sources={_text(k): _text(v) for k, v in data["sources"].items()},
             versions=versions,
+            files={_text(k): _text(v) for k, v in data.get("files", {}).items()},
             translations=dict(data.get("translations", {})),
         )
 
@@ -253,3 +264,107 @@ def _display(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+# --- the build as a send carries it ------------------------------------------------------------------
+
+def digest_build(files: Mapping[str, str], sources: Mapping[str, str]) -> str:
+    """``build_hash``: one sha256 over every output file's digest and every source's digest.
+
+    Compose makes it from what it wrote; a send makes it again from the digests of the bytes it read,
+    so the hash a test send records and the live send compares is a hash of exactly those bytes.
+    """
+    digest = hashlib.sha256()
+    for name, value in sorted(files.items()):
+        digest.update(f"file {name}={value}\n".encode())
+    for name, value in sorted(sources.items()):
+        digest.update(f"source {name}={value}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FrozenVersion:
+    """One version's HTML, text and images, read once and checked against the manifest."""
+
+    audience: str  # the version's slug ("parents", "parents.pl")
+    html: str
+    text: str
+    images: tuple[tuple[BuiltImage, bytes], ...]
+    language: str = ""  # as in the manifest: "" in a build from before translations
+    subject: str = ""  # in the version's language; "" means the build's subject
+    preheader: str = ""
+
+
+@dataclass(frozen=True)
+class FrozenBuild:
+    """What a send sends: the build's versions in memory, verified; ``build/`` is not read again."""
+
+    build: Build
+    versions: dict[str, FrozenVersion]
+    build_hash: str  # digest_build over the verified files' digests (equal to the manifest's)
+
+    @property
+    def slug(self) -> str:
+        return self.build.slug
+
+    @property
+    def subject(self) -> str:
+        return self.build.subject
+
+    @property
+    def composed_at(self) -> str:
+        return self.build.manifest.composed_at
+
+    @property
+    def newsletter_dir(self) -> Path:
+        return self.build.newsletter_dir
+
+
+def freeze_build(build: Build, audiences: Iterable[str] | None = None) -> FrozenBuild:
+    """Read ``audiences``' versions (default: all) and their images, each checked against the manifest.
+
+    A file that differs from its recorded sha256, is missing, or a manifest whose digests do not add
+    up to its ``build_hash`` is a ``BuildChanged`` naming the file: compose again.
+    """
+    manifest, build_dir = build.manifest, build.build_dir
+    shown = Path(_display(build_dir))  # files are named as the office would type them
+    compose_again = (f"compose the newsletter again (python compose.py {_display(build.newsletter_dir)}), "
+                     "check the preview, then send")
+    if not manifest.files:
+        raise BuildChanged("this build was composed by an older version of mailroom, which did not record what "
+                           f"each file should hold, so mailroom cannot check it before sending; {compose_again}",
+                           shown / MANIFEST)
+    if digest_build(manifest.files, manifest.sources) != manifest.build_hash:
+        raise BuildChanged(f"the manifest was changed after the newsletter was composed; {compose_again}",
+                           shown / MANIFEST)
+    read: dict[str, bytes] = {}
+
+    def verified(name: str) -> bytes:
+        if name not in read:
+            path = build_dir / name
+            expected = manifest.files.get(name)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                raise BuildChanged(f"this file of the build is missing or cannot be read; {compose_again}",
+                                   shown / name) from None
+            if expected is None or hashlib.sha256(data).hexdigest() != expected:
+                raise BuildChanged("this file was changed after the newsletter was composed, so it is not what "
+                                   f"the checks (and any test send) saw; {compose_again}", shown / name)
+            read[name] = data
+        return read[name]
+
+    versions: dict[str, FrozenVersion] = {}
+    for audience in (build.versions if audiences is None else audiences):
+        entry = manifest.versions.get(audience)
+        if entry is None:
+            continue  # the plan reports a list with no version; nothing to read for it
+        try:
+            html, text = verified(entry.html).decode("utf-8"), verified(entry.text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BuildChanged(f"a version of the build is not UTF-8 text; {compose_again}",
+                               shown / entry.html) from None
+        images = tuple((image, verified(f"{IMAGE_PREFIX}{image.filename}")) for image in entry.images)
+        versions[audience] = FrozenVersion(audience=audience, html=html, text=text, images=images,
+                                           language=entry.language, subject=entry.subject, preheader=entry.preheader)
+    return FrozenBuild(build=build, versions=versions, build_hash=manifest.build_hash)

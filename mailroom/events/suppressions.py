@@ -21,6 +21,7 @@ A missing database file means nothing is suppressed yet: reading never creates t
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -333,3 +334,21 @@ def _from_row(row: sqlite3.Row, removed_at: str | None = None, note: str | None 
         removal_note=note or row["removal_note"],
         resubscribed_at=from_text(row["resubscribed_at"]) if row["resubscribed_at"] else None,
     )
+
+
+def suppressed_among(conn: sqlite3.Connection, keys: Sequence[str]) -> dict[str, str]:
+    """Which of ``keys`` (address keys) are suppressed right now -> why, on a connection the caller holds.
+
+    A send asks this before each batch, so an unsubscribe or bounce the webhook stores mid-send is honoured.
+    """
+    if not keys or not has_table(conn, "suppressions"):
+        return {}
+    found: dict[str, str] = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for key, reason, suppressed_at in conn.execute(
+                "SELECT address_key, reason, suppressed_at FROM suppressions WHERE removed_at IS NULL "
+                f"AND address_key IN ({marks})", tuple(chunk)):
+            found[key] = f"{reason} on {from_text(suppressed_at):%Y-%m-%d}, during the send"
+    return found

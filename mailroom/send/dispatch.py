@@ -1,6 +1,7 @@
 """From a build and a list of people to batches handed to one transport, safely and resumably.
 
-- The plan: who gets which version, who already has it (skipped), who is in an uncertain batch.
+- The plan: who gets which version, who already has it (skipped), who is in an uncertain batch; drafted
+  into the ledger from the lists, frozen there when confirmed, and sent from there (``PlannedBatches``).
 - The loop: batches per version, each written to the ledger as in flight before it goes out and
   settled only by what the transport confirms (so the resume point only moves on confirmed sends).
 - Retries: only what is known not to have been accepted, with capped exponential backoff and jitter,
@@ -14,7 +15,6 @@ Nothing here prints; progress goes to a callback and the outcome comes back as a
 from __future__ import annotations
 
 import enum
-import itertools
 import os
 import random
 import threading
@@ -24,13 +24,17 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailroom.addresses import address_key, normalise_address
-from mailroom.compose.build import Build
+from mailroom.compose.build import Build, FrozenBuild, freeze_build
 from mailroom.errors import InputError, TransportError
 from mailroom.send.ledger import (
+    SENDABLE,
+    SENDABLE_RESENDING,
     BatchKind,
     BatchState,
+    BuildCount,
     Ledger,
     Outcome,
+    PlannedPerson,
     SendState,
     TestSend,
     UncertainBatch,
@@ -38,8 +42,6 @@ from mailroom.send.ledger import (
 from mailroom.send.personalize import recipient_values
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.settings import Settings
-
-_LOOKUP_WINDOW = 1000  # people whose ledger state is read in one query while batching
 
 
 class Person(Protocol):
@@ -61,7 +63,7 @@ class Person(Protocol):
 
 # --- versions -----------------------------------------------------------------------------------------
 
-def version_for(build: Build, audience: str, language: str) -> str:
+def version_for(build: Build | FrozenBuild, audience: str, language: str) -> str:
     """The version a reader on ``audience`` whose language is ``language`` gets (notes/VERSIONS.md).
 
     ``parents.pl`` when the build has it; otherwise (the school's language, or a language that could not
@@ -74,27 +76,32 @@ def version_for(build: Build, audience: str, language: str) -> str:
     return audience
 
 
-def language_versions(build: Build, audience: str) -> list[str]:
+def language_versions(build: Build | FrozenBuild, audience: str) -> list[str]:
     """``audience``'s versions in the build: the school's language first, then the others by tag."""
     return [audience, *sorted(name for name in build.versions if name.startswith(f"{audience}."))]
 
 
-def make_version(build: Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
-    """The version named ``audience`` (``parents``, ``parents.pl``), as every transport receives it."""
-    built = build.versions.get(audience)
-    if built is None:
+def make_version(build: FrozenBuild | Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
+    """The version named ``audience`` (``parents``, ``parents.pl``), as every transport receives it.
+
+    From a ``FrozenBuild`` (what a send uses) nothing is read from disk; a plain ``Build`` is frozen
+    (read and checked) for this one version first.
+    """
+    frozen = build if isinstance(build, FrozenBuild) else freeze_build(build, [audience])
+    content = frozen.versions.get(audience)
+    if content is None:
         raise InputError(
             f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
-            f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+            f"newsletter's front matter and compose again", frozen.newsletter_dir / "newsletter.md")
     domain = settings.sender.email.rpartition("@")[2]
     list_name = audience.partition(".")[0]
     return Version(
-        newsletter=build.slug,
+        newsletter=frozen.slug,
         audience=audience,
-        subject=f"[TEST] {built.subject or build.subject}" if test else (built.subject or build.subject),
-        html=built.html(),
-        text=built.text(),
-        images=tuple((image, build.image_path(image)) for image in built.images),
+        subject=f"[TEST] {content.subject or frozen.subject}" if test else (content.subject or frozen.subject),
+        html=content.html,
+        text=content.text,
+        images=content.images,
         from_name=settings.sender.name,
         from_email=settings.sender.email,
         reply_to=settings.sender.reply_to,
@@ -123,12 +130,19 @@ class SendPlan:
 
     newsletter: str
     audiences: tuple[str, ...]
-    to_send: dict[str, int]  # audience -> people to send to now
+    to_send: dict[str, int]  # list -> people to send to now (every language version of it)
     already_sent: int
     retrying: int  # known not to have been accepted last time: sent again now
     uncertain: list[UncertainBatch]  # outcome unknown and not resolved by a flag
     resending_uncertain: int
     test_sends: list[TestSend] = field(default_factory=list)
+    planned_before: bool = False  # an earlier run planned this newsletter (so "changes" mean something)
+    new_people: int = 0  # in this plan and not in the last run's
+    now_left_out: int = 0  # in the last run's plan, not sent, and not in this one
+    now_left_out_keys: tuple[str, ...] = ()  # the first few of them
+    build_hash: str = ""
+    composed_at: str = ""  # when this build was composed (ISO UTC)
+    sent_by_build: tuple[BuildCount, ...] = ()  # who already has it, per build
     languages: dict[str, int] = field(default_factory=dict)  # version language ("" the school's) -> people
     english_instead: dict[str, int] = field(default_factory=dict)  # a reader language not made -> people
 
@@ -136,84 +150,110 @@ class SendPlan:
     def total(self) -> int:
         return sum(self.to_send.values())
 
+    @property
+    def earlier_builds(self) -> tuple[BuildCount, ...]:
+        """People who already have a version made from another build than this one."""
+        return tuple(b for b in self.sent_by_build if b.build_hash != self.build_hash)
 
-def plan_send(build: Build, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
+
+def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlannedPerson]:
+    """The people of an audience plan as the ledger's plan holds them: the version each gets is decided
+    here, once (their list and language today; notes/VERSIONS.md), and stored as its slug."""
+    for p in people:
+        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience,
+                            version_for(build, p.audience, p.language), p.language)
+
+
+def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
               resend_uncertain: bool = False) -> SendPlan:
-    """Compare the people on the lists with the ledger; nothing is written."""
+    """Draft ``people`` into the ledger (read once, streamed) and compare them with what it holds.
+
+    Nothing is decided: ``Ledger.freeze_plan`` makes the draft the plan when the office confirms.
+    """
     for audience in audiences:
         if audience not in build.versions:
             raise InputError(
                 f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
                 f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+    ledger.draft_plan(planned_people(build, people))
+    figures = ledger.plan_figures(build.slug, resend_uncertain=resend_uncertain)
     to_send: Counter[str] = Counter({a: 0 for a in audiences})
     languages: Counter[str] = Counter()
     english_instead: Counter[str] = Counter()
-    already = retrying = resending = 0
-    remaining = iter(people)  # read once, a window at a time: the people may be streamed from a file
-    while window := list(itertools.islice(remaining, _LOOKUP_WINDOW)):
-        rows = ledger.states(build.slug, [p.key for p in window])
-        for person in window:
-            row = rows.get(person.key)
-            state = row.state if row else SendState.PENDING
-            if state == SendState.SENT:
-                already += 1
+    already = retrying = resending = new = 0
+    for group in figures.groups:
+        people_in = group.people
+        if group.state == SendState.SENT:
+            already += people_in
+            continue
+        if group.state in (SendState.UNCERTAIN, SendState.IN_FLIGHT):
+            if not resend_uncertain:
                 continue
-            if state in (SendState.UNCERTAIN, SendState.IN_FLIGHT):
-                if not resend_uncertain:
-                    continue
-                resending += 1
-            elif state == SendState.FAILED:
-                retrying += 1
-            to_send[person.audience] += 1
-            language = version_for(build, person.audience, person.language).partition(".")[2]
-            languages[language] += 1
-            if person.language and not language and not _school_language(build, person.audience, person.language):
-                english_instead[person.language] += 1
+            resending += people_in
+        elif group.state == SendState.FAILED:
+            retrying += people_in
+        elif group.state in (None, SendState.LEFT_OUT):
+            new += people_in
+        to_send[group.greeting_list] += people_in
+        language = group.version.partition(".")[2]
+        languages[language] += people_in
+        if group.language and not language and not _school_language(build, group.greeting_list, group.language):
+            english_instead[group.language] += people_in
     uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
     return SendPlan(newsletter=build.slug, audiences=tuple(audiences), to_send=dict(to_send),
-                    already_sent=already, retrying=retrying, uncertain=uncertain,
-                    resending_uncertain=resending, test_sends=ledger.test_sends(build.slug, build.build_hash),
-                    languages=dict(languages), english_instead=dict(english_instead))
+                    already_sent=already, retrying=retrying, uncertain=uncertain, resending_uncertain=resending,
+                    test_sends=ledger.test_sends(build.slug, build.build_hash),
+                    languages=dict(languages), english_instead=dict(english_instead),
+                    planned_before=figures.planned_before, new_people=new if figures.planned_before else 0,
+                    now_left_out=figures.now_left_out, now_left_out_keys=figures.now_left_out_keys,
+                    build_hash=build.build_hash, composed_at=build.composed_at, sent_by_build=figures.sent_by_build)
 
 
-def _school_language(build: Build, audience: str, language: str) -> bool:
+def _school_language(build: FrozenBuild, audience: str, language: str) -> bool:
     """Whether ``language`` is the language of ``audience``'s own version (``en`` for an ``en-GB`` school)."""
     own = build.versions[audience].language if audience in build.versions else ""
     return bool(own) and own.split("-")[0].lower() == language.split("-")[0].lower()
 
 
-def live_batches(build: Build, settings: Settings, people: Iterable[Person], audiences: Sequence[str],
-                 ledger: Ledger, size: int, *, resend_uncertain: bool = False
-                 ) -> Iterator[tuple[Version, list[Message]]]:
-    """The run's batches, made lazily: one version per batch, people read from the ledger just in time.
+class PlannedBatches:
+    """The run's batches, read from the plan in the ledger (never the lists file) just in time.
 
-    Only rendered messages for one batch exist at a time, so memory stays flat however long the list.
-    ``people`` is read through once per audience, so it must be re-iterable (a list, or the
-    ``Recipients`` of an audience plan, which reads the file again).
+    One version at a time, ``size`` people a batch, in plan order. Each batch is read only after the
+    one before was settled (the dispatcher sends a batch before asking for the next), and just before
+    it goes, ``screen`` names anyone who must not be mailed any more (an unsubscribe or bounce that
+    arrived during the send): they are left out in the ledger, with the reason, and counted in
+    ``left_out``. ``from_draft`` reads the draft instead (a sandbox run writes no plan).
     """
-    sendable = {SendState.PENDING, SendState.FAILED}
-    if resend_uncertain:
-        sendable |= {SendState.UNCERTAIN, SendState.IN_FLIGHT}
-    for audience, slug in ((a, s) for a in audiences for s in language_versions(build, a)):
-        version = make_version(build, settings, slug)
-        waiting: dict[str, Person] = {}  # key -> person, in order; a key twice is queued once
-        mine = (p for p in people if p.audience == audience and version_for(build, audience, p.language) == slug)
-        while True:
-            # Read the ledger only after earlier batches were settled (the consumer sends each batch
-            # before asking for the next), so someone already sent is never queued again.
-            window = [p for _, p in zip(range(_LOOKUP_WINDOW), mine, strict=False)]
-            if window:
-                rows = ledger.states(build.slug, [p.key for p in window])
-                for person in window:
-                    row = rows.get(person.key)
-                    if row is None or row.state in sendable:
-                        waiting.setdefault(person.key, person)
-            while len(waiting) >= size or (waiting and not window):
-                chunk = [waiting.pop(key) for key in list(itertools.islice(waiting, size))]
-                ids = ledger.recipient_ids([p.key for p in chunk])
-                yield version, [make_message(p, ids[p.key], settings) for p in chunk]
-            if not window:
-                break
+
+    def __init__(self, build: FrozenBuild, settings: Settings, ledger: Ledger, versions: Sequence[str], size: int,
+                 *, resend_uncertain: bool = False, screen: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
+                 from_draft: bool = False) -> None:
+        self.build, self.settings, self.ledger = build, settings, ledger
+        self.versions, self.size = tuple(versions), size
+        self.states = SENDABLE_RESENDING if resend_uncertain else SENDABLE
+        self.screen = screen or (lambda keys: {})
+        self.from_draft = from_draft
+        self.left_out: Counter[str] = Counter()  # reason -> people left out during the send
+
+    def __iter__(self) -> Iterator[tuple[Version, list[Message]]]:
+        read = self.ledger.drafted_batch if self.from_draft else self.ledger.planned_batch
+        for slug in self.versions:
+            version = make_version(self.build, self.settings, slug)
+            after = 0
+            while rows := read(self.build.slug, slug, after=after, size=self.size, states=self.states):
+                after = rows[-1][0]
+                barred = self.screen([person.key for _, person, _ in rows])
+                if barred:
+                    if not self.from_draft:
+                        self.ledger.leave_out(self.build.slug, barred)
+                    self.left_out.update(barred.values())
+                    rows = [row for row in rows if row[1].key not in barred]
+                if not rows:
+                    continue
+                ids = {person.key: rid for _, person, rid in rows if rid}
+                if len(ids) < len(rows):  # people with no opaque id yet (a sandbox run, a rare clash)
+                    ids.update(self.ledger.recipient_ids([person.key for _, person, rid in rows if not rid]))
+                yield version, [make_message(person, ids[person.key], self.settings) for _, person, _ in rows]
 
 
 # --- retries --------------------------------------------------------------------------------------------
@@ -463,7 +503,7 @@ class Dispatcher:
                                   sent=r.sent + self._heard_sent, partial=True))
 
 
-def test_batches(build: Build, settings: Settings, audiences: Sequence[str], address: str,
+def test_batches(build: FrozenBuild, settings: Settings, audiences: Sequence[str], address: str,
                  recipient_id: str, languages: Sequence[str] | None = None) -> Iterator[tuple[Version, list[Message]]]:
     """One copy of each chosen version, subject marked [TEST], to one address.
 
@@ -479,7 +519,8 @@ def test_batches(build: Build, settings: Settings, audiences: Sequence[str], add
             yield version, [make_message(person, recipient_id, settings)]
 
 
-def test_versions(build: Build, settings: Settings, audience: str, languages: Sequence[str] | None) -> list[str]:
+def test_versions(build: Build | FrozenBuild, settings: Settings, audience: str,
+                  languages: Sequence[str] | None) -> list[str]:
     """The versions of ``audience`` a test sends: all of them, or those in ``languages``."""
     everything = language_versions(build, audience)
     if not languages:

@@ -5,8 +5,15 @@ The rule that makes resuming safe: a batch is written as *in flight* before its 
 its people become *sent* only once the transport confirms. If the process dies in between, the rows
 stay in flight and the next run reports them as *uncertain* instead of guessing.
 
+The plan is frozen here too: when the office confirms a send, everyone in it is written to ``sends``
+(address as sent, names, greeting list, version) before the first message, and the batches are read
+from those rows, never from audiences.csv again. Each row also keeps the build hash its message was
+made from, so a send resumed with a recomposed build can say who has which version.
+
 States of one (newsletter, address) row:
   pending    planned, not yet handed to the transport
+  left_out   planned by an earlier run but not by the latest one (off the lists, unsubscribed), or
+             suppressed while the send was running; never sent unless a later plan takes them back
   in_flight  handed over; no answer yet
   sent       the transport confirmed it (with its message id)
   failed     known not to have been accepted (a rerun tries again)
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import json
 import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -29,6 +37,7 @@ from pathlib import Path
 
 import filelock
 
+from mailroom.addresses import address_key
 from mailroom.database import connect
 from mailroom.errors import LedgerError, RefusedForSafety
 
@@ -41,6 +50,7 @@ class SendState(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     UNCERTAIN = "uncertain"
+    LEFT_OUT = "left_out"
 
 
 class BatchState(enum.StrEnum):
@@ -60,6 +70,10 @@ class BatchKind(enum.StrEnum):
     TEST = "test"
     SANDBOX = "sandbox"
 
+
+# States a plan may send to; an uncertain person only when the office said to send again.
+SENDABLE = (SendState.PENDING, SendState.FAILED)
+SENDABLE_RESENDING = (*SENDABLE, SendState.UNCERTAIN, SendState.IN_FLIGHT)
 
 
 _CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
@@ -98,7 +112,19 @@ CREATE TABLE IF NOT EXISTS sends (
     PRIMARY KEY (newsletter, address_key)
 );
 CREATE INDEX IF NOT EXISTS sends_by_batch ON sends (batch_id);
+CREATE TABLE IF NOT EXISTS builds (       -- every build a live send used: for "who has which version"
+    newsletter    TEXT NOT NULL,
+    build_hash    TEXT NOT NULL,
+    composed_at   TEXT NOT NULL,          -- from the manifest (ISO, UTC)
+    first_used_at TEXT NOT NULL,
+    PRIMARY KEY (newsletter, build_hash)
+);
+CREATE TABLE IF NOT EXISTS ledger_meta (
+    name          TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS sends_by_state ON sends (newsletter, state);
+CREATE INDEX IF NOT EXISTS sends_by_version ON sends (newsletter, audience);
 CREATE TABLE IF NOT EXISTS test_sends (
     id            INTEGER PRIMARY KEY,
     newsletter    TEXT NOT NULL,
@@ -110,6 +136,23 @@ CREATE TABLE IF NOT EXISTS test_sends (
     sent_at       TEXT NOT NULL
 );
 """
+
+
+# Columns added to ``sends`` after its first release (a ledger from then gets them on open, empty).
+_ADDED_SEND_COLUMNS = {
+    "email": "TEXT",  # the address as sent (normalised), from the confirmed plan
+    "first_name": "TEXT",
+    "last_name": "TEXT",
+    "greeting_list": "TEXT",  # the list whose greeting and settings this person's copy uses
+    "build_hash": "TEXT",  # the build this person's message was made from
+}
+# ``sends.audience`` is the person's version (its slug: "parents", later "parents+staff" or "parents.pl").
+
+ADDRESS_KEYS = "address_keys"  # ledger_meta: which address_key rules the keys were written with
+ADDRESS_KEYS_NOW = "2"  # 2: mailroom.addresses.address_key (NFC, punycode domain); before: strip().lower()
+# When two old spellings of one address both have a row, the row that says the most is kept.
+_STATE_WEIGHT = {SendState.SENT: 5, SendState.UNCERTAIN: 4, SendState.IN_FLIGHT: 3, SendState.FAILED: 2,
+                 SendState.PENDING: 1, SendState.LEFT_OUT: 0}
 
 
 def _now() -> str:
@@ -160,6 +203,50 @@ class Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PlannedPerson:
+    """One person of a plan as the ledger holds it: everything a batch needs, nothing read from the file."""
+
+    key: str  # mailroom.addresses.address_key
+    email: str  # the address as sent
+    first_name: str
+    last_name: str
+    audience: str  # the list whose greeting and settings their copy uses (dispatch.Person)
+    version: str  # the slug of the version they get
+    language: str = ""  # the language the lists file asks for ("" the school's); the version may differ
+
+
+@dataclass(frozen=True)
+class BuildCount:
+    """How many people of a newsletter got the version made by one build."""
+
+    build_hash: str | None  # None: sent before the ledger recorded builds per person
+    composed_at: str  # ISO UTC, from that build's manifest ("" if unknown)
+    people: int
+
+
+@dataclass(frozen=True)
+class PlanGroup:
+    """People of the draft alike in list, version, asked-for language and state in the ledger."""
+
+    greeting_list: str
+    version: str
+    language: str
+    state: SendState | None  # None: no row yet (new to this newsletter)
+    people: int
+
+
+@dataclass(frozen=True)
+class PlanFigures:
+    """The drafted plan against the ledger: who is in which state, and what changed since the last run."""
+
+    groups: tuple[PlanGroup, ...]
+    planned_before: bool  # an earlier run of this newsletter planned people in this ledger
+    now_left_out: int  # in the last plan and not sent, not in this one: they will not be sent
+    now_left_out_keys: tuple[str, ...]  # the first few of them, in plan order
+    sent_by_build: tuple[BuildCount, ...]  # who already has it, per build, oldest first
+
+
 class Ledger:
     """One open connection to the ledger; every method is one short transaction."""
 
@@ -175,6 +262,7 @@ class Ledger:
             raise ledger_error(self.path, exc) from None
         try:
             self.conn.executescript(_SCHEMA)
+            self._upgrade()
         except sqlite3.Error as exc:
             self.conn.close()
             raise ledger_error(self.path, exc) from None
@@ -189,14 +277,33 @@ class Ledger:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
+    def _transaction(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        self.conn.execute(begin)
         try:
             yield self.conn
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    # --- upgrading a ledger written by an earlier mailroom ----------------------------------------
+
+    def _upgrade(self) -> None:
+        """Add the columns and keys later versions rely on; only writes when something is out of date."""
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(sends)")}
+        missing = [name for name in _ADDED_SEND_COLUMNS if name not in have]
+        keys = self.conn.execute("SELECT value FROM ledger_meta WHERE name = ?", (ADDRESS_KEYS,)).fetchone()
+        if not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW:
+            return
+        with self._transaction() as conn:
+            for name in missing:
+                conn.execute(f"ALTER TABLE sends ADD COLUMN {name} {_ADDED_SEND_COLUMNS[name]}")
+            if "build_hash" in missing:  # rows from before: their batch says which build they got
+                conn.execute("UPDATE sends SET build_hash = (SELECT b.build_hash FROM send_batches b "
+                             "WHERE b.batch_id = sends.batch_id) WHERE batch_id IS NOT NULL")
+            _rekey(conn)
+            conn.execute("INSERT INTO ledger_meta VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = "
+                         "excluded.value", (ADDRESS_KEYS, ADDRESS_KEYS_NOW))
 
     # --- recipient ids ---------------------------------------------------------------------
 
@@ -233,14 +340,126 @@ class Ledger:
                 rows[r[0]] = SendRow(r[0], r[1], SendState(r[2]), r[3], r[4], r[5])
         return rows
 
-    def plan_pending(self, newsletter: str, people: Iterable[tuple[str, str]]) -> None:
-        """Record (key, audience) as pending unless the person already has a row for this newsletter."""
+    # --- the plan: drafted from the lists, frozen when the office confirms ------------------------------
+
+    def draft_plan(self, people: Iterable[PlannedPerson]) -> None:
+        """The plan as just read from the lists, in a table only this connection sees; nothing is decided.
+
+        ``people`` is streamed in (executemany), so a plan of any size costs no memory here.
+        """
+        self.conn.execute("DROP TABLE IF EXISTS temp.plan_draft")
+        self.conn.execute(
+            "CREATE TEMP TABLE plan_draft (seq INTEGER PRIMARY KEY, address_key TEXT NOT NULL UNIQUE, "
+            "email TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL, greeting_list TEXT NOT NULL, "
+            "version TEXT NOT NULL, language TEXT NOT NULL)")
+        self.conn.execute("CREATE INDEX temp.plan_draft_by_version ON plan_draft (version)")
+        with self._transaction("BEGIN") as conn:  # the draft is this connection's own: no lock on the ledger
+            conn.executemany(
+                "INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, language) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                ((p.key, p.email, p.first_name, p.last_name, p.audience, p.version, p.language) for p in people))
+
+    def plan_figures(self, newsletter: str, *, resend_uncertain: bool, named: int = 10) -> PlanFigures:
+        """The draft against what the ledger holds for ``newsletter`` (run ``draft_plan`` first)."""
+        groups = tuple(PlanGroup(g, v, lang, SendState(state) if state else None, count)
+                       for g, v, lang, state, count in self.conn.execute(
+            "SELECT d.greeting_list, d.version, d.language, s.state, COUNT(*) FROM plan_draft d LEFT JOIN sends s "
+            "ON s.newsletter = ? AND s.address_key = d.address_key "
+            "GROUP BY d.greeting_list, d.version, d.language, s.state", (newsletter,)))
+        planned_before = self.conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM sends WHERE newsletter = ?)", (newsletter,)).fetchone()[0] == 1
+        dropped = self._dropped_sql(resend_uncertain)
+        now_left_out = self.conn.execute(f"SELECT COUNT(*) {dropped}", (newsletter,)).fetchone()[0]
+        keys = tuple(r[0] for r in self.conn.execute(
+            f"SELECT s.address_key {dropped} ORDER BY s.rowid LIMIT ?", (newsletter, named)))
+        return PlanFigures(groups=groups, planned_before=planned_before, now_left_out=now_left_out,
+                           now_left_out_keys=keys, sent_by_build=tuple(self.sent_by_build(newsletter)))
+
+    @staticmethod
+    def _dropped_sql(resend_uncertain: bool) -> str:
+        """FROM ... WHERE for the people the last plan would still send to and the draft does not hold."""
+        states = ",".join(f"'{state}'" for state in (SENDABLE_RESENDING if resend_uncertain else SENDABLE))
+        return (f"FROM sends s WHERE s.newsletter = ? AND s.state IN ({states}) AND NOT EXISTS "
+                "(SELECT 1 FROM plan_draft d WHERE d.address_key = s.address_key)")
+
+    def freeze_plan(self, newsletter: str, *, build_hash: str, composed_at: str, resend_uncertain: bool) -> int:
+        """The office confirmed the draft: make it the plan the send reads, in one transaction.
+
+        Everyone in the draft gets (or keeps) a row, with the address, names, greeting list and version
+        to send; people the last plan would still have sent to and the draft leaves out become
+        *left out*. Rows already sent (or uncertain, unless resending) are not touched. Returns how
+        many were left out.
+        """
+        now = _now()
+        sendable = SENDABLE_RESENDING if resend_uncertain else SENDABLE
+        states = ",".join(f"'{state}'" for state in (*sendable, SendState.LEFT_OUT))
+        with self._transaction() as conn:
+            conn.execute("INSERT INTO builds VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         (newsletter, build_hash, composed_at, now))
+            # Opaque ids for newcomers, made here in one statement (64 random bits each, from SQLite's
+            # ChaCha20 generator); the rare clash on an id leaves that person to ``recipient_ids``.
+            conn.execute("INSERT INTO recipients (address_key, recipient_id, created_at) SELECT address_key, "
+                         "lower(hex(randomblob(8))), ? FROM plan_draft WHERE true ON CONFLICT DO NOTHING", (now,))
+            left = conn.execute(
+                "UPDATE sends SET state = 'left_out', error = 'not in the plan confirmed at ' || ?, updated_at = ? "
+                f"WHERE rowid IN (SELECT s.rowid {self._dropped_sql(resend_uncertain)})",
+                (now, now, newsletter)).rowcount
+            conn.execute(
+                "INSERT INTO sends (newsletter, address_key, audience, email, first_name, last_name, greeting_list, "
+                "state, created_at, updated_at) "
+                "SELECT ?, address_key, version, email, first_name, last_name, greeting_list, 'pending', ?, ? "
+                "FROM plan_draft WHERE true ORDER BY seq "
+                "ON CONFLICT (newsletter, address_key) DO UPDATE SET audience = excluded.audience, "
+                "email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name, "
+                "greeting_list = excluded.greeting_list, updated_at = excluded.updated_at, "
+                "state = CASE sends.state WHEN 'left_out' THEN 'pending' ELSE sends.state END, "
+                "error = CASE sends.state WHEN 'left_out' THEN NULL ELSE sends.error END "
+                f"WHERE sends.state IN ({states})", (newsletter, now, now))
+        return left
+
+    def planned_batch(self, newsletter: str, version: str, *, after: int, size: int,
+                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
+        """The next ``size`` people of the frozen plan for ``version`` in ``states``, after row ``after``:
+        (row, person, recipient id or None)."""
+        marks = ",".join("?" * len(states))
+        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version), r[6]) for r in self.conn.execute(
+            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, s.greeting_list, r.recipient_id "
+            "FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key WHERE s.newsletter = ? AND "
+            f"s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) ORDER BY s.rowid LIMIT ?",
+            (newsletter, version, after, *states, size))]
+
+    def drafted_batch(self, newsletter: str, version: str, *, after: int, size: int,
+                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
+        """As ``planned_batch``, from the draft (a sandbox run freezes nothing): no row yet, or in ``states``."""
+        marks = ",".join("?" * len(states))
+        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version), r[6]) for r in self.conn.execute(
+            "SELECT d.seq, d.address_key, d.email, d.first_name, d.last_name, d.greeting_list, r.recipient_id "
+            "FROM plan_draft d LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key "
+            "LEFT JOIN recipients r ON r.address_key = d.address_key "
+            f"WHERE d.version = ? AND d.seq > ? AND (s.state IS NULL OR s.state IN ('left_out', {marks})) "
+            "ORDER BY d.seq LIMIT ?", (newsletter, version, after, *states, size))]
+
+    def leave_out(self, newsletter: str, reasons: Mapping[str, str]) -> None:
+        """People of the plan who must not be sent after all (e.g. suppressed mid-send), with why."""
         now = _now()
         with self._transaction() as conn:
             conn.executemany(
-                "INSERT INTO sends (newsletter, address_key, audience, state, created_at, updated_at) "
-                "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
-                ((newsletter, key, audience, now, now) for key, audience in people))
+                "UPDATE sends SET state = 'left_out', error = ?, updated_at = ? WHERE newsletter = ? AND "
+                "address_key = ? AND state IN ('pending', 'failed', 'uncertain', 'in_flight')",
+                ((reason, now, newsletter, key) for key, reason in reasons.items()))
+
+    def sent_by_build(self, newsletter: str) -> list[BuildCount]:
+        """Who has ``newsletter``, per build their copy was made from, oldest build first."""
+        return [BuildCount(h, composed or "", n) for h, composed, n in self.conn.execute(
+            "SELECT s.build_hash, b.composed_at, COUNT(*) FROM sends s LEFT JOIN builds b "
+            "ON b.newsletter = s.newsletter AND b.build_hash = s.build_hash "
+            "WHERE s.newsletter = ? AND s.state = 'sent' GROUP BY s.build_hash "
+            "ORDER BY COALESCE(b.composed_at, ''), MIN(s.updated_at), MIN(s.rowid)", (newsletter,))]
+
+    def has_rows(self, newsletter: str) -> bool:
+        """Whether this ledger knows anything of ``newsletter`` (a lost ledger knows nothing)."""
+        return self.conn.execute("SELECT EXISTS (SELECT 1 FROM sends WHERE newsletter = ?)",
+                                 (newsletter,)).fetchone()[0] == 1
 
     def counts(self, newsletter: str) -> dict[str, int]:
         return dict(self.conn.execute(
@@ -259,12 +478,16 @@ class Ledger:
                 (newsletter, audience, kind, transport, build_hash, len(keys), now))
             batch_id = int(cur.lastrowid or 0)
             if kind == BatchKind.LIVE:
-                conn.executemany(
-                    "INSERT INTO sends (newsletter, address_key, audience, state, batch_id, created_at, updated_at) "
-                    "VALUES (?, ?, ?, 'in_flight', ?, ?, ?) ON CONFLICT (newsletter, address_key) DO UPDATE SET "
-                    "state = 'in_flight', batch_id = excluded.batch_id, audience = excluded.audience, "
-                    "error = NULL, updated_at = excluded.updated_at",
-                    ((newsletter, key, audience, batch_id, now, now) for key in keys))
+                # One statement for the batch (the people are rows of the frozen plan already) ...
+                updated = conn.execute(
+                    "UPDATE sends SET state = 'in_flight', batch_id = ?, audience = ?, build_hash = ?, error = NULL, "
+                    "updated_at = ? WHERE newsletter = ? AND address_key IN (SELECT value FROM json_each(?))",
+                    (batch_id, audience, build_hash, now, newsletter, json.dumps(list(keys)))).rowcount
+                if updated < len(set(keys)):  # ... and a row for anyone who was not planned (a caller without a plan)
+                    conn.executemany(
+                        "INSERT INTO sends (newsletter, address_key, audience, state, batch_id, build_hash, "
+                        "created_at, updated_at) VALUES (?, ?, ?, 'in_flight', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        ((newsletter, key, audience, batch_id, build_hash, now, now) for key in keys))
         return batch_id
 
     def count_attempt(self, batch_id: int) -> None:
@@ -275,11 +498,15 @@ class Ledger:
         if kind != BatchKind.LIVE:
             return
         now = _now()
+        alike: dict[tuple[SendState, str | None, str | None], list[str]] = {}  # usually one group: all sent
+        for o in outcomes:
+            alike.setdefault((o.state, o.message_id, o.error), []).append(o.key)
         with self._transaction() as conn:
-            conn.executemany(
-                "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ? "
-                "WHERE newsletter = ? AND address_key = ? AND batch_id = ?",
-                ((o.state, o.message_id, o.error, now, newsletter, o.key, batch_id) for o in outcomes))
+            for (state, message_id, error), keys in alike.items():
+                conn.execute(
+                    "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ? "
+                    "WHERE newsletter = ? AND batch_id = ? AND address_key IN (SELECT value FROM json_each(?))",
+                    (state, message_id, error, now, newsletter, batch_id, json.dumps(keys)))
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:
@@ -353,6 +580,40 @@ class Ledger:
         cur = self.conn.execute("SELECT * FROM send_batches WHERE newsletter = ? ORDER BY batch_id", (newsletter,))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur]
+
+
+def _rekey(conn: sqlite3.Connection) -> None:
+    """Re-key rows written when a key was only trimmed and lower-cased, to ``addresses.address_key``.
+
+    Only a key with a non-ASCII character can change (an NFD accent, a Unicode domain). Without this, a
+    send resumed across the upgrade would see those people as new and mail them again. Where two old
+    spellings of one address both have a row, the row that says the most (sent before uncertain before
+    pending) is kept; a recipient id keeps the new spelling's row if there is one.
+    """
+    rows = conn.execute("SELECT rowid, newsletter, address_key, state FROM sends "
+                        "WHERE address_key GLOB '*[^ -~]*' ORDER BY rowid").fetchall()
+    for rowid, newsletter, old, state in rows:
+        new = address_key(old)
+        if new == old:
+            continue
+        other = conn.execute("SELECT rowid, state FROM sends WHERE newsletter = ? AND address_key = ?",
+                             (newsletter, new)).fetchone()
+        if other is not None:
+            if _STATE_WEIGHT.get(state, 0) <= _STATE_WEIGHT.get(other[1], 0):
+                conn.execute("DELETE FROM sends WHERE rowid = ?", (rowid,))
+                continue
+            conn.execute("DELETE FROM sends WHERE rowid = ?", (other[0],))
+        conn.execute("UPDATE sends SET address_key = ? WHERE rowid = ?", (new, rowid))
+    for (old,) in conn.execute("SELECT address_key FROM recipients WHERE address_key GLOB '*[^ -~]*'").fetchall():
+        new = address_key(old)
+        if new == old:
+            continue
+        if conn.execute("SELECT 1 FROM recipients WHERE address_key = ?", (new,)).fetchone():
+            conn.execute("DELETE FROM recipients WHERE address_key = ?", (old,))
+        else:
+            conn.execute("UPDATE recipients SET address_key = ? WHERE address_key = ?", (new, old))
+    for row_id, old in conn.execute("SELECT id, address FROM test_sends WHERE address GLOB '*[^ -~]*'").fetchall():
+        conn.execute("UPDATE test_sends SET address = ? WHERE id = ?", (address_key(old), row_id))
 
 
 def ledger_error(path: Path, exc: BaseException) -> LedgerError:

@@ -13,14 +13,13 @@ version as a reader gets it, and ``web.html``, the public copy.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mailroom.checks.rules import Finding, check_versions
@@ -32,6 +31,7 @@ from mailroom.compose.build import (
     BuiltImage,
     Manifest,
     ManifestVersion,
+    digest_build,
     file_sha256,
     load_build,
     source_digest,
@@ -42,6 +42,7 @@ from mailroom.compose.render import CONTENT_WIDTH, LOGO_WIDTH, TEMPLATE_DIR, WEB
 from mailroom.errors import InputError
 from mailroom.preview.page import preview_page
 from mailroom.preview.review import REVIEW_PAGE, review_page
+from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
 from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages, readers_languages
 from mailroom.translate.translator import Translator
@@ -117,6 +118,15 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+def without_tokens(web: RenderedVersion, settings: Settings) -> RenderedVersion:
+    """The web copy with no token left: it is one public page, so a token typed into newsletter.md
+    (``Hello %%first_name%%``) becomes what an unknown reader would get, never a literal ``%%...%%``."""
+    values = recipient_values(first_name="", last_name="", unsubscribe_url="", recipient_id="",
+                              default_greeting=settings.lists[settings.archive_audience].greeting)
+    return replace(web, html=personalize(web.html, values, is_html=True),
+                   text=personalize(web.text, values, is_html=False), tokens=())
+
+
 def renderer_for(settings: Settings, newsletter: Newsletter,
                  prepared: dict[Path, PreparedImage] | None = None) -> Renderer:
     """The renderer for this newsletter, with its images' names in the build and the logo's.
@@ -148,7 +158,7 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
     versions: dict[str, RenderedVersion] = {
         audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
-    web = renderer.render(newsletter, WEB_AUDIENCE)
+    web = without_tokens(renderer.render(newsletter, WEB_AUDIENCE), settings)
     wanted = [*languages, *readers_languages(settings, newsletter, audiences_file)]
     outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, wanted),
                               translator)
@@ -220,12 +230,9 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
             )
         (staging / "web.html").write_text(web.html, encoding="utf-8")
         (staging / "web.txt").write_text(web.text, encoding="utf-8")
-        output_digest = hashlib.sha256()
-        written = [p for p in [*staging.iterdir(), *(staging / VERSIONS_DIR).iterdir()] if p.is_file()]
-        for name in sorted(p.relative_to(staging).as_posix() for p in written):
-            output_digest.update(name.encode() + b"\0" + (staging / name).read_bytes() + b"\0")
-        for name, digest in sorted(source_hashes.items()):
-            output_digest.update(f"{name}={digest}\n".encode())
+        # A digest of every file written so far (versions, web copy, images): send checks each one.
+        files = {path.relative_to(staging).as_posix(): file_sha256(path)
+                 for path in sorted(staging.rglob("*")) if path.is_file()}
         front = newsletter.front
         Manifest(
             slug=newsletter.slug,
@@ -235,9 +242,10 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
             campaign=front.campaign or newsletter.slug,
             audiences=tuple(front.audiences),
             composed_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            build_hash=output_digest.hexdigest(),
+            build_hash=digest_build(files, source_hashes),
             sources=source_hashes,
             versions=manifest_versions,
+            files=files,
             translations={o.language: o.summary() for o in made.outcomes},
         ).write(staging)
         # Each language's versions are checked against their own subject, preheader and text.

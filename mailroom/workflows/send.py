@@ -1,12 +1,22 @@
 """send: a composed build -> the people on the chosen lists, with every safety rule in one place.
 
 The rules a send follows, whoever starts it (send.py, a test, a benchmark):
-- a build that changed since compose, or that the preflight checks find errors in, is refused;
+- the build is frozen when the session starts: every version and image is read into memory and checked
+  against the manifest's digests (``freeze_build``); a build changed since compose, by hand or by a
+  compose, or one the preflight checks (run on those same bytes) find errors in, is refused, and
+  nothing reads ``build/`` again;
 - only one send runs per ledger at a time (``send_lock``), and the ledger is open for the whole session;
 - people left *in flight* by a run that died become *uncertain*, and nothing is sent while anyone is
   uncertain until the office decides (send again, or count them as sent);
 - a live send of a build nobody test-sent is refused unless the office says so (``untested``);
-- everyone to be sent is written to the ledger as pending before the first request;
+- the plan is frozen too: the lists are read once, drafted into the ledger and compared with it (new
+  people, people now left out); when the office confirms, the draft becomes the plan in the ledger
+  before the first request, and the batches are read from there, never from the lists file again;
+- a suppression (unsubscribe, bounce) stored during the send leaves that person out before each batch;
+- resuming with a recomposed build needs its own confirmation (``accept_new_build``): the plan says how
+  many already have the earlier version, and the result says who got which;
+- a newsletter whose sent.json says it was sent, with a ledger that knows nothing of it (deleted,
+  replaced), is refused unless the office says to start again (``start_again``);
 - how a run ended (a ``DispatchReport``) becomes the error that sets the exit status.
 
 Nothing here prints or asks. ``SendSession`` returns plain dataclasses (``LivePlan``, ``TestPlan``,
@@ -26,7 +36,8 @@ import random
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
@@ -34,24 +45,26 @@ from email_validator import EmailNotValidError, validate_email
 from mailroom.addresses import address_key
 from mailroom.audience.lists import AudiencePlan, load_audience
 from mailroom.audience.report import excel_safe
-from mailroom.checks.rules import errors_for_build
-from mailroom.compose.build import Build, load_build
+from mailroom.checks.rules import check_versions, newsletter_for_build
+from mailroom.compose.build import IMAGE_PREFIX, FrozenBuild, freeze_build, load_build
 from mailroom.errors import InputError, Interrupted, MailroomError, RefusedForSafety, TransportError
-from mailroom.events.suppressions import suppressed_addresses
+from mailroom.events.suppressions import suppressed_addresses, suppressed_among
 from mailroom.send.dispatch import (
     Dispatcher,
     DispatchReport,
+    PlannedBatches,
     Progress,
     RetryPolicy,
     SendPlan,
     StopReason,
-    live_batches,
+    language_versions,
     make_version,
     plan_send,
     test_batches,
     test_versions,
 )
-from mailroom.send.ledger import BatchKind, Ledger, TestSend, UncertainBatch, send_lock
+from mailroom.send.ledger import BatchKind, BuildCount, Ledger, SendState, TestSend, UncertainBatch, send_lock
+from mailroom.send.sent_record import SentRecord, read_sent_record, write_sent_record
 from mailroom.send.transports import make_transport
 from mailroom.send.transports.base import Transport
 from mailroom.settings import Settings
@@ -71,6 +84,10 @@ class LivePlan:
     resend_uncertain: bool
     marked_as_sent: int  # uncertain people counted as sent at the office's request, this run
     uncertain_file: Path | None  # a CSV naming every uncertain person, when there are any
+    # sent.json says this newsletter was sent, but the ledger knows nothing of it (deleted or replaced)
+    lost_ledger: SentRecord | None = None
+    ledger_path: Path | None = None
+    ledger_was_missing: bool = False  # the ledger file did not exist when the session began
     school_language: str = "en"  # the language of the lists' own versions, for counting people per language
 
     @property
@@ -89,6 +106,16 @@ class LivePlan:
     def untested(self) -> bool:
         """A live send of a build nobody has test-sent (a sandbox run delivers nothing, so it is exempt)."""
         return not self.counts.test_sends and not self.sandbox
+
+    @property
+    def earlier_builds(self) -> tuple[BuildCount, ...]:
+        """People who already have a version of this newsletter made by another (earlier) build."""
+        return () if self.sandbox else self.counts.earlier_builds
+
+    @property
+    def new_build_needs_consent(self) -> bool:
+        """Resuming with a recomposed build: some have the earlier version and some would get this one."""
+        return bool(self.earlier_builds) and self.total > 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +138,8 @@ class SendResult:
     error: MailroomError | None
     uncertain: tuple[UncertainBatch, ...] = ()  # batches whose outcome is unknown after this run
     uncertain_file: Path | None = None
+    left_out_during_send: dict[str, int] = field(default_factory=dict)  # reason -> people (e.g. unsubscribed)
+    sent_by_build: tuple[BuildCount, ...] = ()  # after the run: who has this newsletter, per build
 
     @property
     def complete(self) -> bool:
@@ -140,14 +169,18 @@ class SendSession:
             raise InputError(
                 f"the newsletter has changed since it was composed ({', '.join(changed)}); run  python compose.py "
                 f"{display_path(self.build.newsletter_dir)}  again, check the preview, then send")
-        refuse_preflight_errors(self.build)
+        # From here on the send uses these bytes only: checked, test-sent and sent are the same email.
+        self.frozen: FrozenBuild = freeze_build(self.build)
+        refuse_preflight_errors(self.frozen)
         self.transport = transport or make_transport(settings, sandbox=sandbox)
         self._resources = ExitStack()
         self._ledger: Ledger | None = None
+        self._ledger_was_missing = False
 
     def __enter__(self) -> SendSession:
         with ExitStack() as stack:
             stack.enter_context(send_lock(self.settings.db_path))
+            self._ledger_was_missing = not self.settings.db_path.exists()
             self._ledger = stack.enter_context(Ledger(self.settings.db_path))
             self._resources = stack.pop_all()
         return self
@@ -172,7 +205,11 @@ class SendSession:
         """
         if resend_uncertain and mark_uncertain_sent:
             raise InputError("choose one of --resend-uncertain and --mark-uncertain-sent, not both")
-        build, ledger, settings = self.build, self.ledger, self.settings
+        build, ledger, settings = self.frozen, self.ledger, self.settings
+        lost = None
+        record = read_sent_record(build.newsletter_dir)
+        if record is not None and not ledger.has_rows(build.slug):
+            lost = record
         ledger.settle_abandoned(build.slug)
         path = audiences_file or settings.root / "audiences.csv"
         audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
@@ -180,6 +217,8 @@ class SendSession:
         marked = 0
         if mark_uncertain_sent and not dry_run:
             marked = ledger.resolve_uncertain(build.slug, as_sent=True)
+        # The lists file is read here, once: the people go into the ledger's draft, and nothing after
+        # this reads the file again.
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
         for name in audience.lists:  # e.g. a message over the service's size limit: refused before anyone gets it
             self.transport.check_version(make_version(build, settings, name))
@@ -190,35 +229,63 @@ class SendSession:
             subject=build.subject, lists=audience.lists, audience=audience, counts=counts,
             transport=self.transport.describe(), transport_notes=tuple(self.transport.plan_notes(counts.total)),
             sandbox=self.sandbox, resend_uncertain=resend_uncertain, marked_as_sent=marked,
-            uncertain_file=uncertain_file, school_language=self.settings.school.language)
+            uncertain_file=uncertain_file, lost_ledger=lost, ledger_path=settings.db_path,
+            ledger_was_missing=self._ledger_was_missing, school_language=self.settings.school.language)
 
-    def check_live(self, plan: LivePlan, *, untested: bool) -> None:
-        """Refuse a live send the rules do not allow yet: people are uncertain, or the build was never tested."""
+    def check_live(self, plan: LivePlan, *, untested: bool, accept_new_build: bool = False,
+                   start_again: bool = False) -> None:
+        """Refuse a live send the rules do not allow yet: a lost ledger, uncertain people, a recomposed build
+        not accepted, or a build never tested."""
+        if plan.lost_ledger is not None and not start_again and not plan.sandbox:
+            raise RefusedForSafety(lost_ledger_message(plan.lost_ledger, plan.ledger_path, plan.ledger_was_missing))
         if plan.uncertain:
             raise RefusedForSafety(
                 "nothing was sent: some people may or may not already have this newsletter (see above). "
                 "Run again with --resend-uncertain (they may get it twice) or --mark-uncertain-sent "
                 "(they may not get it at all)")
+        if plan.new_build_needs_consent and not accept_new_build:
+            raise RefusedForSafety(
+                f"nothing was sent: {new_build_summary(plan)}. Run again with --accept-new-build if the others "
+                "should get the new version")
         if plan.untested and not untested:
             raise RefusedForSafety(
                 "nothing was sent: this build was never test-sent. Send a test first "
                 f"(python send.py {display_path(self.build.newsletter_dir)} --to {','.join(plan.lists)} "
                 "--test YOUR_ADDRESS), or add --untested to send it anyway")
 
-    def send_live(self, plan: LivePlan, *, untested: bool = False,
-                  on_progress: Callable[[Progress], None] | None = None) -> SendResult:
-        """Send to everyone the plan counts, recording each step; refused if ``check_live`` refuses."""
-        self.check_live(plan, untested=untested)
-        build, ledger = self.build, self.ledger
-        people = plan.audience.recipients
+    def send_live(self, plan: LivePlan, *, untested: bool = False, accept_new_build: bool = False,
+                  start_again: bool = False, on_progress: Callable[[Progress], None] | None = None) -> SendResult:
+        """Freeze the plan in the ledger, then send to everyone it counts, recording each step.
+
+        Refused if ``check_live`` refuses. From here on the lists file is not read: the batches come
+        from the ledger, and a suppression stored meanwhile leaves its person out before each batch.
+        """
+        self.check_live(plan, untested=untested, accept_new_build=accept_new_build, start_again=start_again)
+        build, ledger = self.frozen, self.ledger
         if not self.sandbox:
-            ledger.plan_pending(build.slug, ((p.key, p.audience) for p in people))
-        dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.LIVE, on_progress)
-        batches = live_batches(build, self.settings, people, plan.lists, ledger, self.transport.max_batch_size,
+            ledger.freeze_plan(build.slug, build_hash=build.build_hash, composed_at=build.composed_at,
                                resend_uncertain=plan.resend_uncertain)
-        with self.transport:
-            report = dispatcher.run(batches)
-        return self._result(report, report_error(report))
+            self._write_sent_record()  # before the first message: a lost ledger is noticed even after a crash
+        dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.LIVE, on_progress)
+        versions = [slug for name in plan.lists for slug in language_versions(build, name)]  # parents, parents.pl
+        batches = PlannedBatches(build, self.settings, ledger, versions, self.transport.max_batch_size,
+                                 resend_uncertain=plan.resend_uncertain, from_draft=self.sandbox,
+                                 screen=lambda keys: suppressed_among(ledger.conn, keys))
+        try:
+            with self.transport:
+                report = dispatcher.run(batches)
+        finally:
+            if not self.sandbox:
+                self._write_sent_record()
+        result = self._result(report, report_error(report))
+        return replace(result, left_out_during_send=dict(batches.left_out),
+                       sent_by_build=() if self.sandbox else tuple(ledger.sent_by_build(build.slug)))
+
+    def _write_sent_record(self) -> None:
+        slug = self.frozen.slug
+        write_sent_record(self.frozen.newsletter_dir, newsletter=slug,
+                          people_sent=self.ledger.counts(slug).get(SendState.SENT, 0),
+                          sent_at=utc_text(), ledger=self.settings.db_path, root=self.settings.root)
 
     # --- test sends ------------------------------------------------------------------------------------
 
@@ -243,8 +310,8 @@ class SendSession:
 
     def send_test(self, plan: TestPlan) -> SendResult:
         """Send the test copies; a confirmed one (not in the sandbox) counts as this build's test."""
-        build, ledger = self.build, self.ledger
-        key = address_key(plan.address)  # the same key as the audience stage's (mailroom.addresses)
+        build, ledger = self.frozen, self.ledger
+        key = address_key(plan.address)
         recipient_id = ledger.recipient_ids([key])[key]
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.TEST, None)
         with self.transport:
@@ -268,7 +335,7 @@ class SendSession:
         return self.settings.db_path.parent / f"uncertain-{self.build.slug}.csv"
 
     def _dispatcher(self, kind: BatchKind, on_progress: Callable[[Progress], None] | None) -> Dispatcher:
-        return Dispatcher(self.transport, self.ledger, newsletter=self.build.slug, build_hash=self.build.build_hash,
+        return Dispatcher(self.transport, self.ledger, newsletter=self.frozen.slug, build_hash=self.frozen.build_hash,
                           kind=kind, policy=self._policy, sleep=self._sleep, rng=self._rng, stop=self.stop,
                           on_progress=on_progress)
 
@@ -300,13 +367,81 @@ def report_error(report: DispatchReport) -> MailroomError | None:
     return None
 
 
-def refuse_preflight_errors(build: Build) -> None:
-    """Nothing goes out while the preflight checks find an error."""
-    errors = [str(problem) for problem in errors_for_build(build)]
+def refuse_preflight_errors(frozen: FrozenBuild) -> None:
+    """Nothing goes out while the preflight checks find an error; they check the very bytes to be sent."""
+    build = frozen.build
+    findings = check_versions({name: (v.html, v.text) for name, v in frozen.versions.items()},
+                              subject=build.subject, preheader=build.preheader,
+                              newsletter=newsletter_for_build(build),
+                              image_dir=build.build_dir / IMAGE_PREFIX.rstrip("/"))
+    errors = [str(problem) for problem in findings if problem.is_error]
     if errors:
         listed = "\n".join(f"  - {problem}" for problem in errors)
         raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
                          "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
+
+
+def lost_ledger_message(record: SentRecord, ledger: Path | None, missing: bool) -> str:
+    """Why a send refuses when sent.json says the newsletter was sent and the ledger has no record of it."""
+    how_many = (f"{record.people_sent:,} people" if record.people_sent is not None else "people")
+    when = f" (last on {moment_label(record.last_sent_at)})" if record.last_sent_at else ""
+    where = f", recorded in the ledger {record.ledger}" if record.ledger else ""
+    here = display_path(ledger) if ledger else "the ledger"
+    state = "does not exist any more" if missing else "has no record of this newsletter"
+    return (f"nothing was sent: {display_path(record.path)} says this newsletter was already sent to {how_many}"
+            f"{when}{where}, but the ledger {here} {state}; it may have been deleted, replaced or moved. "
+            "Sending now could give everyone a second copy. Put the ledger back (from a backup, or set "
+            "MAILROOM_DB to where it is), or, if you are sure, run again with --start-again to send to "
+            "everyone on the lists as if for the first time")
+
+
+def new_build_summary(plan: LivePlan) -> str:
+    """"800 people already have the version composed at 09:12; 2,180 will get this one, composed at 09:40"."""
+    earlier = plan.earlier_builds
+    labels = composed_labels([b.composed_at for b in earlier] + [plan.counts.composed_at])
+    had = "; ".join(f"{b.people:,} {'person' if b.people == 1 else 'people'} already have the version "
+                    f"composed at {labels[i]}" for i, b in enumerate(earlier))
+    return (f"the newsletter was composed again since the send began: {had}; {plan.total:,} "
+            f"{'person' if plan.total == 1 else 'people'} would get this version, composed at {labels[-1]}")
+
+
+def composed_labels(moments: Sequence[str]) -> list[str]:
+    """Composition times as the office reads them (local time), precise enough to tell them apart.
+
+    "09:12"; with seconds when two would read the same; with the day when it is not today.
+    """
+    parsed: list[datetime | None] = []
+    for text in moments:
+        try:
+            parsed.append(datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone())
+        except ValueError:
+            parsed.append(None)
+    today = datetime.now().astimezone().date()
+    minutes = [f"{m:%H:%M}" if m else "" for m in parsed]
+    clash = len(set(filter(None, minutes))) < len([m for m in minutes if m])
+    labels = []
+    for moment in parsed:
+        if moment is None:
+            labels.append("an unknown time")
+            continue
+        label = f"{moment:%H:%M:%S}" if clash else f"{moment:%H:%M}"
+        if moment.date() != today:
+            label += f" on {moment.day} {moment:%B %Y}"
+        labels.append(label)
+    return labels
+
+
+def moment_label(text: str) -> str:
+    """An ISO UTC timestamp as the office reads it, in local time: "4 December 2026 at 09:12"."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone()
+    except ValueError:
+        return text
+    return f"{moment.day} {moment:%B %Y} at {moment:%H:%M}"
+
+
+def utc_text() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_uncertain_list(batches: Sequence[UncertainBatch], path: Path) -> Path:

@@ -19,7 +19,6 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mailroom.compose.build import BuiltImage
 
@@ -40,7 +39,7 @@ class Version:
     subject: str  # already "[TEST] ..." for a test send
     html: str  # tokens (``%%first_name%%``...) still in place; local images as src="images/<file>"
     text: str
-    images: tuple[tuple[BuiltImage, Path], ...]  # (image, file on disk)
+    images: tuple[tuple[BuiltImage, bytes], ...]  # (image, its bytes, read and checked when the send began)
     from_name: str
     from_email: str
     reply_to: str

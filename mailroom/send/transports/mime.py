@@ -61,7 +61,7 @@ def _list_id(value: str) -> bytes:
 
 def embed_images(markup: str, version: Version) -> str:
     """Point the version's local images at their inline attachments (``cid:<filename>``)."""
-    for image, _path in version.images:
+    for image, _data in version.images:
         markup = markup.replace(f'src="{IMAGE_PREFIX}{image.filename}"', f'src="cid:{image.filename}"')
     return markup
 
@@ -163,7 +163,7 @@ class MimeTemplate:
             between = (b"\r\n--" + outer + b"\r\n" + b'Content-Type: multipart/related; boundary="' + inner
                        + b'"\r\n\r\n--' + inner + b"\r\n" + html_head)
             parts = []
-            for image, path in version.images:
+            for image, data in version.images:
                 if not _SAFE_FILENAME.fullmatch(image.filename) or "/" not in image.content_type:
                     raise TransportError(f"the image {image.filename!r} has a name or type that cannot go in an "
                                          "email; compose the newsletter again", retryable=False)
@@ -173,7 +173,7 @@ class MimeTemplate:
                     + b"Content-Transfer-Encoding: base64\r\n"
                     + f"Content-ID: <{image.filename}>\r\n".encode("ascii")
                     + f'Content-Disposition: inline; filename="{image.filename}"\r\n'.encode("ascii")
-                    + b"\r\n" + _b64_lines(path.read_bytes()))
+                    + b"\r\n" + _b64_lines(data))
             after = b"".join(parts) + b"\r\n--" + inner + b"--\r\n--" + outer + b"--\r\n"
         else:
             between = b"\r\n--" + outer + b"\r\n" + html_head

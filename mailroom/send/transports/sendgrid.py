@@ -134,9 +134,9 @@ class _Prepared:
         }
         if version.images:
             shared["attachments"] = [
-                {"content": base64.b64encode(path.read_bytes()).decode("ascii"), "type": image.content_type,
+                {"content": base64.b64encode(data).decode("ascii"), "type": image.content_type,
                  "filename": image.filename, "disposition": "inline", "content_id": image.filename}
-                for image, path in version.images]
+                for image, data in version.images]
         if settings.sendgrid.asm_group_id:
             shared["asm"] = {"group_id": settings.sendgrid.asm_group_id}
         if sandbox:
@@ -489,7 +489,7 @@ _ONE_PERSON_BYTES = 2 * MAX_SUBSTITUTION_BYTES + 2_000
 
 
 def _too_large(fixed_bytes: int, version: Version, limit: int) -> str:
-    images = sum(path.stat().st_size for _image, path in version.images if path.exists())
+    images = sum(len(data) for _image, data in version.images)
     return (f"the {version.audience} email is {fixed_bytes / 1_000_000:.1f} MB as SendGrid receives it "
             f"(its images are {images / 1_000_000:.1f} MB before encoding), over SendGrid's limit of "
             f"{limit / 1_000_000:g} MB per email: use fewer or smaller images and compose again")
