@@ -30,14 +30,3 @@ def token(name: str) -> str:
 def fields_used(*templates: str) -> tuple[str, ...]:
     """The recipient fields whose tokens appear in any of ``templates``, sorted by name."""
     return tuple(sorted({match.group(1) for template in templates for match in FIELD_TOKEN.finditer(template)}))
-
-
-def for_everyone(text: str, greeting: str) -> str:
-    """``text`` with its tokens filled for no one in particular (the web archive's copy of a subject).
-
-    The greeting becomes the list's default greeting; the other fields have no value for a reader of the
-    web page, so they are left out and the spaces around them tidied ("News for %%first_name%%" ->
-    "News for").
-    """
-    filled = FIELD_TOKEN.sub(lambda match: greeting if match.group(1) == "greeting" else "", text)
-    return re.sub(r"\s+([,.;:!?])", r"\1", " ".join(filled.split()))

@@ -29,7 +29,7 @@ from mailroom.compose.links import TrackingParameters, tag_links_in_html, tag_ur
 from mailroom.compose.plaintext import block_text
 from mailroom.errors import InputError
 from mailroom.settings import Settings
-from mailroom.tokens import fields_used, for_everyone, token
+from mailroom.tokens import fields_used, token
 from mailroom.translate.languages import Localisation
 
 TEMPLATE_DIR = "templates"
@@ -131,9 +131,7 @@ class Renderer:
             "sender": settings.sender,
             "brand": settings.brand,
             "mailing_list": mailing_list,
-            # the web page is for everyone: a token in the subject never reaches it (tokens.for_everyone)
-            "subject": for_everyone(newsletter.front.subject, mailing_list.greeting) if web
-            else newsletter.front.subject,
+            "subject": newsletter.front.subject,
             "preheader": newsletter.front.preheader,
             "date_long": local.date_long or f"{date:%A} {date.day} {date:%B %Y}",
             "greeting": mailing_list.greeting if web or local.translated else token("greeting"),
