@@ -17,7 +17,7 @@ import stat
 import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
@@ -26,12 +26,12 @@ from typing import NamedTuple, TextIO
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailroom.addresses import address_key
+from mailroom.addresses import address_key, normalise_address
 from mailroom.errors import InputError
 from mailroom.settings import Settings
 from mailroom.translate.languages import reader_language
 
-REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid")
+REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid", "cannot be sent this way")
 FIELDS = ("email", "first_name", "last_name", "lists", "status", "language")
 REQUIRED_FIELDS = ("email", "first_name", "last_name", "lists")  # status may be absent: everyone subscribed
 STATUSES = ("subscribed", "unsubscribed")
@@ -50,7 +50,7 @@ _SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$
 class Recipient:
     """One person who gets one email: the version of ``audience``."""
 
-    email: str  # as written in the CSV, trimmed
+    email: str  # the one sendable spelling (mailroom.addresses.normalise_address: NFC, punycode domain)
     key: str  # the form de-duplication compares (mailroom.addresses.address_key)
     first_name: str
     last_name: str
@@ -117,11 +117,14 @@ class _Row(NamedTuple):
 
 
 def load_audience(path: Path, settings: Settings, lists: Sequence[str],
-                  suppressed: Mapping[str, str] | None = None) -> AudiencePlan:
+                  suppressed: Mapping[str, str] | None = None,
+                  address_problem: Callable[[str], str | None] | None = None) -> AudiencePlan:
     """Read ``path`` and work out who on ``lists`` gets which version, and who is left out and why.
 
     ``lists`` is the --to order: someone on several of them gets the version of the first.
     ``suppressed`` maps an address key (``mailroom.addresses.address_key``) to the reason it is suppressed.
+    ``address_problem`` (the transport's): why an address cannot be sent to this way, or None; such a
+    person is left out with that reason ("cannot be sent this way"), so the plan names them.
     """
     path = Path(path)
     if isinstance(lists, str):  # "staff,parents" as typed after --to
@@ -137,7 +140,8 @@ def load_audience(path: Path, settings: Settings, lists: Sequence[str],
             handle.seek(0)
             source = _Source(path, encoding, delimiter, settings, stamp)
             # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
-            return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed)
+            return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed,
+                         address_problem)
     except OSError as exc:  # e.g. a network drive gone, a file another program holds, a disk error
         raise InputError(f"mailroom could not read this file ({exc.strerror or exc}); check that it opens, "
                          "or save a copy somewhere else and give that one with --audiences", path) from None
@@ -451,9 +455,11 @@ class Recipients:
                     continue
                 person = people.get(number)
                 if person is None:
-                    email = email.strip()
                     key = address_key(email)
-                    person = Recipient(email=email, key=email if key == email else key,
+                    # An address already in its key's form (trimmed, lower-case ASCII: the usual case) is
+                    # already the one sendable spelling; only the others need normalising.
+                    email = key if key == email else normalise_address(email)
+                    person = Recipient(email=email, key=key,
                                        first_name=first_name.strip(), last_name=last_name.strip(),
                                        audience=lists[code - 1], line=start, language=reader_language(language))
                 yield person
@@ -461,8 +467,8 @@ class Recipients:
                 raise source.changed()
 
 
-def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
-          suppressed: Mapping[str, str]) -> AudiencePlan:
+def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row], suppressed: Mapping[str, str],
+          address_problem: Callable[[str], str | None] | None = None) -> AudiencePlan:
     """De-duplicate by address key, choose each person's version, and count every list's entries.
 
     One pass decides everyone found on one row only, keeping a set of address hashes to spot the rest;
@@ -501,7 +507,7 @@ def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
             else:
                 seen.add(marker)
                 if candidate:
-                    person, entries = _decide(row.key, [row], order, unsubscribed, suppressed)
+                    person, entries = _decide(row.key, [row], order, unsubscribed, suppressed, address_problem)
                     if person is not None:
                         code = order[person.audience] + 1
                     if entries:
@@ -513,7 +519,8 @@ def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
     if again:
         for marker in again:
             tentative.pop(marker, None)
-        people = _decide_again(source, chosen, order, again, codes, unsubscribed, suppressed, left_out)
+        people = _decide_again(source, chosen, order, again, codes, unsubscribed, suppressed, left_out,
+                               address_problem)
     for entries in tentative.values():
         left_out.extend(entries)
 
@@ -532,7 +539,8 @@ def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row],
 
 def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, int], again: set[int],
                   codes: array, unsubscribed: Mapping[str, int], suppressed: Mapping[str, str],
-                  left_out: list[LeftOut]) -> dict[int, Recipient]:
+                  left_out: list[LeftOut], address_problem: Callable[[str], str | None] | None = None
+                  ) -> dict[int, Recipient]:
     """The second pass: people whose key's hash was on several rows, decided from all their rows.
 
     Returns row number -> person, for the row where each was first found (their place in file order).
@@ -557,7 +565,8 @@ def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, 
             raise source.changed()
     people: dict[int, Recipient] = {}
     for key, numbered in groups.items():
-        person, entries = _decide(key, [row for _, row in numbered], order, unsubscribed, suppressed)
+        person, entries = _decide(key, [row for _, row in numbered], order, unsubscribed, suppressed,
+                                  address_problem)
         left_out.extend(entries)
         if person is not None:
             first = numbered[0][0]
@@ -567,7 +576,8 @@ def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, 
 
 
 def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubscribed: Mapping[str, int],
-            suppressed: Mapping[str, str]) -> tuple[Recipient | None, list[LeftOut]]:
+            suppressed: Mapping[str, str], address_problem: Callable[[str], str | None] | None = None
+            ) -> tuple[Recipient | None, list[LeftOut]]:
     """One person (all their valid rows on a chosen list, in file order): the email they get, if any,
     and their entries that get none (unsubscribed, suppressed, or a duplicate of the one they get)."""
     first = person_rows[0]
@@ -586,9 +596,13 @@ def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubsc
     if key in suppressed:
         reason = suppressed[key]
         return None, [LeftOut(row.email, row.line, name, "suppressed", reason) for name, row in entries]
+    email = key if key == first.email else normalise_address(first.email)  # see Recipients.__iter__
+    why = address_problem(email) if address_problem is not None else None
+    if why:
+        return None, [LeftOut(row.email, row.line, name, "cannot be sent this way", why) for name, row in entries]
     audience, primary = entries[0]
     language = next((r.language for r in person_rows if r.language), "")
-    person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
+    person = Recipient(email=email, key=key, first_name=named.first_name, last_name=named.last_name,
                        audience=audience, line=first.line, language=language)
     left: list[LeftOut] = []
     for name, row in entries[1:]:

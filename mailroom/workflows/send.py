@@ -212,14 +212,15 @@ class SendSession:
             lost = record
         ledger.settle_abandoned(build.slug)
         path = audiences_file or settings.root / "audiences.csv"
-        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)))
+        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
+                                 address_problem=self.transport.address_problem)
         marked = 0
         if mark_uncertain_sent and not dry_run:
             marked = ledger.resolve_uncertain(build.slug, as_sent=True)
         # The lists file is read here, once: the people go into the ledger's draft, and nothing after
         # this reads the file again.
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
-        for name in audience.lists:  # e.g. an email over SendGrid's 30 MB: refused before anyone gets it
+        for name in audience.lists:  # e.g. a message over the service's size limit: refused before anyone gets it
             self.transport.check_version(make_version(build, settings, name))
         uncertain_file = None
         if counts.uncertain:
