@@ -41,7 +41,7 @@ def main() -> None:
                 outbox, db = Path(tmp) / f"outbox-{run}", Path(tmp) / f"ledger-{size}-{run}.sqlite3"
                 run_env = {**env, "MAILROOM_TRANSPORT": "outbox", "MAILROOM_OUTBOX": str(outbox),
                            "MAILROOM_DB": str(db)}
-                elapsed, peak, code = timed_process(
+                elapsed, peak, code, _cpu = timed_process(
                     [str(ROOT / "send.py"), f"newsletters/{SAMPLE_SLUG}", "--to", "parents", "--yes", "--untested",
                     "--start-again",  # a fresh ledger each run, on purpose
                     "--audiences", str(people)], project, run_env, Path(tmp) / "send.log")

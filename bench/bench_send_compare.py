@@ -5,9 +5,10 @@
   body against SendGrid's schema), for 1,000, 10,000 and 100,000 people; a fresh ledger each run.
 - naive: bench/naive_send.py, one fully filled-in message and one quick-start API request per person, for
   1,000 and 10,000 people against the same stand-in.
-Each figure: wall time of the whole process, requests the stand-in received, the process's peak RSS.
-Targets: one request per 1000 people; at least 30x the naive approach; peak RSS under 150 MB at 100,000 and
-no more than 1.3x the 10,000 figure.
+Each figure: wall time of the whole process, the sender's own CPU time per person (user + system of the send
+process alone; the stand-in is another process), requests the stand-in received, the process's peak RSS.
+Targets: one request per 1000 people; at least 30x the naive approach; CPU at most 20 µs per person at 100,000;
+peak RSS under 150 MB at 100,000 and no more than 1.3x the 10,000 figure.
 
 Run: python bench/bench_send_compare.py [--runs N] [--json] [--sizes 1000,10000,100000]
      [--latency-ms MS] (a round trip added to every answer; the default 0 is loopback, kinder to the naive way)
@@ -67,15 +68,16 @@ class StandIn:
         self.process.wait(timeout=30)
 
 
-def timed_process(script: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB (of that process alone, via bench/peak.py) and exit status."""
+def timed_process(script: list[str], cwd: Path, env: dict[str, str], log: Path) -> tuple[float, float, int, float]:
+    """Wall seconds, peak RSS in MB, exit status and CPU seconds (of that process alone, via bench/peak.py)."""
     peak_file = log.with_suffix(".peak.json")
     with log.open("w") as output:
         started = time.perf_counter()
         done = subprocess.run([sys.executable, str(ROOT / "bench" / "peak.py"), str(peak_file), *script], cwd=cwd,
                               env=env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, check=False)
         elapsed = time.perf_counter() - started
-    return elapsed, json.loads(peak_file.read_text())["peak_rss_mb"], done.returncode
+    measured = json.loads(peak_file.read_text())
+    return elapsed, measured["peak_rss_mb"], done.returncode, measured["cpu_seconds"]
 
 
 def main() -> None:
@@ -107,12 +109,12 @@ def main() -> None:
         try:
             for size in sizes:
                 people = write_people(Path(tmp) / f"audiences-{size}.csv", size)
-                times, peaks, requests = [], [], []
+                times, peaks, requests, cpus = [], [], [], []
                 for run in range(args.runs):
                     db = Path(tmp) / f"ledger-{size}-{run}.sqlite3"
                     env = {**base_env, "MAILROOM_DB": str(db)}
                     standin.ask("reset")
-                    elapsed, peak, code = timed_process(
+                    elapsed, peak, code, cpu = timed_process(
                         [str(ROOT / "send.py"), f"newsletters/{SAMPLE_SLUG}", "--to", "parents",
                          "--yes", "--untested", "--start-again",  # a fresh ledger each run, on purpose
                          "--audiences", str(people)], project, env, Path(tmp) / "send.log")
@@ -122,21 +124,23 @@ def main() -> None:
                                          f"{(Path(tmp) / 'send.log').read_text()[-2000:]}")
                     times.append(elapsed)
                     peaks.append(peak)
+                    cpus.append(cpu * 1e6 / size)
                     requests.append(counts["requests"])
                     for leftover in Path(tmp).glob(f"ledger-{size}-{run}.sqlite3*"):
                         leftover.unlink()
                 result["mailroom"][str(size)] = {"seconds": stats(times), "peak_rss_mb": stats(peaks),
+                                                 "cpu_us_per_person": stats(cpus),
                                                  "requests": max(requests), "people": size}
                 if not args.json:
-                    print(f"mailroom {size:>7,}: {stats(times)['median']:7.2f} s, {max(requests)} requests, "
-                          f"peak RSS {stats(peaks)['median']:.1f} MB")
+                    print(f"mailroom {size:>7,}: {stats(times)['median']:7.2f} s, CPU {stats(cpus)['median']:5.1f} "
+                          f"µs/person, {max(requests)} requests, peak RSS {stats(peaks)['median']:.1f} MB")
                 if size in NAIVE_SIZES:
-                    times, peaks, requests = [], [], []
+                    times, peaks, requests, cpus = [], [], [], []
                     html = build.versions["parents"].html_path
                     sender = f"{settings.sender.name} <{settings.sender.email}>"
                     for _ in range(naive_runs):
                         standin.ask("reset")
-                        elapsed, peak, code = timed_process(
+                        elapsed, peak, code, cpu = timed_process(
                             [str(ROOT / "bench" / "naive_send.py"), str(html), str(people),
                              standin.url, build.subject, sender], project, base_env, Path(tmp) / "naive.log")
                         counts = standin.ask("stats")
@@ -145,12 +149,15 @@ def main() -> None:
                                              f"{(Path(tmp) / 'naive.log').read_text()[-2000:]}")
                         times.append(elapsed)
                         peaks.append(peak)
+                        cpus.append(cpu * 1e6 / size)
                         requests.append(counts["requests"])
                     result["naive"][str(size)] = {"seconds": stats(times), "peak_rss_mb": stats(peaks),
+                                                  "cpu_us_per_person": stats(cpus),
                                                   "requests": max(requests), "people": size}
                     if not args.json:
                         ratio = stats(times)["median"] / result["mailroom"][str(size)]["seconds"]["median"]
-                        print(f"naive    {size:>7,}: {stats(times)['median']:7.2f} s, {max(requests)} requests, "
+                        print(f"naive    {size:>7,}: {stats(times)['median']:7.2f} s, CPU {stats(cpus)['median']:5.0f} "
+                              f"µs/person, {max(requests)} requests, "
                               f"peak RSS {stats(peaks)['median']:.1f} MB  ->  mailroom is {ratio:.1f}x faster")
         finally:
             standin.close()

@@ -1,12 +1,15 @@
-"""Run a Python script and report its peak resident memory: python bench/peak.py OUT.json SCRIPT [ARGS...].
+"""Run a Python script and report its peak resident memory and CPU time: python bench/peak.py OUT.json SCRIPT [ARGS...].
 
 The peak is VmHWM of this process (/proc/self/status), which starts afresh at exec; the parent's
 ru_maxrss for a child would instead start from the parent's own size at fork, hiding the child's.
+The CPU time is this process's own user + system seconds (os.times), so a server it talks to (the
+SendGrid stand-in runs as another process) is never counted in it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import runpy
 import sys
 from pathlib import Path
@@ -30,7 +33,8 @@ def main() -> None:
     except SystemExit as stop:
         code = stop.code
     finally:
-        Path(out).write_text(json.dumps({"peak_rss_mb": vm_hwm_mb()}))
+        times = os.times()
+        Path(out).write_text(json.dumps({"peak_rss_mb": vm_hwm_mb(), "cpu_seconds": times.user + times.system}))
     sys.exit(code)
 
 

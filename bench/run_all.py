@@ -162,6 +162,10 @@ def report(results: dict[str, Any], info: dict[str, str], when: str, load: list[
         big = send["mailroom"]["100000"]
         heads.append(["Send 100,000: requests per 1,000 people", f"{big['requests'] / 100:.1f}",
                       f"1: {verdict(big['requests'] <= 100)}"])
+        if "cpu_us_per_person" in big:
+            cpu = big["cpu_us_per_person"]["median"]
+            heads.append(["Send 100,000: the sender's own CPU per person", f"{cpu:.1f} µs",
+                          f"≤ 20 µs: {verdict(cpu <= 20)}"])
         heads.append(["Send 100,000: peak RSS", f"{big['peak_rss_mb']['median']:.1f} MB",
                       f"< 150 MB: {verdict(big['peak_rss_mb']['median'] < 150)}"])
         if "10000" in send["mailroom"]:

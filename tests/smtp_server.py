@@ -123,10 +123,14 @@ class Authenticator:
 
 
 def start_server(handler: ScriptedHandler, *, authenticator: Authenticator | None = None,
-                 tls_context: ssl.SSLContext | None = None, implicit_tls: ssl.SSLContext | None = None) -> Controller:
+                 tls_context: ssl.SSLContext | None = None, implicit_tls: ssl.SSLContext | None = None,
+                 smtputf8: bool = True, size: int | None = None) -> Controller:
     """Start aiosmtpd on 127.0.0.1 (a free port); STARTTLS when ``tls_context``, TLS from the start when
-    ``implicit_tls``. The caller stops it."""
-    kwargs: dict = {}
+    ``implicit_tls``; SMTPUTF8 offered unless ``smtputf8`` is False; ``size``: the EHLO SIZE it announces
+    (and enforces). The caller stops it."""
+    kwargs: dict = {"enable_SMTPUTF8": smtputf8}
+    if size is not None:
+        kwargs["data_size_limit"] = size
     if authenticator is not None:
         kwargs.update(authenticator=authenticator, auth_require_tls=tls_context is not None)
     if tls_context is not None:

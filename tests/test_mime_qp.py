@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import quopri
-from email import policy
 
 import pytest
 
 from mailroom.send.personalize import html_values, personalize, recipient_values
-from mailroom.send.transports.mime import _segments, _stamp, header
+from mailroom.send.transports.mime import _segments, _stamp
 
 TEMPLATE = ("<p>%%greeting%%,</p>\n<p>" + "Long line of newsletter text " * 8 + "%%first_name%%%%last_name%%</p>\n"
             '<a href="%%unsubscribe_url%%">Unsubscribe</a> id %%recipient_id%% ends with a space \n'
@@ -40,18 +39,3 @@ def test_lines_stay_within_76_characters_whatever_the_value_length(length: int) 
     assert max(len(line) for line in encoded.split(b"\r\n")) <= 76
     assert quopri.decodestring(encoded).decode("utf-8") == personalize(template, values, is_html=True).replace(
         "\n", "\r\n")
-
-
-@pytest.mark.parametrize(("name", "value"), [
-    ("Message-ID", "<0123456789abcdef01234567@oakfield.example.org>"),
-    ("To", "Pat Example <parent000001@example.org>"),
-    ("To", '"Example, Pat" <parent000001@example.org>'),
-    ("To", "parent000001@example.org"),
-    ("Subject", "Online safety: what every family should know"),
-    ("List-Id", "Oakfield Primary School parents <parents.oakfield.example.org>"),
-    ("Content-ID", "<banner.png>"),
-    ("Content-Disposition", 'inline; filename="banner.png"'),
-    ("List-Unsubscribe", "<https://oakfield.example.org/u?r=ab12>, <mailto:office@oakfield.example.org>"),
-])
-def test_plain_short_headers_are_written_as_the_email_package_writes_them(name: str, value: str) -> None:
-    assert header(name, value) == policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode()

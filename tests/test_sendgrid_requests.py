@@ -10,15 +10,17 @@ import dataclasses
 import hashlib
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 import jsonschema
 import pytest
 
-from mailroom.compose.build import Manifest, digest_build
-from mailroom.send.dispatch import StopReason
+from mailroom.compose.build import Manifest, digest_build, load_build
+from mailroom.send.dispatch import StopReason, make_message, make_version
 from mailroom.send.ledger import SendState
-from mailroom.send.transports.sendgrid import categories_for, sendable_address
-from tests.send_project import API_KEY, SAMPLE, environ, many_people, send_project, send_py
+from mailroom.send.transports.base import Batch, Delivery
+from mailroom.send.transports.sendgrid import SendGridTransport, categories_for, sendable_address
+from tests.send_project import API_KEY, SAMPLE, environ, many_people, send_project, send_py, settings_for
 from tests.sendgrid_standin import Answer, Problem, SendGridStandIn, sendgrid_format_checker
 from tests.test_send_sendgrid import Run
 
@@ -53,7 +55,7 @@ def test_sendable_address_encodes_the_domain_and_refuses_a_non_ascii_mailbox() -
     assert sendable_address("pat@exa mple.org") is None and sendable_address("<pat@example.org>") is None
 
 
-def test_a_non_ascii_mailbox_is_left_out_with_a_reason_and_never_fails_the_request(project, sg) -> None:
+def test_a_non_ascii_mailbox_is_left_out_at_the_plan_with_a_reason_and_never_fails_the_request(project, sg) -> None:
     people = [("zoë@example.org", "Zoë", "Ångström", "parents"),
               ("idn@exämple.org", "Ida", "Example", "parents"),
               *many_people(3)]
@@ -65,10 +67,34 @@ def test_a_non_ascii_mailbox_is_left_out_with_a_reason_and_never_fails_the_reque
     assert sent_to == ["idn@xn--exmple-cua.org", "parent000000@example.org", "parent000001@example.org",
                        "parent000002@example.org"]
     assert body["personalizations"][0]["to"][0]["name"] == "Ida Example"
-    assert report.sent == 4 and report.failed == 1
-    [reason] = report.errors
-    assert reason.startswith("zoë@example.org: SendGrid can only send to addresses written in plain letters")
-    assert run.counts == {SENT: 4, FAILED: 1}
+    assert report.sent == 4 and report.failed == 0
+    # named in the plan and left out before anything was sent (issue 12), never a failure at send time
+    [left] = run.plan.audience.left_out
+    assert (left.email, left.reason) == ("zoë@example.org", "cannot be sent this way")
+    assert left.detail == "SendGrid can only send to addresses written in plain letters before the @"
+    assert run.counts == {SENT: 4}
+
+
+def test_a_non_ascii_mailbox_that_reaches_the_transport_is_refused_alone(project, sg) -> None:
+    """The send-time check stays as a second line (a caller that did not plan through the session)."""
+    settings = settings_for(project, transport="sendgrid", host=sg.url)
+    transport = SendGridTransport(settings)
+    version = make_version(load_build(project / "newsletters" / SAMPLE, root=project), settings, "parents")
+    messages = tuple(make_message(_Person(email, email.lower(), first, last, "parents"), f"rid{i}", settings)
+                     for i, (email, first, last, _lists) in enumerate(
+                         [("zoë@example.org", "Zoë", "Ångström", "parents"), *many_people(2)]))
+    result = transport.send_batch(Batch(batch_id=1, version=version, messages=messages))
+    assert result.deliveries["zoë@example.org"] is Delivery.REJECTED
+    assert result.errors["zoë@example.org"].startswith("zoë@example.org: SendGrid can only send to addresses")
+    assert [d for k, d in result.deliveries.items() if k != "zoë@example.org"] == [Delivery.SENT] * 2
+
+
+class _Person(NamedTuple):
+    email: str
+    key: str
+    first_name: str
+    last_name: str
+    audience: str
 
 
 # --- a 400 that names a person ---------------------------------------------------------------------------

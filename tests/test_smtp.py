@@ -476,17 +476,38 @@ def test_no_server_listening_is_retried_then_given_up_with_a_plain_reason(projec
     assert ledger.counts(SLUG) == {SendState.FAILED: 3}
 
 
-def test_an_address_that_cannot_make_a_safe_message_is_refused_alone(project: Path, server: object,
-                                                                     handler: ScriptedHandler) -> None:
+def test_an_accented_mailbox_goes_as_smtputf8_when_the_server_offers_it(project: Path, server: object,
+                                                                       handler: ScriptedHandler) -> None:
     recipients = people(5)
-    recipients[3] = Person("zoë@example.org", "Zoë", "Hart", "parents")
+    recipients[3] = Person("noé@example.org", "Noé", "Hart", "parents")
     settings = settings_for(project, port_of(server))
     report, ledger = dispatch(settings, SmtpTransport(settings), recipients)
 
-    assert report.sent == 4 and report.failed == 1
-    states = ledger.states(SLUG, [p.key for p in recipients])
-    assert [states[p.key].state for p in recipients] == [SENT, SENT, SENT, FAILED, SENT]
-    assert states["zoë@example.org"].error.startswith("the address 'zoë@example.org' cannot go in a To header")
+    assert report.sent == 5 and report.failed == 0
+    (noe,) = [r for r in handler.received if r.rcpt_tos == ["noé@example.org"]]
+    assert "<noé@example.org>".encode() in noe.content.split(b"\r\n\r\n")[0]  # RFC 6532: UTF-8 in the To
+    assert ledger.counts(SLUG) == {SENT: 5}
+
+
+def test_an_accented_mailbox_is_left_out_at_the_plan_when_the_server_has_no_smtputf8(
+        project: Path, handler: ScriptedHandler) -> None:
+    controller = start_server(handler, authenticator=Authenticator(USERNAME, PASSWORD), smtputf8=False)
+    try:
+        recipients = people(5)
+        recipients[3] = Person("noé@example.org", "Noé", "Hart", "parents")
+        settings = settings_for(project, controller.port)
+        write_audiences(settings.root / "audiences.csv", [tuple(p) for p in recipients])  # type: ignore[misc]
+        with SendSession(settings, settings.root / "newsletters" / SLUG, ["parents"]) as session:
+            plan = session.plan_live()
+            (left,) = plan.audience.left_out
+            assert (left.email, left.reason) == ("noé@example.org", "cannot be sent this way")
+            assert "does not offer SMTPUTF8" in left.detail
+            assert plan.total == 4
+            result = session.send_live(plan, untested=True)
+    finally:
+        controller.stop()
+    assert result.complete and result.report.sent == 4
+    assert sorted(handler.to_addresses()) == sorted(p.email for p in recipients if p.email != "noé@example.org")
 
 
 def test_send_py_test_copy_goes_to_the_one_address_only(project: Path, server: object,

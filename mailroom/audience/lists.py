@@ -17,7 +17,7 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -26,14 +26,14 @@ from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailroom.addresses import address_key
+from mailroom.addresses import address_key, normalise_address
 from mailroom.audience.sources import Table, open_table
 from mailroom.errors import InputError
 from mailroom.settings import ColumnMapping, Settings, consent_key
 from mailroom.translate.languages import reader_language
 from mailroom.versions import version_for
 
-REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid")
+REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid", "cannot be sent this way")
 DEFAULT_FILE = "audiences.csv"
 # Optional row-level columns beyond the people's own: each a ``ColumnMapping`` attribute naming the heading.
 # Adding one (e.g. "language") here, to ColumnMapping and to Recipient is all a new column needs: its
@@ -54,7 +54,7 @@ _SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$
 class Recipient:
     """One person who gets one email: the version for all of their ``lists``, greeted as ``audience``."""
 
-    email: str  # as written in the file, trimmed
+    email: str  # the one sendable spelling (mailroom.addresses.normalise_address: NFC, punycode domain)
     key: str  # the form de-duplication compares (mailroom.addresses.address_key)
     first_name: str
     last_name: str
@@ -140,7 +140,8 @@ class _Entry(NamedTuple):
 
 def load_audience(path: Path | None, settings: Settings, lists: Sequence[str] | str,
                   suppressed: Mapping[str, str] | None = None, *,
-                  version_order: Sequence[str] | None = None, default: Path | None = None) -> AudiencePlan:
+                  version_order: Sequence[str] | None = None, default: Path | None = None,
+                  address_problem: Callable[[str], str | None] | None = None) -> AudiencePlan:
     """Read the lists files and work out who on ``lists`` gets which version, and who is left out and why.
 
     ``path`` is the main lists file (None: audiences.csv in the project); it is read only when a chosen
@@ -149,11 +150,13 @@ def load_audience(path: Path | None, settings: Settings, lists: Sequence[str] | 
     key (``mailroom.addresses.address_key``) to why it must not be mailed. ``version_order`` is the
     newsletter's audiences, which orders the lists in a version's name (default: the --to order).
     ``default``: the main file when ``path`` is None, as the office should see it named (e.g. relative).
+    ``address_problem`` (the transport's): why an address cannot be sent to this way, or None; such a
+    person is left out with that reason ("cannot be sent this way"), so the plan names them.
     """
     if isinstance(lists, str):  # "staff,parents" as typed after --to
         lists = lists.split(",")
     chosen = _chosen_lists(lists, settings)
-    planner = _Planner(chosen, tuple(version_order or chosen), suppressed or {})
+    planner = _Planner(chosen, tuple(version_order or chosen), suppressed or {}, address_problem)
     main = Path(path) if path is not None else (default or settings.root / DEFAULT_FILE)
     needs_main = path is not None or any(settings.lists[name].file is None for name in chosen)
     read: list[Table] = []
@@ -270,7 +273,9 @@ def _find_columns(table: Table, mapping: ColumnMapping, need_lists: bool) -> _Co
 class _Planner:
     """Reads tables into entries, then decides who gets what."""
 
-    def __init__(self, chosen: tuple[str, ...], version_order: tuple[str, ...], suppressed: Mapping[str, str]):
+    def __init__(self, chosen: tuple[str, ...], version_order: tuple[str, ...], suppressed: Mapping[str, str],
+                 address_problem: Callable[[str], str | None] | None = None):
+        self.address_problem = address_problem
         self.chosen = chosen
         self.order = {name: i for i, name in enumerate(chosen)}
         self.version_order = version_order
@@ -354,11 +359,14 @@ class _Planner:
         if any, and their entries that get none (unsubscribed, suppressed, or the same list again)."""
         order = self.order
         first = entries[0]
+        # An address already in its key's form (trimmed, lower-case ASCII: the usual case) is already the one
+        # sendable spelling (mailroom.addresses.normalise_address); only the others need normalising.
+        email = key if key == first.email else normalise_address(first.email)
         if (len(entries) == 1 and len(first.lists) == 1 and key not in self.unsubscribed
-                and key not in self.suppressed):  # the usual case, 100,000 times: one row, one list
+                and key not in self.suppressed and self.address_problem is None):  # the usual case: one row, one list
             only = first.lists
             version = self._versions.get(only) or self._version(only)
-            return Recipient(first.email, key, first.first_name, first.last_name, only[0], first.line, only,
+            return Recipient(email, key, first.first_name, first.last_name, only[0], first.line, only,
                              version, reader_language(first.extras[0]) if first.extras[0] else ""), []
         if len(entries) == 1 and len(first.lists) == 1:
             placed = [(first.lists[0], first)]
@@ -376,6 +384,10 @@ class _Planner:
             reason = self.suppressed[key]
             return None, [(entry.order, LeftOut(entry.email, entry.line, name, "suppressed", reason,
                                                 self.place(entry))) for name, entry in placed]
+        why = self.address_problem(email) if self.address_problem is not None else None
+        if why:
+            return None, [(entry.order, LeftOut(entry.email, entry.line, name, "cannot be sent this way", why,
+                                                self.place(entry))) for name, entry in placed]
         primary: dict[str, _Entry] = {}
         left: list[tuple[int, LeftOut]] = []
         for name, entry in placed:
@@ -389,7 +401,7 @@ class _Planner:
         named = next((e for e in entries if e.first_name or e.last_name), first)
         lists = tuple(primary)
         version = self._versions.get(lists) or self._version(lists)
-        person = Recipient(email=first.email, key=key, first_name=named.first_name, last_name=named.last_name,
+        person = Recipient(email=email, key=key, first_name=named.first_name, last_name=named.last_name,
                            audience=lists[0], line=first.line, lists=lists, version=version,
                            language=next((reader_language(e.extras[0]) for e in entries if e.extras[0]), ""))
         return person, left

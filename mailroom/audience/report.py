@@ -37,6 +37,7 @@ _REASON_MEANING = {
     "suppressed": "bounced, complained or unsubscribed through SendGrid",
     "duplicate": "the same address again on a list: they get one email",
     "invalid": "a problem on the row: see the problems below",
+    "cannot be sent this way": "an address the way this school sends cannot deliver to",
 }
 
 

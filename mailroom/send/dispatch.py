@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mailroom.addresses import address_key
+from mailroom.addresses import address_key, normalise_address
 from mailroom.compose.build import Build, FrozenBuild, freeze_build
 from mailroom.errors import InputError, TransportError
 from mailroom.send.ledger import (
@@ -361,6 +361,7 @@ class Dispatcher:
         self.on_progress = on_progress or (lambda progress: None)
         self.report = DispatchReport()
         self._heard_done = self._heard_sent = 0  # settled so far in the batch being sent (per-message progress)
+        self._batch_id: int | None = None  # the batch being sent, for recording people as they are heard of
         transport.on_delivery = self._heard
 
     def _interruptible_sleep(self, seconds: float) -> None:
@@ -382,6 +383,7 @@ class Dispatcher:
         batch_id = self.ledger.begin_batch(
             newsletter=self.newsletter, audience=version.audience, kind=self.kind,
             transport=self.transport.name, build_hash=self.build_hash, keys=[m.key for m in messages])
+        self._batch_id = batch_id
         sent_before, uncertain_before = self.report.sent, self.report.uncertain
         remaining = list(messages)
         message_id: str | None = None
@@ -498,9 +500,17 @@ class Dispatcher:
 
     def _heard(self, key: str, delivery: Delivery) -> None:
         """The transport settled one person mid-batch: move the progress on now, not when the batch ends
-        (at 30 messages a minute a batch of ten takes 20 seconds). NOT_SENT is not settled: it is retried."""
+        (at 30 messages a minute a batch of ten takes 20 seconds). NOT_SENT is not settled: it is retried.
+
+        From a transport that sends one message at a time, a person the service accepted is written to
+        the ledger as sent at once (the batch's end adds the message id), so a run that dies mid-batch
+        leaves only the people after them uncertain, and ``--resend-uncertain`` never repeats a message
+        already accepted.
+        """
         if delivery is Delivery.NOT_SENT:
             return
+        if delivery is Delivery.SENT and self._batch_id is not None and self.transport.one_message_at_a_time:
+            self.ledger.record_outcomes(self._batch_id, self.newsletter, self.kind, [Outcome(key, SendState.SENT)])
         self._heard_done += 1
         self._heard_sent += delivery is Delivery.SENT
         r = self.report
@@ -516,8 +526,8 @@ def test_batches(build: FrozenBuild, settings: Settings, audiences: Sequence[str
     for slug in test_versions(build, settings, audiences, languages):
         version = make_version(build, settings, slug, test=True)
         greeting_list = VersionKey.from_slug(slug).greeting_list
-        person = _TestPerson(email=address.strip(), key=key, first_name="", last_name="", audience=greeting_list,
-                             version=slug)
+        person = _TestPerson(email=normalise_address(address), key=key, first_name="", last_name="",
+                             audience=greeting_list, version=slug)
         yield version, [make_message(person, recipient_id, settings)]
 
 

@@ -225,14 +225,15 @@ class SendSession:
             lost = record
         ledger.settle_abandoned(build.slug)
         audience = load_audience(audiences_file, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
-                                 version_order=build.build.manifest.audiences)
+                                 version_order=build.build.manifest.audiences,
+                                 address_problem=self.transport.address_problem)
         marked = 0
         if mark_uncertain_sent and not dry_run:
             marked = ledger.resolve_uncertain(build.slug, as_sent=True)
         # The lists file is read here, once: the people go into the ledger's draft, and nothing after
         # this reads the file again.
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
-        for name in counts.audiences:  # every version: e.g. one over SendGrid's 30 MB is refused before anyone gets it
+        for name in counts.audiences:  # every version: one over the size limit is refused before anyone gets it
             self.transport.check_version(make_version(build, settings, name))
         uncertain_file = None
         if counts.uncertain:

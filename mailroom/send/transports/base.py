@@ -105,6 +105,11 @@ class Transport(ABC):
     #: progress bar move per message instead of per batch. Set by dispatch; the ledger still waits for
     #: the batch's result.
     on_delivery: Callable[[str, Delivery], None] | None = None
+    #: True when each person is a message of its own, handed over and answered one after another (SMTP,
+    #: the outbox): dispatch then writes each accepted person to the ledger as it hears of them, so a run
+    #: that dies mid-batch never leaves an accepted message "uncertain". A transport that settles a whole
+    #: request at once (SendGrid) leaves it False: its people are written together when the batch ends.
+    one_message_at_a_time: bool = False
 
     def new_result(self) -> BatchResult:
         """An empty result that reports each person to ``on_delivery`` as they are added."""
@@ -125,6 +130,14 @@ class Transport(ABC):
 
         Called for every version while the send is planned, so nobody is sent to before it is found.
         """
+
+    def address_problem(self, email: str) -> str | None:
+        """Why this transport cannot carry a message to ``email`` (None: it can), in words for the office.
+
+        Asked while the audience is planned, so such a person is named in the plan and left out before
+        anything is sent (e.g. a mailbox name with accents where the service takes ASCII addresses only).
+        """
+        return None
 
     def describe(self) -> str:
         """How the plan names this transport to the office."""

@@ -22,6 +22,7 @@ measure it without waiting.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import math
@@ -34,7 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailroom.errors import ConfigError, TransportError
-from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport
+from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
+from mailroom.send.transports.limits import KNOWN_HOSTS, message_bytes, refuse_if_too_big
 from mailroom.send.transports.mime import MimeTemplates
 from mailroom.send.transports.oauth import TokenSource, make_token_source, xoauth2
 from mailroom.send.transports.signin_errors import explain_smtp_refusal
@@ -138,6 +140,7 @@ class _Refused(Exception):
 class SmtpTransport(Transport):
     name = "smtp"
     max_batch_size = 25
+    one_message_at_a_time = True  # each person recorded in the ledger as their message is accepted
 
     def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
@@ -165,6 +168,7 @@ class SmtpTransport(Transport):
             self.max_batch_size = max(1, min(type(self).max_batch_size, smtp.messages_per_minute // 3))
         self._conn: smtplib.SMTP | None = None
         self._templates = MimeTemplates()
+        self._features: dict[str, str] | None = None  # the server's EHLO extensions, asked once at the plan
         self._fatal: _Fatal | None = None
         self._uncertain_streak = 0
         self.connections = 0  # how many times we connected (for tests and the benchmark)
@@ -178,6 +182,39 @@ class SmtpTransport(Transport):
 
     def plan_notes(self, count: int) -> list[str]:
         return smtp_plan_notes(self.settings, count)
+
+    # --- what the server takes (asked at the plan, before anything is sent) -----------------------------
+
+    def server_features(self) -> dict[str, str]:
+        """The server's EHLO extensions (lower-case names), from one short connection without signing in.
+
+        Asked once, at the plan; {} when the server cannot be reached now (the send then finds out and
+        says so, and nothing is decided on a guess).
+        """
+        if self._features is None:
+            self._features = ehlo_features(self.host, self.port, self.security, self.timeout, self._context)
+        return self._features
+
+    def address_problem(self, email: str) -> str | None:
+        """A mailbox name beyond ASCII needs a server that offers SMTPUTF8 (RFC 6531); else that person is left out."""
+        if email.rpartition("@")[0].isascii():
+            return None
+        features = self.server_features()
+        if not features or "smtputf8" in features:
+            return None
+        return (f"the mail server {self.host} does not offer SMTPUTF8, so it cannot take addresses with accents "
+                "or other letters beyond plain ASCII before the @")
+
+    def check_version(self, version: Version) -> None:
+        """Refuse a message bigger than the server takes: its EHLO SIZE, else the known limit of SMTP_HOST."""
+        announced = self.server_features().get("size", "").strip()
+        if announced.isdigit() and int(announced) > 0:
+            limit, who = int(announced), f"the mail server {self.host} says it takes"
+        elif self.host.lower() in KNOWN_HOSTS:
+            limit, who = KNOWN_HOSTS[self.host.lower()]
+        else:
+            return
+        refuse_if_too_big(version, message_bytes(self._templates.for_version(version)), limit, who)
 
     # --- connection -------------------------------------------------------------------------------
 
@@ -231,7 +268,7 @@ class SmtpTransport(Transport):
 
     def _log_in_with_password(self, conn: smtplib.SMTP, where: str) -> None:
         try:
-            conn.login(self._username, self._password.reveal())
+            log_in(conn, self._username, self._password.reveal())
         except smtplib.SMTPAuthenticationError as exc:
             _close_quietly(conn)
             explained = explain_smtp_refusal(exc.smtp_code, _words(exc.smtp_error))
@@ -441,6 +478,48 @@ class SmtpTransport(Transport):
             except (OSError, smtplib.SMTPException):
                 self._disconnect()
         raise _Refused(code, text.decode("utf-8", "replace"), stage)
+
+
+def log_in(conn: smtplib.SMTP, username: str, password: str) -> None:
+    """smtplib's login, except that a username or password beyond ASCII goes as AUTH PLAIN in UTF-8.
+
+    RFC 4616 defines PLAIN's name and password as UTF-8; smtplib encodes them as ASCII and would fail
+    with a UnicodeEncodeError before anything reached the server.
+    """
+    if username.isascii() and password.isascii():
+        conn.login(username, password)
+        return
+    if "plain" not in conn.esmtp_features.get("auth", "").lower().split():
+        _close_quietly(conn)
+        raise TransportError("the SMTP password (or username) has letters beyond plain ASCII, which this mail "
+                             "server could only take through AUTH PLAIN, and it does not offer that; use a "
+                             "password of plain letters, digits and punctuation", retryable=False)
+    secret = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, answer = conn.docmd("AUTH", "PLAIN " + secret)
+    if code not in (235, 503):  # 503: already signed in
+        raise smtplib.SMTPAuthenticationError(code, answer)
+
+
+def ehlo_features(host: str, port: int, security: str, timeout: float,
+                  context: Callable[[], ssl.SSLContext]) -> dict[str, str]:
+    """Connect, secure as SMTP_SECURITY says, EHLO and QUIT: the extensions offered after TLS, or {}."""
+    try:
+        if security == "ssl":
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context())
+        else:
+            conn = smtplib.SMTP(host, port, timeout=timeout)
+        try:
+            conn.ehlo()
+            if security == "starttls" and conn.has_extn("starttls"):
+                conn.starttls(context=context())
+                conn.ehlo()
+            return dict(conn.esmtp_features)
+        finally:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                conn.quit()
+            _close_quietly(conn)
+    except (OSError, smtplib.SMTPException, ssl.SSLError):
+        return {}
 
 
 def send_xoauth2(conn: smtplib.SMTP, username: str, token: str) -> tuple[int, bytes]:
