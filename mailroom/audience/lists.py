@@ -117,6 +117,11 @@ class AudiencePlan:
 
     def versions(self) -> Counter[str]:
         """People per version slug."""
+        if isinstance(self.recipients, PackedRecipients):  # from its groups' counts: no person made
+            counted: Counter[str] = Counter()
+            for (_, _, version, _), people in self.recipients.groups():
+                counted[version] += people
+            return counted
         return Counter(person.version for person in self.recipients)
 
 
@@ -174,6 +179,11 @@ class PackedRecipients(Sequence[Recipient]):
         self._groups: list[tuple[str, tuple[str, ...], str, str]] = []
         self._group_index: dict[tuple[str, tuple[str, ...], str, str], int] = {}
         self._unpackable: dict[int, Recipient] = {}  # position -> a person whose values hold NUL (never, really)
+        self._group_sizes: Counter[int] = Counter()
+
+    def groups(self) -> list[tuple[tuple[str, tuple[str, ...], str, str], int]]:
+        """Each (audience, lists, version, language) the people have, and how many have it."""
+        return [(group, self._group_sizes[index]) for index, group in enumerate(self._groups)]
 
     def append(self, person: Recipient) -> None:
         group = (person.audience, person.lists, person.version, person.language)
@@ -183,6 +193,7 @@ class PackedRecipients(Sequence[Recipient]):
             self._groups.append(group)
         packed = _SEP.join((person.email, "" if person.key == person.email else person.key, person.first_name,
                             person.last_name, str(person.line), str(index)))
+        self._group_sizes[index] += 1
         if packed.count(_SEP) != 5:
             self._unpackable[len(self._rows)] = person
         self._rows.append(packed)
