@@ -256,6 +256,7 @@ class Ledger:
         ``busy_timeout``: seconds to wait for another program's lock (default: ``database.connect``'s).
         """
         self.path = Path(db_path)
+        self._batch_people: dict[int, frozenset[str]] = {}  # live batch in progress -> its people's keys
         try:
             self.conn = connect(self.path) if busy_timeout is None else connect(self.path, busy_timeout)
         except (sqlite3.Error, OSError) as exc:
@@ -483,7 +484,11 @@ class Ledger:
                     "UPDATE sends SET state = 'in_flight', batch_id = ?, audience = ?, build_hash = ?, error = NULL, "
                     "updated_at = ? WHERE newsletter = ? AND address_key IN (SELECT value FROM json_each(?))",
                     (batch_id, audience, build_hash, now, newsletter, json.dumps(list(keys)))).rowcount
-                if updated < len(set(keys)):  # ... and a row for anyone who was not planned (a caller without a plan)
+                people = frozenset(keys)
+                # Every one of the batch's rows now has its batch_id: outcomes naming all of them can be written
+                # by batch_id alone (record_outcomes), without looking each key up again.
+                self._batch_people[batch_id] = people
+                if updated < len(people):  # ... and a row for anyone who was not planned (a caller without a plan)
                     conn.executemany(
                         "INSERT INTO sends (newsletter, address_key, audience, state, batch_id, build_hash, "
                         "created_at, updated_at) VALUES (?, ?, ?, 'in_flight', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -501,8 +506,17 @@ class Ledger:
         alike: dict[tuple[SendState, str | None, str | None], list[str]] = {}  # usually one group: all sent
         for o in outcomes:
             alike.setdefault((o.state, o.message_id, o.error), []).append(o.key)
+        whole_batch = self._batch_people.get(batch_id)
         with self._transaction() as conn:
             for (state, message_id, error), keys in alike.items():
+                if whole_batch is not None and len(keys) >= len(whole_batch) and whole_batch == set(keys):
+                    # The usual end of a batch: everyone in it, alike (all sent). Its keys are exactly the
+                    # rows begin_batch gave this batch_id, so the index on batch_id finds them.
+                    conn.execute(
+                        "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
+                        "updated_at = ? WHERE newsletter = ? AND batch_id = ?",
+                        (state, message_id, error, now, newsletter, batch_id))
+                    continue
                 conn.execute(
                     "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ? "
                     "WHERE newsletter = ? AND batch_id = ? AND address_key IN (SELECT value FROM json_each(?))",
@@ -510,6 +524,7 @@ class Ledger:
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:
+        self._batch_people.pop(batch_id, None)
         self.conn.execute(
             "UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
             "finished_at = ? WHERE batch_id = ?", (state, message_id, error, _now(), batch_id))

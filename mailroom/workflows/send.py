@@ -314,7 +314,7 @@ class SendSession:
     def not_sent(self, plan: LivePlan) -> list[NotSent]:
         """The people of ``plan`` the ledger holds as not accepted, with the reason, in plan order."""
         found: list[NotSent] = []
-        people = list(plan.audience.recipients)
+        people = plan.audience.recipients  # a window at a time: the plan holds them packed (audience.lists)
         for start in range(0, len(people), 1000):
             window = people[start:start + 1000]
             rows = self.ledger.states(self.build.slug, [p.key for p in window])
