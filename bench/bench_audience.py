@@ -1,6 +1,7 @@
-"""How long load_audience takes, and how much memory it needs, for 10,000 and 100,000 rows.
+"""How long load_audience takes, and how much memory it needs, for 10,000 and 100,000 rows, from CSV and
+from the same rows in an Excel workbook (.xlsx, read with openpyxl in read-only mode).
 
-Target: 100,000 rows in under 2 seconds. Run: python bench/bench_audience.py [--runs N] [--json]
+Target: 100,000 CSV rows in under 2 seconds. Run: python bench/bench_audience.py [--runs N] [--json]
 (--json: one JSON line at the end for bench/run_all.py, with every run's time).
 The generated files look like a real export: mixed case, some people on both lists, a few unsubscribed,
 duplicated and invalid rows, quoted names with commas, and names with accents.
@@ -49,6 +50,20 @@ def write_file(path: Path, rows: int, seed: int = 1) -> None:
             handle.write(f"{email},{first},{name},{lists},{status},Year {rng.randint(1, 6)}\r\n")
 
 
+def write_workbook(csv_path: Path, path: Path) -> None:
+    """The same rows as an .xlsx, written as Excel would store them (openpyxl's streaming writer)."""
+    import csv
+
+    import openpyxl
+
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Contacts")
+    with csv_path.open(encoding="utf-8", newline="") as handle:
+        for row in csv.reader(handle):
+            sheet.append(row)
+    book.save(path)
+
+
 def measure(path: Path, rows: int, runs: int = 3, as_json: bool = False) -> None:
     """Time and memory of one load, in a fresh process so one size's memory doesn't colour the next."""
     settings = load_settings(ROOT, environ={})
@@ -69,11 +84,12 @@ def measure(path: Path, rows: int, runs: int = 3, as_json: bool = False) -> None
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     size = path.stat().st_size / 1e6
+    kind = "xlsx" if path.suffix == ".xlsx" else "csv"
     if as_json:
-        print(json.dumps({"rows": rows, "mb": size, "times": times, "traced_peak_mb": peak / 1e6, "grew_mb": rss,
-                          "receive": len(plan.recipients), "left_out": len(plan.left_out)}))
+        print(json.dumps({"rows": rows, "kind": kind, "mb": size, "times": times, "traced_peak_mb": peak / 1e6,
+                          "grew_mb": rss, "receive": len(plan.recipients), "left_out": len(plan.left_out)}))
         return
-    print(f"{rows:>7,} rows ({size:4.1f} MB file): {min(times):5.2f} s (slowest of 3: {max(times):4.2f} s); "
+    print(f"{rows:>7,} rows, {kind:<4} ({size:4.1f} MB file): {min(times):5.2f} s (slowest of 3: {max(times):4.2f} s); "
           f"peak memory {peak / 1e6:5.1f} MB "
           f"(tracemalloc, {traced:4.2f} s under it), process grew {rss:5.1f} MB; "
           f"{len(plan.recipients):,} receive, {len(plan.left_out):,} left out, {len(plan.problems()):,} problems")
@@ -91,10 +107,14 @@ def main() -> None:
         for rows in (10_000, 100_000):
             path = Path(folder) / f"audiences-{rows}.csv"
             write_file(path, rows)
-            done = subprocess.run([sys.executable, __file__, "--measure", str(path), str(rows), str(runs),
-                                   *(["--json"] if as_json else [])], check=True, capture_output=as_json, text=True)
-            if as_json:
-                sizes.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            workbook = path.with_suffix(".xlsx")
+            write_workbook(path, workbook)
+            for each in (path, workbook):
+                done = subprocess.run([sys.executable, __file__, "--measure", str(each), str(rows), str(runs),
+                                       *(["--json"] if as_json else [])], check=True, capture_output=as_json,
+                                      text=True)
+                if as_json:
+                    sizes.append(json.loads(done.stdout.strip().splitlines()[-1]))
     if as_json:
         from benchlib import emit, stats
 

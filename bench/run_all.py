@@ -288,8 +288,9 @@ def report(results: dict[str, Any], info: dict[str, str], when: str, load: list[
 
     if audiences:
         out += ["## 4. Audiences", ""]
-        rows = [[f"{f['rows']:,}", f"{f['mb']:.1f} MB", secs(f["seconds"], 3), f"{f['traced_peak_mb']:.1f} MB",
-                 f"{f['receive']:,}", f"{f['left_out']:,}"] for f in audiences["sizes"]]
+        rows = [[f"{f['rows']:,}", f"{f.get('kind', 'csv')}, {f['mb']:.1f} MB", secs(f["seconds"], 3),
+                 f"{f['traced_peak_mb']:.1f} MB", f"{f['receive']:,}", f"{f['left_out']:,}"]
+                for f in audiences["sizes"]]
         out += table(["Rows", "File", "load_audience", "Peak Python memory (tracemalloc)", "Receive", "Left out"], rows)
         out += ["", "Generated exports like a real one: mixed case, people on both lists, some unsubscribed, "
                 "duplicated and invalid rows, quoted names with commas, accents (`bench/bench_audience.py`).", ""]

@@ -557,41 +557,61 @@ def suppressed_for(settings: Settings) -> dict[str, str]:
               help="The mailing lists file (default: audiences.csv).")
 @click.option("--problems-csv", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write the problems to this CSV file (safe to open in Excel).")
-def audiences_command(to: str | None, audiences_file: Path | None, problems_csv: Path | None) -> ExitStatus | None:
+@click.option("--left-out-csv", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write everyone left out, and why, to this CSV file (safe to open in Excel).")
+def audiences_command(to: str | None, audiences_file: Path | None, problems_csv: Path | None,
+                      left_out_csv: Path | None) -> ExitStatus | None:
     """Check audiences.csv: who is on each list, who will receive, who is left out and why.
 
     Exits with status 2 when some rows have problems (they would be left out of a send).
     """
     from mailroom.audience.lists import load_audience
-    from mailroom.audience.report import format_audience_summary, format_left_out, format_problems, write_problems_csv
+    from mailroom.audience.report import (
+        format_audience_summary,
+        format_left_out,
+        format_problems,
+        write_left_out_csv,
+        write_problems_csv,
+    )
     from mailroom.settings import load_settings
 
     settings = load_settings()
     # Shown relative to where the command runs, as office staff would type it.
-    path = audiences_file or Path(_shown(settings.root / "audiences.csv"))
-    plan = load_audience(path, settings, split_lists(to, settings), suppressed_for(settings))
-    out.print(f"{_shown(plan.path)}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
+    # Versions are named in school.toml's list order here: there is no newsletter to take the order from.
+    plan = load_audience(audiences_file, settings, split_lists(to, settings), suppressed_for(settings),
+                         default=Path(_shown(settings.root / "audiences.csv")), version_order=list(settings.lists))
+    files = ", ".join(_shown(path) + (f" (sheet '{sheet}')" if sheet else "") for path, sheet in plan.files)
+    out.print(f"{files}: {plan.rows} {'row' if plan.rows == 1 else 'rows'} read, "
               f"lists in this order: {', '.join(plan.lists)}", markup=False)
-    for section in (format_audience_summary(plan), format_left_out(plan), format_problems(plan)):
+    full_list = Path(_shown(left_out_csv)) if left_out_csv is not None else None
+    for section in (format_audience_summary(plan), format_left_out(plan, full_list),
+                    format_problems(plan, Path(_shown(problems_csv)) if problems_csv else full_list)):
         if section:
             out.print()
             for line in section:
                 out.print(line, markup=False)
     problems = len(plan.problems())
-    if problems_csv is not None:
+    written = []
+    for path, write, one, many in ((problems_csv, write_problems_csv, "problem", "problems"),
+                                   (left_out_csv, write_left_out_csv, "left-out entry", "left-out entries")):
+        if path is None:
+            continue
         try:
-            write_problems_csv(plan, problems_csv)
+            count = write(plan, path)
         except OSError as exc:
-            raise InputError(f"could not write the problems report here ({exc.strerror})", problems_csv) from None
+            raise InputError(f"could not write the {many} report here ({exc.strerror})", path) from None
+        written.append(f"Wrote {count} {one if count == 1 else many} to {_shown(path)}")
+    if written:
         out.print()
-        out.print(f"Wrote {problems} {'problem' if problems == 1 else 'problems'} to {_shown(problems_csv)}",
-                  markup=False)
+        for line in written:
+            out.print(line, markup=False)
     return ExitStatus.BAD_INPUT if problems else ExitStatus.DONE
 
 
 # --- send --------------------------------------------------------------------------------------
 
 _SHOW_UNCERTAIN = 20  # uncertain people named per batch before "and N more"
+_SHOW_NOT_SENT = 20  # people not sent named at the end before "and N more"
 
 
 @main.command("send", context_settings={"help_option_names": ["-h", "--help"]})
@@ -735,12 +755,17 @@ def _show_plan(plan: LivePlan) -> None:
 
     audience: AudiencePlan = plan.audience
     counts = plan.counts
+    full_list = Path(_shown(plan.left_out_file)) if plan.left_out_file else None
     out.print(f"[bold]Sending[/] \u201c{_plain(plan.subject)}\u201d")
-    for section in (format_audience_summary(audience), format_left_out(audience), format_problems(audience)):
+    # Counts and a few examples only, so a plan for 10,000 people fits on a screen; the CSV has everyone.
+    for section in (format_audience_summary(audience, versions=False), format_left_out(audience, full_list),
+                    format_problems(audience, full_list)):
         for line in section:
             out.print(line, markup=False)
     _show_changes(plan)
-    out.print("To send now: " + ", ".join(f"{name} {counts.to_send.get(name, 0)}" for name in counts.audiences))
+    # Per version: each list's own, and a combination's (people on several lists) when anyone gets it.
+    shown = [name for name in counts.audiences if counts.to_send.get(name) or not any(c in name for c in "+.")]
+    out.print("To send now, per version: " + ", ".join(f"{name} {counts.to_send.get(name, 0):,}" for name in shown))
     from mailroom.translate.report import plan_language_lines
 
     for line in plan_language_lines(counts.languages, counts.english_instead, plan.school_language):
@@ -760,7 +785,7 @@ def _show_plan(plan: LivePlan) -> None:
         out.print(f"Test: this exact build was test-sent to {_plain(last.address)} at {last.sent_at}.")
     else:
         out.print("Test: this build has [bold]not[/] been test-sent.")
-    out.print(f"[bold]{plan.total}[/] people will get it now.")
+    out.print(f"[bold]{plan.total:,}[/] people will get it now.")
     if plan.new_build_needs_consent:
         from mailroom.workflows.send import new_build_summary
 
@@ -815,6 +840,15 @@ def _show_result(result: SendResult) -> None:
         out.print(f"Sent: {report.sent}. Not sent: {report.failed}. Uncertain: {report.uncertain}.")
     for reason, count in report.errors.most_common(5):
         err.print(f"  {count} not sent: {_plain(reason)}")
+    if result.not_sent:
+        err.print(f"Not sent ({len(result.not_sent)}):")
+        for person in result.not_sent[:_SHOW_NOT_SENT]:
+            who = f"{person.name} <{person.email}>" if person.name else person.email
+            err.print(f"  {who}: {person.reason}", markup=False)
+        if len(result.not_sent) > _SHOW_NOT_SENT:
+            err.print(f"  ... and {len(result.not_sent) - _SHOW_NOT_SENT} more")
+        if result.not_sent_file is not None:
+            err.print(f"  Everyone not sent to is listed in {_shown(result.not_sent_file)}", markup=False)
     if result.uncertain:
         _show_uncertain(result.uncertain, result.uncertain_file)
     if result.error is not None:

@@ -48,11 +48,15 @@ class Sender:
 
 @dataclass(frozen=True)
 class MailingList:
-    """One list in school.toml: who it is for and how to greet someone whose name we don't have."""
+    """One list in school.toml: who it is for and how to greet someone whose name we don't have.
+
+    ``file``: everyone in that file (an export of its own, e.g. staff) is on this list, read with ``columns``."""
 
     name: str
     description: str
     greeting: str
+    file: Path | None = None
+    columns: ColumnMapping | None = None  # how ``file``'s columns are named; None: [audiences_csv]'s
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,30 @@ class Unsubscribe:
     mailto: str
 
 
+# What a consent column may say, matched ignoring case, spaces, '-' and '_' (docs/audiences.md). Blank is
+# "subscribed" by default, as it always was for the status column: schools send the newsletter to every
+# parent unless they opted out. A school whose column is an opt-in question lists its own values, and then
+# blank means whatever they say, or is a problem on its line if they do not say.
+SUBSCRIBED_VALUES = ("subscribed", "yes", "y", "true", "1", "opted in", "opt in", "")
+UNSUBSCRIBED_VALUES = ("unsubscribed", "no", "n", "false", "0", "opted out", "opt out")
+# Names a list cannot have: compose writes web.html and preview.html beside the versions.
+RESERVED_LIST_NAMES = {"web": "the web copy (build/web.html)", "preview": "the preview page (build/preview.html)"}
+
+
+@dataclass(frozen=True)
+class ContactColumns:
+    """One contact's columns on a row holding several (e.g. 'Contact 1 Email', 'Contact 1 Forename')."""
+
+    email: str
+    first_name: str = ""  # "": no such column
+    last_name: str = ""
+    status: str = ""  # "": the row's status column, if any
+
+
 @dataclass(frozen=True)
 class ColumnMapping:
-    """Which header in audiences.csv holds each field (matched case-insensitively)."""
+    """Which heading in a lists file holds each field (matched ignoring case, spaces and punctuation),
+    which sheet of a workbook to read, and what the consent column's values mean."""
 
     email: str = "email"
     first_name: str = "first_name"
@@ -92,6 +117,14 @@ class ColumnMapping:
     lists: str = "lists"
     status: str = "status"
     language: str = "language"  # optional: each person's language (pl, ar, pt-PT; blank: the school's)
+    sheet: str = ""  # a workbook's sheet; "": the first
+    contacts: tuple[ContactColumns, ...] = ()  # several contacts per row; (): one, from email/first/last_name
+    subscribed_values: tuple[str, ...] = SUBSCRIBED_VALUES
+    unsubscribed_values: tuple[str, ...] = UNSUBSCRIBED_VALUES
+
+    def people_columns(self) -> tuple[ContactColumns, ...]:
+        """The contacts a row holds: those of ``contacts``, or the one of email/first_name/last_name."""
+        return self.contacts or (ContactColumns(self.email, self.first_name, self.last_name),)
 
 
 @dataclass(frozen=True)
@@ -249,6 +282,61 @@ class _Reader:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise self.fail(key, 'a list of text, like ["newsletter"]')
         return tuple(v.strip() for v in value)
+
+
+def _column_mapping(table: _Reader, base: ColumnMapping, *, lists_column: bool) -> ColumnMapping:
+    """[audiences_csv] (or a list file's ``columns``) over ``base``: headings, sheet, contacts, consent values."""
+    if not lists_column and "lists" in table.data:
+        raise table.fail("lists", "left out: everyone in a list's own file is on that list")
+    names = {f: table.text(f, getattr(base, f)) for f in ("email", "first_name", "last_name", "lists", "status",
+                                                           "language", "sheet")}
+    contacts = base.contacts if not any(f in table.data for f in ("email", "first_name", "last_name")) else ()
+    if "contacts" in table.data:
+        if any(f in table.data for f in ("email", "first_name", "last_name")):
+            raise table.fail("contacts", "given instead of email, first_name and last_name, not as well "
+                                         "(each contact names its own columns)")
+        contacts = _contacts(table)
+    values = base.subscribed_values, base.unsubscribed_values
+    given = [key for key in ("subscribed_values", "unsubscribed_values") if key in table.data]
+    if len(given) == 1:
+        raise table.fail(given[0], "given together with "
+                         f"{'unsubscribed_values' if given[0] == 'subscribed_values' else 'subscribed_values'}, "
+                         "so every value of the column has one meaning")
+    if given:
+        values = (_consent_values(table, "subscribed_values"), _consent_values(table, "unsubscribed_values"))
+        both = set(values[0]) & set(values[1])
+        if both:
+            raise table.fail("unsubscribed_values", f"different from subscribed_values (both have "
+                                                    f"'{sorted(both)[0]}')")
+    return ColumnMapping(**names, contacts=contacts, subscribed_values=values[0], unsubscribed_values=values[1])
+
+
+def consent_key(value: str) -> str:
+    """A consent value as compared: "Opted-In " and "opted in" are the same."""
+    return " ".join(value.replace("-", " ").replace("_", " ").casefold().split())
+
+
+def _consent_values(table: _Reader, key: str) -> tuple[str, ...]:
+    value = table.data.get(key)
+    if not isinstance(value, list) or not all(isinstance(v, str | int | bool) for v in value):
+        raise table.fail(key, 'a list of the values the column holds, like ["Yes", "Y"] ("" for a blank cell)')
+    return tuple(dict.fromkeys(consent_key(str(v).upper() if isinstance(v, bool) else str(v)) for v in value))
+
+
+def _contacts(table: _Reader) -> tuple[ContactColumns, ...]:
+    value = table.data.get("contacts")
+    example = '[{email = "Contact 1 Email", first_name = "Contact 1 Forename", last_name = "Contact 1 Surname"}, ...]'
+    if not isinstance(value, list) or not value or not all(isinstance(v, Mapping) for v in value):
+        raise table.fail("contacts", f"a list of contacts, each with its columns, like {example}")
+    contacts = []
+    for number, item in enumerate(value, start=1):
+        one = _Reader(table.path, item, f"{table.prefix}contacts[{number}].")
+        unknown = sorted(set(item) - {"email", "first_name", "last_name", "status"})
+        if unknown:
+            raise one.fail(unknown[0], "one of email, first_name, last_name, status")
+        contacts.append(ContactColumns(email=one.text("email"), first_name=one.text("first_name", ""),
+                                       last_name=one.text("last_name", ""), status=one.text("status", "")))
+    return tuple(contacts)
 
 
 # --- SendGrid ------------------------------------------------------------------------------------
@@ -416,6 +504,9 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
     for key in ("email", "reply_to"):
         _ascii_address(sender_t, key, getattr(sender, key))
 
+    cols_t = top.table("audiences_csv", required=False)
+    columns = _column_mapping(cols_t, ColumnMapping(), lists_column=True)
+
     lists_t = top.table("lists")
     if not lists_t.data:
         raise ConfigError("[lists] needs at least one list, like [lists.parents]", path)
@@ -424,9 +515,21 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
         if not _LIST_NAME.match(name):
             raise ConfigError(
                 f"list name '{name}' should be lower-case letters, digits, '-' or '_'", path)
+        if name in RESERVED_LIST_NAMES:
+            raise ConfigError(f"a list cannot be called '{name}': that name is kept for "
+                              f"{RESERVED_LIST_NAMES[name]}. Rename [lists.{name}], e.g. to [lists.{name}-list], "
+                              "and use the new name in --to and the newsletters' audiences", path)
         one = lists_t.table(name)
+        file_name = one.text("file", "")
+        list_columns = None
+        if file_name:
+            columns_t = one.table("columns", required=False)
+            list_columns = _column_mapping(columns_t, columns, lists_column=False)
+        elif "columns" in one.data:
+            raise one.fail("columns", 'given only with file = "..." (the columns of that file)')
         lists[name] = MailingList(name=name, description=one.text("description"),
-                                  greeting=one.text("greeting"))
+                                  greeting=one.text("greeting"),
+                                  file=_env_path(root, file_name) if file_name else None, columns=list_columns)
 
     brand_t = top.table("brand")
     logo_value = brand_t.text("logo", "")
@@ -454,11 +557,6 @@ def load_settings(root: Path | str | None = None, environ: Mapping[str, str] | N
     unsubscribe = Unsubscribe(url=unsub_t.text("url"), mailto=unsub_t.email("mailto", ""))
     if not unsubscribe.url.startswith(("https://", "http://")) or "{recipient_id}" not in unsubscribe.url:
         raise unsub_t.fail("url", "a web address containing {recipient_id}")
-
-    cols_t = top.table("audiences_csv", required=False)
-    defaults = ColumnMapping()
-    columns = ColumnMapping(**{f: cols_t.text(f, getattr(defaults, f)) for f in
-                               ("email", "first_name", "last_name", "lists", "status", "language")})
 
     web_t = top.table("web", required=False)
     archive_audience = web_t.text("archive_audience", next(iter(lists)))

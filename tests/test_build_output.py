@@ -32,8 +32,9 @@ def test_compose_writes_every_version_the_web_copy_the_preview_and_the_manifest(
     build = sample_folder / "build"
     assert sorted(snapshot(build)) == [
         "images/home-learning-hub.png", "images/school-logo.png", "manifest.json", "preview.html",
-        "versions/parents.tokens.html", "versions/parents.tokens.txt", "versions/staff.tokens.html",
-        "versions/staff.tokens.txt", "web.html", "web.txt"]
+        "versions/parents+staff.tokens.html", "versions/parents+staff.tokens.txt", "versions/parents.tokens.html",
+        "versions/parents.tokens.txt", "versions/staff.tokens.html", "versions/staff.tokens.txt", "web.html",
+        "web.txt"]
     assert result.web_path == build / "web.html" and result.preview_path == build / "preview.html"
 
 
@@ -58,13 +59,16 @@ def test_the_manifest_records_what_went_in_and_what_came_out(composed_folder: Pa
     for name, digest in manifest.sources.items():
         if "#" not in name:  # school.toml#rendering is a digest of its rendering tables, tested in test_compose
             assert sha256(root / name) == digest, name
+    assert {name: version.lists for name, version in manifest.versions.items()} == {
+        "parents": ("parents",), "staff": ("staff",), "parents+staff": ("parents", "staff")}
     for audience, version in manifest.versions.items():
         html = (build / version.html).read_text(encoding="utf-8")
         assert version.html_bytes == len(html.encode("utf-8"))
         assert version.text_bytes == (build / version.text).stat().st_size
         hrefs = [h.replace("&amp;", "&") for h in re.findall(r'<a\b[^>]*?\bhref="([^"]*)"', html)]
         assert list(version.links) == hrefs
-        assert all(f"utm_content={audience}" in link for link in hrefs if link.startswith("https://"))
+        content = audience.replace("+", "%2B")
+        assert all(f"utm_content={content}" in link for link in hrefs if link.startswith("https://"))
         assert version.tokens == ("greeting", "unsubscribe_url")
         assert [image.filename for image in version.images] == ["home-learning-hub.png", "school-logo.png"]
         assert version.html_bytes < 90 * KB  # well under Gmail's 102 KB clip

@@ -14,7 +14,7 @@ from mailroom.workflows.compose import ComposeResult
 from tests.browser import artifact, axe_violations, horizontal_overflow, open_page
 from tests.projects import project_settings
 
-AUDIENCES = ("parents", "staff")
+AUDIENCES = ("parents", "staff", "parents+staff")  # the combined version: someone on both lists
 
 
 def sample_file(result: ComposeResult, audience: str) -> Path:

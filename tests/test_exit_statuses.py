@@ -96,7 +96,7 @@ def test_audiences_given_as_a_folder(project: Path) -> None:
     folder = project / "lists"
     folder.mkdir()
     result = send_py(project, *LIVE, "--audiences", "lists", env=environ(project))
-    assert_one_message(result, "Error: lists: this is a folder, not a CSV file; give the mailing lists file itself "
+    assert_one_message(result, "Error: lists: this is a folder, not a mailing lists file; give the file itself "
                        "(e.g. --audiences audiences.csv)", ExitStatus.BAD_INPUT)
     assert nothing_sent(project)
 
@@ -105,7 +105,8 @@ def test_audiences_given_as_a_named_pipe_does_not_hang(project: Path) -> None:
     os.mkfifo(project / "pipe.csv")
     result = send_py(project, *LIVE, "--audiences", "pipe.csv", env=environ(project), timeout=30)
     assert_one_message(result, "Error: pipe.csv: this is not an ordinary file (it may be a pipe or a device); save "
-                       "the mailing lists as a CSV file and give that file with --audiences", ExitStatus.BAD_INPUT)
+                       "the mailing lists as a CSV or .xlsx file and give that file with --audiences",
+                       ExitStatus.BAD_INPUT)
     assert nothing_sent(project)
 
 

@@ -51,7 +51,7 @@ def test_preview_loads_offline_with_no_console_errors(browser: Browser, composed
         page.goto(composed_sample.preview_path.as_uri())
         page.wait_for_load_state("load")
         frames = [f for f in page.frames if f != page.main_frame]
-        assert len(frames) == 4
+        assert len(frames) == 6  # parents, staff and parents+staff, each at phone and desktop width
         for frame in frames:
             assert frame.locator(".school-name").inner_text() == "Oakfield Primary School"
             assert frame.locator("img[alt='Oakfield Primary School']").evaluate("img => img.naturalWidth") > 0
@@ -76,5 +76,5 @@ def test_iframes_are_phone_and_desktop_wide(browser: Browser, composed_sample: C
         widths = page.evaluate("() => [...document.querySelectorAll('iframe')].map(f => f.clientWidth)")
         inner = [frame.evaluate("() => innerWidth") for frame in page.frames if frame != page.main_frame]
         assert horizontal_overflow(page) <= 0
-    assert widths == [PHONE_WIDTH, DESKTOP_WIDTH] * 2
-    assert inner == [PHONE_WIDTH, DESKTOP_WIDTH] * 2
+    assert widths == [PHONE_WIDTH, DESKTOP_WIDTH] * 3
+    assert inner == [PHONE_WIDTH, DESKTOP_WIDTH] * 3

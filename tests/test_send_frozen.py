@@ -117,7 +117,7 @@ def test_audiences_rewritten_in_place_mid_send_mails_nobody_outside_the_plan(pro
     rerun = run_send(project, NEWSLETTER, "--to", "parents", "--dry-run", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert "Since the last run: 750 new people on the lists.\n" in rerun.stdout
-    assert "parents: 2500 on the list, 1750 will receive, 750 left out (750 unsubscribed)" in rerun.stdout
+    assert "parents: 2,500 on the list, 1,750 will receive, 750 left out (750 unsubscribed)" in rerun.stdout
     assert "Already sent earlier (skipped): 1000" in rerun.stdout
     assert "750 people will get it now." in rerun.stdout
     assert sg.request_count == 3

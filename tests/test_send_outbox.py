@@ -22,6 +22,7 @@ class Person:
     def __init__(self, email: str, first: str, last: str, audience: str = "parents") -> None:
         self.email, self.key, self.first_name, self.last_name, self.audience = (
             email, email.lower(), first, last, audience)
+        self.version = audience  # one list: its own version
         self.language = ""  # the school's
 
 

@@ -3,6 +3,7 @@ and end to end through send.py."""
 
 from __future__ import annotations
 
+import csv
 import itertools
 import os
 import ssl
@@ -82,6 +83,10 @@ class Person(NamedTuple):
     @property
     def key(self) -> str:
         return self.email.lower()
+
+    @property
+    def version(self) -> str:
+        return self.audience
 
 
 def dispatch(settings: Settings, transport: SmtpTransport, recipients: list[Person],
@@ -363,6 +368,18 @@ def test_send_py_reports_a_refused_address_and_exits_1(project: Path, server: ob
     assert run.returncode == 1
     assert "Sent: 5. Not sent: 1. Uncertain: 0." in run.stdout
     assert "1 not sent: the SMTP server refused it: 550 5.1.1 User unknown" in run.stderr
+    # the end names who was not sent and why, and lists them all in a CSV beside the ledger
+    assert run.stderr.splitlines()[1:4] == [
+        "Not sent (1):",
+        "  Tom Fletcher <tom.fletcher@example.com>: the SMTP server refused it: 550 5.1.1 User unknown",
+        f"  Everyone not sent to is listed in not-sent-{SLUG}.csv",
+    ]
+    with (project / f"not-sent-{SLUG}.csv").open(encoding="utf-8-sig", newline="") as handle:
+        assert list(csv.reader(handle)) == [
+            ["email", "name", "version", "reason"],
+            ["tom.fletcher@example.com", "Tom Fletcher", "parents",
+             "the SMTP server refused it: 550 5.1.1 User unknown"],
+        ]
     assert sorted(handler.to_addresses()) == sorted(RECEIVING - {"tom.fletcher@example.com"})
 
 
@@ -497,7 +514,8 @@ def test_send_py_test_copy_goes_to_the_one_address_only(project: Path, server: o
                                                          handler: ScriptedHandler) -> None:
     run = send(project, port_of(server), "--test", "head.teacher@example.org")
     assert run.returncode == 0, run.stderr
-    assert handler.to_addresses() == ["head.teacher@example.org", "head.teacher@example.org"]
+    # parents, staff and the parents+staff version someone on both lists gets
+    assert handler.to_addresses() == ["head.teacher@example.org"] * 3
     subjects = sorted(r.parsed()["Subject"] for r in handler.received)
     assert all(s.startswith("[TEST] ") for s in subjects)
     assert all(r.parsed()["To"].addresses[0].addr_spec == "head.teacher@example.org" for r in handler.received)

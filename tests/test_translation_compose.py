@@ -79,7 +79,9 @@ def test_polish_and_arabic_readers_get_their_own_versions(tmp_path: Path, deepl:
     assert sent == deepl.characters > 0
 
     build = load_build(folder, folder.parent.parent)
-    assert set(build.versions) == {"parents", "staff", "parents.pl", "staff.pl", "parents.ar", "staff.ar"}
+    assert set(build.versions) == {"parents", "staff", "parents.pl", "staff.pl", "parents.ar", "staff.ar",
+                                   # people on both lists: the combined version, in each language too
+                                   "parents+staff", "parents+staff.pl", "parents+staff.ar"}
     for slug, english in english_only.build.versions.items():
         # English readers are untouched: the same bytes as a compose with no translation at all.
         assert build.versions[slug].html() == english.html() and build.versions[slug].text() == english.text()
@@ -231,7 +233,7 @@ def test_engine_failures_leave_english_for_that_language(tmp_path: Path, deepl: 
     root = folder.parent.parent
     env = env_for(deepl, root) | ({"DEEPL_AUTH_KEY": "wrong:fx"} if problem == "bad key" else {})
     result = compose_newsletter(load_settings(root, environ=env), folder, languages=["pl"])
-    assert set(result.build.versions) == {"parents", "staff"}  # compose still succeeds
+    assert set(result.build.versions) == {"parents", "staff", "parents+staff"}  # compose still succeeds
     failed = [f for f in result.findings if f.code == "translation-failed"]
     assert len(failed) == 1 and failed[0].message.startswith("Polish (pl): ")
     assert words in failed[0].message

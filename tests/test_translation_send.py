@@ -31,6 +31,7 @@ layla.haddad@example.org,Layla,Haddad,parents,subscribed,AR
 imran.qureshi@example.com,Imran,Qureshi,parents,subscribed,ur
 sam.rivers@example.org,Sam,Rivers,parents,subscribed,Klingon
 julia.morgan@example.org,Julia,Morgan,staff,subscribed,
+marek.kowalski@example.org,Marek,Kowalski,parents;staff,subscribed,Polish
 """
 
 
@@ -100,12 +101,20 @@ def test_each_reader_gets_their_language(composed: tuple[Path, subprocess.Comple
     run = send_py(root, "newsletters/2024-11-08-online-safety", "--to", "parents,staff", "--yes", "--untested",
                   env=env)
     assert run.returncode == 0, run.stderr + run.stdout
-    assert "Languages: English 4, Arabic (ar) 1, Polish (pl) 2" in run.stdout
+    assert "Languages: English 4, Arabic (ar) 1, Polish (pl) 3" in run.stdout
+    assert "To send now, per version: parents 3, staff 1, parents.ar 1, parents.pl 2, parents+staff.pl 1" in run.stdout
     assert "1 reader of Urdu (ur) get the English version" in run.stdout
     assert "1 reader get the English version because their language, 'Klingon', is not one" in run.stdout
 
     mail = outbox(root)
-    assert len(mail) == 7
+    assert len(mail) == 8
+    # a Polish reader on both lists: the combined version, in Polish, both lists' sections
+    marek = mail["Marek Kowalski <marek.kowalski@example.org>"]
+    assert '<html lang="pl" dir="ltr"' in html_of(marek)
+    text = marek.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    words = text.casefold()  # the stand-in "translates" by swapping case
+    assert "for parents and carers" in words and "for education and safeguarding professionals" in words
+    assert text.count("[PL] ") > 10  # translated throughout
     for who in ("Katarzyna Nowak <katarzyna.nowak@example.org>", "Tomasz Wiśniewski <tomasz.wisniewski@example.com>"):
         html = html_of(mail[who])
         assert '<html lang="pl" dir="ltr"' in html and str(mail[who]["Subject"]).startswith("[PL] ")

@@ -1,43 +1,47 @@
-"""audiences.csv -> who gets which version: validated, de-duplicated, unsubscribes and suppressions honoured.
+"""The lists files -> who gets which version: checked, de-duplicated, consent, unsubscribes and suppressions honoured.
 
-The file usually comes from a school information system export or a spreadsheet kept by hand, so it is read
-as it comes: UTF-8 with or without a byte-order mark, else Windows-1252 (Excel's "CSV" on Windows), comma or
-semicolon separated, quoted fields with commas or line breaks, CRLF, blank lines, stray spaces, any header case.
-A bad row never stops the others: it is left out with its line number and what is wrong with it. A problem
-with the file as a whole (missing, unreadable, a required column missing) is an ``InputError``.
+The rows come from ``sources.py`` (CSV or .xlsx, the same to this module): the main lists file
+(audiences.csv, or --audiences), whose lists column says who is on which list, and each list that has a
+file of its own in school.toml (``[lists.staff] file = "exports/staff.xlsx"``), where everyone is on that
+list. A row may hold several contacts (``contacts = [...]`` in school.toml): each with an address is a
+person. The same address on several rows (siblings' rows, a teacher who is also a parent) is one person,
+who gets one email: the version holding every section meant for any of their lists (``mailroom.versions``).
+
+A bad row never stops the others: it is left out with where it is and what is wrong with it. A problem
+with a file as a whole (missing, unreadable, a column missing or twice) is an ``InputError``.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import os
+import itertools
 import re
-import stat
 import unicodedata
-from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
-from operator import itemgetter
 from pathlib import Path
-from typing import NamedTuple, TextIO
+from sys import intern
+from typing import NamedTuple
 
 from email_validator import EmailNotValidError, validate_email
 
 from mailroom.addresses import address_key, normalise_address
+from mailroom.audience.sources import Table, open_table
 from mailroom.errors import InputError
-from mailroom.settings import Settings
+from mailroom.settings import ColumnMapping, Settings, consent_key
 from mailroom.translate.languages import reader_language
+from mailroom.versions import version_for
 
 REASONS = ("unsubscribed", "suppressed", "duplicate", "invalid", "cannot be sent this way")
-FIELDS = ("email", "first_name", "last_name", "lists", "status", "language")
-REQUIRED_FIELDS = ("email", "first_name", "last_name", "lists")  # status may be absent: everyone subscribed
-STATUSES = ("subscribed", "unsubscribed")
+DEFAULT_FILE = "audiences.csv"
+# Optional row-level columns beyond the people's own: each a ``ColumnMapping`` attribute naming the heading.
+# Adding one (e.g. "language") here, to ColumnMapping and to Recipient is all a new column needs: its
+# trimmed value arrives in ``_Entry.extras`` in this order ("" when the file has no such column).
+EXTRA_COLUMNS: tuple[str, ...] = ("language",)
+# A name, an address, a list or a consent answer this long is not one: the wrong column, or pasted text.
+MAX_CELL = 10_000
 
-# Bytes Windows-1252 leaves undefined: a file holding them is neither UTF-8 nor Windows-1252.
-_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 _LIST_SPLIT = re.compile(r"[;,]")
 # An ASCII dot-atom local part: for these, email-validator's verdict depends only on the domain (cached
 # below) and the length, so the common case skips the full (slower) validation. Anything else takes the
@@ -48,31 +52,41 @@ _SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$
 
 @dataclass(frozen=True, slots=True)
 class Recipient:
-    """One person who gets one email: the version of ``audience``."""
+    """One person who gets one email: the version for all of their ``lists``, greeted as ``audience``."""
 
     email: str  # the one sendable spelling (mailroom.addresses.normalise_address: NFC, punycode domain)
     key: str  # the form de-duplication compares (mailroom.addresses.address_key)
     first_name: str
     last_name: str
-    audience: str  # the list whose version this person gets (first list in --to order that they're on)
-    line: int  # CSV line where the person was first found
+    audience: str  # the list they are greeted as: the first of their lists in --to order
+    line: int  # the row (CSV line, sheet row) where the person was first found
+    lists: tuple[str, ...] = ()  # every chosen list they are on, in --to order
+    version: str = ""  # the slug of their lists' version in the school's language (mailroom.versions.version_for)
     language: str = ""  # as given (a tag like "pl" once tidied, or a name like "Polish"); "": the school's
 
 
 @dataclass(frozen=True)
 class LeftOut:
-    """One entry (a row's place on a list) that gets no email, and why."""
+    """One entry (a person's place on a list) that gets no email, and why."""
 
     email: str
     line: int
     list_name: str | None  # None: the row could not be placed on any list (e.g. only unknown list names)
     reason: str  # one of REASONS
     detail: str
+    place: str = ""  # "line 4", "sheet 'Contacts', row 4, contact 2", "staff.xlsx, row 3"
+
+    @property
+    def where(self) -> str:
+        return self.place or f"line {self.line}"
 
 
 @dataclass(frozen=True)
 class ListSummary:
-    """The figures for one list; ``on_list == receiving + sum(left_out.values())``."""
+    """The figures for one list; ``on_list == receiving + sum(left_out.values())``.
+
+    ``receiving`` counts people who get this list's sections (someone on two lists counts on both), so the
+    lists' figures add up to more than the people emailed when people are on several lists."""
 
     name: str
     on_list: int
@@ -82,83 +96,95 @@ class ListSummary:
 
 @dataclass(frozen=True)
 class AudiencePlan:
-    path: Path
+    path: Path  # the main lists file (or the first list's own file, when no list needs the main one)
     lists: tuple[str, ...]
-    recipients: Recipients  # sized, iterable again and again, in file order
+    recipients: Sequence[Recipient]  # in the order first found
     left_out: tuple[LeftOut, ...]
     summaries: dict[str, ListSummary]
-    rows: int = 0  # people rows read (blank lines and the header not counted)
+    rows: int = 0  # rows read from all files (blank lines and headings not counted)
     encoding: str = "utf-8"
     delimiter: str = ","
+    files: tuple[tuple[Path, str | None], ...] = ()  # every file read, and its sheet (None: a CSV file)
 
     def problems(self) -> list[LeftOut]:
-        """The invalid rows, once each (a bad row on two lists is one problem), in line order."""
-        seen: set[int] = set()
+        """The invalid entries, once each (a bad row on two lists is one problem), in the order read."""
+        seen: set[tuple[str, str]] = set()
         found = []
         for item in self.left_out:
-            if item.reason == "invalid" and item.line not in seen:
-                seen.add(item.line)
+            if item.reason == "invalid" and (item.where, item.email) not in seen:
+                seen.add((item.where, item.email))
                 found.append(item)
         return found
 
+    def versions(self) -> Counter[str]:
+        """People per version slug."""
+        return Counter(person.version for person in self.recipients)
 
-class _Row(NamedTuple):
-    """One person row as read. A tuple, not a dataclass: 100,000 of these must be cheap to make."""
 
+class _Entry(NamedTuple):
+    """One person as one row gives them. A tuple, not a dataclass: 100,000 of these must be cheap to make."""
+
+    order: int  # position in reading order, across files: sorts left-out entries as the office reads them
     line: int
+    source: int  # which table (the planner's ``formats``): where it is is spelt out only when shown
+    contact: int  # 1, 2...: which contact of a row holding several; 0: the row holds one
     email: str
     key: str
     first_name: str
     last_name: str
     lists: tuple[str, ...]  # known list names, in the row's order
     unsubscribed: bool
-    problems: tuple[str, ...]  # empty: the row is fine
-    language: str = ""
+    problems: tuple[str, ...]  # empty: the entry is fine
+    extras: tuple[str, ...] = ()  # the EXTRA_COLUMNS' values, in that order
 
 
-def load_audience(path: Path, settings: Settings, lists: Sequence[str],
-                  suppressed: Mapping[str, str] | None = None,
+def load_audience(path: Path | None, settings: Settings, lists: Sequence[str] | str,
+                  suppressed: Mapping[str, str] | None = None, *,
+                  version_order: Sequence[str] | None = None, default: Path | None = None,
                   address_problem: Callable[[str], str | None] | None = None) -> AudiencePlan:
-    """Read ``path`` and work out who on ``lists`` gets which version, and who is left out and why.
+    """Read the lists files and work out who on ``lists`` gets which version, and who is left out and why.
 
-    ``lists`` is the --to order: someone on several of them gets the version of the first.
-    ``suppressed`` maps an address key (``mailroom.addresses.address_key``) to the reason it is suppressed.
+    ``path`` is the main lists file (None: audiences.csv in the project); it is read only when a chosen
+    list has no file of its own, or when it was given. ``lists`` is the --to order: someone on several
+    gets the version with all their lists' sections, greeted as the first. ``suppressed`` maps an address
+    key (``mailroom.addresses.address_key``) to why it must not be mailed. ``version_order`` is the
+    newsletter's audiences, which orders the lists in a version's name (default: the --to order).
+    ``default``: the main file when ``path`` is None, as the office should see it named (e.g. relative).
     ``address_problem`` (the transport's): why an address cannot be sent to this way, or None; such a
     person is left out with that reason ("cannot be sent this way"), so the plan names them.
     """
-    path = Path(path)
     if isinstance(lists, str):  # "staff,parents" as typed after --to
         lists = lists.split(",")
     chosen = _chosen_lists(lists, settings)
-    suppressed = suppressed or {}
-    _refuse_special_file(path)
-    try:
-        encoding = _detect_encoding(path)
-        with path.open("r", encoding=encoding, newline="") as handle:
-            stamp = _stamp(handle.fileno())
-            delimiter = _sniff_delimiter(handle)
-            handle.seek(0)
-            source = _Source(path, encoding, delimiter, settings, stamp)
-            # Rows stream from the file into the plan, which keeps a small index, not the people themselves.
-            return _plan(source, chosen, _read_rows(handle, path, delimiter, settings), suppressed,
-                         address_problem)
-    except OSError as exc:  # e.g. a network drive gone, a file another program holds, a disk error
-        raise InputError(f"mailroom could not read this file ({exc.strerror or exc}); check that it opens, "
-                         "or save a copy somewhere else and give that one with --audiences", path) from None
+    planner = _Planner(chosen, tuple(version_order or chosen), suppressed or {}, address_problem)
+    main = Path(path) if path is not None else (default or settings.root / DEFAULT_FILE)
+    needs_main = path is not None or any(settings.lists[name].file is None for name in chosen)
+    read: list[Table] = []
+    if needs_main:
+        with open_table(main, settings.columns.sheet) as table:
+            planner.read(table, settings.columns, settings, fixed_list=None, prefix="")
+            read.append(table)
+    for name in chosen:
+        mailing_list = settings.lists[name]
+        if mailing_list.file is None:
+            continue
+        with open_table(mailing_list.file, (mailing_list.columns or settings.columns).sheet) as table:
+            planner.read(table, mailing_list.columns or settings.columns, settings, fixed_list=name,
+                         prefix=f"{mailing_list.file.name}, ")
+            read.append(table)
+    first = read[0]
+    return planner.plan(path=first.path, encoding=first.encoding or "", delimiter=first.delimiter or "",
+                        files=tuple((table.path, table.sheet) for table in read))
 
 
-def _refuse_special_file(path: Path) -> None:
-    """A folder, a named pipe or a device as the lists file: say so, rather than hang reading it."""
+def lists_people_are_on(settings: Settings, path: Path | None = None) -> set[tuple[str, ...]]:
+    """Every combination of lists someone in the lists files is on (compose asks, for a newsletter with many
+    lists: ``mailroom.versions.combinations_needed``). Files that cannot be read give nothing: send reports them."""
     try:
-        mode = path.stat().st_mode
-    except OSError:
-        return  # missing or unreadable: _detect_encoding names the file and the reason
-    if stat.S_ISDIR(mode):
-        raise InputError("this is a folder, not a CSV file; give the mailing lists file itself "
-                         "(e.g. --audiences audiences.csv)", path)
-    if not stat.S_ISREG(mode):
-        raise InputError("this is not an ordinary file (it may be a pipe or a device); save the mailing "
-                         "lists as a CSV file and give that file with --audiences", path)
+        plan = load_audience(path, settings, list(settings.lists))
+    except InputError:
+        return set()
+    return {person.lists for person in plan.recipients}
 
 
 def _chosen_lists(lists: Sequence[str], settings: Settings) -> tuple[str, ...]:
@@ -176,175 +202,324 @@ def _chosen_lists(lists: Sequence[str], settings: Settings) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without a byte-order mark) if the whole file decodes as UTF-8, else Windows-1252."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise InputError("not found: mailroom needs the mailing lists in this file "
-                         "(or give another file with --audiences)", path) from None
-    except IsADirectoryError:
-        raise InputError("this is a folder, not a CSV file", path) from None
-    except OSError as exc:
-        raise InputError(f"cannot be opened ({exc.strerror})", path) from None
-    with handle:
-        head = handle.read(4)
-        if head.startswith(codecs.BOM_UTF8):
-            encoding = "utf-8-sig"
-        elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise InputError("this file is saved as 'Unicode Text' (UTF-16). In Excel, use Save As and "
-                             "choose 'CSV UTF-8 (Comma delimited)'", path)
-        else:
-            encoding = "utf-8"
-        handle.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            for chunk in iter(lambda: handle.read(1 << 16), b""):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-            return encoding
-        except UnicodeDecodeError:
-            pass
-        # Not UTF-8: Windows-1252 reads any byte but five; find the first of those, if any, to point at it.
-        handle.seek(0)
-        line = 1
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            bad = _CP1252_UNDEFINED.search(chunk)
-            if bad:
-                line += chunk.count(b"\n", 0, bad.start())
-                raise InputError("this file has characters mailroom cannot read (it is neither UTF-8 nor "
-                                 "Windows-1252). In Excel, use Save As and choose 'CSV UTF-8 (Comma delimited)'",
-                                 path, line)
-            line += chunk.count(b"\n")
-    return "cp1252"
-
-
-def _sniff_delimiter(handle: Iterator[str]) -> str:
-    """Comma or semicolon, whichever the header line (the first non-blank line) has more of outside quotes."""
-    for text in handle:
-        if not text.strip():
-            continue
-        counts = {",": 0, ";": 0}
-        quoted = False
-        for ch in text:
-            if ch == '"':
-                quoted = not quoted
-            elif not quoted and ch in counts:
-                counts[ch] += 1
-        return ";" if counts[";"] > counts[","] else ","
-    return ","
-
+# --- columns ----------------------------------------------------------------------------------------------
 
 def _header_key(text: str) -> str:
-    """Headings match ignoring case, spaces, '_' and '-': "First Name" finds first_name."""
+    """Headings match ignoring case, spaces and punctuation: "First Name" finds first_name, "Subscribed?" subscribed."""
     return "".join(ch for ch in text.casefold() if ch.isalnum())
 
 
-def _columns(header: list[str], header_line: int, path: Path, settings: Settings) -> dict[str, int]:
-    """Field -> column index, from the header and school.toml's [audiences_csv] names."""
-    positions: dict[str, int] = {}
-    for index, name in enumerate(header):
-        positions.setdefault(_header_key(name), index)
-    columns: dict[str, int] = {}
+@dataclass
+class _Columns:
+    """Where each field is in a table's rows."""
+
+    contacts: list[tuple[int, int | None, int | None, int | None]]  # (email, first, last, status) per contact
+    lists: int | None
+    status: int | None
+    width: int
+    checked: list[tuple[int, str]] = field(default_factory=list)  # columns whose cells must be short
+    extras: list[int | None] = field(default_factory=list)  # per EXTRA_COLUMNS: its column, or None
+
+
+def _find_columns(table: Table, mapping: ColumnMapping, need_lists: bool) -> _Columns:
+    """Field -> column index, from the headings and school.toml's names; a heading needed but missing or
+    found twice is an error for the whole file."""
+    positions: dict[str, list[int]] = {}
+    for index, heading in enumerate(table.headings):
+        if heading.strip():
+            positions.setdefault(_header_key(heading), []).append(index)
     missing: list[str] = []
-    for name in FIELDS:
-        wanted = getattr(settings.columns, name)
-        position = positions.get(_header_key(wanted))
-        if position is not None:
-            columns[name] = position
-        elif name in REQUIRED_FIELDS:
-            missing.append(wanted)
+
+    def find(heading: str, required: bool) -> int | None:
+        if not heading:
+            return None
+        found = positions.get(_header_key(heading), [])
+        if len(found) > 1:
+            shown = " and ".join(table.column_name(i) for i in found)
+            raise table.error(f"two columns have the heading '{heading}' ({shown}), so mailroom cannot tell "
+                              "which one to use. Rename or delete one of them", None)
+        if not found:
+            if required and heading not in missing:
+                missing.append(heading)
+            return None
+        return found[0]
+
+    contacts = []
+    for contact in mapping.people_columns():
+        contacts.append((find(contact.email, True), find(contact.first_name, True), find(contact.last_name, True),
+                         find(contact.status, True)))
+    lists_at = find(mapping.lists, True) if need_lists else None
+    # The status column may be left out under its default name (everyone subscribed); a column named in
+    # school.toml must be there, or someone who said "No" would be mailed.
+    status_at = find(mapping.status, mapping.status.casefold() != ColumnMapping.status)
     if missing:
-        found = ", ".join(f"'{h.strip()}'" for h in header if h.strip()) or "nothing"
+        found = ", ".join(f"'{h.strip()}'" for h in table.headings if h.strip()) or "nothing"
         plural = "columns" if len(missing) > 1 else "column"
-        raise InputError(
+        where = "first line" if table.kind == "csv" else f"row {table.heading_row}"
+        raise table.error(
             f"the {plural} {', '.join(repr(m) for m in missing)} {'are' if len(missing) > 1 else 'is'} missing. "
-            f"The first line has: {found}. If your export uses other headings, set them under "
-            f"[audiences_csv] in school.toml", path, header_line)
-    return columns
+            f"The {where} has: {found}. If your export uses other headings, set them in school.toml "
+            "(see docs/audiences.md)", table.heading_row)
+    extras = [find(getattr(mapping, name), False) for name in EXTRA_COLUMNS]
+    columns = [i for contact in contacts for i in contact if i is not None]
+    columns += [i for i in (lists_at, status_at, *extras) if i is not None]
+    return _Columns(contacts=[(c[0], c[1], c[2], c[3]) for c in contacts if c[0] is not None], lists=lists_at,
+                    status=status_at, width=max(columns) + 1,
+                    checked=[(i, table.headings[i].strip()) for i in sorted(set(columns))], extras=extras)
 
 
-def _cells(handle: Iterator[str], path: Path, delimiter: str, settings: Settings
-           ) -> Iterator[tuple[int, int, list[str], str, str, str, str, str, str]]:
-    """Each non-blank row after the header, as read: where it starts and ends, its cells, and the fields
-    (untrimmed) email, first name, last name, lists, status and language. ``line`` is the physical line where
-    the row starts; the row ends just before ``end``."""
-    reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
-    columns: dict[str, int] | None = None
-    line = 1
-    try:
-        for cells in reader:
-            start, line = line, reader.line_num + 1
-            if not "".join(cells).strip():
-                continue
-            if columns is None:
-                columns = _columns(cells, start, path, settings)
-                pick = itemgetter(*(columns[name] for name in REQUIRED_FIELDS))
-                status_at = columns.get("status")
-                language_at = columns.get("language")
-                width = max(columns.values()) + 1
-                continue
-            if len(cells) < width:  # a short row: what's missing reads as empty
-                cells.extend([""] * (width - len(cells)))
-            email, first_name, last_name, lists_cell = pick(cells)
-            status_cell = "" if status_at is None else cells[status_at]
-            language_cell = "" if language_at is None else cells[language_at]
-            yield start, line, cells, email, first_name, last_name, lists_cell, status_cell, language_cell
-    except csv.Error as exc:
-        if "field larger than field limit" in str(exc):
-            raise InputError("a cell starting on this line runs on for thousands of lines: is a closing "
-                             'quote (") missing?', path, line) from None
-        raise InputError(f"this line cannot be read as CSV ({exc})", path, line) from None
-    if columns is None:
-        raise InputError("the file is empty: it needs a first line of column headings, then one row per person",
-                         path)
+# --- rows -> entries ---------------------------------------------------------------------------------------
 
+class _Planner:
+    """Reads tables into entries, then decides who gets what."""
 
-def _read_rows(handle: Iterator[str], path: Path, delimiter: str, settings: Settings) -> Iterator[_Row]:
-    """Each non-blank row after the header, checked."""
-    known = settings.lists
-    for start, end, cells, email, first_name, last_name, lists_cell, status_cell, language_cell in _cells(
-            handle, path, delimiter, settings):
-        row = _check_row(start, email.strip(), first_name.strip(), last_name.strip(), lists_cell.strip(),
-                         status_cell.strip(), known, settings, reader_language(language_cell))
-        if row.problems and end - start > 1 and any(delimiter in c and "\n" in c for c in cells):
-            # A quote opened and never closed swallows the lines after it, which then look like one
-            # cell holding whole rows: say where to look.
-            row = row._replace(problems=(*row.problems, f"this row runs on from line {start} to line "
-                                         f"{end - 1}: is a closing quote (\") missing?"))
-        yield row
+    def __init__(self, chosen: tuple[str, ...], version_order: tuple[str, ...], suppressed: Mapping[str, str],
+                 address_problem: Callable[[str], str | None] | None = None):
+        self.address_problem = address_problem
+        self.chosen = chosen
+        self.order = {name: i for i, name in enumerate(chosen)}
+        self.version_order = version_order
+        self.suppressed = suppressed
+        # key -> their valid entry on a chosen list, or their entries (first-found order) when several
+        self.people: dict[str, _Entry | list[_Entry]] = {}
+        self.unsubscribed: dict[str, _Entry] = {}  # key -> the entry that first says so
+        self.left_out: list[tuple[int, LeftOut]] = []  # (reading order, entry)
+        self.formats: list[str] = []  # per table read: its place_format, with the file's name when not the main one
+        self.rows = 0
+        self.next_order = itertools.count(1).__next__  # each entry's position in reading order
+        self._versions: dict[tuple[str, ...], str] = {}
 
+    def read(self, table: Table, mapping: ColumnMapping, settings: Settings, *, fixed_list: str | None,
+             prefix: str) -> None:
+        """Take in every row of ``table``: ``fixed_list`` set means everyone in it is on that list."""
+        self.formats.append(prefix.replace("{", "{{").replace("}", "}}") + table.place_format())
+        source = len(self.formats) - 1
+        people = self.people
+        for entry in _entries(table, mapping, settings, fixed_list, source, self):
+            # An "unsubscribed" is honoured even on an entry with other problems, if its address is readable.
+            if entry.unsubscribed and entry.key:
+                self.unsubscribed.setdefault(entry.key, entry)
+            if entry.problems:
+                detail = "; ".join(entry.problems)
+                places = [name for name in entry.lists if name in self.order]
+                if places:
+                    self.left_out.extend((entry.order, LeftOut(entry.email, entry.line, name, "invalid", detail,
+                                                               self.place(entry))) for name in places)
+                elif not entry.lists:
+                    self.left_out.append((entry.order, LeftOut(entry.email, entry.line, None, "invalid", detail,
+                                                               self.place(entry))))
+            elif any(name in self.order for name in entry.lists):
+                found = people.get(entry.key)
+                if found is None:
+                    people[entry.key] = entry
+                elif isinstance(found, list):
+                    found.append(entry)
+                else:
+                    people[entry.key] = [found, entry]
 
-def _check_row(line: int, email: str, first_name: str, last_name: str, lists_cell: str, status_cell: str,
-               known: Mapping[str, object], settings: Settings, language: str = "") -> _Row:
-    """One row's values, trimmed, with everything wrong with them (all of it, so one fix-up does)."""
-    problems: list[str] = []
-    if not email:
-        problems.append("the email address is missing")
-    else:
-        why = _email_problem(email)
+    def place(self, entry: _Entry) -> str:
+        """Where ``entry`` is, as the office would look: "line 4", "staff.xlsx, sheet 'Staff', row 3, contact 2"."""
+        place = self.formats[entry.source].format(entry.line)
+        return f"{place}, contact {entry.contact}" if entry.contact else place
+
+    def plan(self, *, path: Path, encoding: str, delimiter: str,
+             files: tuple[tuple[Path, str | None], ...]) -> AudiencePlan:
+        recipients: list[Recipient] = []
+        left_out = list(self.left_out)
+        people = self.people
+        while people:  # last found first, each entry let go as its person is made: a lower peak of memory
+            key, entries = people.popitem()
+            person, left = self._decide(key, entries if isinstance(entries, list) else [entries])
+            if person is not None:
+                recipients.append(person)
+            left_out.extend(left)
+        recipients.reverse()  # in the order first found
+        # In reading order (each entry's row, file by file), then the lists' --to order.
+        left_out.sort(key=lambda pair: (pair[0], self.order.get(pair[1].list_name or "", len(self.order))))
+        everything = [item for _, item in left_out]
+        counts = Counter((item.list_name, item.reason) for item in everything)
+        receiving = Counter(name for person in recipients for name in person.lists)
+        summaries = {}
+        for name in self.chosen:
+            reasons = {reason: counts[name, reason] for reason in REASONS if counts[name, reason]}
+            summaries[name] = ListSummary(name=name, on_list=receiving[name] + sum(reasons.values()),
+                                          receiving=receiving[name], left_out=reasons)
+        return AudiencePlan(path=path, lists=self.chosen, recipients=recipients, left_out=tuple(everything),
+                            summaries=summaries, rows=self.rows, encoding=encoding, delimiter=delimiter,
+                            files=files)
+
+    def _version(self, lists: tuple[str, ...]) -> str:
+        """The slug of the version for ``lists`` (``mailroom.versions.version_for``), worked out once each."""
+        in_newsletter = self.version_order if any(n in self.version_order for n in lists) else self.chosen
+        version = self._versions[lists] = version_for(lists, in_newsletter).slug
+        return version
+
+    def _decide(self, key: str, entries: list[_Entry]) -> tuple[Recipient | None, list[tuple[int, LeftOut]]]:
+        """One person (all their valid entries on a chosen list, in reading order): the one email they get,
+        if any, and their entries that get none (unsubscribed, suppressed, or the same list again)."""
+        order = self.order
+        first = entries[0]
+        # An address already in its key's form (trimmed, lower-case ASCII: the usual case) is already the one
+        # sendable spelling (mailroom.addresses.normalise_address); only the others need normalising.
+        email = key if key == first.email else normalise_address(first.email)
+        if (len(entries) == 1 and len(first.lists) == 1 and key not in self.unsubscribed
+                and key not in self.suppressed  # the usual case, 100,000 times: one row, one list, sendable
+                and (self.address_problem is None or not self.address_problem(email))):
+            only = first.lists
+            version = self._versions.get(only) or self._version(only)
+            return Recipient(email, key, first.first_name, first.last_name, only[0], first.line, only,
+                             version, reader_language(first.extras[0]) if first.extras[0] else ""), []
+        if len(entries) == 1 and len(first.lists) == 1:
+            placed = [(first.lists[0], first)]
+        else:
+            placed = sorted(((name, entry) for entry in entries for name in entry.lists if name in order),
+                            key=lambda item: (order[item[0]], item[1].order))
+        if key in self.unsubscribed:
+            saying = self.unsubscribed[key]
+            where = self.place(saying)
+            return None, [(entry.order, LeftOut(entry.email, entry.line, name, "unsubscribed",
+                                                "marked unsubscribed" if entry.order == saying.order
+                                                else f"marked unsubscribed on {where}", self.place(entry)))
+                          for name, entry in placed]
+        if key in self.suppressed:
+            reason = self.suppressed[key]
+            return None, [(entry.order, LeftOut(entry.email, entry.line, name, "suppressed", reason,
+                                                self.place(entry))) for name, entry in placed]
+        why = self.address_problem(email) if self.address_problem is not None else None
         if why:
-            problems.append(f"not a valid email address: {why}")
-    for word, name in (("first name", first_name), ("last name", last_name)):
-        if not name.isprintable() and _has_control(name):
-            problems.append(f"the {word} has a line break or other control character "
-                            "(names go into the email's headers)")
-    lists_cell = lists_cell.lower()
-    if lists_cell in known:  # the usual case: one list
-        lists: tuple[str, ...] = (lists_cell,)
+            return None, [(entry.order, LeftOut(entry.email, entry.line, name, "cannot be sent this way", why,
+                                                self.place(entry))) for name, entry in placed]
+        primary: dict[str, _Entry] = {}
+        left: list[tuple[int, LeftOut]] = []
+        for name, entry in placed:
+            if name in primary:
+                here = self.place(entry)
+                first_place = _same_file_place(self.place(primary[name]), here)
+                left.append((entry.order, LeftOut(entry.email, entry.line, name, "duplicate",
+                                                  f"already on the {name} list on {first_place}", here)))
+            else:
+                primary[name] = entry
+        named = next((e for e in entries if e.first_name or e.last_name), first)
+        lists = tuple(primary)
+        version = self._versions.get(lists) or self._version(lists)
+        person = Recipient(email=email, key=key, first_name=named.first_name, last_name=named.last_name,
+                           audience=lists[0], line=first.line, lists=lists, version=version,
+                           language=next((reader_language(e.extras[0]) for e in entries if e.extras[0]), ""))
+        return person, left
+
+
+def _same_file_place(place: str, beside: str) -> str:
+    """``place`` without the file and sheet it shares with ``beside``: "row 2, contact 1", not the whole path."""
+    for mark in ("line ", "row "):
+        head, found, rest = place.rpartition(mark)
+        if found and beside.startswith(head):
+            return mark + rest
+    return place
+
+
+def _entries(table: Table, mapping: ColumnMapping, settings: Settings, fixed_list: str | None, source: int,
+             planner: _Planner) -> Iterator[_Entry]:
+    """Each person on each row of ``table``, with everything wrong with them (all of it, so one fix-up does)."""
+    columns = _find_columns(table, mapping, need_lists=fixed_list is None)
+    known = settings.lists
+    subscribed, unsubscribed = mapping.subscribed_values, mapping.unsubscribed_values
+    status_heading = table.headings[columns.status].strip() if columns.status is not None else mapping.status
+    several = len(columns.contacts) > 1
+    is_csv = table.kind == "csv"
+    answers: dict[str, bool] = {}  # consent cell -> unsubscribed, for the values school.toml gives a meaning
+    for raw in table.rows():
+        planner.rows += 1
+        cells = raw.cells
+        if len(cells) < columns.width:  # a short row: what's missing reads as empty
+            cells.extend([""] * (columns.width - len(cells)))
+        row_problems: list[str] = []
+        if sum(map(len, cells)) > MAX_CELL:  # only then look at each cell that matters
+            for index, heading in columns.checked:
+                if len(cells[index]) > MAX_CELL:
+                    row_problems.append(f"the '{heading}' cell is {len(cells[index]):,} characters long, far too "
+                                        "long for a name, an address or a list (is it the right column?)")
+                    cells[index] = cells[index][:MAX_CELL]
+        if fixed_list is not None:
+            lists: tuple[str, ...] = (fixed_list,)
+        else:
+            lists = _lists(cells[columns.lists].strip().lower() if columns.lists is not None else "", known,
+                           mapping.lists, row_problems)
+        row_status = cells[columns.status].strip() if columns.status is not None else None
+        extras = tuple(cells[i].strip() if i is not None else "" for i in columns.extras) if columns.extras else ()
+        if is_csv and raw.end - raw.number > 1 and any(table.delimiter in c and "\n" in c for c in cells):
+            # A quote opened and never closed swallows the lines after it, which then look like one cell
+            # holding whole rows: say where to look (only when something on the row is wrong).
+            run_on = f"this row runs on from line {raw.number} to line {raw.end - 1}: is a closing quote (\") missing?"
+        else:
+            run_on = ""
+        found = False
+        for number, (email_at, first_at, last_at, status_at) in enumerate(columns.contacts, start=1):
+            email = cells[email_at].strip()
+            # Names repeat (hundreds of Olivias): one copy of each held for the whole send, not one per person.
+            first_name = intern(cells[first_at].strip()) if first_at is not None else ""
+            last_name = intern(cells[last_at].strip()) if last_at is not None else ""
+            if several and not email:
+                continue  # this pupil has no such contact, or one without an address: nobody to mail
+            found = True
+            problems = list(row_problems)
+            if not email:
+                problems.append("the email address is missing")
+            else:
+                why = _email_problem(email)
+                if why:
+                    problems.append(f"not a valid email address: {why}")
+            if not (first_name + last_name).isprintable():
+                for word, name in (("first name", first_name), ("last name", last_name)):
+                    if not name.isprintable() and _has_control(name):
+                        problems.append(f"the {word} has a line break or other control character "
+                                        "(names go into the email's headers)")
+            status = cells[status_at].strip() if status_at is not None else row_status
+            heading = table.headings[status_at].strip() if status_at is not None else status_heading
+            said_unsubscribed = False
+            if status is not None:
+                answer = answers.get(status)  # the same few values on every row: each worked out once
+                if answer is None:
+                    answer = _consent(status, heading, subscribed, unsubscribed, problems)
+                    if answer is not None:
+                        answers[status] = answer
+                said_unsubscribed = bool(answer)
+            if problems and run_on:
+                problems.append(run_on)
+            key = address_key(email) if email else ""
+            yield _Entry(planner.next_order(), raw.number, source, number if several else 0,
+                         email, email if key == email else key, first_name, last_name, lists, said_unsubscribed,
+                         tuple(problems), extras)
+        if not found:
+            shown = ", ".join(f"'{table.headings[c[0]].strip()}'" for c in columns.contacts)
+            problems = [*row_problems, f"no contact on this row has an email address (in {shown})"]
+            yield _Entry(planner.next_order(), raw.number, source, 0, "", "", "", "", lists, False, tuple(problems),
+                         extras)
+
+
+def _consent(value: str, heading: str, subscribed: tuple[str, ...], unsubscribed: tuple[str, ...],
+             problems: list[str]) -> bool | None:
+    """Whether a consent cell says unsubscribed; None for a value school.toml gives no meaning to, which is a
+    problem on its row (never taken as consent)."""
+    key = consent_key(value)
+    if key in unsubscribed:
+        return True
+    if key in subscribed:
+        return False
+    if not key:
+        problems.append(f"the '{heading}' cell is blank, and school.toml does not say what a blank means "
+                        '(add "" to subscribed_values or to unsubscribed_values)')
     else:
-        lists = _lists(lists_cell, known, settings, problems)
-    status = status_cell.lower()
-    if status and status not in STATUSES:
-        problems.append(f"the status should be 'subscribed', 'unsubscribed' or blank, not '{status_cell}'")
-    key = address_key(email)
-    key = email if key == email else key  # share the string when already lower-case: less memory
-    return _Row(line, email, key, first_name, last_name, lists, status == "unsubscribed", tuple(problems),
-                language)
+        def shown(values: tuple[str, ...]) -> str:
+            return ", ".join(f"'{v}'" if v else "blank" for v in values)
+        problems.append(f"the '{heading}' cell says '{value}', which school.toml lists neither as subscribed "
+                        f"({shown(subscribed)}) nor as unsubscribed ({shown(unsubscribed)})")
+    return None
 
 
-def _lists(cell: str, known: Mapping[str, object], settings: Settings, problems: list[str]) -> tuple[str, ...]:
+def _lists(cell: str, known: Mapping[str, object], heading: str, problems: list[str]) -> tuple[str, ...]:
     """The known list names in a lists cell ("parents; staff"); unknown or no names become a problem."""
+    if cell in known:  # the usual case: one list
+        return (cell,)
     lists: list[str] = []
     unknown: list[str] = []
     for part in _LIST_SPLIT.split(cell):
@@ -356,7 +531,7 @@ def _lists(cell: str, known: Mapping[str, object], settings: Settings, problems:
         problems.append(f"{'there is no list called' if len(unknown) == 1 else 'there are no lists called'} "
                         f"{shown}. The lists in school.toml are: {', '.join(known)}")
     elif not lists:
-        problems.append(f"no list is named in the '{settings.columns.lists}' column "
+        problems.append(f"no list is named in the '{heading}' column "
                         f"(use one or more of: {', '.join(known)}, separated by ';')")
     return tuple(lists)
 
@@ -385,232 +560,3 @@ def _validator_verdict(email: str) -> str | None:
     except EmailNotValidError as exc:
         return str(exc)
     return None
-
-
-class _Source(NamedTuple):
-    """Where the rows come from and how to read them again, exactly as the first time."""
-
-    path: Path
-    encoding: str
-    delimiter: str
-    settings: Settings
-    stamp: tuple[int, int, int]  # the file's size, modification time and inode when it was first read
-
-    def open(self) -> TextIO:
-        """The file again, refusing if it is not the file that was planned from."""
-        handle = self.path.open("r", encoding=self.encoding, newline="")
-        if _stamp(handle.fileno()) != self.stamp:
-            handle.close()
-            raise self.changed()
-        return handle
-
-    def changed(self) -> InputError:
-        return InputError("this file changed while mailroom was reading it for this send, so who gets what may "
-                          "be different now. Nothing more was sent: run the same command again (anyone who "
-                          "already has this newsletter is skipped)", self.path)
-
-
-def _stamp(fileno: int) -> tuple[int, int, int]:
-    status = os.fstat(fileno)
-    return status.st_size, status.st_mtime_ns, status.st_ino
-
-
-class Recipients:
-    """The people who get an email, in file order, read from the file again each time they are iterated.
-
-    Holding 100,000 ``Recipient`` objects for a whole send costs ~50 MB; this keeps one byte per row
-    (which list's version that row's person gets, or 0) plus the few people found on several rows.
-    It is sized and can be iterated any number of times; the file must not change in between.
-    """
-
-    __slots__ = ("_chosen", "_count", "_lists", "_people", "_source")
-
-    def __init__(self, source: _Source, lists: tuple[str, ...], chosen: array, people: Mapping[int, Recipient]):
-        self._source = source
-        self._lists = lists
-        self._chosen = chosen  # row number -> 1 + the index in ``lists`` of the version, or 0: nobody new here
-        self._people = people  # row number -> the person, for people found on several rows
-        self._count = len(chosen) - chosen.count(0)
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __bool__(self) -> bool:
-        return self._count > 0
-
-    def __repr__(self) -> str:
-        return f"<{self._count} recipients from {self._source.path}>"
-
-    def __iter__(self) -> Iterator[Recipient]:
-        source, chosen, people, lists = self._source, self._chosen, self._people, self._lists
-        rows = len(chosen)
-        with source.open() as handle:
-            number = -1
-            for number, (start, _end, _row_cells, email, first_name, last_name, _lists, _status, language) in \
-                    enumerate(_cells(handle, source.path, source.delimiter, source.settings)):
-                if number >= rows:
-                    raise source.changed()
-                code = chosen[number]
-                if not code:
-                    continue
-                person = people.get(number)
-                if person is None:
-                    key = address_key(email)
-                    # An address already in its key's form (trimmed, lower-case ASCII: the usual case) is
-                    # already the one sendable spelling; only the others need normalising.
-                    email = key if key == email else normalise_address(email)
-                    person = Recipient(email=email, key=key,
-                                       first_name=first_name.strip(), last_name=last_name.strip(),
-                                       audience=lists[code - 1], line=start, language=reader_language(language))
-                yield person
-            if number + 1 != rows:
-                raise source.changed()
-
-
-def _plan(source: _Source, chosen: tuple[str, ...], rows: Iterable[_Row], suppressed: Mapping[str, str],
-          address_problem: Callable[[str], str | None] | None = None) -> AudiencePlan:
-    """De-duplicate by address key, choose each person's version, and count every list's entries.
-
-    One pass decides everyone found on one row only, keeping a set of address hashes to spot the rest;
-    people on several rows (and, were it ever to happen, addresses whose hashes collide) are decided in a
-    second pass that reads only their rows in full, so nobody is dropped or merged by a hash alone.
-    """
-    order = {name: i for i, name in enumerate(chosen)}
-    left_out: list[LeftOut] = []
-    unsubscribed: dict[str, int] = {}  # key -> first line saying so
-    codes = array("B" if len(chosen) < 255 else "H")  # row number -> 1 + version index, or 0
-    seen: set[int] = set()  # hashes of the keys on rows that matter to de-duplication
-    again: set[int] = set()  # ... of those found on more than one such row
-    tentative: dict[int, list[LeftOut]] = {}  # hash -> left-out entries of a one-row person (undone if again)
-    count = 0
-    for row in rows:
-        count += 1
-        # An "unsubscribed" is honoured even on a row with other problems, as long as the address is readable.
-        unsubscribes = row.unsubscribed and bool(row.email)
-        if unsubscribes:
-            unsubscribed.setdefault(row.key, row.line)
-        candidate = False
-        if row.problems:
-            detail = "; ".join(row.problems)
-            places = [name for name in row.lists if name in order]
-            if places:
-                left_out.extend(LeftOut(row.email, row.line, name, "invalid", detail) for name in places)
-            elif not row.lists:
-                left_out.append(LeftOut(row.email, row.line, None, "invalid", detail))
-        else:
-            candidate = any(name in order for name in row.lists)
-        code = 0
-        if candidate or unsubscribes:
-            marker = hash(row.key)
-            if marker in seen:
-                again.add(marker)
-            else:
-                seen.add(marker)
-                if candidate:
-                    person, entries = _decide(row.key, [row], order, unsubscribed, suppressed, address_problem)
-                    if person is not None:
-                        code = order[person.audience] + 1
-                    if entries:
-                        tentative[marker] = entries
-        codes.append(code)
-    del seen
-
-    people: dict[int, Recipient] = {}
-    if again:
-        for marker in again:
-            tentative.pop(marker, None)
-        people = _decide_again(source, chosen, order, again, codes, unsubscribed, suppressed, left_out,
-                               address_problem)
-    for entries in tentative.values():
-        left_out.extend(entries)
-
-    left_out.sort(key=lambda item: (item.line, order.get(item.list_name or "", len(order))))
-    counts = Counter((item.list_name, item.reason) for item in left_out)
-    summaries = {}
-    for index, name in enumerate(chosen):
-        reasons = {reason: counts[name, reason] for reason in REASONS if counts[name, reason]}
-        receiving = codes.count(index + 1)
-        summaries[name] = ListSummary(name=name, on_list=receiving + sum(reasons.values()),
-                                      receiving=receiving, left_out=reasons)
-    return AudiencePlan(path=source.path, lists=chosen, recipients=Recipients(source, chosen, codes, people),
-                        left_out=tuple(left_out), summaries=summaries, rows=count, encoding=source.encoding,
-                        delimiter=source.delimiter)
-
-
-def _decide_again(source: _Source, chosen: tuple[str, ...], order: Mapping[str, int], again: set[int],
-                  codes: array, unsubscribed: Mapping[str, int], suppressed: Mapping[str, str],
-                  left_out: list[LeftOut], address_problem: Callable[[str], str | None] | None = None
-                  ) -> dict[int, Recipient]:
-    """The second pass: people whose key's hash was on several rows, decided from all their rows.
-
-    Returns row number -> person, for the row where each was first found (their place in file order).
-    """
-    groups: dict[str, list[tuple[int, _Row]]] = {}  # key -> (row number, row) of their rows on a chosen list
-    known = source.settings.lists
-    with source.open() as handle:
-        number = -1
-        for number, (start, _end, _row_cells, email, first_name, last_name, lists_cell, status_cell,
-                     language_cell) in enumerate(_cells(handle, source.path, source.delimiter, source.settings)):
-            if number >= len(codes):
-                raise source.changed()
-            email = email.strip()
-            if hash(address_key(email)) not in again:
-                continue
-            codes[number] = 0
-            row = _check_row(start, email, first_name.strip(), last_name.strip(), lists_cell.strip(),
-                             status_cell.strip(), known, source.settings, reader_language(language_cell))
-            if not row.problems and any(name in order for name in row.lists):
-                groups.setdefault(row.key, []).append((number, row))
-        if number + 1 != len(codes):
-            raise source.changed()
-    people: dict[int, Recipient] = {}
-    for key, numbered in groups.items():
-        person, entries = _decide(key, [row for _, row in numbered], order, unsubscribed, suppressed,
-                                  address_problem)
-        left_out.extend(entries)
-        if person is not None:
-            first = numbered[0][0]
-            codes[first] = order[person.audience] + 1
-            people[first] = person
-    return people
-
-
-def _decide(key: str, person_rows: list[_Row], order: Mapping[str, int], unsubscribed: Mapping[str, int],
-            suppressed: Mapping[str, str], address_problem: Callable[[str], str | None] | None = None
-            ) -> tuple[Recipient | None, list[LeftOut]]:
-    """One person (all their valid rows on a chosen list, in file order): the email they get, if any,
-    and their entries that get none (unsubscribed, suppressed, or a duplicate of the one they get)."""
-    first = person_rows[0]
-    if len(person_rows) == 1 and len(first.lists) == 1:
-        entries = [(first.lists[0], first)]
-        named = first
-    else:
-        entries = sorted(((name, row) for row in person_rows for name in row.lists if name in order),
-                         key=lambda entry: (order[entry[0]], entry[1].line))
-        named = next((r for r in person_rows if r.first_name or r.last_name), first)
-    if key in unsubscribed:
-        return None, [LeftOut(row.email, row.line, name, "unsubscribed",
-                              "marked unsubscribed" if row.unsubscribed else
-                              f"marked unsubscribed on line {unsubscribed[key]}")
-                      for name, row in entries]
-    if key in suppressed:
-        reason = suppressed[key]
-        return None, [LeftOut(row.email, row.line, name, "suppressed", reason) for name, row in entries]
-    email = key if key == first.email else normalise_address(first.email)  # see Recipients.__iter__
-    why = address_problem(email) if address_problem is not None else None
-    if why:
-        return None, [LeftOut(row.email, row.line, name, "cannot be sent this way", why) for name, row in entries]
-    audience, primary = entries[0]
-    language = next((r.language for r in person_rows if r.language), "")
-    person = Recipient(email=email, key=key, first_name=named.first_name, last_name=named.last_name,
-                       audience=audience, line=first.line, language=language)
-    left: list[LeftOut] = []
-    for name, row in entries[1:]:
-        if name == audience:
-            detail = f"already on the {name} list on line {primary.line}"
-        elif row is primary:
-            detail = f"gets the {audience} version instead"
-        else:
-            detail = f"gets the {audience} version instead (line {primary.line})"
-        left.append(LeftOut(row.email, row.line, name, "duplicate", detail))
-    return person, left

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mailroom.errors import BuildChanged, InputError
+from mailroom.versions import VersionKey
 
 BUILD_DIR = "build"
 MANIFEST = "manifest.json"
@@ -152,6 +153,7 @@ class BuiltVersion:
     links: tuple[str, ...]
     tokens: tuple[str, ...]
     images: tuple[BuiltImage, ...]
+    lists: tuple[str, ...] = ()  # the lists whose sections it holds, in the newsletter's order
     language: str = ""  # BCP 47 tag ("pl"); "" in a build from before translations
     subject: str = ""  # in the version's language; "" means the build's subject
     preheader: str = ""
@@ -223,6 +225,7 @@ def file_sha256(path: Path) -> str:
 # [audiences_csv]) are left out, so changing the sending pace doesn't force a new compose.
 RENDERING_TABLES = ("school", "sender", "lists", "brand", "tracking", "unsubscribe", "web", "translation")
 RENDERING_PART = "rendering"
+_LIST_SOURCE_KEYS = ("file", "columns")  # [lists.X] keys that say where the people are, not how the email looks
 
 
 def rendering_settings_sha256(path: Path) -> str:
@@ -232,6 +235,10 @@ def rendering_settings_sha256(path: Path) -> str:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return "unreadable"
     used = {name: data.get(name) for name in RENDERING_TABLES}
+    lists = used.get("lists")
+    if isinstance(lists, dict):  # where a list's people come from does not change how its email looks
+        used["lists"] = {name: {k: v for k, v in table.items() if k not in _LIST_SOURCE_KEYS}
+                         if isinstance(table, dict) else table for name, table in lists.items()}
     return hashlib.sha256(json.dumps(used, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -248,7 +255,8 @@ def load_build(newsletter_dir: Path | str, root: Path | None = None) -> Build:
     versions = {
         name: BuiltVersion(audience=name, html_path=build_dir / v.html, text_path=build_dir / v.text,
                            html_bytes=v.html_bytes, text_bytes=v.text_bytes, links=v.links, tokens=v.tokens,
-                           images=v.images, language=v.language, subject=v.subject, preheader=v.preheader)
+                           images=v.images, lists=v.lists or VersionKey.from_slug(name).lists,
+                           language=v.language, subject=v.subject, preheader=v.preheader)
         for name, v in manifest.versions.items()
     }
     for version in versions.values():

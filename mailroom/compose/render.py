@@ -26,9 +26,10 @@ from mailroom.compose.content import Block, Newsletter, markdown_parser
 from mailroom.compose.links import TrackingParameters, tag_links_in_html, tag_url
 from mailroom.compose.plaintext import block_text
 from mailroom.errors import InputError
-from mailroom.settings import Settings
+from mailroom.settings import MailingList, Settings
 from mailroom.tokens import fields_used, token
 from mailroom.translate.languages import Localisation
+from mailroom.versions import VersionKey
 
 TEMPLATE_DIR = "templates"
 LAYOUT = "base.mjml.j2"
@@ -77,7 +78,8 @@ class Renderer:
 
     def render(self, newsletter: Newsletter, audience: str, localisation: Localisation | None = None
                ) -> RenderedVersion:
-        """Render ``audience``'s version; ``WEB_AUDIENCE`` gives the public copy with no personal tokens.
+        """Render the version ``audience`` names (a slug of lists: ``parents``, ``parents+staff``);
+        ``WEB_AUDIENCE`` gives the public copy with no personal tokens.
 
         ``localisation`` (a translated newsletter's language, its direction and the templates' words in
         it) is None for the school's own language.
@@ -109,8 +111,8 @@ class Renderer:
         """The MJML source, the template context, the blocks and the link tagger, shared by both outputs."""
         settings = self.settings
         web = audience == WEB_AUDIENCE
-        list_name = settings.archive_audience if web else audience
-        mailing_list = settings.lists[list_name]
+        list_names = (settings.archive_audience,) if web else VersionKey.from_slug(audience).lists
+        mailing_list = combined_list(settings, list_names)
         tracking = TrackingParameters(
             source=settings.tracking.utm_source, medium=settings.tracking.utm_medium,
             campaign=newsletter.front.campaign or newsletter.slug, content=audience)
@@ -118,12 +120,13 @@ class Renderer:
         def tag(url: str) -> str:
             return tag_url(url, tracking)
 
-        blocks = newsletter.blocks_for(list_name)
+        # Everything meant for any of the version's lists, in the order written.
+        blocks = [block for block in newsletter.blocks if any(block.shown_to(name) for name in list_names)]
         date = newsletter.front.date
         local = localisation or Localisation(settings.school.language, settings.school.direction)
         if local.translated:
             mailing_list = dataclasses.replace(mailing_list,
-                                               greeting=local.greetings.get(list_name, mailing_list.greeting))
+                                               greeting=local.greetings.get(list_names[0], mailing_list.greeting))
         context: dict[str, Any] = {
             "school": settings.school,
             "sender": settings.sender,
@@ -181,6 +184,17 @@ class Renderer:
             raise InputError(f"the templates do not make valid MJML: {exc}", self.template_dir / LAYOUT) from None
         html = html.replace("</head>", _COLOR_SCHEME_META + "</head>", 1)
         return keep_pixel_sizes(inline_css(html))
+
+
+def combined_list(settings: Settings, names: tuple[str, ...]) -> MailingList:
+    """The lists of a version as one: "a parent ... and a member of staff ...", greeted as the first list."""
+    lists = [settings.lists[name] for name in names]
+    descriptions = [item.description for item in lists]
+    if len(descriptions) > 1:
+        description = ", ".join(descriptions[:-1]) + " and " + descriptions[-1]
+    else:
+        description = descriptions[0]
+    return MailingList(name=VersionKey(names).slug, description=description, greeting=lists[0].greeting)
 
 
 def _word_lookups(strings: Mapping[str, str], record: list[str] | None

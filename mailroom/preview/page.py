@@ -21,6 +21,7 @@ from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
 from mailroom.tokens import token
 from mailroom.translate.languages import describe
+from mailroom.versions import VersionKey
 
 PHONE_WIDTH = 375
 DESKTOP_WIDTH = 600
@@ -33,8 +34,9 @@ e = html.escape
 
 
 def sample_values(settings: Settings, audience: str) -> dict[str, str]:
-    """What the tokens show in the preview: a reader with no name on file."""
-    return recipient_values(first_name="", last_name="", default_greeting=settings.lists[audience].greeting,
+    """What the tokens show in the preview: a reader with no name on file, greeted as the version's first list."""
+    greeting_list = VersionKey.from_slug(audience).greeting_list
+    return recipient_values(first_name="", last_name="", default_greeting=settings.lists[greeting_list].greeting,
                             unsubscribe_url=PREVIEW_UNSUBSCRIBE, recipient_id="preview")
 
 
@@ -177,11 +179,14 @@ def _version_section(settings: Settings, audience: str, version: RenderedVersion
     document = personalize(version.html, values, is_html=True)
     text = personalize(version.text, values, is_html=False)
     name = version_title(audience)
+    lists = VersionKey.from_slug(audience).lists
+    on = (f"the {e(lists[0])} list" if len(lists) == 1 else
+          "the " + ", ".join(e(n) for n in lists[:-1]) + f" and {e(lists[-1])} lists")
     greeted = f', greeted as “{e(values["greeting"])}”' if token("greeting") in version.html else ""
     return f"""
 <section id="version-{e(audience)}" class="version card" aria-labelledby="title-{e(audience)}">
   <h2 id="title-{e(audience)}">{e(name)} version</h2>
-  <p class="hint">What a reader on the {e(version.audience)} list sees{_in_language(audience)}{greeted}.</p>
+  <p class="hint">What a reader on {on} sees{_in_language(audience)}{greeted}.</p>
   <div class="frames">
     <figure class="device phone">
       <figcaption>Phone, {PHONE_WIDTH} px wide<span class="narrow-note-inline"> (here: as wide as your screen)</span>

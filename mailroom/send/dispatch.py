@@ -42,6 +42,7 @@ from mailroom.send.ledger import (
 from mailroom.send.personalize import recipient_values
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.settings import Settings
+from mailroom.versions import VersionKey
 
 
 class Person(Protocol):
@@ -58,41 +59,56 @@ class Person(Protocol):
     @property
     def audience(self) -> str: ...
     @property
+    def version(self) -> str: ...
+    @property
     def language(self) -> str: ...  # as the audiences file gives it; "" for the school's language
 
 
 # --- versions -----------------------------------------------------------------------------------------
 
-def version_for(build: Build | FrozenBuild, audience: str, language: str) -> str:
-    """The version a reader on ``audience`` whose language is ``language`` gets (notes/VERSIONS.md).
+def versions_to_send(build: Build | FrozenBuild, lists: Sequence[str]) -> list[str]:
+    """The build's versions a send to ``lists`` can use: each list alone and their combinations, in each
+    language made; the school's language first, fewer lists first. Refuses a list with no version."""
+    chosen = set(lists)
+    for name in lists:
+        if name not in build.versions:
+            raise InputError(
+                f"this newsletter has no version for the list '{name}': add it to the audiences in the "
+                f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+    keys = {slug: VersionKey.from_slug(slug) for slug in build.versions}
+    usable = [slug for slug, key in keys.items() if set(key.lists) <= chosen]
+    return sorted(usable, key=lambda slug: (bool(keys[slug].language), len(keys[slug].lists)))
 
-    ``parents.pl`` when the build has it; otherwise (the school's language, or a language that could not
-    be made) the school-language version ``parents``.
-    """
-    if language:
-        slug = f"{audience}.{language}"
+
+def person_version(build: Build | FrozenBuild, person: Person) -> str:
+    """The version ``person`` gets (notes/VERSIONS.md): their lists' version in their language when the
+    build has it; otherwise (the school's language, or one that could not be made) in the school's."""
+    if person.language:
+        slug = VersionKey(VersionKey.from_slug(person.version).lists, person.language).slug
         if slug in build.versions:
             return slug
-    return audience
+    return person.version
 
 
-def language_versions(build: Build | FrozenBuild, audience: str) -> list[str]:
-    """``audience``'s versions in the build: the school's language first, then the others by tag."""
-    return [audience, *sorted(name for name in build.versions if name.startswith(f"{audience}."))]
+def _no_version(build: Build | FrozenBuild, slug: str) -> InputError:
+    return InputError(
+        f"this build has no version for people on {' and '.join(VersionKey.from_slug(slug).lists)} "
+        f"('{slug}'); compose the newsletter again so it makes one", build.newsletter_dir / "newsletter.md")
 
 
 def make_version(build: FrozenBuild | Build, settings: Settings, audience: str, *, test: bool = False) -> Version:
-    """The version named ``audience`` (``parents``, ``parents.pl``), as every transport receives it.
+    """The version named ``audience`` (a slug: ``parents``, ``parents+staff``, ``parents.pl``), as every
+    transport receives it.
 
     From a ``FrozenBuild`` (what a send uses) nothing is read from disk; a plain ``Build`` is frozen
     (read and checked) for this one version first.
     """
+    if audience not in build.versions:
+        raise _no_version(build, audience)
     frozen = build if isinstance(build, FrozenBuild) else freeze_build(build, [audience])
     content = frozen.versions.get(audience)
     if content is None:
-        raise InputError(
-            f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
-            f"newsletter's front matter and compose again", frozen.newsletter_dir / "newsletter.md")
+        raise _no_version(build, audience)
     domain = settings.sender.email.rpartition("@")[2]
     list_name = audience.partition(".")[0]
     return Version(
@@ -129,8 +145,8 @@ class SendPlan:
     """Who gets what this run; the CLI shows it before anything goes out."""
 
     newsletter: str
-    audiences: tuple[str, ...]
-    to_send: dict[str, int]  # list -> people to send to now (every language version of it)
+    audiences: tuple[str, ...]  # the versions (slugs) this send can use, in sending order
+    to_send: dict[str, int]  # version slug -> people to send it to now
     already_sent: int
     retrying: int  # known not to have been accepted last time: sent again now
     uncertain: list[UncertainBatch]  # outcome unknown and not resolved by a flag
@@ -158,10 +174,13 @@ class SendPlan:
 
 def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlannedPerson]:
     """The people of an audience plan as the ledger's plan holds them: the version each gets is decided
-    here, once (their list and language today; notes/VERSIONS.md), and stored as its slug."""
+    here, once (their lists and language today; notes/VERSIONS.md), and stored as its slug. Someone whose
+    combination of lists the build lacks stops the plan before anything is drafted or sent."""
     for p in people:
-        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience,
-                            version_for(build, p.audience, p.language), p.language)
+        version = person_version(build, p)
+        if version not in build.versions:
+            raise _no_version(build, version)
+        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience, version, p.language)
 
 
 def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
@@ -170,14 +189,10 @@ def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[
 
     Nothing is decided: ``Ledger.freeze_plan`` makes the draft the plan when the office confirms.
     """
-    for audience in audiences:
-        if audience not in build.versions:
-            raise InputError(
-                f"this newsletter has no version for the list '{audience}': add it to the audiences in the "
-                f"newsletter's front matter and compose again", build.newsletter_dir / "newsletter.md")
+    versions = versions_to_send(build, audiences)  # refuses a list with no version
     ledger.draft_plan(planned_people(build, people))
     figures = ledger.plan_figures(build.slug, resend_uncertain=resend_uncertain)
-    to_send: Counter[str] = Counter({a: 0 for a in audiences})
+    to_send: Counter[str] = Counter({v: 0 for v in versions})  # people per version
     languages: Counter[str] = Counter()
     english_instead: Counter[str] = Counter()
     already = retrying = resending = new = 0
@@ -194,13 +209,13 @@ def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[
             retrying += people_in
         elif group.state in (None, SendState.LEFT_OUT):
             new += people_in
-        to_send[group.greeting_list] += people_in
+        to_send[group.version] += people_in
         language = group.version.partition(".")[2]
         languages[language] += people_in
         if group.language and not language and not _school_language(build, group.greeting_list, group.language):
             english_instead[group.language] += people_in
     uncertain = [] if resend_uncertain else ledger.uncertain_batches(build.slug)
-    return SendPlan(newsletter=build.slug, audiences=tuple(audiences), to_send=dict(to_send),
+    return SendPlan(newsletter=build.slug, audiences=tuple(versions), to_send=dict(to_send),
                     already_sent=already, retrying=retrying, uncertain=uncertain, resending_uncertain=resending,
                     test_sends=ledger.test_sends(build.slug, build.build_hash),
                     languages=dict(languages), english_instead=dict(english_instead),
@@ -505,30 +520,27 @@ class Dispatcher:
 
 def test_batches(build: FrozenBuild, settings: Settings, audiences: Sequence[str], address: str,
                  recipient_id: str, languages: Sequence[str] | None = None) -> Iterator[tuple[Version, list[Message]]]:
-    """One copy of each chosen version, subject marked [TEST], to one address.
-
-    Every language's version of each list, or only those of ``languages`` (the school's language among
-    them by its own tag, e.g. ``en-GB``, or ``en``).
-    """
-    key = address_key(address)  # one key and one spelling for an address, as the audience stage has them
-    for audience in audiences:
-        for slug in test_versions(build, settings, audience, languages):
-            version = make_version(build, settings, slug, test=True)
-            person = _TestPerson(email=normalise_address(address), key=key, first_name="", last_name="",
-                                 audience=audience)
-            yield version, [make_message(person, recipient_id, settings)]
+    """One copy of each version the chosen lists can get (their combinations too), marked [TEST], to one
+    address: in every language, or only those of ``languages`` (the school's by its own tag, or ``en``)."""
+    key = address_key(address)
+    for slug in test_versions(build, settings, audiences, languages):
+        version = make_version(build, settings, slug, test=True)
+        greeting_list = VersionKey.from_slug(slug).greeting_list
+        person = _TestPerson(email=normalise_address(address), key=key, first_name="", last_name="",
+                             audience=greeting_list, version=slug)
+        yield version, [make_message(person, recipient_id, settings)]
 
 
-def test_versions(build: Build | FrozenBuild, settings: Settings, audience: str,
-                  languages: Sequence[str] | None) -> list[str]:
-    """The versions of ``audience`` a test sends: all of them, or those in ``languages``."""
-    everything = language_versions(build, audience)
+def test_versions(build: Build | FrozenBuild, settings: Settings, lists: Sequence[str], languages: Sequence[str] | None
+                  ) -> list[str]:
+    """The versions a test of ``lists`` sends: all of them (combinations too), or those in ``languages``."""
+    everything = versions_to_send(build, lists)
     if not languages:
         return everything
     school = settings.school.language.split("-")[0].lower()
     chosen = []
     for slug in everything:
-        tag = slug.partition(".")[2]
+        tag = VersionKey.from_slug(slug).language
         if (tag in languages) or (not tag and any(lang.split("-")[0].lower() == school for lang in languages)):
             chosen.append(slug)
     return chosen
@@ -541,5 +553,6 @@ class _TestPerson:
     first_name: str
     last_name: str
     audience: str
+    version: str
     language: str = ""
 

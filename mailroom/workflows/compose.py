@@ -46,6 +46,7 @@ from mailroom.send.personalize import personalize, recipient_values
 from mailroom.settings import Settings
 from mailroom.translate.step import LanguageOutcome, languages_to_make, make_languages, readers_languages
 from mailroom.translate.translator import Translator
+from mailroom.versions import ALL_COMBINATIONS_UP_TO, VersionKey, combinations_needed
 
 LOGO_NAME = "school-logo"
 IMAGE_CACHE = ".cache/images"  # under the project root: pictures made to fit email, named by their source's content
@@ -156,20 +157,30 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
     prepared = prepare_images(settings, newsletter)
     renderer = renderer_for(settings, newsletter, prepared)
     image_names, logo_name, logo = renderer.image_names, renderer.logo_name, settings.brand.logo
-    versions: dict[str, RenderedVersion] = {
-        audience: renderer.render(newsletter, audience) for audience in newsletter.front.audiences}
+    # One version per combination of the newsletter's lists a reader can be on (mailroom/versions.py).
+    versions: dict[str, RenderedVersion] = {}
+    audiences = newsletter.front.audiences
+    occurring = None
+    if len(audiences) > ALL_COMBINATIONS_UP_TO:  # too many lists for every combination: those people are on
+        from mailroom.audience.lists import lists_people_are_on
+
+        occurring = lists_people_are_on(settings)
+    for lists in combinations_needed(audiences, occurring):
+        slug = VersionKey(lists).slug
+        versions[slug] = renderer.render(newsletter, slug)
     web = without_tokens(renderer.render(newsletter, WEB_AUDIENCE), settings)
     wanted = [*languages, *readers_languages(settings, newsletter, audiences_file)]
     outcomes = make_languages(settings, newsletter, renderer, languages_to_make(settings, newsletter, wanted),
                               translator)
     made = _Languages(tuple(outcomes), {a: settings.school.language for a in versions},
                       {a: newsletter for a in versions})
+    combinations = [VersionKey.from_slug(slug).lists for slug in list(versions)]
     for outcome in outcomes:
         if outcome.newsletter is None:
             continue
-        for audience in newsletter.front.audiences:
-            slug = version_slug(audience, outcome.language)
-            versions[slug] = renderer.render(outcome.newsletter, audience, outcome.localisation)
+        for lists in combinations:  # each combination of lists, in each language made
+            slug = VersionKey(lists, outcome.language).slug
+            versions[slug] = renderer.render(outcome.newsletter, VersionKey(lists).slug, outcome.localisation)
             made.language[slug] = outcome.language
             made.source[slug] = outcome.newsletter
 
@@ -198,11 +209,6 @@ def compose_newsletter(settings: Settings, folder: Path | str, *, languages: Seq
                          images=tuple(prepared.values()))
 
 
-def version_slug(audience: str, language: str) -> str:
-    """``parents.pl``: a list's version in a language other than the school's (notes/VERSIONS.md)."""
-    return f"{audience}.{language}"
-
-
 def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str, RenderedVersion],
                  web: RenderedVersion, image_files: list[tuple[Path, str]], source_hashes: dict[str, str],
                  build_dir: Path, made: _Languages) -> list[Finding]:
@@ -225,7 +231,7 @@ def _write_build(settings: Settings, newsletter: Newsletter, versions: dict[str,
                 links=version.links, tokens=version.tokens,
                 images=tuple(BuiltImage(name, IMAGE_TYPES[path.suffix.lower()], path.stat().st_size)
                              for path, name in used),
-                lists=(version.audience,), language=made.language[audience],
+                lists=VersionKey.from_slug(version.audience).lists, language=made.language[audience],
                 subject=made.source[audience].front.subject, preheader=made.source[audience].front.preheader,
             )
         (staging / "web.html").write_text(web.html, encoding="utf-8")

@@ -44,7 +44,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from mailroom.addresses import address_key
 from mailroom.audience.lists import AudiencePlan, load_audience
-from mailroom.audience.report import excel_safe
+from mailroom.audience.report import excel_safe, write_left_out_csv
 from mailroom.checks.rules import check_versions, newsletter_for_build
 from mailroom.compose.build import IMAGE_PREFIX, FrozenBuild, freeze_build, load_build
 from mailroom.errors import InputError, Interrupted, MailroomError, RefusedForSafety, TransportError
@@ -57,11 +57,11 @@ from mailroom.send.dispatch import (
     RetryPolicy,
     SendPlan,
     StopReason,
-    language_versions,
     make_version,
     plan_send,
     test_batches,
     test_versions,
+    versions_to_send,
 )
 from mailroom.send.ledger import BatchKind, BuildCount, Ledger, SendState, TestSend, UncertainBatch, send_lock
 from mailroom.send.sent_record import SentRecord, read_sent_record, write_sent_record
@@ -84,6 +84,7 @@ class LivePlan:
     resend_uncertain: bool
     marked_as_sent: int  # uncertain people counted as sent at the office's request, this run
     uncertain_file: Path | None  # a CSV naming every uncertain person, when there are any
+    left_out_file: Path | None = None  # a CSV naming everyone on the lists who gets no email, and why
     # sent.json says this newsletter was sent, but the ledger knows nothing of it (deleted or replaced)
     lost_ledger: SentRecord | None = None
     ledger_path: Path | None = None
@@ -131,6 +132,16 @@ class TestPlan:
 
 
 @dataclass(frozen=True)
+class NotSent:
+    """Someone this run could not send to, and what the service said."""
+
+    email: str
+    name: str
+    version: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class SendResult:
     """How a send ended. ``error`` is set unless everyone was sent to; it carries the exit status."""
 
@@ -138,6 +149,8 @@ class SendResult:
     error: MailroomError | None
     uncertain: tuple[UncertainBatch, ...] = ()  # batches whose outcome is unknown after this run
     uncertain_file: Path | None = None
+    not_sent: tuple[NotSent, ...] = ()  # everyone known not to have been accepted, in plan order
+    not_sent_file: Path | None = None  # ... all of them in a CSV
     left_out_during_send: dict[str, int] = field(default_factory=dict)  # reason -> people (e.g. unsubscribed)
     sent_by_build: tuple[BuildCount, ...] = ()  # after the run: who has this newsletter, per build
 
@@ -211,8 +224,8 @@ class SendSession:
         if record is not None and not ledger.has_rows(build.slug):
             lost = record
         ledger.settle_abandoned(build.slug)
-        path = audiences_file or settings.root / "audiences.csv"
-        audience = load_audience(path, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
+        audience = load_audience(audiences_file, settings, self.lists, dict(suppressed_addresses(settings.db_path)),
+                                 version_order=build.build.manifest.audiences,
                                  address_problem=self.transport.address_problem)
         marked = 0
         if mark_uncertain_sent and not dry_run:
@@ -220,17 +233,22 @@ class SendSession:
         # The lists file is read here, once: the people go into the ledger's draft, and nothing after
         # this reads the file again.
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
-        for name in audience.lists:  # e.g. a message over the service's size limit: refused before anyone gets it
+        for name in counts.audiences:  # every version: one over the size limit is refused before anyone gets it
             self.transport.check_version(make_version(build, settings, name))
         uncertain_file = None
         if counts.uncertain:
             uncertain_file = write_uncertain_list(counts.uncertain, self.uncertain_file)
+        left_out_file = None
+        if audience.left_out:
+            left_out_file = self.report_file("left-out")
+            write_left_out_csv(audience, left_out_file)
         return LivePlan(
             subject=build.subject, lists=audience.lists, audience=audience, counts=counts,
             transport=self.transport.describe(), transport_notes=tuple(self.transport.plan_notes(counts.total)),
             sandbox=self.sandbox, resend_uncertain=resend_uncertain, marked_as_sent=marked,
             uncertain_file=uncertain_file, lost_ledger=lost, ledger_path=settings.db_path,
-            ledger_was_missing=self._ledger_was_missing, school_language=self.settings.school.language)
+            ledger_was_missing=self._ledger_was_missing, school_language=self.settings.school.language,
+            left_out_file=left_out_file)
 
     def check_live(self, plan: LivePlan, *, untested: bool, accept_new_build: bool = False,
                    start_again: bool = False) -> None:
@@ -267,7 +285,7 @@ class SendSession:
                                resend_uncertain=plan.resend_uncertain)
             self._write_sent_record()  # before the first message: a lost ledger is noticed even after a crash
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.LIVE, on_progress)
-        versions = [slug for name in plan.lists for slug in language_versions(build, name)]  # parents, parents.pl
+        versions = versions_to_send(build, plan.lists)  # parents, staff, parents+staff, parents.pl...
         batches = PlannedBatches(build, self.settings, ledger, versions, self.transport.max_batch_size,
                                  resend_uncertain=plan.resend_uncertain, from_draft=self.sandbox,
                                  screen=lambda keys: suppressed_among(ledger.conn, keys))
@@ -278,14 +296,34 @@ class SendSession:
             if not self.sandbox:
                 self._write_sent_record()
         result = self._result(report, report_error(report))
-        return replace(result, left_out_during_send=dict(batches.left_out),
-                       sent_by_build=() if self.sandbox else tuple(ledger.sent_by_build(build.slug)))
+        result = replace(result, left_out_during_send=dict(batches.left_out),
+                         sent_by_build=() if self.sandbox else tuple(ledger.sent_by_build(build.slug)))
+        if report.failed and not self.sandbox:
+            not_sent = self.not_sent(plan)
+            path = self.report_file("not-sent")
+            write_not_sent_list(not_sent, path)
+            result = replace(result, not_sent=tuple(not_sent), not_sent_file=path)
+        return result
 
     def _write_sent_record(self) -> None:
         slug = self.frozen.slug
         write_sent_record(self.frozen.newsletter_dir, newsletter=slug,
                           people_sent=self.ledger.counts(slug).get(SendState.SENT, 0),
                           sent_at=utc_text(), ledger=self.settings.db_path, root=self.settings.root)
+
+    def not_sent(self, plan: LivePlan) -> list[NotSent]:
+        """The people of ``plan`` the ledger holds as not accepted, with the reason, in plan order."""
+        found: list[NotSent] = []
+        people = list(plan.audience.recipients)
+        for start in range(0, len(people), 1000):
+            window = people[start:start + 1000]
+            rows = self.ledger.states(self.build.slug, [p.key for p in window])
+            for person in window:
+                row = rows.get(person.key)
+                if row is not None and row.state == SendState.FAILED:
+                    name = " ".join(part for part in (person.first_name, person.last_name) if part)
+                    found.append(NotSent(person.email, name, person.version, row.error or "not accepted"))
+        return found
 
     # --- test sends ------------------------------------------------------------------------------------
 
@@ -299,8 +337,7 @@ class SendSession:
             validate_email(address.strip(), check_deliverability=False)
         except EmailNotValidError as exc:
             raise InputError(f"--test needs one email address, and '{address}' is not one ({exc})") from None
-        versions = tuple(slug for name in self.lists
-                         for slug in test_versions(self.build, self.settings, name, languages))
+        versions = tuple(test_versions(self.build, self.settings, self.lists, languages))
         if not versions:
             raise InputError(f"this build has no version in {', '.join(languages)} for {', '.join(self.lists)}: "
                              f"compose it with  python compose.py {self.build.newsletter_dir.name} --language "
@@ -332,7 +369,11 @@ class SendSession:
     @property
     def uncertain_file(self) -> Path:
         """Where the full list of uncertain people is written (a CSV that opens right in Excel)."""
-        return self.settings.db_path.parent / f"uncertain-{self.build.slug}.csv"
+        return self.report_file("uncertain")
+
+    def report_file(self, kind: str) -> Path:
+        """Where a full list of some people of this send is written: beside the ledger, named by newsletter."""
+        return self.settings.db_path.parent / f"{kind}-{self.build.slug}.csv"
 
     def _dispatcher(self, kind: BatchKind, on_progress: Callable[[Progress], None] | None) -> Dispatcher:
         return Dispatcher(self.transport, self.ledger, newsletter=self.frozen.slug, build_hash=self.frozen.build_hash,
@@ -379,6 +420,15 @@ def refuse_preflight_errors(frozen: FrozenBuild) -> None:
         listed = "\n".join(f"  - {problem}" for problem in errors)
         raise InputError(f"the newsletter has problems to fix before it can be sent:\n{listed}\n"
                          "Fix them in newsletter.md and compose again.", build.newsletter_dir / "newsletter.md")
+
+
+def write_not_sent_list(people: Sequence[NotSent], path: Path) -> Path:
+    """Everyone not sent to (email, name, version, reason), as a CSV safe to open in Excel."""
+    with path.open("w", encoding="utf-8-sig", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "name", "version", "reason"])
+        writer.writerows([excel_safe(p.email), excel_safe(p.name), p.version, excel_safe(p.reason)] for p in people)
+    return path
 
 
 def lost_ledger_message(record: SentRecord, ledger: Path | None, missing: bool) -> str:
