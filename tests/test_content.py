@@ -141,3 +141,14 @@ def test_pasted_seed_gives_a_sensible_email(project: Path) -> None:
     assert ("https://ineqe.com/2024/11/08/sextortion-rise-of-ai/?utm_campaign=Newsletter&utm_medium=email"
             "&hsenc=p2ANqtz--&utm_source=oakfield-newsletter&utm_content=parents") in text
     assert "Online SAFETY…Sextortion" in html  # typographic ellipsis for the run of dots
+
+
+def test_an_iphone_heic_photo_is_refused_with_how_to_save_it_as_jpeg(tmp_path: Path) -> None:
+    folder = tmp_path / "news"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "IMG_0412.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")  # how a HEIC file starts
+    error = error_for(tmp_path, FRONT + "\nIntro.\n\n![Sports day](images/IMG_0412.HEIC)\n")
+    assert error.line == 10
+    assert error.message == ("the image 'images/IMG_0412.HEIC' should be a PNG, JPEG or GIF file; an iPhone photo "
+                             "(HEIC) can be saved as JPEG first, e.g. by emailing it to yourself or, on the iPhone, "
+                             "Settings > Camera > Formats > Most Compatible")

@@ -1,6 +1,6 @@
 """The SendGrid transport and the dispatch loop against a stand-in SendGrid on 127.0.0.1.
 
-Every request body is checked by the stand-in against mail_send.schema.json and FACTS.md's limits.
+Every request body is checked by the stand-in against mail_send.schema.json and the limits in docs/sendgrid.md.
 Waiting between retries goes through an injected ``sleep`` that records the delays, so these run fast.
 """
 

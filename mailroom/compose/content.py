@@ -440,7 +440,11 @@ class _BodyParser:
             raise self.error(f"the image file '{src}' does not exist", inline)
         content_type = IMAGE_TYPES.get(path.suffix.lower())
         if content_type is None:
-            raise self.error(f"the image '{src}' should be a PNG, JPEG or GIF file", inline)
+            hint = ""
+            if path.suffix.lower() in (".heic", ".heif"):  # an iPhone's own format, which mail programs cannot show
+                hint = ("; an iPhone photo (HEIC) can be saved as JPEG first, e.g. by emailing it to yourself or, "
+                        "on the iPhone, Settings > Camera > Formats > Most Compatible")
+            raise self.error(f"the image '{src}' should be a PNG, JPEG or GIF file{hint}", inline)
         size = image_size(path)
         if size is None:
             raise self.error(f"the image '{src}' is not a picture mailroom can read (a damaged file, or another "

@@ -9,7 +9,7 @@ text part (raw). SendGrid's answer is turned into what dispatch needs to know:
   message, field and help, and the rest sent again without them;
 - 400 about the whole request, 401/403/413 and other 4xx: refused for good, with SendGrid's own words;
 - a timeout or a connection dropped after the request went out: nobody knows (uncertain).
-Every request is valid by SendGrid's published description (FACTS.md): 1000 personalizations and
+Every request is valid by SendGrid's published description (docs/sendgrid.md): 1000 personalizations and
 addresses at most, each address once and in ASCII (IDN domains as punycode; a person whose mailbox name
 is not ASCII is left out with a reason, never failing the request), substitutions and custom_args under
 10,000 bytes of UTF-8, at most 10 categories of at most 255 characters with the newsletter's own always
