@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping
+from contextlib import chdir
 from pathlib import Path
 
 from mailroom.compose.build import BUILD_DIR, MANIFEST, MANIFEST_VERSION, digest_build
@@ -69,6 +70,29 @@ def send_py(folder: Path, *args: str, env: Mapping[str, str], input: str | None 
     full_env["COLUMNS"] = "200"
     return subprocess.run([sys.executable, str(ROOT / "send.py"), *args], cwd=folder, env=full_env, text=True,
                           capture_output=True, input=input, timeout=timeout)
+
+
+def run_send(folder: Path, *args: str, env: Mapping[str, str], input: str | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """send.py's command run inside this process (click's CliRunner), in ``folder`` with only ``env``'s
+    MAILROOM_/SENDGRID_/SMTP_ variables, its answer shaped like ``send_py``'s.
+
+    For tests of what a send decides (ledger, plan, refusals, messages): the same command, boundary and exit
+    status as send.py, without paying Python's start-up and imports each time. Tests of the process itself
+    (signals, a kill mid-send, what reaches the real stdout and stderr, the entry point) use ``send_py``.
+    Prompts read ``input``; unlike a terminal, CliRunner echoes typed answers into stdout.
+    """
+    from click.testing import CliRunner
+
+    from mailroom.cli import send_command
+
+    variables: dict[str, str | None] = {name: None for name in os.environ
+                                        if name.startswith(("MAILROOM_", "SENDGRID_", "SMTP_"))}
+    variables.update(env)
+    variables["COLUMNS"] = "200"
+    with chdir(folder):
+        result = CliRunner().invoke(send_command, list(args), input=input, env=variables, prog_name="send.py")
+    return subprocess.CompletedProcess(["send.py", *args], result.exit_code, result.stdout, result.stderr)
 
 
 def start_send_py(folder: Path, *args: str, env: Mapping[str, str]) -> subprocess.Popen[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from mailroom.compose.build import MANIFEST, BuiltImage, Manifest, ManifestVersion, digest_build, load_build
 from mailroom.errors import InputError
-from tests.projects import REPO, compose_copy
+from tests.projects import REPO, compose_copy, make_project
 
 KB = 1024
 
@@ -38,8 +38,14 @@ def test_compose_writes_every_version_the_web_copy_the_preview_and_the_manifest(
     assert result.web_path == build / "web.html" and result.preview_path == build / "preview.html"
 
 
-def test_the_manifest_records_what_went_in_and_what_came_out(sample_folder: Path) -> None:
-    compose_copy(sample_folder)
+@pytest.fixture
+def composed_folder(tmp_path: Path) -> Path:
+    """A copy of the sample composed once per worker (tests/projects.py's cache), for tests that read a build."""
+    return make_project(tmp_path / "composed", composed=True)
+
+
+def test_the_manifest_records_what_went_in_and_what_came_out(composed_folder: Path) -> None:
+    sample_folder = composed_folder
     build = sample_folder / "build"
     root = sample_folder.parent.parent
     manifest = Manifest.read(build)
@@ -76,8 +82,8 @@ def test_the_manifest_records_what_went_in_and_what_came_out(sample_folder: Path
     assert manifest.build_hash == digest_build(manifest.files, manifest.sources)
 
 
-def test_the_web_copy_has_no_personal_tokens(sample_folder: Path) -> None:
-    compose_copy(sample_folder)
+def test_the_web_copy_has_no_personal_tokens(composed_folder: Path) -> None:
+    sample_folder = composed_folder
     build = sample_folder / "build"
     web = (build / "web.html").read_text(encoding="utf-8") + (build / "web.txt").read_text(encoding="utf-8")
     assert "%%" not in web
@@ -103,8 +109,8 @@ def test_tokens_typed_into_newsletter_md_never_reach_the_web_copy(sample_folder:
     assert "Hello %%first_name%% %%last_name%%" in emailed  # each reader's copy fills them in
 
 
-def test_a_failed_compose_leaves_the_previous_build_as_it_was(sample_folder: Path) -> None:
-    compose_copy(sample_folder)
+def test_a_failed_compose_leaves_the_previous_build_as_it_was(composed_folder: Path) -> None:
+    sample_folder = composed_folder
     before = snapshot(sample_folder / "build")
     newsletter = sample_folder / "newsletter.md"
     newsletter.write_text(newsletter.read_text(encoding="utf-8") + "\n::: poll\nWhich day?\n:::\n", encoding="utf-8")

@@ -74,10 +74,9 @@ def test_check_exits_0_with_only_warnings(problems: Path, monkeypatch: pytest.Mo
     assert CANNOT_SEND not in out
 
 
-def test_check_says_when_the_sources_changed_since_compose(sample_folder: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_check_says_when_the_sources_changed_since_compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sample_folder = make_project(tmp_path / "project", composed=True)  # the per-worker composed copy
     root = sample_folder.parent.parent
-    run(root, monkeypatch, "compose", f"newsletters/{sample_folder.name}")
     with (sample_folder / "newsletter.md").open("a", encoding="utf-8") as source:
         source.write("\nTODO: one more thing.\n")
     status, out, _ = run(root, monkeypatch, "check", f"newsletters/{sample_folder.name}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from tests.send_project import SAMPLE, environ, send_project, send_py
+from tests.send_project import SAMPLE, environ, run_send, send_project, send_py
 
 NEWSLETTER = f"newsletters/{SAMPLE}"
 PARENTS_ONLY = "For parents and carers"
@@ -187,7 +187,7 @@ def test_the_first_sheet_is_read_when_none_is_named_and_a_missing_sheet_is_named
     toml = project / "school.toml"
     toml.write_text(toml.read_text(encoding="utf-8").replace('sheet = "Contacts"', 'sheet = "Pupils"'),
                     encoding="utf-8")
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--dry-run", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--dry-run", env=environ(project))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"Error: {project / 'exports' / 'contacts.xlsx'}: there is no sheet called 'Pupils' in this workbook; "
@@ -211,7 +211,7 @@ def test_a_yes_no_subscribed_column(tmp_path: Path) -> None:
     project = send_project(tmp_path / "school", school_toml={**MAPPED, 'status = "status"': (
         'status = "Subscribed?"\nsubscribed_values = ["Yes", "Y"]\nunsubscribed_values = ["No", "N"]')})
     (project / "audiences.csv").write_text(SUBSCRIBED_CSV, encoding="utf-8")
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=environ(project))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[1:9] == [
@@ -239,7 +239,7 @@ def test_an_opt_out_column_with_the_values_reversed(tmp_path: Path) -> None:
         "renee.dubois@example.org,Renée,Dubois,parents,Y\n"
         "grace.okafor@example.org,Grace,Okafor,parents;staff,N\n"
         "tom.fletcher@example.com,Tom,Fletcher,staff,yes\n", encoding="utf-8")
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=environ(project))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[1:3] == ["parents: 3 on the list, 2 will receive, 1 left out (1 unsubscribed)",
@@ -255,7 +255,7 @@ def test_two_columns_with_the_same_heading_stop_the_send_naming_both(tmp_path: P
     (project / "audiences.csv").write_text(
         "email,first_name,last_name,lists,Email\n"
         "amelia.hughes@example.org,Amelia,Hughes,parents,amelia@example.com\n", encoding="utf-8")
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"Error: {project / 'audiences.csv'}: two columns have the heading 'email' (column 1 ('email') and "
@@ -271,7 +271,7 @@ def test_an_enormous_cell_is_a_problem_on_its_line_and_the_others_are_sent(tmp_p
         "amelia.hughes@example.org,Amelia,Hughes,parents\n"
         f'rahul.patel@example.com,"{notes}",Patel,parents\n'
         "grace.okafor@example.org,Grace,Okafor,parents\n", encoding="utf-8")
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
     assert result.returncode == 0, result.stderr
     assert ("  line 3: rahul.patel@example.com: the 'first_name' cell is 300,000 characters long, far too long for "
             "a name, an address or a list (is it the right column?)") in result.stdout.splitlines()
@@ -291,7 +291,7 @@ def test_a_10000_person_plan_fits_on_a_screen(tmp_path: Path) -> None:
         if i % 100 == 0:
             rows.append(f"person{i:05d}.example.org,Pat,Example,parents,")
     (project / "audiences.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--dry-run", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--dry-run", env=environ(project))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) <= 40, "\n".join(lines)

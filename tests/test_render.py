@@ -16,14 +16,15 @@ from mailroom.compose.render import inline_css, keep_phone_numbers_whole
 from mailroom.errors import InputError
 from mailroom.settings import load_settings
 from mailroom.workflows.compose import compose_newsletter, renderer_for
+from tests.projects import make_project
 
 TRACKING = TrackingParameters(source="school", medium="email", campaign="week-1", content="parents")
 
 
-@pytest.fixture
-def built(project: Path, sample_dir: Path) -> Path:
-    compose_newsletter(load_settings(project, environ={}), sample_dir)
-    return sample_dir / "build"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's build, composed once per worker (tests/projects.py's cache): these tests only read it."""
+    return make_project(tmp_path_factory.mktemp("render"), composed=True) / "build"
 
 
 def test_tag_url_adds_tracking_and_keeps_the_authors_query_fragment_and_utm() -> None:

@@ -13,7 +13,7 @@ from mailroom.events.intake import import_events_file
 from mailroom.events.report import build_report
 from mailroom.events.suppressions import suppressed_addresses
 from mailroom.settings import load_settings
-from tests.send_project import SAMPLE, environ, many_people, send_project, send_py, write_audiences
+from tests.send_project import SAMPLE, environ, many_people, run_send, send_project, write_audiences
 from tests.sendgrid_events import event
 
 
@@ -51,7 +51,7 @@ def test_after_an_outbox_send_delivery_is_not_tracked_never_zero_percent(tmp_pat
     folder = send_project(tmp_path / "school")
     write_audiences(folder / "audiences.csv", many_people(3))
     env = environ(folder, transport="outbox")
-    sent = send_py(folder, f"newsletters/{SAMPLE}", "--to", "parents", "--yes", "--untested", env=env)
+    sent = run_send(folder, f"newsletters/{SAMPLE}", "--to", "parents", "--yes", "--untested", env=env)
     assert sent.returncode == 0, sent.stdout + sent.stderr
     settings = load_settings(folder, environ=env)
     [parents, *_] = build_report(settings, folder / "newsletters" / SAMPLE).audiences

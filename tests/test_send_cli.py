@@ -18,6 +18,7 @@ from tests.send_project import (
     SAMPLE,
     environ,
     many_people,
+    run_send,
     send_project,
     send_py,
     start_send_py,
@@ -99,7 +100,7 @@ def test_test_send_then_live_send_into_the_outbox(project):
 
 
 def test_a_wrong_number_at_the_confirmation_sends_nothing(project):
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--untested", input="30\n", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--untested", input="30\n", env=environ(project))
     assert result.returncode == 3
     assert result.stderr.strip() == "Error: nothing was sent: the number typed did not match"
     assert not (project / "outbox").exists()
@@ -107,18 +108,18 @@ def test_a_wrong_number_at_the_confirmation_sends_nothing(project):
 
 def test_an_untested_build_is_refused_with_yes_unless_untested(project):
     env = environ(project)
-    refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", env=env)
+    refused = run_send(project, NEWSLETTER, "--to", "parents", "--yes", env=env)
     assert refused.returncode == 3
     assert refused.stderr.strip() == (
         "Error: nothing was sent: this build was never test-sent. Send a test first (python send.py "
         f"{NEWSLETTER} --to parents --test YOUR_ADDRESS), or add --untested to send it anyway")
-    allowed = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    allowed = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert allowed.returncode == 0, allowed.stderr
     assert ledger_counts(project) == {"sent": 2}
 
 
 def test_an_untested_build_asks_again_without_yes(project):
-    result = send_py(project, NEWSLETTER, "--to", "parents", input="2\nn\n", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents", input="2\nn\n", env=environ(project))
     assert result.returncode == 3
     assert "This build was never test-sent. Send it anyway? [y/N]" in result.stdout
     assert not (project / "outbox").exists()
@@ -127,7 +128,7 @@ def test_an_untested_build_asks_again_without_yes(project):
 def test_a_newsletter_changed_since_compose_is_refused(project):
     source = project / NEWSLETTER / "newsletter.md"
     source.write_text(source.read_text() + "\nOne more line.\n")
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"Error: the newsletter has changed since it was composed ({NEWSLETTER}/newsletter.md); run  python "
@@ -150,7 +151,7 @@ def test_usage_mistakes_exit_2(project):
 def test_2500_people_in_3_requests_each_once(project, sg):
     write_audiences(project / "audiences.csv", many_people(2500))
     env = environ(project, transport="sendgrid", host=sg.url)
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert result.returncode == 0, result.stderr
     assert sg.request_count == 3 and len(sg.received) == 2500 and set(sg.received.values()) == {1}
     assert "Transport: SendGrid (http://127.0.0.1:" in result.stdout
@@ -160,7 +161,7 @@ def test_2500_people_in_3_requests_each_once(project, sg):
 
 def test_the_same_address_on_two_lists_receives_once(project, sg):
     env = environ(project, transport="sendgrid", host=sg.url)
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
     assert result.returncode == 0, result.stderr
     assert sg.received == {"amelia.hughes@example.org": 1, "rahul.patel@example.com": 1,
                            "grace.okafor@example.org": 1}
@@ -174,7 +175,7 @@ def test_401_stops_at_once_with_its_message(project, sg):
     write_audiences(project / "audiences.csv", many_people(2500))
     sg.script(Answer(401))
     env = environ(project, transport="sendgrid", host=sg.url)
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert result.returncode == 1
     assert sg.request_count == 1
     assert result.stderr.splitlines()[-1] == (
@@ -187,7 +188,7 @@ def test_401_stops_at_once_with_its_message(project, sg):
 def test_a_dropped_connection_is_reported_as_uncertain(project, sg):
     sg.script(Answer(drop=True))
     env = environ(project, transport="sendgrid", host=sg.url)
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
     assert result.returncode == 3
     assert "Uncertain: 1 people in 1 earlier batch(es) may or may not have this newsletter" in result.stderr
     assert "  batch 1 (parents, 1 people, started " in result.stderr
@@ -195,9 +196,9 @@ def test_a_dropped_connection_is_reported_as_uncertain(project, sg):
     assert "--resend-uncertain" in result.stderr and "--mark-uncertain-sent" in result.stderr
     assert ledger_counts(project) == {"uncertain": 1, "pending": 2}
     # a rerun refuses until the office decides
-    rerun = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
+    rerun = run_send(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=env)
     assert rerun.returncode == 3 and sg.request_count == 1
-    decided = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", "--mark-uncertain-sent",
+    decided = run_send(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", "--mark-uncertain-sent",
                       env=env)
     assert decided.returncode == 0, decided.stderr
     assert "Counted 1 people from uncertain batches as sent, as you asked." in decided.stdout
@@ -221,7 +222,7 @@ def test_killed_mid_send_then_rerun_never_sends_twice_and_names_the_uncertain(pr
     sg.release()
     assert len(sg.received) == 1000
 
-    rerun = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    rerun = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert rerun.returncode == 3
     assert "Already sent earlier (skipped): 1000" in rerun.stdout
     assert "Uncertain: 1000 people in 1 earlier batch(es) may or may not have this newsletter" in rerun.stderr
@@ -234,7 +235,7 @@ def test_killed_mid_send_then_rerun_never_sends_twice_and_names_the_uncertain(pr
     assert listed[1] == "2,parents,parent001000@example.org"
     assert set(sg.received.values()) == {1} and sg.request_count == 2  # nothing sent by the refused rerun
 
-    finish = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--resend-uncertain", env=env)
+    finish = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--resend-uncertain", env=env)
     assert finish.returncode == 0, finish.stderr
     assert "Uncertain last time (sending again, as you asked): 1000" in finish.stdout
     assert len(sg.received) == 2500 and set(sg.received.values()) == {1}
@@ -277,13 +278,13 @@ def test_ctrl_c_stops_after_the_batch_in_flight(project, sg):
     assert "Stopped after the batch in flight; what was sent is recorded." in err
     assert sg.request_count == 1 and len(sg.received) == 1000
     assert ledger_counts(project) == {"sent": 1000, "pending": 1500}
-    rest = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    rest = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert rest.returncode == 0 and len(sg.received) == 2500 and set(sg.received.values()) == {1}
 
 
 def test_another_audiences_file_can_be_named(project):
     other = write_audiences(project / "export.csv", [("new.parent@example.com", "Nia", "Jones", "parents")])
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--audiences", str(other), "--yes", "--untested",
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--audiences", str(other), "--yes", "--untested",
                      env=environ(project))
     assert result.returncode == 0, result.stderr
     assert "parents: 1 on the list, 1 will receive" in result.stdout.splitlines()
@@ -292,7 +293,7 @@ def test_another_audiences_file_can_be_named(project):
 
 def test_sandbox_run_checks_everything_and_records_no_one_as_sent(project, sg):
     env = environ(project, transport="sendgrid", host=sg.url)
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--sandbox", "--yes", env=env)
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--sandbox", "--yes", env=env)
     assert result.returncode == 0, result.stderr
     assert "Transport: SendGrid (http://127.0.0.1:" in result.stdout and "sandbox mode" in result.stdout
     # one request per version: parents, staff, parents+staff

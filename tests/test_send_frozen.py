@@ -30,8 +30,8 @@ from tests.send_project import (
     SAMPLE,
     environ,
     many_people,
+    run_send,
     send_project,
-    send_py,
     start_send_py,
     write_audiences,
 )
@@ -107,14 +107,14 @@ def test_audiences_rewritten_in_place_mid_send_mails_nobody_outside_the_plan(pro
     sg.on_request = lambda n: others.extend(rewrite_in_place(project / "audiences.csv", 1000)) if n == 1 else None
     env = sendgrid_env(project, sg)
 
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert result.returncode == 0, result.stderr
     assert len(others) == 750
     assert set(sg.received) == planned and set(sg.received.values()) == {1}  # the confirmed plan, nobody else
     assert "Done: sent to 2500 people" in result.stdout
 
     # The next run plans from the file again and says what changed: the 750 subscribed newcomers.
-    rerun = send_py(project, NEWSLETTER, "--to", "parents", "--dry-run", env=env)
+    rerun = run_send(project, NEWSLETTER, "--to", "parents", "--dry-run", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert "Since the last run: 750 new people on the lists.\n" in rerun.stdout
     assert "parents: 2,500 on the list, 1,750 will receive, 750 left out (750 unsubscribed)" in rerun.stdout
@@ -127,12 +127,12 @@ def test_people_planned_and_not_sent_then_taken_off_the_lists_are_left_out_by_th
     write_audiences(project / "audiences.csv", many_people(2500))
     env = sendgrid_env(project, sg)
     sg.script(Answer(202), Answer(401))  # the second request is refused: 1,500 planned, not sent
-    stopped = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    stopped = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert stopped.returncode == 1, stopped.stderr
     assert ledger_counts(project) == {"sent": 1000, "failed": 1000, "pending": 500}
     write_audiences(project / "audiences.csv",
                     [*many_people(2000)[:1200], ("newcomer@example.org", "Nia", "New", "parents")])
-    rerun = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    rerun = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert ("Since the last run: 1 new person on the lists; 1300 people planned last time and not yet sent now "
             "left out (no longer on the lists, unsubscribed or suppressed):" in rerun.stdout)
@@ -155,7 +155,7 @@ def test_an_unsubscribe_posted_to_the_webhook_mid_send_is_honoured_before_the_ne
                 assert post(webhook, body, signer.headers(body)).status == 200
 
         sg.on_request = unsubscribe
-        result = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=sendgrid_env(project, sg))
+        result = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=sendgrid_env(project, sg))
     assert result.returncode == 0, result.stderr
     assert leaving not in sg.received
     assert len(sg.received) == 2499 and set(sg.received.values()) == {1}
@@ -170,13 +170,13 @@ def test_an_unsubscribe_posted_to_the_webhook_mid_send_is_honoured_before_the_ne
 def test_a_build_edited_by_hand_after_the_test_is_refused_naming_the_file(project):
     env = environ(project)
     write_audiences(project / "audiences.csv", many_people(3))
-    tested = send_py(project, NEWSLETTER, "--to", "parents", "--test", "office@oakfield.example.org", env=env)
+    tested = run_send(project, NEWSLETTER, "--to", "parents", "--test", "office@oakfield.example.org", env=env)
     assert tested.returncode == 0, tested.stderr
     version = newsletter_dir(project) / "build" / PARENTS_HTML
     version.write_text(version.read_text(encoding="utf-8").replace(
         "</body>", "<script>alert(1)</script></body>"), encoding="utf-8")
 
-    refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", env=env)
+    refused = run_send(project, NEWSLETTER, "--to", "parents", "--yes", env=env)
     assert refused.returncode == 3, refused.stderr
     assert refused.stderr.startswith(
         f"Error: {NEWSLETTER}/build/{PARENTS_HTML}: this file was changed after the newsletter was composed, so it "
@@ -190,7 +190,7 @@ def test_a_build_edited_by_hand_after_the_test_is_refused_naming_the_file(projec
 def test_an_image_swapped_in_the_build_is_refused_naming_it(project):
     image = next((newsletter_dir(project) / "build" / "images").iterdir())
     image.write_bytes(image.read_bytes() + b"\0")
-    refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
+    refused = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
     assert refused.returncode == 3
     assert f"{NEWSLETTER}/build/images/{image.name}: this file was changed after the newsletter was composed" \
         in refused.stderr
@@ -204,7 +204,7 @@ def test_a_manifest_edited_to_match_an_edited_file_is_refused(project):
     data = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
     data["files"][PARENTS_HTML] = hashlib.sha256(version.read_bytes()).hexdigest()
     (build / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
-    refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
+    refused = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
     assert refused.returncode == 3
     assert f"{NEWSLETTER}/build/manifest.json: the manifest was changed after the newsletter was composed" \
         in refused.stderr
@@ -222,7 +222,8 @@ def test_compose_during_a_send_changes_nothing_it_sends(project, sg):
             recomposed.append(recompose_with(project, "This week you can learn", f"{MARKER}. This week you can learn"))
 
     sg.on_request = compose_now
-    result = send_py(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested", env=sendgrid_env(project, sg))
+    result = run_send(project, NEWSLETTER, "--to", "parents,staff", "--yes", "--untested",
+                      env=sendgrid_env(project, sg))
     assert result.returncode == 0, result.stderr
     assert recomposed and MARKER in (build / STAFF_HTML).read_text(encoding="utf-8")  # compose did run
     assert [len(b["personalizations"]) for b in sg.requests] == [1000, 1000, 5]
@@ -258,19 +259,19 @@ def test_stopped_recomposed_and_resumed_needs_its_own_consent_and_says_who_has_w
     plan_line = (f"New version: The newsletter was composed again since the send began: 1,000 people already have "
                  f"the version composed at {early}; 1,500 people would get this version, composed at {late}.")
 
-    refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    refused = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert refused.returncode == 3, refused.stderr
     assert plan_line in refused.stdout
     assert "Run again with --accept-new-build if the others should get the new version" in refused.stderr
     assert sg.request_count == 1  # --yes alone sent nothing
 
-    declined = send_py(project, NEWSLETTER, "--to", "parents", "--untested", input="1500\nyes\n", env=env)
+    declined = run_send(project, NEWSLETTER, "--to", "parents", "--untested", input="1500\nyes\n", env=env)
     assert declined.returncode == 3
     assert "To send this new version to the others, type NEW" in declined.stdout
     assert declined.stderr.strip() == "Error: nothing was sent: the new version was not accepted"
     assert sg.request_count == 1
 
-    accepted = send_py(project, NEWSLETTER, "--to", "parents", "--untested", input="1500\nnew\n", env=env)
+    accepted = run_send(project, NEWSLETTER, "--to", "parents", "--untested", input="1500\nnew\n", env=env)
     assert accepted.returncode == 0, accepted.stderr
     assert (f"Done: sent to 1500 people. 1,000 people got the version composed at {early}; 1,500 people got the "
             f"version composed at {late}." in accepted.stdout)
@@ -282,7 +283,7 @@ def test_stopped_recomposed_and_resumed_needs_its_own_consent_and_says_who_has_w
         by_build = {b.build_hash: b.people for b in ledger.sent_by_build(SAMPLE)}
     assert by_build == {first.build_hash: 1000, second.build_hash: 1500}
 
-    flag = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--accept-new-build", env=env)
+    flag = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--accept-new-build", env=env)
     assert flag.returncode == 0 and "Nobody is left to send to" in flag.stdout
 
 
@@ -291,7 +292,7 @@ def test_stopped_recomposed_and_resumed_needs_its_own_consent_and_says_who_has_w
 def test_a_deleted_ledger_is_noticed_and_start_again_sends_again(project):
     write_audiences(project / "audiences.csv", many_people(3))
     env = environ(project)
-    done = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    done = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert done.returncode == 0, done.stderr
     record = newsletter_dir(project) / "sent.json"
     data = json.loads(record.read_text(encoding="utf-8"))
@@ -302,7 +303,7 @@ def test_a_deleted_ledger_is_noticed_and_start_again_sends_again(project):
 
     for path in project.glob("mailroom.sqlite3*"):
         path.unlink()
-    refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    refused = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert refused.returncode == 3
     assert refused.stderr.startswith(
         f"Error: nothing was sent: {NEWSLETTER}/sent.json says this newsletter was already sent to 3 people (last "
@@ -312,10 +313,10 @@ def test_a_deleted_ledger_is_noticed_and_start_again_sends_again(project):
     assert "run again with --start-again" in refused.stderr
     assert len(list(outbox.glob("*.eml"))) == 3
 
-    dry = send_py(project, NEWSLETTER, "--to", "parents", "--dry-run", env=env)
+    dry = run_send(project, NEWSLETTER, "--to", "parents", "--dry-run", env=env)
     assert dry.returncode == 0 and "Warning: nothing was sent: " in dry.stderr
 
-    again = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--start-again", env=env)
+    again = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--start-again", env=env)
     assert again.returncode == 0, again.stderr
     assert len(list(outbox.glob("*.eml"))) == 6  # everyone again, as asked
     assert ledger_counts(project) == {"sent": 3}
@@ -324,11 +325,11 @@ def test_a_deleted_ledger_is_noticed_and_start_again_sends_again(project):
 def test_an_empty_ledger_in_place_of_the_real_one_is_noticed(project):
     write_audiences(project / "audiences.csv", many_people(2))
     env = environ(project)
-    assert send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env).returncode == 0
+    assert run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env).returncode == 0
     for path in project.glob("mailroom.sqlite3*"):
         path.unlink()
     Ledger(project / "mailroom.sqlite3").close()  # a fresh, empty ledger
-    refused = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
+    refused = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=env)
     assert refused.returncode == 3
     assert "but the ledger mailroom.sqlite3 has no record of this newsletter" in refused.stderr
 
@@ -361,7 +362,7 @@ def test_a_ledger_keyed_the_old_way_is_rekeyed_so_a_resumed_send_skips_who_has_i
     # sent.json as the earlier run would have left it (so the ledger is not taken for a lost one)
     (newsletter_dir(project) / "sent.json").write_text('{"people_sent": 2}', encoding="utf-8")
 
-    dry = send_py(project, NEWSLETTER, "--to", "parents", "--dry-run", env=environ(project))
+    dry = run_send(project, NEWSLETTER, "--to", "parents", "--dry-run", env=environ(project))
     assert dry.returncode == 0, dry.stderr
     assert "Already sent earlier (skipped): 2" in dry.stdout and "1 people will get it now." in dry.stdout
     with Ledger(project / "mailroom.sqlite3") as ledger:
@@ -371,10 +372,10 @@ def test_a_ledger_keyed_the_old_way_is_rekeyed_so_a_resumed_send_skips_who_has_i
     assert ids == {"zoë@xn--bcher-kva.example": "rid-zoe"}  # the same opaque id as before the upgrade
 
     # Who had it before the upgrade got a build this ledger cannot name: that needs the office's consent.
-    sent = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
+    sent = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", env=environ(project))
     assert sent.returncode == 3
     assert "2 people already have the version composed at an unknown time" in sent.stderr
-    sent = send_py(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--accept-new-build",
+    sent = run_send(project, NEWSLETTER, "--to", "parents", "--yes", "--untested", "--accept-new-build",
                    env=environ(project))
     assert sent.returncode == 0, sent.stderr
     files = list((project / "outbox" / SAMPLE).glob("*.eml"))
@@ -383,7 +384,7 @@ def test_a_ledger_keyed_the_old_way_is_rekeyed_so_a_resumed_send_skips_who_has_i
 
 
 def test_a_test_send_is_recorded_under_the_address_key(project):
-    result = send_py(project, NEWSLETTER, "--to", "parents", "--test", "Office@Bücher.example", env=environ(project))
+    result = run_send(project, NEWSLETTER, "--to", "parents", "--test", "Office@Bücher.example", env=environ(project))
     assert result.returncode == 0, result.stderr
     with Ledger(project / "mailroom.sqlite3") as ledger:
         [(address,)] = ledger.conn.execute("SELECT address FROM test_sends").fetchall()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.send_project import SAMPLE, environ, send_project, send_py, write_audiences, write_build
+from tests.send_project import SAMPLE, environ, run_send, send_project, send_py, write_audiences, write_build
 from tests.smtp_server import Authenticator, ScriptedHandler, start_server
 
 # A first name that is an RFC 2047 encoded word decoding to a line break and a Bcc header (issue 12).
@@ -58,8 +58,11 @@ def smtp_env(project: Path, port: int, **extra: str) -> dict[str, str]:
             "SMTP_SECURITY": "none", **extra}
 
 
-def send(project: Path, env: dict[str, str], *more: str):
-    return send_py(project, f"newsletters/{SAMPLE}", "--to", "parents", "--yes", "--untested", *more, env=env)
+def send(project: Path, env: dict[str, str], *more: str, process: bool = False):
+    """A live send to parents: in this process, or with ``process`` as send.py itself (where what crosses
+    into a real process matters: the environment's encoding, the real stdout)."""
+    run = send_py if process else run_send
+    return run(project, f"newsletters/{SAMPLE}", "--to", "parents", "--yes", "--untested", *more, env=env)
 
 
 def outbox_messages(project: Path) -> list[EmailMessage]:
@@ -88,7 +91,7 @@ def ledger_states(project: Path) -> dict[str, str]:
 
 def test_encoded_word_name_sixth_of_eleven_over_the_outbox(project: Path) -> None:
     write_audiences(project / "audiences.csv", eleven_with_the_encoded_name_sixth())
-    run = send(project, environ(project))
+    run = send(project, environ(project), process=True)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     messages = outbox_messages(project)
@@ -291,10 +294,11 @@ def test_a_non_ascii_smtp_password_signs_in(project: Path) -> None:
     controller = start_server(handler, authenticator=Authenticator(USERNAME, PASSWORD))
     try:
         write_audiences(project / "audiences.csv", noe_among_good_rows()[:1])
-        run = send(project, smtp_env(project, int(controller.port), SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD))
+        run = send(project, smtp_env(project, int(controller.port), SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD),
+                   process=True)
         wrong = send(project, smtp_env(project, int(controller.port), SMTP_USERNAME=USERNAME,
                                        SMTP_PASSWORD="Gänseblümchen-falsch", MAILROOM_DB=str(project / "b.sqlite3")),
-                     "--start-again")  # a second ledger of its own, on purpose
+                     "--start-again", process=True)  # a second ledger of its own, on purpose
     finally:
         controller.stop()
     assert run.returncode == 0, run.stderr

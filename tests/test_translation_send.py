@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.projects import make_project
-from tests.send_project import ROOT, send_py
+from tests.send_project import ROOT, run_send, send_py
 from tests.translation_standins import DeepLStandIn
 
 PEOPLE = """email,first_name,last_name,lists,status,Home Language
@@ -130,7 +130,7 @@ def test_each_reader_gets_their_language(composed: tuple[Path, subprocess.Comple
 
 def test_test_sends_every_version_or_the_chosen_languages(project: tuple[Path, dict[str, str]]) -> None:
     root, env = project
-    run = send_py(root, "newsletters/2024-11-08-online-safety", "--to", "parents", "--test",
+    run = run_send(root, "newsletters/2024-11-08-online-safety", "--to", "parents", "--test",
                   "office@oakfield.example.org", env=env)
     assert run.returncode == 0, run.stderr
     assert "Sending a test copy of parents, parents.ar, parents.pl to office@oakfield.example.org" in run.stdout
@@ -142,11 +142,11 @@ def test_test_sends_every_version_or_the_chosen_languages(project: tuple[Path, d
 
     for path in files:
         path.unlink()
-    run = send_py(root, "newsletters/2024-11-08-online-safety", "--to", "parents", "--test",
+    run = run_send(root, "newsletters/2024-11-08-online-safety", "--to", "parents", "--test",
                   "office@oakfield.example.org", "--language", "pl", env=env)
     assert run.returncode == 0, run.stderr
     assert "Sending a test copy of parents.pl to" in run.stdout
     assert len(list((root / "outbox").rglob("*.eml"))) == 1
-    run = send_py(root, "newsletters/2024-11-08-online-safety", "--to", "parents", "--test",
+    run = run_send(root, "newsletters/2024-11-08-online-safety", "--to", "parents", "--test",
                   "office@oakfield.example.org", "--language", "ro", env=env)
     assert run.returncode == 2 and "this build has no version in ro for parents" in run.stderr

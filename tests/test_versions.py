@@ -23,7 +23,7 @@ from mailroom.versions import (
 from mailroom.workflows.compose import ComposeResult
 from tests.browser import artifact, horizontal_overflow, open_page
 from tests.projects import compose_copy, make_project, project_settings
-from tests.send_project import SAMPLE, environ, send_project, send_py, write_audiences
+from tests.send_project import SAMPLE, environ, run_send, send_project, write_audiences
 
 PARENTS_ONLY = "For parents and carers"
 STAFF_ONLY = "For education and safeguarding professionals"
@@ -78,7 +78,7 @@ def test_the_build_holds_the_combined_version_with_both_sections_and_both_descri
 @pytest.mark.parametrize(("to", "greeting"), [("parents,staff", "Dear Parent/Carer"),
                                                ("staff,parents", "Dear Colleague")])
 def test_someone_on_both_lists_gets_one_email_with_both_sections(project: Path, to: str, greeting: str) -> None:
-    result = send_py(project, f"newsletters/{SAMPLE}", "--to", to, "--yes", "--untested", env=environ(project))
+    result = run_send(project, f"newsletters/{SAMPLE}", "--to", to, "--yes", "--untested", env=environ(project))
     assert result.returncode == 0, result.stderr
     sent = {}
     for path in (project / "outbox" / SAMPLE).glob("*.eml"):
@@ -146,14 +146,14 @@ def test_a_newsletter_for_five_lists_makes_the_combinations_readers_are_on(tmp_p
 
     write_audiences(project / "audiences.csv", [("a@example.org", "A", "A", "governors;parents"),
                                                 ("c@example.org", "C", "C", "pta;staff")])
-    refused = send_py(project, f"newsletters/{folder.name}", "--to", "parents,staff,governors,pta", "--yes",
+    refused = run_send(project, f"newsletters/{folder.name}", "--to", "parents,staff,governors,pta", "--yes",
                       "--untested", env=environ(project))
     assert refused.returncode == 2 and not (project / "outbox").exists()
     assert refused.stderr.strip() == (
         f"Error: {folder / 'newsletter.md'}: this build has no version for people on staff and pta ('staff+pta'); "
         "compose the newsletter again so it makes one")
     compose_copy(folder)
-    sent = send_py(project, f"newsletters/{folder.name}", "--to", "parents,staff,governors,pta", "--yes",
+    sent = run_send(project, f"newsletters/{folder.name}", "--to", "parents,staff,governors,pta", "--yes",
                    "--untested", env=environ(project))
     assert sent.returncode == 0, sent.stderr
     assert "To send now, per version: parents 0, staff 0, governors 0, pta 0, parents+governors 1, staff+pta 1" \

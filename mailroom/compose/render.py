@@ -20,8 +20,6 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 from markupsafe import escape as escape_markup
-from mjml import mjml2html
-from premailer import Premailer
 
 from mailroom.compose.build import IMAGE_PREFIX
 from mailroom.compose.content import Block, Newsletter, markdown_parser
@@ -178,6 +176,8 @@ class Renderer:
             raise InputError(f"template error: {exc.message}", frame_path or self.template_dir / name, line) from None
 
     def _compile(self, mjml_source: str) -> str:
+        from mjml import mjml2html  # here, not at the top: send and check import this module but never compile
+
         try:
             html = mjml2html(mjml_source, disable_comments=True)
         except Exception as exc:  # mjml-python raises plain exceptions with the parser's message
@@ -242,6 +242,8 @@ def inline_css(html: str) -> str:
       ``<!DOCTYPE html>`` in capitals; MJML writes it in lower case, so it was dropped and every client
       rendered the email (and the web copy) in quirks mode.
     """
+    from premailer import Premailer  # here, not at the top: premailer (with cssutils, requests) is 0.1 s to import
+
     html = _DOCTYPE.sub("<!DOCTYPE html>", html, count=1)
     if not html.lstrip().startswith("<!DOCTYPE html>"):
         html = "<!DOCTYPE html>" + html

@@ -10,15 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailroom.checks.rules import WARNING, Finding
 from mailroom.compose.content import Newsletter
-from mailroom.compose.render import Renderer
 from mailroom.errors import InputError, MailroomError
 from mailroom.settings import Settings
 from mailroom.translate.languages import Localisation, describe, direction, is_tag, same_language
 from mailroom.translate.own import compare, load_own_translation, own_translations, unreadable
 from mailroom.translate.translator import Translator
+
+if TYPE_CHECKING:  # send reads the language plan through this module and never renders
+    from mailroom.compose.render import Renderer
 
 SCHOOL = "school"  # the school's own translation
 MACHINE = "machine"
