@@ -20,8 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_SLUG = "2024-11-08-online-safety"
 _PROJECT_SKIP = shutil.ignore_patterns(".git", ".venv", "build", ".build-*", "outbox", ".node", "node_modules",
-                                       "__pycache__", "*.sqlite3*", "uncertain-*.csv", ".env", ".pytest_cache",
-                                       ".ruff_cache", "bench", "tests")
+                                       "__pycache__", "*.sqlite3*", "uncertain-*.csv", "sent.json", ".env",
+                                       ".pytest_cache", ".ruff_cache", "bench", "tests")
 
 
 def arguments(description: str, runs: int) -> argparse.Namespace:

@@ -53,6 +53,12 @@ def make_project(dest: Path, newsletter: Path | None = None, *, name: str | None
     return _copy_project(dest, source, folder_name, edits)
 
 
+# What running the sample by hand leaves in a newsletter folder (the README's first command does): the build,
+# the record that it was sent (with no ledger beside the copy, a send would rightly refuse), a killed compose's
+# staging folder, the compose lock. A copy for a test takes the newsletter's sources only.
+NOT_SOURCES = shutil.ignore_patterns("build", "templates", "sent.json", ".build-*", ".compose-lock")
+
+
 def _copy_project(dest: Path, source: Path, folder_name: str, edits: Mapping[str, str]) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     toml = (REPO / "school.toml").read_text(encoding="utf-8")
@@ -63,7 +69,7 @@ def _copy_project(dest: Path, source: Path, folder_name: str, edits: Mapping[str
     shutil.copytree(REPO / "templates", dest / "templates")
     shutil.copytree(REPO / "assets", dest / "assets")
     folder = dest / "newsletters" / folder_name
-    shutil.copytree(source, folder, ignore=shutil.ignore_patterns("build", "templates"))
+    shutil.copytree(source, folder, ignore=NOT_SOURCES)
     overrides = source / "templates"
     if overrides.is_dir():
         shutil.copytree(overrides, dest / "templates", dirs_exist_ok=True)

@@ -11,6 +11,7 @@ from mailroom.events.report import AudienceNumbers, LinkClicks, build_report
 from mailroom.events.report_page import render_report_page, write_report_page
 from mailroom.events.suppressions import suppressed_addresses
 from mailroom.settings import load_settings
+from tests.projects import NOT_SOURCES
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "events" / "online-safety-events.json"
@@ -154,7 +155,8 @@ def test_a_composed_build_gives_the_subject_and_lists_links_nobody_clicked(proje
     from mailroom.workflows.compose import compose_newsletter
 
     shutil.copytree(ROOT / "templates", project / "templates")
-    shutil.copytree(ROOT / "newsletters" / SLUG, project / "newsletters" / SLUG, dirs_exist_ok=True)
+    shutil.copytree(ROOT / "newsletters" / SLUG, project / "newsletters" / SLUG, dirs_exist_ok=True,
+                    ignore=NOT_SOURCES)
     settings = load_settings(project, environ={})
     compose_newsletter(settings, project / "newsletters" / SLUG)
     report = build_report(settings, project / "newsletters" / SLUG)
