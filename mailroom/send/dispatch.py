@@ -36,6 +36,7 @@ from mailroom.send.ledger import (
     Ledger,
     Outcome,
     PlannedPerson,
+    PlanRow,
     SendState,
     TestSend,
     UncertainBatch,
@@ -135,14 +136,24 @@ def make_version(build: FrozenBuild | Build, settings: Settings, audience: str, 
 
 def make_message(person: Person, recipient_id: str, settings: Settings) -> Message:
     """One person's copy: their fields, their unsubscribe link, nobody else's."""
-    greeting = settings.lists[person.audience].greeting if person.audience in settings.lists else "Hello"
-    values = recipient_values(
-        first_name=person.first_name, last_name=person.last_name, default_greeting=greeting,
-        unsubscribe_url=settings.unsubscribe.url.replace("{recipient_id}", recipient_id),
-        recipient_id=recipient_id)
-    first, last = values["first_name"], values["last_name"]  # trimmed
-    name = f"{first} {last}" if first and last else first or last
-    return Message(person.key, person.email, name, recipient_id, values)
+    return MessageMaker(settings)(person, recipient_id)
+
+
+class MessageMaker:
+    """``make_message`` for the many people of a send: what it needs of the settings looked up once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.greetings = {name: mailing_list.greeting for name, mailing_list in settings.lists.items()}
+        self.unsubscribe_url = settings.unsubscribe.url
+
+    def __call__(self, person: Person, recipient_id: str) -> Message:
+        values = recipient_values(
+            first_name=person.first_name, last_name=person.last_name,
+            default_greeting=self.greetings.get(person.audience, "Hello"),
+            unsubscribe_url=self.unsubscribe_url.replace("{recipient_id}", recipient_id), recipient_id=recipient_id)
+        first, last = values["first_name"], values["last_name"]  # trimmed
+        name = f"{first} {last}" if first and last else first or last
+        return Message(person.key, person.email, name, recipient_id, values)
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -179,7 +190,7 @@ class SendPlan:
         return tuple(b for b in self.sent_by_build if b.build_hash != self.build_hash)
 
 
-def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlannedPerson]:
+def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlanRow]:
     """The people of an audience plan as the ledger's plan holds them: the version each gets is decided
     here, once (their lists and language today; notes/VERSIONS.md), and stored as its slug. Someone whose
     combination of lists the build lacks stops the plan before anything is drafted or sent."""
@@ -190,8 +201,7 @@ def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[Pla
         return chosen
 
     if isinstance(people, PackedRecipients):  # the planner's people: decided per group, no object per person
-        for fields in people.planned(version_of):
-            yield PlannedPerson._make(fields)
+        yield from people.planned(version_of)
         return
     for p in people:
         yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience, version_of(p.version, p.language),
@@ -267,6 +277,7 @@ class PlannedBatches:
 
     def __iter__(self) -> Iterator[tuple[Version, list[Message]]]:
         read = self.ledger.drafted_batch if self.from_draft else self.ledger.planned_batch
+        make = MessageMaker(self.settings)
         for slug in self.versions:
             version = make_version(self.build, self.settings, slug)
             after = 0
@@ -280,10 +291,10 @@ class PlannedBatches:
                     rows = [row for row in rows if row[1].key not in barred]
                 if not rows:
                     continue
-                ids = {person.key: rid for _, person, rid in rows if rid}
-                if len(ids) < len(rows):  # people with no opaque id yet (a sandbox run, a rare clash)
-                    ids.update(self.ledger.recipient_ids([person.key for _, person, rid in rows if not rid]))
-                yield version, [make_message(person, ids[person.key], self.settings) for _, person, _ in rows]
+                missing = [person.key for _, person, rid in rows if not rid]
+                # people with no opaque id yet (a sandbox run, a rare clash): made now
+                ids = self.ledger.recipient_ids(missing) if missing else {}
+                yield version, [make(person, rid or ids[person.key]) for _, person, rid in rows]
 
 
 # --- retries --------------------------------------------------------------------------------------------

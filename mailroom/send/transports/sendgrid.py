@@ -157,7 +157,6 @@ class _Prepared:
         self.custom_args_json = '"custom_args":{' + _dumps(self.custom_args)[1:-1] + ',"recipient_id":'
         self.html_keys = tuple((name, _json_string(html_tag(name)) + ":") for name in html_fields)
         self.text_keys = tuple((name, _json_string(text_tag(name)) + ":") for name in self.text_fields)
-        self.substitution_overhead = 2 + 6 * 30 * (len(self.html_keys) + len(self.text_keys))  # braces, keys
         # The same JSON as a %-template with a "%s" for each person's string (already JSON-escaped), with
         # and without a name: one person's JSON is then one escape of all their strings and one %.
         self.templates = {with_name: self._template(with_name) for with_name in (True, False)}
@@ -266,7 +265,7 @@ class SendGridTransport(Transport):
         refused = self.new_result()  # progress hears of each request of a split batch as it is answered
         people: list[_Person] = []
         seen: set[str] = set()
-        overhead, mailto = prepared.substitution_overhead, prepared.mailto
+        mailto = prepared.mailto
         for message in batch.messages:
             address = sendable_address(message.email)
             if address is None:
@@ -280,20 +279,17 @@ class SendGridTransport(Transport):
                 refused.add(message.key, Delivery.REJECTED, error="the same address twice in one request")
                 continue
             values = message.values
-            # SendGrid counts bytes of UTF-8. JSON spells a character in at most 6 of them (a control
-            # character as \u00XX), so only a person near the limit needs the exact count.
-            bound = 6 * sum(map(len, values.values())) + overhead
-            if bound > MAX_SUBSTITUTION_BYTES and _utf8_size(_substitutions(prepared, values)) > \
-                    MAX_SUBSTITUTION_BYTES:
-                refused.add(message.key, Delivery.REJECTED, error="this person's name is too long for SendGrid")
-                continue
-            seen.add(lowered)
             text = _personalization_json(prepared, address, _clean_name(message.name), message.recipient_id,
                                          list_unsubscribe(values["unsubscribe_url"], mailto), values)
             size = len(text) if text.isascii() else len(text.encode())
-            if size > _ONE_PERSON_BYTES:  # only a name of thousands of characters gets here
+            # SendGrid counts the substitutions' bytes of UTF-8; they are part of this person's JSON, so
+            # only a person whose whole JSON is over the limit needs them counted exactly.
+            if size > MAX_SUBSTITUTION_BYTES and (size > _ONE_PERSON_BYTES or _utf8_size(
+                    _substitutions(prepared, values)) > MAX_SUBSTITUTION_BYTES):
+                # only a name of thousands of characters gets here
                 refused.add(message.key, Delivery.REJECTED, error="this person's name is too long for SendGrid")
                 continue
+            seen.add(lowered)
             people.append(_Person(message, address, text, size))
         return people, refused
 
