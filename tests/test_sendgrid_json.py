@@ -13,7 +13,7 @@ from mailroom.send.transports.sendgrid import _dumps, _personalization_json, _Pr
 from tests.send_project import send_project, settings_for
 
 NAMES = ["Pat", "", "Zoë & <Seán> \"Ó\" 'x'", "tab\tnew\nline\x00nul\u2028", "日本語 🎒", "back\\slash/",
-         "=?utf-8?b?QQ==?="]
+         "=?utf-8?b?QQ==?=", "the text \\u0000 itself", "per%s%%cent %(x)s"]
 
 
 @pytest.fixture(scope="module")

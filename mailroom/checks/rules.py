@@ -14,14 +14,18 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mailroom.checks.sourcemap import Place, SourceMap, build_source_map, normalise
 from mailroom.checks.style import RGB, Scan, contrast_ratio, declarations, scan_html, visible_text
-from mailroom.compose.build import IMAGE_PREFIX, Build
-from mailroom.compose.content import SOURCE_FILE, Newsletter, load_newsletter
+from mailroom.compose.build import IMAGE_PREFIX, SOURCE_FILE, Build
 from mailroom.compose.links import DANGEROUS_SCHEMES, strip_tracking
 from mailroom.errors import MailroomError
 from mailroom.tokens import ANY_TOKEN, RECIPIENT_FIELDS, token
+
+if TYPE_CHECKING:
+    from mailroom.compose.content import Newsletter
+
 
 ERROR = "error"
 WARNING = "warning"
@@ -431,6 +435,8 @@ def check_build(build: Build, newsletter: Newsletter | None) -> list[Finding]:
 
 def newsletter_for_build(build: Build) -> Newsletter | None:
     """The newsletter behind a build, for line numbers; None if it no longer reads cleanly."""
+    from mailroom.compose.content import load_newsletter  # the Markdown parser: only when lines are wanted
+
     try:
         return load_newsletter(build.newsletter_dir, tuple(build.versions))
     except MailroomError:

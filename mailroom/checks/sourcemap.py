@@ -11,10 +11,14 @@ import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from markdown_it.token import Token
+if TYPE_CHECKING:  # the send's checks need no Markdown parser: only a build's source map does
+    from markdown_it.token import Token
 
-from mailroom.compose.content import Block, Newsletter
+    from mailroom.compose.content import Block, Newsletter
+
+
 
 
 def normalise(text: str) -> str:

@@ -30,6 +30,8 @@ MANIFEST_VERSION = 1
 # The prefix of an image's src in a built version; transports swap it for ``cid:`` when embedding.
 IMAGE_PREFIX = "images/"
 
+SOURCE_FILE = "newsletter.md"  # the one source file a newsletter folder is written in
+
 
 @dataclass(frozen=True)
 class BuiltImage:

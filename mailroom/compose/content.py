@@ -31,11 +31,11 @@ from mdit_py_plugins.container import container_plugin
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from mailroom.compose.build import SOURCE_FILE
 from mailroom.compose.links import check_link
 from mailroom.compose.pasted import PastedWarning, pasted_text_rule, prepare_lines
 from mailroom.errors import InputError
 
-SOURCE_FILE = "newsletter.md"
 FRONT_MATTER_FIELDS = ("subject", "preheader", "date", "audiences", "campaign", "translated_from")
 REQUIRED_FIELDS = ("subject", "date", "audiences")
 PREHEADER_FROM_TEXT_MAX = 110  # characters of the first paragraph used when there is no preheader

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailroom.addresses import address_key, normalise_address
+from mailroom.audience.lists import PackedRecipients
 from mailroom.compose.build import Build, FrozenBuild, freeze_build
 from mailroom.errors import InputError, TransportError
 from mailroom.send.ledger import (
@@ -35,6 +36,7 @@ from mailroom.send.ledger import (
     Ledger,
     Outcome,
     PlannedPerson,
+    PlanRow,
     SendState,
     TestSend,
     UncertainBatch,
@@ -83,11 +85,16 @@ def versions_to_send(build: Build | FrozenBuild, lists: Sequence[str]) -> list[s
 def person_version(build: Build | FrozenBuild, person: Person) -> str:
     """The version ``person`` gets (notes/VERSIONS.md): their lists' version in their language when the
     build has it; otherwise (the school's language, or one that could not be made) in the school's."""
-    if person.language:
-        slug = VersionKey(VersionKey.from_slug(person.version).lists, person.language).slug
+    return version_in_language(build, person.version, person.language)
+
+
+def version_in_language(build: Build | FrozenBuild, version: str, language: str) -> str:
+    """``version`` (a slug in the school's language) in ``language`` if the build has it, else ``version``."""
+    if language:
+        slug = VersionKey(VersionKey.from_slug(version).lists, language).slug
         if slug in build.versions:
             return slug
-    return person.version
+    return version
 
 
 def _no_version(build: Build | FrozenBuild, slug: str) -> InputError:
@@ -129,13 +136,24 @@ def make_version(build: FrozenBuild | Build, settings: Settings, audience: str, 
 
 def make_message(person: Person, recipient_id: str, settings: Settings) -> Message:
     """One person's copy: their fields, their unsubscribe link, nobody else's."""
-    greeting = settings.lists[person.audience].greeting if person.audience in settings.lists else "Hello"
-    values = recipient_values(
-        first_name=person.first_name, last_name=person.last_name, default_greeting=greeting,
-        unsubscribe_url=settings.unsubscribe.url.replace("{recipient_id}", recipient_id),
-        recipient_id=recipient_id)
-    name = " ".join(part for part in (person.first_name.strip(), person.last_name.strip()) if part)
-    return Message(key=person.key, email=person.email, name=name, recipient_id=recipient_id, values=values)
+    return MessageMaker(settings)(person, recipient_id)
+
+
+class MessageMaker:
+    """``make_message`` for the many people of a send: what it needs of the settings looked up once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.greetings = {name: mailing_list.greeting for name, mailing_list in settings.lists.items()}
+        self.unsubscribe_url = settings.unsubscribe.url
+
+    def __call__(self, person: Person, recipient_id: str) -> Message:
+        values = recipient_values(
+            first_name=person.first_name, last_name=person.last_name,
+            default_greeting=self.greetings.get(person.audience, "Hello"),
+            unsubscribe_url=self.unsubscribe_url.replace("{recipient_id}", recipient_id), recipient_id=recipient_id)
+        first, last = values["first_name"], values["last_name"]  # trimmed
+        name = f"{first} {last}" if first and last else first or last
+        return Message(person.key, person.email, name, recipient_id, values)
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -172,15 +190,22 @@ class SendPlan:
         return tuple(b for b in self.sent_by_build if b.build_hash != self.build_hash)
 
 
-def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlannedPerson]:
+def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlanRow]:
     """The people of an audience plan as the ledger's plan holds them: the version each gets is decided
     here, once (their lists and language today; notes/VERSIONS.md), and stored as its slug. Someone whose
     combination of lists the build lacks stops the plan before anything is drafted or sent."""
+    def version_of(version: str, language: str) -> str:
+        chosen = version_in_language(build, version, language)
+        if chosen not in build.versions:
+            raise _no_version(build, chosen)
+        return chosen
+
+    if isinstance(people, PackedRecipients):  # the planner's people: decided per group, no object per person
+        yield from people.planned(version_of)
+        return
     for p in people:
-        version = person_version(build, p)
-        if version not in build.versions:
-            raise _no_version(build, version)
-        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience, version, p.language)
+        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience, version_of(p.version, p.language),
+                            p.language)
 
 
 def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
@@ -252,6 +277,7 @@ class PlannedBatches:
 
     def __iter__(self) -> Iterator[tuple[Version, list[Message]]]:
         read = self.ledger.drafted_batch if self.from_draft else self.ledger.planned_batch
+        make = MessageMaker(self.settings)
         for slug in self.versions:
             version = make_version(self.build, self.settings, slug)
             after = 0
@@ -265,10 +291,10 @@ class PlannedBatches:
                     rows = [row for row in rows if row[1].key not in barred]
                 if not rows:
                     continue
-                ids = {person.key: rid for _, person, rid in rows if rid}
-                if len(ids) < len(rows):  # people with no opaque id yet (a sandbox run, a rare clash)
-                    ids.update(self.ledger.recipient_ids([person.key for _, person, rid in rows if not rid]))
-                yield version, [make_message(person, ids[person.key], self.settings) for _, person, _ in rows]
+                missing = [person.key for _, person, rid in rows if not rid]
+                # people with no opaque id yet (a sandbox run, a rare clash): made now
+                ids = self.ledger.recipient_ids(missing) if missing else {}
+                yield version, [make(person, rid or ids[person.key]) for _, person, rid in rows]
 
 
 # --- retries --------------------------------------------------------------------------------------------
@@ -415,11 +441,28 @@ class Dispatcher:
                     break
                 continue
             self._heard_done = self._heard_sent = 0  # now counted in the report, by _record
+            if attempt == 1 and self._all_sent_alike(result, len(remaining)):
+                # The usual answer: everyone in the batch accepted under one message id. One statement.
+                message_id = next(iter(result.message_ids.values()), None)
+                self.ledger.record_batch(batch_id, self.newsletter, self.kind, SendState.SENT, message_id=message_id)
+                self.report.sent += len(remaining)
+                self._progress()
+                break
             remaining, message_id, last_error = self._record(batch_id, remaining, result, message_id, last_error)
             if remaining and not self._wait_before_retry(attempt, result.retry_after, last_error):
                 self._settle(batch_id, remaining, SendState.FAILED, error=last_error)
                 break
         self._finish(batch_id, len(messages), sent_before, uncertain_before, message_id, last_error)
+
+    @staticmethod
+    def _all_sent_alike(result: BatchResult, people: int) -> bool:
+        """Whether ``result`` says all ``people`` were sent, under one message id (or none), with no error."""
+        deliveries = result.deliveries
+        if len(deliveries) != people or result.errors or len(result.message_ids) not in (0, people):
+            return False
+        if len(set(result.message_ids.values())) > 1:
+            return False
+        return all(delivery is Delivery.SENT for delivery in deliveries.values())
 
     def _record(self, batch_id: int, remaining: list[Message], result: BatchResult, message_id: str | None,
                 last_error: str | None) -> tuple[list[Message], str | None, str | None]:
@@ -498,7 +541,7 @@ class Dispatcher:
         r = self.report
         self.on_progress(Progress(done=r.sent + r.failed + r.uncertain, sent=r.sent, note=note))
 
-    def _heard(self, key: str, delivery: Delivery) -> None:
+    def _heard(self, key: str, delivery: Delivery, people: int = 1) -> None:
         """The transport settled one person mid-batch: move the progress on now, not when the batch ends
         (at 30 messages a minute a batch of ten takes 20 seconds). NOT_SENT is not settled: it is retried.
 
@@ -510,9 +553,11 @@ class Dispatcher:
         if delivery is Delivery.NOT_SENT:
             return
         if delivery is Delivery.SENT and self._batch_id is not None and self.transport.one_message_at_a_time:
+            if people != 1:  # each accepted person must reach the ledger by name
+                raise ValueError("a transport that sends one message at a time reports each person with add()")
             self.ledger.record_outcomes(self._batch_id, self.newsletter, self.kind, [Outcome(key, SendState.SENT)])
-        self._heard_done += 1
-        self._heard_sent += delivery is Delivery.SENT
+        self._heard_done += people
+        self._heard_sent += people if delivery is Delivery.SENT else 0
         r = self.report
         self.on_progress(Progress(done=r.sent + r.failed + r.uncertain + self._heard_done,
                                   sent=r.sent + self._heard_sent, partial=True))

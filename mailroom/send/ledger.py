@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import filelock
 
@@ -123,7 +124,9 @@ CREATE TABLE IF NOT EXISTS ledger_meta (
     name          TEXT PRIMARY KEY,
     value         TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS sends_by_state ON sends (newsletter, state);
+-- No index on state: every state change (in flight, then sent) would rewrite it for each person, and the
+-- queries by state read one newsletter's rows through the primary key anyway.
+DROP INDEX IF EXISTS sends_by_state;
 CREATE INDEX IF NOT EXISTS sends_by_version ON sends (newsletter, audience);
 CREATE TABLE IF NOT EXISTS test_sends (
     id            INTEGER PRIMARY KEY,
@@ -193,9 +196,8 @@ class TestSend:
     sent_at: str
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one person in a batch, as the ledger records it."""
+class Outcome(NamedTuple):
+    """What became of one person in a batch, as the ledger records it (a tuple: one is made per person)."""
 
     key: str
     state: SendState  # SENT, FAILED, UNCERTAIN or PENDING (not tried: back in the queue)
@@ -203,9 +205,14 @@ class Outcome:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedPerson:
-    """One person of a plan as the ledger holds it: everything a batch needs, nothing read from the file."""
+# One person of a draft plan, in the draft table's column order: (key, email, first name, last name, greeting
+# list, version, language). A PlannedPerson is one; the planner's people arrive as plain tuples (no object each).
+PlanRow = tuple[str, str, str, str, str, str, str]
+
+
+class PlannedPerson(NamedTuple):
+    """One person of a plan as the ledger holds it: everything a batch needs, nothing read from the file.
+    A tuple: 100,000 are made per send."""
 
     key: str  # mailroom.addresses.address_key
     email: str  # the address as sent
@@ -257,6 +264,7 @@ class Ledger:
         """
         self.path = Path(db_path)
         self._batch_people: dict[int, frozenset[str]] = {}  # live batch in progress -> its people's keys
+        self._rows_read: tuple[str, dict[str, int]] = ("", {})  # the last planned_batch: newsletter, key -> row
         try:
             self.conn = connect(self.path) if busy_timeout is None else connect(self.path, busy_timeout)
         except (sqlite3.Error, OSError) as exc:
@@ -343,7 +351,7 @@ class Ledger:
 
     # --- the plan: drafted from the lists, frozen when the office confirms ------------------------------
 
-    def draft_plan(self, people: Iterable[PlannedPerson]) -> None:
+    def draft_plan(self, people: Iterable[PlanRow]) -> None:
         """The plan as just read from the lists, in a table only this connection sees; nothing is decided.
 
         ``people`` is streamed in (executemany), so a plan of any size costs no memory here.
@@ -353,12 +361,12 @@ class Ledger:
             "CREATE TEMP TABLE plan_draft (seq INTEGER PRIMARY KEY, address_key TEXT NOT NULL UNIQUE, "
             "email TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL, greeting_list TEXT NOT NULL, "
             "version TEXT NOT NULL, language TEXT NOT NULL)")
-        self.conn.execute("CREATE INDEX temp.plan_draft_by_version ON plan_draft (version)")
         with self._transaction("BEGIN") as conn:  # the draft is this connection's own: no lock on the ledger
             conn.executemany(
                 "INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, language) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                ((p.key, p.email, p.first_name, p.last_name, p.audience, p.version, p.language) for p in people))
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", people)
+            # Made once the rows are in (cheaper than growing it row by row): for drafted_batch's reads.
+            conn.execute("CREATE INDEX temp.plan_draft_by_version ON plan_draft (version)")
 
     def plan_figures(self, newsletter: str, *, resend_uncertain: bool, named: int = 10) -> PlanFigures:
         """The draft against what the ledger holds for ``newsletter`` (run ``draft_plan`` first)."""
@@ -421,13 +429,18 @@ class Ledger:
     def planned_batch(self, newsletter: str, version: str, *, after: int, size: int,
                       states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
         """The next ``size`` people of the frozen plan for ``version`` in ``states``, after row ``after``:
-        (row, person, recipient id or None)."""
+        (row, person, recipient id or None). Where they are is remembered, so ``begin_batch`` finds them by row."""
         marks = ",".join("?" * len(states))
-        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version), r[6]) for r in self.conn.execute(
-            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, s.greeting_list, r.recipient_id "
-            "FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key WHERE s.newsletter = ? AND "
-            f"s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) ORDER BY s.rowid LIMIT ?",
-            (newsletter, version, after, *states, size))]
+        cursor = self.conn.cursor()
+        cursor.row_factory = None  # plain tuples: this runs once per person of a send
+        new = tuple.__new__  # a PlannedPerson from the row's own slice: no Python call per person
+        rows = [(r[0], new(PlannedPerson, r[1:8]), r[8]) for r in cursor.execute(
+            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, s.greeting_list, s.audience, '', "
+            "r.recipient_id FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key "
+            f"WHERE s.newsletter = ? AND s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) "
+            "ORDER BY s.rowid LIMIT ?", (newsletter, version, after, *states, size))]
+        self._rows_read = (newsletter, {person.key: row for row, person, _ in rows})
+        return rows
 
     def drafted_batch(self, newsletter: str, version: str, *, after: int, size: int,
                       states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
@@ -479,11 +492,19 @@ class Ledger:
                 (newsletter, audience, kind, transport, build_hash, len(keys), now))
             batch_id = int(cur.lastrowid or 0)
             if kind == BatchKind.LIVE:
-                # One statement for the batch (the people are rows of the frozen plan already) ...
+                # One statement for the batch (the people are rows of the frozen plan already): by row when
+                # planned_batch just read them (the usual case), else by address ...
+                read_for, rows = self._rows_read
+                if read_for == newsletter and rows and all(key in rows for key in keys):
+                    # "+newsletter": look each row up by its rowid, never scan the newsletter's index
+                    where, values = "+newsletter = ? AND rowid IN (SELECT value FROM json_each(?))", \
+                        json.dumps([rows[k] for k in keys])
+                else:
+                    where, values = ("(newsletter, address_key) IN (SELECT ?, value FROM json_each(?))",
+                                     json.dumps(list(keys)))
                 updated = conn.execute(
-                    "UPDATE sends SET state = 'in_flight', batch_id = ?, audience = ?, build_hash = ?, error = NULL, "
-                    "updated_at = ? WHERE newsletter = ? AND address_key IN (SELECT value FROM json_each(?))",
-                    (batch_id, audience, build_hash, now, newsletter, json.dumps(list(keys)))).rowcount
+                    "UPDATE sends SET state = 'in_flight', batch_id = ?, build_hash = ?, error = NULL, "
+                    f"updated_at = ? WHERE {where}", (batch_id, build_hash, now, newsletter, values)).rowcount
                 people = frozenset(keys)
                 # Every one of the batch's rows now has its batch_id: outcomes naming all of them can be written
                 # by batch_id alone (record_outcomes), without looking each key up again.
@@ -521,6 +542,16 @@ class Ledger:
                     "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ? "
                     "WHERE newsletter = ? AND batch_id = ? AND address_key IN (SELECT value FROM json_each(?))",
                     (state, message_id, error, now, newsletter, batch_id, json.dumps(keys)))
+
+    def record_batch(self, batch_id: int, newsletter: str, kind: BatchKind, state: SendState, *,
+                     message_id: str | None = None, error: str | None = None) -> None:
+        """The same outcome for everyone ``begin_batch`` put in the batch (e.g. all sent): one statement."""
+        if kind != BatchKind.LIVE:
+            return
+        with self._transaction() as conn:
+            conn.execute("UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
+                         "updated_at = ? WHERE newsletter = ? AND batch_id = ?",
+                         (state, message_id, error, _now(), newsletter, batch_id))
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:

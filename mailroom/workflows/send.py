@@ -411,10 +411,14 @@ def report_error(report: DispatchReport) -> MailroomError | None:
 def refuse_preflight_errors(frozen: FrozenBuild) -> None:
     """Nothing goes out while the preflight checks find an error; they check the very bytes to be sent."""
     build = frozen.build
-    findings = check_versions({name: (v.html, v.text) for name, v in frozen.versions.items()},
-                              subject=build.subject, preheader=build.preheader,
-                              newsletter=newsletter_for_build(build),
-                              image_dir=build.build_dir / IMAGE_PREFIX.rstrip("/"))
+    versions = {name: (v.html, v.text) for name, v in frozen.versions.items()}
+    image_dir = build.build_dir / IMAGE_PREFIX.rstrip("/")
+    findings = check_versions(versions, subject=build.subject, preheader=build.preheader, image_dir=image_dir)
+    if any(problem.is_error for problem in findings):
+        # Without newsletter.md the checks find every error and maybe more (braces written as \{{ to be
+        # shown look like template code): only then read it, to drop those and name each error's line.
+        findings = check_versions(versions, subject=build.subject, preheader=build.preheader,
+                                  newsletter=newsletter_for_build(build), image_dir=image_dir)
     errors = [str(problem) for problem in findings if problem.is_error]
     if errors:
         listed = "\n".join(f"  - {problem}" for problem in errors)

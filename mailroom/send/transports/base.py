@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from mailroom.compose.build import BuiltImage
 
@@ -48,9 +49,8 @@ class Version:
     test: bool = False
 
 
-@dataclass(frozen=True)
-class Message:
-    """One person's copy: exactly one recipient, never more."""
+class Message(NamedTuple):
+    """One person's copy: exactly one recipient, never more. A tuple: one is made per person of a send."""
 
     key: str  # address key (ledger)
     email: str
@@ -82,7 +82,7 @@ class BatchResult:
     errors: dict[str, str] = field(default_factory=dict)
     retry_after: float | None = None  # the service asked us to wait this long before retrying the rest
     # told about each person as they are added (``Transport.on_delivery``): per-message progress
-    listener: Callable[[str, Delivery], None] | None = field(default=None, repr=False, compare=False)
+    listener: Callable[[str, Delivery, int], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, key: str, delivery: Delivery, *, message_id: str | None = None, error: str | None = None) -> None:
         self.deliveries[key] = delivery
@@ -91,7 +91,17 @@ class BatchResult:
         if error:
             self.errors[key] = error
         if self.listener is not None:
-            self.listener(key, delivery)
+            self.listener(key, delivery, 1)
+
+    def add_many(self, keys: Sequence[str], delivery: Delivery, *, message_id: str | None = None) -> None:
+        """Everyone in ``keys`` alike (a request SendGrid accepted): one step, and one word to the listener."""
+        if not keys:
+            return
+        self.deliveries.update(dict.fromkeys(keys, delivery))
+        if message_id:
+            self.message_ids.update(dict.fromkeys(keys, message_id))
+        if self.listener is not None:
+            self.listener(keys[-1], delivery, len(keys))
 
 
 class Transport(ABC):
@@ -100,11 +110,12 @@ class Transport(ABC):
     name: str = "transport"
     #: the most people one ``send_batch`` call may carry (dispatch never exceeds it)
     max_batch_size: int = 100
-    #: called with (address key, Delivery) as soon as the service has answered for one person, while the
+    #: called with (address key, Delivery, people) as soon as the service has answered for one person (or,
+    #: from ``BatchResult.add_many``, for ``people`` alike ending with that key), while the
     #: batch is still going: a transport that sends one message at a time (SMTP, at 30 a minute) lets the
     #: progress bar move per message instead of per batch. Set by dispatch; the ledger still waits for
     #: the batch's result.
-    on_delivery: Callable[[str, Delivery], None] | None = None
+    on_delivery: Callable[[str, Delivery, int], None] | None = None
     #: True when each person is a message of its own, handed over and answered one after another (SMTP,
     #: the outbox): dispatch then writes each accepted person to the ledger as it hears of them, so a run
     #: that dies mid-batch never leaves an accepted message "uncertain". A transport that settles a whole
