@@ -61,11 +61,15 @@ def _axe_script() -> str:
     return AXE_JS.read_text(encoding="utf-8") + "\n;axe.configure({allowedOrigins: ['<unsafe_all_origins>']});"
 
 
-def _new_page(browser: Browser, width: int, height: int, *, offline: bool, color_scheme: Literal["light", "dark"],
-              axe: bool) -> tuple[BrowserContext, Page, PageLog]:
+def _new_context(browser: Browser, width: int, height: int, *, color_scheme: Literal["light", "dark"],
+                 axe: bool) -> BrowserContext:
     context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=color_scheme)
-    if axe:  # in every frame, as each document starts: one copy sent to the browser, not one per frame
+    if axe:  # in every frame, as each document starts: one copy sent to the browser, not one per frame or page
         context.add_init_script(script=_axe_script())
+    return context
+
+
+def _watched_page(context: BrowserContext, *, offline: bool) -> tuple[Page, PageLog]:
     page = context.new_page()
     log = PageLog()
     page.on("console", lambda message: log.console_errors.append(message.text) if message.type == "error" else None)
@@ -77,18 +81,17 @@ def _new_page(browser: Browser, width: int, height: int, *, offline: bool, color
     page.on("request", note)
     if offline:
         page.route(OFF_MACHINE, lambda route: route.abort())
-    return context, page, log
+    return page, log
 
 
 @contextmanager
 def open_page(browser: Browser, width: int, height: int = 900, *, offline: bool = True,
-              color_scheme: Literal["light", "dark"] = "light", axe: bool = False) -> Iterator[tuple[Page, PageLog]]:
+              color_scheme: Literal["light", "dark"] = "light") -> Iterator[tuple[Page, PageLog]]:
     """A page at ``width`` x ``height``; with ``offline`` every request off this machine is refused.
-    ``color_scheme`` is what the page's prefers-color-scheme media queries see; ``axe`` loads axe-core into
-    every frame of every document the page opens (``axe_violations`` otherwise adds it after the load)."""
-    context, page, log = _new_page(browser, width, height, offline=offline, color_scheme=color_scheme, axe=axe)
+    ``color_scheme`` is what the page's prefers-color-scheme media queries see."""
+    context = _new_context(browser, width, height, color_scheme=color_scheme, axe=False)
     try:
-        yield page, log
+        yield _watched_page(context, offline=offline)
     finally:
         context.close()
 
@@ -97,26 +100,36 @@ class PageViews:
     """Pages a test module loads once and then looks at many times, at several widths and in light and dark.
 
     Chromium was half the suite's CPU, most of it spent making a fresh context, loading the page and compiling
-    axe-core for every single check. Here each address is opened once (axe-core ready in every frame); a later
-    view resizes the viewport and switches prefers-color-scheme, which re-evaluates the CSS media queries just
-    as loading the page at that size would, and scrolls back to the top. Each test still makes its own
-    measurement or its own axe run on what it is shown. Only for pages without scripts of their own (the
-    emails, the preview, the review page), whose layout depends on nothing but CSS.
+    axe-core for every single check. Here the module's pages share one context (axe-core ready in every
+    frame), and each address is loaded once; a later view resizes the viewport and switches
+    prefers-color-scheme, which re-evaluates the CSS media queries just as loading the page at that size
+    would, and scrolls back to the top. Each test still makes its own measurement or its own axe run on what
+    it is shown. Only for pages without scripts of their own (the emails, the preview, the review page), whose
+    layout depends on nothing but CSS.
     """
 
     def __init__(self, browser: Browser) -> None:
         self.browser = browser
-        self._open: dict[str, tuple[BrowserContext, Page, PageLog]] = {}
+        self._context: BrowserContext | None = None
+        self._open: dict[str, tuple[Page, PageLog]] = {}
+        self._front: Page | None = None
 
     def view(self, url: str, width: int, height: int = 900, *,
              color_scheme: Literal["light", "dark"] = "light") -> tuple[Page, PageLog]:
         """The page at ``url`` as a ``width`` x ``height`` viewport in ``color_scheme`` shows it (loaded the
         first time; the log holds what the page said and fetched since it was loaded)."""
         if url not in self._open:
-            self._open[url] = _new_page(self.browser, width, height, offline=True, color_scheme=color_scheme,
-                                        axe=True)
-            self._open[url][1].goto(url)
-        _context, page, log = self._open[url]
+            if self._context is None:
+                self._context = _new_context(self.browser, width, height, color_scheme=color_scheme, axe=True)
+            page, log = _watched_page(self._context, offline=True)
+            page.set_viewport_size({"width": width, "height": height})
+            page.emulate_media(color_scheme=color_scheme)
+            page.goto(url)
+            self._open[url] = page, log
+        page, log = self._open[url]
+        if page is not self._front:  # a page behind another gets no animation frames: screenshots would wait
+            page.bring_to_front()
+            self._front = page
         page.set_viewport_size({"width": width, "height": height})
         page.emulate_media(color_scheme=color_scheme)
         page.evaluate("() => window.scrollTo(0, 0)")
@@ -129,8 +142,9 @@ class PageViews:
         return axe_violations(page, impacts)
 
     def close(self) -> None:
-        for context, _page, _log in self._open.values():
-            context.close()
+        if self._context is not None:
+            self._context.close()
+        self._context = self._front = None
         self._open.clear()
 
 
@@ -143,7 +157,7 @@ def page_views(browser: Browser) -> Iterator[PageViews]:
 
 def axe_violations(page: Page, impacts: tuple[str, ...] = ("serious", "critical")) -> list[dict[str, Any]]:
     """axe-core's WCAG 2.1 A and AA violations of ``impacts`` on the page, its iframes included."""
-    for frame in page.frames:  # a page opened without axe=True: add it now, to every frame
+    for frame in page.frames:  # a page from open_page: add axe now, to every frame
         if not frame.evaluate("() => typeof axe !== 'undefined'"):
             frame.add_script_tag(content=_axe_script())
     result = page.evaluate(
