@@ -168,3 +168,28 @@ def test_the_person_sent_keeps_the_build_their_copy_was_made_from(tmp_path):
                                        build_hash=build_hash, keys=[key])
             ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [Outcome(key, SendState.SENT, "m")])
         assert [(b.build_hash, b.people) for b in ledger.sent_by_build("n1")] == [("h1", 1), ("h2", 2)]
+
+
+def test_a_ledger_from_before_the_batch_index_change_is_upgraded_and_still_records_batches(tmp_path):
+    """Ledgers written before indexed every row's batch (the plan's unsent rows too) and every row's state:
+    opened now, the batch index covers batched rows only, the state index is gone, and sending still works."""
+    db = tmp_path / "l.sqlite3"
+    with Ledger(db) as ledger:  # today's tables, then the indexes as the earlier mailroom made them
+        ledger.conn.executescript(
+            "DROP INDEX sends_by_batch; CREATE INDEX sends_by_batch ON sends (batch_id);"
+            "CREATE INDEX sends_by_state ON sends (newsletter, state);")
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="2024-11-08T09:00:00Z", resend_uncertain=False)
+    with Ledger(db) as ledger:
+        indexes = dict(ledger.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                           "AND name LIKE 'sends_by_%'").fetchall())
+        assert "sends_by_state" not in indexes
+        assert "WHERE batch_id IS NOT NULL" in indexes["sends_by_batch"]
+        rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",
+                                   build_hash="h1", keys=[person.key for _, person, _ in rows])
+        ledger.record_batch(batch, "n1", BatchKind.LIVE, SendState.SENT, message_id="m1")
+        assert ledger.counts("n1") == {"sent": 2}
+        used = " ".join(str(tuple(r)) for r in ledger.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM sends WHERE newsletter = 'n1' AND batch_id = ?", (batch,)))
+        assert "sends_by_batch" in used
