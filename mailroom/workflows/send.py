@@ -283,21 +283,24 @@ class SendSession:
         if not self.sandbox:
             ledger.freeze_plan(build.slug, build_hash=build.build_hash, composed_at=build.composed_at,
                                resend_uncertain=plan.resend_uncertain)
-            self._write_sent_record()  # before the first message: a lost ledger is noticed even after a crash
+            # Before the first message, so a lost ledger is noticed even after a crash. Who has it already is
+            # what the plan counted (nothing was sent since: the send lock is held), so no count again here.
+            self._write_sent_record(sum(count.people for count in plan.counts.sent_by_build))
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.LIVE, on_progress)
         versions = versions_to_send(build, plan.lists)  # parents, staff, parents+staff, parents.pl...
         batches = PlannedBatches(build, self.settings, ledger, versions, self.transport.max_batch_size,
                                  resend_uncertain=plan.resend_uncertain, from_draft=self.sandbox,
                                  screen=lambda keys: suppressed_among(ledger.conn, keys))
+        sent_by_build: tuple[BuildCount, ...] = ()
         try:
             with self.transport:
                 report = dispatcher.run(batches)
         finally:
             if not self.sandbox:
-                self._write_sent_record()
+                sent_by_build = tuple(ledger.sent_by_build(build.slug))  # everyone sent, per build: one count
+                self._write_sent_record(sum(count.people for count in sent_by_build))
         result = self._result(report, report_error(report))
-        result = replace(result, left_out_during_send=dict(batches.left_out),
-                         sent_by_build=() if self.sandbox else tuple(ledger.sent_by_build(build.slug)))
+        result = replace(result, left_out_during_send=dict(batches.left_out), sent_by_build=sent_by_build)
         if report.failed and not self.sandbox:
             not_sent = self.not_sent(plan)
             path = self.report_file("not-sent")
@@ -305,10 +308,8 @@ class SendSession:
             result = replace(result, not_sent=tuple(not_sent), not_sent_file=path)
         return result
 
-    def _write_sent_record(self) -> None:
-        slug = self.frozen.slug
-        write_sent_record(self.frozen.newsletter_dir, newsletter=slug,
-                          people_sent=self.ledger.counts(slug).get(SendState.SENT, 0),
+    def _write_sent_record(self, people_sent: int) -> None:
+        write_sent_record(self.frozen.newsletter_dir, newsletter=self.frozen.slug, people_sent=people_sent,
                           sent_at=utc_text(), ledger=self.settings.db_path, root=self.settings.root)
 
     def not_sent(self, plan: LivePlan) -> list[NotSent]:
