@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
@@ -244,7 +244,9 @@ class SendSession:
             write_left_out_csv(audience, left_out_file)
         return LivePlan(
             subject=build.subject, lists=audience.lists, audience=audience, counts=counts,
-            transport=self.transport.describe(), transport_notes=tuple(self.transport.plan_notes(counts.total)),
+            transport=self.transport.describe(),
+            transport_notes=tuple(self.transport.plan_notes(counts.total, ledger.sent_recently(
+                self.transport.name, utc_text(timedelta(hours=24))))),
             sandbox=self.sandbox, resend_uncertain=resend_uncertain, marked_as_sent=marked,
             uncertain_file=uncertain_file, lost_ledger=lost, ledger_path=settings.db_path,
             ledger_was_missing=self._ledger_was_missing, school_language=self.settings.school.language,
@@ -495,8 +497,9 @@ def moment_label(text: str) -> str:
     return f"{moment.day} {moment:%B %Y} at {moment:%H:%M}"
 
 
-def utc_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_text(ago: timedelta = timedelta(0)) -> str:
+    """Now (or ``ago`` before now) in UTC, as the ledger and sent.json store times."""
+    return (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_uncertain_list(batches: Sequence[UncertainBatch], path: Path) -> Path:
