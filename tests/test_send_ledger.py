@@ -193,3 +193,23 @@ def test_a_ledger_from_before_the_batch_index_change_is_upgraded_and_still_recor
         used = " ".join(str(tuple(r)) for r in ledger.conn.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM sends WHERE newsletter = 'n1' AND batch_id = ?", (batch,)))
         assert "sends_by_batch" in used
+
+
+def test_sent_recently_counts_live_people_sent_and_test_copies_through_one_transport_since_a_time(tmp_path):
+    from mailroom.send.ledger import BatchState
+
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        live = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                                  build_hash="h", keys=["a@example.org", "b@example.org", "c@example.org"])
+        ledger.record_outcomes(live, "n1", BatchKind.LIVE, [Outcome("a@example.org", SendState.SENT, "m"),
+                                                              Outcome("b@example.org", SendState.SENT, "m"),
+                                                              Outcome("c@example.org", SendState.FAILED)])
+        test = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.TEST, transport="smtp",
+                                  build_hash="h", keys=["office@example.org"])
+        ledger.finish_batch(test, BatchState.SENT)
+        other = ledger.begin_batch(newsletter="n2", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
+                                   build_hash="h", keys=["d@example.org"])
+        ledger.record_batch(other, "n2", BatchKind.LIVE, SendState.SENT)
+        assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 3  # two people and one test copy
+        assert ledger.sent_recently("sendgrid", "2000-01-01T00:00:00Z") == 1
+        assert ledger.sent_recently("smtp", "2999-01-01T00:00:00Z") == 0

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import filelock
 
 from mailroom.addresses import address_key
-from mailroom.database import connect
+from mailroom.database import connect, has_table
 from mailroom.errors import LedgerError, RefusedForSafety
 
 
@@ -477,6 +477,10 @@ class Ledger:
             "WHERE s.newsletter = ? AND s.state = 'sent' GROUP BY s.build_hash "
             "ORDER BY COALESCE(b.composed_at, ''), MIN(s.updated_at), MIN(s.rowid)", (newsletter,))]
 
+    def sent_recently(self, transport: str, since: str) -> int:
+        """How many messages ``transport`` accepted from mailroom since ``since`` (see ``sent_recently``)."""
+        return sent_recently(self.conn, transport, since)
+
     def has_rows(self, newsletter: str) -> bool:
         """Whether this ledger knows anything of ``newsletter`` (a lost ledger knows nothing)."""
         return self.conn.execute("SELECT EXISTS (SELECT 1 FROM sends WHERE newsletter = ?)",
@@ -667,6 +671,20 @@ def _rekey(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE recipients SET address_key = ? WHERE address_key = ?", (new, old))
     for row_id, old in conn.execute("SELECT id, address FROM test_sends WHERE address GLOB '*[^ -~]*'").fetchall():
         conn.execute("UPDATE test_sends SET address = ? WHERE id = ?", (address_key(old), row_id))
+
+
+def sent_recently(conn: sqlite3.Connection, transport: str, since: str) -> int:
+    """Messages ``transport`` (e.g. "smtp") accepted since ``since`` (ISO UTC), every newsletter together:
+    the people of live batches now sent, and the test copies. A relay's daily limit counts all of them."""
+    if not has_table(conn, "send_batches"):
+        return 0
+    live = conn.execute(
+        "SELECT COUNT(*) FROM send_batches b JOIN sends s ON s.batch_id = b.batch_id WHERE b.transport = ? "
+        "AND b.kind = 'live' AND b.started_at >= ? AND s.state = 'sent'", (transport, since)).fetchone()[0]
+    tests = conn.execute(
+        "SELECT COUNT(*) FROM send_batches WHERE transport = ? AND kind = 'test' AND state = 'sent' "
+        "AND started_at >= ?", (transport, since)).fetchone()[0]
+    return int(live) + int(tests)
 
 
 def ledger_error(path: Path, exc: BaseException) -> LedgerError:
