@@ -80,6 +80,19 @@ def run_step(name: str, script: str, args: list[str], log: list[str]) -> dict[st
         return None
 
 
+def run_printing_step(name: str, script: str, args: list[str], log: list[str]) -> str | None:
+    """Run a bench script that prints its figures (no --json); its output as text, or None."""
+    print(f"-- {name}: {script} {' '.join(args)}", flush=True)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    print(f"   {time.perf_counter() - started:.0f} s", flush=True)
+    if done.returncode != 0:
+        log.append(f"{name}: failed (exit {done.returncode}): {(done.stderr or done.stdout).strip()[-400:]}")
+        return None
+    return done.stdout.strip()
+
+
 # --- formatting -------------------------------------------------------------------------------------------
 
 def secs(figure: dict[str, Any] | None, digits: int = 3) -> str:
@@ -312,6 +325,25 @@ def report(results: dict[str, Any], info: dict[str, str], when: str, load: list[
         out += ["", f"Finding the newsletter.md line of every link and text run (`bench/bench_link_lines.py`). "
                 f"Target: 10,000 links under {links['target_seconds']:g} s: {verdict(links['met'])}.", ""]
 
+    translate = results.get("translate")
+    if translate:
+        out += ["## Translation", "",
+                f"Composing the sample with {len(translate['languages'])} languages "
+                f"({', '.join(translate['languages'])}) through the DeepL stand-in "
+                f"(`bench/bench_translate.py`, {translate['latency_ms']:g} ms a request), as a new process:", ""]
+        out += table(["What", "Wall time", "Requests"], [
+            ["English only", secs(translate["english_only_s"], 2), "–"],
+            ["+ languages, empty cache", secs(translate["cold_s"], 2),
+             f"{translate['cold_requests']} ({translate['cold_characters']:,} characters)"],
+            ["+ languages, cached", secs(translate["cached_s"], 2), str(translate["cached_requests"])]])
+        out.append("")
+
+    servers = results.get("servers")
+    if servers:
+        out += ["## The two servers under load and bad input", "",
+                "`bench/bench_servers.py` (the Event Webhook under parallel signed POSTs and a slowloris; the "
+                "preview server with thousands of idle connections), as it printed:", "", "```", servers, "```", ""]
+
     profile = results.get("profile")
     if profile:
         out += ["## 5. Profiles of the slowest stage of each", "",
@@ -344,26 +376,24 @@ FINDINGS = """### What the profiles pointed to, and what changed (each a separat
   the sender's own largest cost was dot-stuffing each ~67 KB message with a multiline regex, now
   `bytes.replace` with the same rule (tested against the regex). A real relay is the limit anyway:
   Microsoft 365 allows 30 messages a minute.
-- **SendGrid:** the largest single share is waiting for the stand-in to check each 1,000-person body against
-  the JSON schema (`recv_into`), then SQLite writes to the ledger (the in-flight record before each request
-  and the outcome after: they are the resume guarantee, kept), then building the body, where `json.dumps`
-  of every person's substitutions (only to check SendGrid's 10,000-byte limit) led: a cheap upper bound now
-  clears almost everyone and the exact count still decides near the limit (tested on both sides).
-- **Peak memory:** at 100,000 people it was mostly the audience plan, every person held from the check until
-  the end of the send (about 0.5 KB each: their strings, the row and the `Recipient`): 103 MB, 1.77× the
-  10,000 figure. The plan is now an index: one byte per row (which version that row's person gets) and the
-  few people found on several rows; `plan.recipients` reads the file again each time it is walked, and
-  refuses if the file changed in between. While loading, a set of address hashes spots people on several
-  rows, who are then decided from all their rows in a second read (so a hash collision merges nobody).
-  The send's peak now barely moves with the number of people; the extra reads cost a few tenths of a
-  second at 100,000.
+- **SendGrid (2026-12-04):** after the wait for the stand-in's answers, the sender's own CPU went, in order:
+  SQLite (drafting the plan, freezing it, reading each batch, the in-flight and sent records), the
+  audience read, each person's JSON, and the `sendgrid` library formatting every 1 MB body into a debug
+  log line even with logging off (4.4 ms a request). Changed: the body is handed over as bytes that format
+  as their size; a batch's personalizations are written at once (one escape, one `%` for everyone); the
+  usual audience row is taken in one step (the full checks decide everything else, tested to give the same
+  plan); messages and ledger rows are tuples; batch rows are found by rowid; the index on state (rewritten
+  on every state change) is gone and the batch index holds batched rows only. 100,000 people: about 70 µs
+  of CPU a person before, about half that after; see `docs/benchmarks.md` for what is left.
+- **Peak memory:** at 100,000 people the planner keeps each person as one packed string (not an object
+  with a dozen fields) and the frozen plan lives in the SQLite ledger, so the send's peak grows by about a
+  quarter from 10,000 to 100,000 people (target: at most 1.3×).
 - **Compose, cold:** mostly imports (regular-expression compilation and module loading in the libraries;
   `python -X importtime` puts premailer, which brings requests and cssutils, at about a quarter of the cold
   run); the render itself is tens of milliseconds (see the warm figures). Nothing changed: the cold compose
   is already a fraction of the reference's time.
-- **Audiences:** the per-row checks in `mailroom/audience.py` (`_read_rows`, `_check_row`, `_plan`), already
-  streamed from the file; 100,000 rows load well inside the 2-second target. Since the plan became an index
-  (see peak memory), loading 100,000 rows needs about 12 MB at its peak instead of about 59 MB."""
+- **Audiences:** the per-row checks in `mailroom/audience/lists.py`, streamed from the file (CSV or .xlsx);
+  100,000 rows load well inside the 2-second target."""
 
 
 def main() -> None:
@@ -394,9 +424,12 @@ def main() -> None:
         ("audiences", "bench_audience.py", ["--runs", "2" if quick else "5"]),
         ("preview_refresh", "bench_preview_refresh.py", ["--runs", "5" if quick else "12"]),
         ("link_lines", "bench_link_lines.py", ["--sizes", "1000,10000" if quick else "1000,10000,100000"]),
+        ("translate", "bench_translate.py", ["--runs", "2" if quick else "5"]),
         ("profile", "profile_stages.py", ["--top", "8"]),
     ]
-    results = {name: run_step(name, script, extra, log) for name, script, extra in steps}
+    results: dict[str, Any] = {name: run_step(name, script, extra, log) for name, script, extra in steps}
+    results["servers"] = run_printing_step("servers", "bench_servers.py",
+                                           ["--events", "2000", "--idle", "1000"] if quick else [], log)
     load_end = f"{os.getloadavg()[0]:.2f}"
     log.append(f"the whole run took {time.perf_counter() - started:.0f} s")
     command = "python bench/run_all.py" + (" --quick" if quick else "")

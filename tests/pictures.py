@@ -55,3 +55,22 @@ def write_heavy_photo_png(path: Path, width: int = 1104, height: int = 1700) -> 
     pixels = random.Random(7).randbytes(width * height * 3)
     Image.frombytes("RGB", (width, height), pixels).save(path, "PNG", compress_level=1)
     return path
+
+
+HEIC_PHOTO = Path(__file__).parent / "fixtures" / "pictures" / "phone-photo.heic"
+
+
+def write_heic_photo(path: Path = HEIC_PHOTO) -> Path:
+    """The HEIC fixture, as an iPhone saves a photo (made with pillow-heif's libheif; run this to make it again):
+    1600 x 1200, a red block in the top-right corner, the camera make and a GPS position in its EXIF."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    picture = Image.linear_gradient("L").resize((1600, 1200)).convert("RGB")
+    picture.paste((220, 20, 20), (1400, 0, 1600, 150))
+    exif = Image.Exif()
+    exif[MAKE] = "ExamplePhone"
+    exif.get_ifd(GPS_IFD).update({1: "N", 2: (51.0, 30.0, 12.5), 3: "W", 4: (0.0, 7.0, 40.2)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path, "HEIF", quality=60, exif=exif)
+    return path

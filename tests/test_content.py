@@ -143,12 +143,20 @@ def test_pasted_seed_gives_a_sensible_email(project: Path) -> None:
     assert "Online SAFETY…Sextortion" in html  # typographic ellipsis for the run of dots
 
 
-def test_an_iphone_heic_photo_is_refused_with_how_to_save_it_as_jpeg(tmp_path: Path) -> None:
+def test_a_file_named_heic_that_is_not_a_picture_names_its_line(tmp_path: Path) -> None:
     folder = tmp_path / "news"
     (folder / "images").mkdir(parents=True)
-    (folder / "images" / "IMG_0412.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")  # how a HEIC file starts
+    (folder / "images" / "IMG_0412.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")  # a HEIC's first bytes only
     error = error_for(tmp_path, FRONT + "\nIntro.\n\n![Sports day](images/IMG_0412.HEIC)\n")
     assert error.line == 10
-    assert error.message == ("the image 'images/IMG_0412.HEIC' should be a PNG, JPEG or GIF file; an iPhone photo "
-                             "(HEIC) can be saved as JPEG first, e.g. by emailing it to yourself or, on the iPhone, "
-                             "Settings > Camera > Formats > Most Compatible")
+    assert error.message == ("the image 'images/IMG_0412.HEIC' is not a picture mailroom can read (a damaged file, "
+                             "or another kind of file renamed); open it in a photo editor and save it as PNG, JPEG "
+                             "or GIF")
+
+
+def test_a_picture_of_another_kind_is_refused_naming_the_kinds_mailroom_takes(tmp_path: Path) -> None:
+    folder = tmp_path / "news"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "plan.tiff").write_bytes(b"II*\x00")
+    error = error_for(tmp_path, FRONT + "\nIntro.\n\n![The plan](images/plan.tiff)\n")
+    assert error.message == "the image 'images/plan.tiff' should be a PNG, JPEG, GIF or an iPhone's HEIC file"

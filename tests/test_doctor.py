@@ -360,3 +360,43 @@ def test_sendgrid_key_check_reads_the_scopes_and_sends_nothing(
     sign_in = [f for f in found if f.area == "Sign-in"]
     assert (sign_in[-1].level, sign_in[-1].summary) == expected
     assert standin.paths == [("GET", "/v3/scopes")]  # one read-only request; no mail/send
+
+
+# --- the daily limit counts what the relay already took today ------------------------------------------
+
+def test_the_daily_limit_counts_what_mailroom_sent_through_the_relay_in_the_last_24_hours(
+        tmp_path: Path, dns: DnsStandIn, zone: Zone) -> None:
+    """Three people on the lists fit a limit of 4, until the ledger shows 2 messages through this relay today
+    (another newsletter); messages through another transport, or from yesterday, do not count."""
+    from mailroom.send.ledger import BatchKind, Ledger, SendState
+
+    root = tmp_path / "school"
+    make_project(root)
+    (root / "audiences.csv").write_text("email,first_name,last_name,lists,status\n"
+                                        "amelia.hughes@example.org,Amelia,Hughes,parents,subscribed\n"
+                                        "rahul.patel@example.com,Rahul,Patel,parents,subscribed\n"
+                                        "priya.shah@example.org,Priya,Shah,staff,subscribed\n")
+    text = (root / "school.toml").read_text(encoding="utf-8")
+    (root / "school.toml").write_text(text.replace("daily_limit = 10000", "daily_limit = 4"), encoding="utf-8")
+    microsoft_good(zone)
+
+    def limit_finding() -> Finding:
+        found = run_doctor(settings(root, dns), connect=False)
+        return next(f for f in found if f.area == "Daily limit")
+
+    assert limit_finding().level is Level.OK  # no ledger yet: nothing counted, nothing created
+    assert not (root / "d.sqlite3").exists()
+    with Ledger(root / "d.sqlite3") as ledger:
+        for transport, people in (("smtp", ["a@example.org", "b@example.org"]), ("sendgrid", ["c@example.org"])):
+            batch = ledger.begin_batch(newsletter="older", audience="parents", kind=BatchKind.LIVE,
+                                       transport=transport, build_hash="h", keys=people)
+            ledger.record_batch(batch, "older", BatchKind.LIVE, SendState.SENT, message_id="m")
+        yesterday = ledger.begin_batch(newsletter="older", audience="staff", kind=BatchKind.LIVE, transport="smtp",
+                                       build_hash="h", keys=["d@example.org"])
+        ledger.record_batch(yesterday, "older", BatchKind.LIVE, SendState.SENT)
+        ledger.conn.execute("UPDATE send_batches SET started_at = '2020-01-01T00:00:00Z' WHERE batch_id = ?",
+                            (yesterday,))
+    finding = limit_finding()
+    assert finding.level is Level.WARNING
+    assert finding.summary == ("3 people are on parents, staff, and the mail server already took 2 messages from "
+                               "mailroom in the last 24 hours: sending now would pass the 4 a day it allows.")

@@ -20,7 +20,7 @@ from mailroom.compose import images as images_module
 from mailroom.compose.images import PIXELS_PER_SHOWN_PX, prepare_image
 from mailroom.errors import InputError
 from mailroom.workflows.compose import ComposeResult
-from tests.pictures import GPS_IFD, gif_bytes, phone_photo, truncated, write_png
+from tests.pictures import GPS_IFD, HEIC_PHOTO, gif_bytes, phone_photo, truncated, write_png
 from tests.projects import REPO, compose_copy, make_project
 from tests.send_project import environ, send_py, write_audiences
 
@@ -105,9 +105,29 @@ def test_the_whole_email_with_the_photo_is_under_1_5_mb(photo_composed: tuple[Pa
         assert not picture.getexif()
 
 
+def test_an_iphone_heic_photo_goes_as_a_small_jpeg_without_metadata(tmp_path: Path) -> None:
+    """The iPhone's own format, which mail programs cannot show: read with pillow-heif, sent as JPEG."""
+    original = HEIC_PHOTO.read_bytes()
+    images_module.allow_heif()
+    with Image.open(HEIC_PHOTO) as source:  # the fixture is what the test says: HEIC, with a GPS position
+        assert source.format == "HEIF" and source.getexif().get_ifd(GPS_IFD)
+    folder = with_picture(make_project(tmp_path / "school"), "IMG_0412.HEIC", original, "Sports day")
+    result = compose_copy(folder)
+    sent = folder / "build" / "images" / "IMG_0412.jpg"
+    with Image.open(sent) as picture:
+        assert (picture.format, picture.size) == ("JPEG", (552 * PIXELS_PER_SHOWN_PX, 828))
+        assert not picture.getexif() and "exif" not in picture.info and "xmp" not in picture.info
+        red, green, blue = picture.convert("RGB").getpixel((picture.width - 20, 20))  # the red block, top right
+        assert red > 180 and green < 80 and blue < 80
+    html = result.build.versions["parents"].html()
+    assert 'src="images/IMG_0412.jpg"' in html and "HEIC" not in html
+    assert (folder / "images" / "IMG_0412.HEIC").read_bytes() == original
+
+
 @pytest.mark.parametrize(("name", "data"), [
     ("trip.gif", truncated(gif_bytes(400, 300), 0.4)),
     ("trip.jpg", truncated(phone_photo(800, 600), 0.3)),
+    ("trip.heic", truncated(HEIC_PHOTO.read_bytes(), 0.5)),
     ("trip.png", truncated(Path(__file__).parent.parent.joinpath(
         "newsletters/2024-11-08-online-safety/images/home-learning-hub.png").read_bytes(), 0.6)),
 ])

@@ -168,3 +168,48 @@ def test_the_person_sent_keeps_the_build_their_copy_was_made_from(tmp_path):
                                        build_hash=build_hash, keys=[key])
             ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [Outcome(key, SendState.SENT, "m")])
         assert [(b.build_hash, b.people) for b in ledger.sent_by_build("n1")] == [("h1", 1), ("h2", 2)]
+
+
+def test_a_ledger_from_before_the_batch_index_change_is_upgraded_and_still_records_batches(tmp_path):
+    """Ledgers written before indexed every row's batch (the plan's unsent rows too) and every row's state:
+    opened now, the batch index covers batched rows only, the state index is gone, and sending still works."""
+    db = tmp_path / "l.sqlite3"
+    with Ledger(db) as ledger:  # today's tables, then the indexes as the earlier mailroom made them
+        ledger.conn.executescript(
+            "DROP INDEX sends_by_batch; CREATE INDEX sends_by_batch ON sends (batch_id);"
+            "CREATE INDEX sends_by_state ON sends (newsletter, state);")
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="2024-11-08T09:00:00Z", resend_uncertain=False)
+    with Ledger(db) as ledger:
+        indexes = dict(ledger.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                                           "AND name LIKE 'sends_by_%'").fetchall())
+        assert "sends_by_state" not in indexes
+        assert "WHERE batch_id IS NOT NULL" in indexes["sends_by_batch"]
+        rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",
+                                   build_hash="h1", keys=[person.key for _, person, _ in rows])
+        ledger.record_batch(batch, "n1", BatchKind.LIVE, SendState.SENT, message_id="m1")
+        assert ledger.counts("n1") == {"sent": 2}
+        used = " ".join(str(tuple(r)) for r in ledger.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM sends WHERE newsletter = 'n1' AND batch_id = ?", (batch,)))
+        assert "sends_by_batch" in used
+
+
+def test_sent_recently_counts_live_people_sent_and_test_copies_through_one_transport_since_a_time(tmp_path):
+    from mailroom.send.ledger import BatchState
+
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        live = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                                  build_hash="h", keys=["a@example.org", "b@example.org", "c@example.org"])
+        ledger.record_outcomes(live, "n1", BatchKind.LIVE, [Outcome("a@example.org", SendState.SENT, "m"),
+                                                              Outcome("b@example.org", SendState.SENT, "m"),
+                                                              Outcome("c@example.org", SendState.FAILED)])
+        test = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.TEST, transport="smtp",
+                                  build_hash="h", keys=["office@example.org"])
+        ledger.finish_batch(test, BatchState.SENT)
+        other = ledger.begin_batch(newsletter="n2", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
+                                   build_hash="h", keys=["d@example.org"])
+        ledger.record_batch(other, "n2", BatchKind.LIVE, SendState.SENT)
+        assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 3  # two people and one test copy
+        assert ledger.sent_recently("sendgrid", "2000-01-01T00:00:00Z") == 1
+        assert ledger.sent_recently("smtp", "2999-01-01T00:00:00Z") == 0

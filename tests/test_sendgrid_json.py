@@ -7,9 +7,16 @@ import json
 import pytest
 
 from mailroom.send.personalize import html_values
-from mailroom.send.transports.base import Version
+from mailroom.send.transports.base import Message, Version
 from mailroom.send.transports.mime import list_unsubscribe
-from mailroom.send.transports.sendgrid import _dumps, _personalization_json, _Prepared, html_tag, text_tag
+from mailroom.send.transports.sendgrid import (
+    _dumps,
+    _personalization_json,
+    _personalizations,
+    _Prepared,
+    html_tag,
+    text_tag,
+)
 from tests.send_project import send_project, settings_for
 
 NAMES = ["Pat", "", "Zoë & <Seán> \"Ó\" 'x'", "tab\tnew\nline\x00nul\u2028", "日本語 🎒", "back\\slash/",
@@ -43,3 +50,27 @@ def test_the_json_written_from_pieces_is_the_json_of_the_dict(prepared: _Prepare
     written = _personalization_json(prepared, "pat@example.org", name, "ab12", unsubscribe, values)
     assert written == _dumps(expected)
     assert json.loads(written) == expected
+
+
+def _message(first: str, last: str, at: int) -> Message:
+    values = {"greeting": f"Dear {first}" if first else "Dear Parent/Carer", "first_name": first, "last_name": last,
+              "unsubscribe_url": f"https://example.org/u?r={at:04x}&x=1", "recipient_id": f"{at:04x}"}
+    return Message(f"p{at}@example.org", f"p{at}@example.org", f"{first} {last}".strip(), f"{at:04x}", values)
+
+
+@pytest.mark.parametrize("mix", ["plain", "to escape for HTML", "hostile"])
+def test_a_whole_batch_written_at_once_is_each_persons_json(prepared: _Prepared, mix: str) -> None:
+    """The batch way (one escape, one % for everyone) gives each person exactly their own JSON: with plain
+    names only, with names HTML must escape among them, and with every hostile name (a NUL, the text
+    "\\u0000") among them, which sends the batch the long way."""
+    names = [("Pat", "Example"), ("", ""), ("Sam", ""), ("", "Okafor")] * 5
+    if mix == "to escape for HTML":
+        names += [("Zoë & <Seán>", "O'Neil"), ('"Ó"', "Smith & Sons"), ("日本語 🎒", "back\\slash/")]
+    if mix == "hostile":
+        names += [(first, "Ångström-O'Neil") for first in NAMES]
+    people = [(_message(first, last, at), f"p{at}@example.org", f"{first} {last}".strip())
+              for at, (first, last) in enumerate(names)]
+    expected = [_personalization_json(prepared, address, name, message.recipient_id,
+                                      list_unsubscribe(message.values["unsubscribe_url"], prepared.mailto),
+                                      message.values) for message, address, name in people]
+    assert _personalizations(prepared, people) == expected

@@ -431,6 +431,25 @@ def test_send_py_plan_warns_past_the_daily_limit_and_shows_the_time(tmp_path: Pa
     assert handler.received == []
 
 
+def test_send_py_plan_counts_what_the_relay_already_took_today_against_the_daily_limit(
+        tmp_path: Path, server: object, handler: ScriptedHandler) -> None:
+    """6 messages fit a limit of 8, but not after 3 went through this relay in the last 24 hours."""
+    from mailroom.send.ledger import BatchKind, Ledger, SendState
+
+    project = send_project(tmp_path / "school", school_toml={"daily_limit = 10000": "daily_limit = 8"})
+    settings = load_settings(project, environ={})
+    assert [note for note in smtp_plan_notes(settings, 6) if "a day" in note] == []
+    with Ledger(project / "mailroom.sqlite3") as ledger:
+        batch = ledger.begin_batch(newsletter="last-week", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                                   build_hash="h", keys=["x@example.org", "y@example.org", "z@example.org"])
+        ledger.record_batch(batch, "last-week", BatchKind.LIVE, SendState.SENT, message_id="m")
+    run = send(project, port_of(server), "--dry-run")
+    assert run.returncode == 0, run.stderr
+    assert ("Warning: the mail server already took 3 messages from mailroom in the last 24 hours; with these 6 that "
+            "is more than the 8 a day it allows") in " ".join(run.stdout.split())
+    assert handler.received == []
+
+
 def test_an_address_deferred_every_time_is_given_up_on_after_the_retries_and_the_rest_are_sent(
         project: Path, server: object, handler: ScriptedHandler) -> None:
     recipients = people(6)

@@ -179,7 +179,7 @@ class PackedRecipients(Sequence[Recipient]):
         self._groups: list[tuple[str, tuple[str, ...], str, str]] = []
         self._group_index: dict[tuple[str, tuple[str, ...], str, str], int] = {}
         self._unpackable: dict[int, Recipient] = {}  # position -> a person whose values hold NUL (never, really)
-        self._group_sizes: Counter[int] = Counter()
+        self._group_sizes: list[int] = []  # people per group, by its index
 
     def groups(self) -> list[tuple[tuple[str, tuple[str, ...], str, str], int]]:
         """Each (audience, lists, version, language) the people have, and how many have it."""
@@ -197,6 +197,7 @@ class PackedRecipients(Sequence[Recipient]):
         if index is None:
             index = self._group_index[group] = len(self._groups)
             self._groups.append(group)
+            self._group_sizes.append(0)
         packed = _SEP.join((email, "" if key == email else key, first_name, last_name, line, str(index)))
         self._group_sizes[index] += 1
         if packed.count(_SEP) != 5:

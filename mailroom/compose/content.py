@@ -32,6 +32,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from mailroom.compose.build import SOURCE_FILE
+from mailroom.compose.images import allow_heif, is_heif
 from mailroom.compose.links import check_link
 from mailroom.compose.pasted import PastedWarning, pasted_text_rule, prepare_lines
 from mailroom.errors import InputError
@@ -439,12 +440,10 @@ class _BodyParser:
         if not path.is_file():
             raise self.error(f"the image file '{src}' does not exist", inline)
         content_type = IMAGE_TYPES.get(path.suffix.lower())
+        if content_type is None and is_heif(path):  # an iPhone's own format: read here, sent as JPEG
+            content_type = "image/heic"
         if content_type is None:
-            hint = ""
-            if path.suffix.lower() in (".heic", ".heif"):  # an iPhone's own format, which mail programs cannot show
-                hint = ("; an iPhone photo (HEIC) can be saved as JPEG first, e.g. by emailing it to yourself or, "
-                        "on the iPhone, Settings > Camera > Formats > Most Compatible")
-            raise self.error(f"the image '{src}' should be a PNG, JPEG or GIF file{hint}", inline)
+            raise self.error(f"the image '{src}' should be a PNG, JPEG, GIF or an iPhone's HEIC file", inline)
         size = image_size(path)
         if size is None:
             raise self.error(f"the image '{src}' is not a picture mailroom can read (a damaged file, or another "
@@ -470,6 +469,8 @@ def image_size(path: Path) -> tuple[int, int] | None:
 
     None when the file is not a picture Pillow can identify; a damaged one is caught when it is prepared.
     """
+    if is_heif(path):
+        allow_heif()
     try:
         with PILImage.open(path) as picture:
             width, height = picture.size
@@ -477,7 +478,8 @@ def image_size(path: Path) -> tuple[int, int] | None:
                 orientation = picture.getexif().get(ORIENTATION_TAG, 1)
             except (OSError, ValueError, SyntaxError, EOFError):
                 orientation = 1
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, PILImage.DecompressionBombError):
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, RuntimeError,
+            PILImage.DecompressionBombError):
         return None
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 

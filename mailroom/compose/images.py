@@ -11,12 +11,14 @@ would download all of it, and the location of a photo of children would go with 
 - saved as JPEG (quality 82, progressive) when it is a photo; a PNG stays PNG when it has transparency or
   when JPEG would not make it much smaller (text and flat colours look wrong as JPEG).
 
-The originals are never changed. Results are kept in a cache named by the source's content, so composing
-again (the live preview does it on every save) reuses them.
+An iPhone photo (HEIC, the camera's own format, which mail programs cannot show) is read with pillow-heif
+and goes out as JPEG like any photo. The originals are never changed. Results are kept in a cache named by
+the source's content, so composing again (the live preview does it on every save) reuses them.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -36,6 +38,7 @@ CACHE_VERSION = "1"  # change when the processing changes, so old results are no
 CACHE_KEEP_DAYS = 60  # results unused for this long are removed
 
 CONTENT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".gif": "image/gif"}
+HEIF_SUFFIXES = (".heic", ".heif")  # read, and sent as JPEG
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError,
                MemoryError, Image.DecompressionBombError)
 
@@ -65,6 +68,20 @@ class PreparedImage:
         return width, max(1, round(self.height * width / self.width))
 
 
+@functools.cache
+def allow_heif() -> None:
+    """Let Pillow open HEIC and HEIF pictures, once one is met: loading the decoder takes longer than a whole
+    compose without it. pillow-heif turns the picture upright as it reads it (HEIF keeps the turn in the
+    file's own header) and clears the EXIF orientation tag, so nothing turns it twice."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+def is_heif(path: Path) -> bool:
+    return path.suffix.lower() in HEIF_SUFFIXES
+
+
 def prepare_image(source: Path, shown_width: int, cache_dir: Path) -> PreparedImage:
     """The email-ready copy of ``source`` for a picture shown at most ``shown_width`` CSS pixels wide.
 
@@ -86,6 +103,8 @@ def prepare_image(source: Path, shown_width: int, cache_dir: Path) -> PreparedIm
                 break  # a damaged cache entry is simply made again
             os.utime(cached)  # recently used: kept by the clean-up
             return PreparedImage(source, cached, width, height, len(data), cached.stat().st_size)
+    if is_heif(source):
+        allow_heif()
     encoded, suffix, (width, height) = _process(source, data, max_width)
     cache_dir.mkdir(parents=True, exist_ok=True)
     target = cache_dir / f"{key}{suffix}"
@@ -107,13 +126,18 @@ def _process(source: Path, data: bytes, max_width: int) -> tuple[bytes, str, tup
                 return _animated_gif(source, opened, data, max_width)
             opened.load()
             picture = ImageOps.exif_transpose(opened)
-            was_jpeg = opened.format == "JPEG"
+            was_jpeg = opened.format in ("JPEG", "HEIF")  # a camera's photo: it goes (back) as JPEG
             # The colour profile describes the file's own colours: kept for RGB and grey pictures, dropped when
             # a print-ready CMYK file is turned into RGB (its CMYK profile would then be wrong).
             icc = opened.info.get("icc_profile") if opened.mode in ("RGB", "RGBA", "L", "LA", "P") else None
     except UnidentifiedImageError:
         raise InputError("this file is not a picture mailroom can read; save it as PNG, JPEG or GIF",
                          _shown(source)) from None
+    except RuntimeError:  # pillow-heif's word for a HEIC file it cannot decode (cut short, or not HEIC at all)
+        if not is_heif(source):
+            raise
+        raise InputError("this picture is damaged or incomplete, so it cannot be put in the email; open it in a "
+                         "photo editor and save it again, or choose another picture", _shown(source)) from None
     except _UNREADABLE:
         raise InputError("this picture is damaged or incomplete, so it cannot be put in the email; open it in a "
                          "photo editor and save it again, or choose another picture", _shown(source)) from None

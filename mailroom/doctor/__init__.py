@@ -8,6 +8,7 @@ gathers findings; the command in ``mailroom.cli`` prints them and sets the exit 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import dns.resolver
@@ -37,6 +38,25 @@ def list_size(settings: Settings, audiences: Path, lists: list[str]) -> tuple[in
     return len(plan.recipients), None
 
 
+def _sent_recently(settings: Settings) -> int:
+    """Messages the configured transport took from mailroom in the last 24 hours (0 without a ledger yet)."""
+    from datetime import UTC, datetime, timedelta
+
+    from mailroom.database import connect_existing, to_text
+    from mailroom.send.ledger import sent_recently
+
+    try:
+        conn = connect_existing(settings.db_path)
+        if conn is None:
+            return 0
+        try:
+            return sent_recently(conn, settings.transport, to_text(datetime.now(UTC) - timedelta(hours=24)))
+        finally:
+            conn.close()
+    except (sqlite3.Error, OSError):
+        return 0  # an unreadable ledger is for the send to report; the doctor only leaves this out
+
+
 def run_doctor(settings: Settings, *, audiences: Path | None = None, lists: list[str] | None = None,
                resolver: dns.resolver.Resolver | None = None, connect: bool = True) -> list[Finding]:
     """Every finding, in the order the office reads them. ``connect=False`` skips the transport check."""
@@ -47,5 +67,5 @@ def run_doctor(settings: Settings, *, audiences: Path | None = None, lists: list
         findings += check_transport(settings)
     findings += check_dns(settings, size, resolver=resolver)
     findings += check_unsubscribe(settings, size)
-    findings += [unreadable] if unreadable else check_daily_limit(settings, size, chosen)
+    findings += [unreadable] if unreadable else check_daily_limit(settings, size, chosen, _sent_recently(settings))
     return findings

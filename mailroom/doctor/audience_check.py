@@ -21,7 +21,9 @@ def check_unsubscribe(settings: Settings, list_size: int) -> list[Finding]:
                        "needs a certificate, e.g. from Let's Encrypt)")]
 
 
-def check_daily_limit(settings: Settings, list_size: int, lists: list[str]) -> list[Finding]:
+def check_daily_limit(settings: Settings, list_size: int, lists: list[str], sent_recently: int = 0) -> list[Finding]:
+    """The lists against the relay's daily limit, which the ``sent_recently`` messages of the last 24 hours
+    (from the ledger: other newsletters, tests) have used part of already."""
     named = ", ".join(lists)
     if settings.transport == "sendgrid":
         return [Finding("Daily limit", Level.NOTE, f"{list_size:,} people are on {named}. SendGrid's daily limit "
@@ -41,5 +43,12 @@ def check_daily_limit(settings: Settings, list_size: int, lists: list[str]) -> l
                              "it carries on where it stopped. Or ask IT about a service with a higher limit.",
                         it="daily_limit in [smtp] of school.toml should match the relay's real limit (Microsoft 365: "
                            "10,000 recipients a day per mailbox; Google Workspace: about 2,000).")]
+    if sent_recently and list_size + sent_recently > limit:
+        return [Finding("Daily limit", Level.WARNING, f"{list_size:,} people are on {named}, and the mail server "
+                        f"already took {sent_recently:,} messages from mailroom in the last 24 hours: sending now "
+                        f"would pass the {limit:,} a day it allows.",
+                        todo="Send tomorrow, or send now and run the same command again tomorrow when the server "
+                             "starts refusing: it carries on where it stopped.")]
+    already = f" (with the {sent_recently:,} mailroom sent in the last 24 hours)" if sent_recently else ""
     return [Finding("Daily limit", Level.OK, f"{list_size:,} people are on {named}, within the {limit:,} a day the "
-                    "mail server allows.")]
+                    f"mail server allows{already}.")]

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import filelock
 
 from mailroom.addresses import address_key
-from mailroom.database import connect
+from mailroom.database import connect, has_table
 from mailroom.errors import LedgerError, RefusedForSafety
 
 
@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS recipients (
     address_key   TEXT PRIMARY KEY,
     recipient_id  TEXT NOT NULL UNIQUE,   -- random and opaque: what goes to SendGrid, never the address
     created_at    TEXT NOT NULL
-);
+) WITHOUT ROWID;                          -- found by address_key only: one b-tree, not two
 CREATE TABLE IF NOT EXISTS send_batches (
     batch_id      INTEGER PRIMARY KEY,
     newsletter    TEXT NOT NULL,
@@ -112,7 +112,8 @@ CREATE TABLE IF NOT EXISTS sends (
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (newsletter, address_key)
 );
-CREATE INDEX IF NOT EXISTS sends_by_batch ON sends (batch_id);
+-- Only rows in a batch: a plan's 100,000 pending rows are not written into it when the plan is frozen.
+CREATE INDEX IF NOT EXISTS sends_by_batch ON sends (batch_id) WHERE batch_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS builds (       -- every build a live send used: for "who has which version"
     newsletter    TEXT NOT NULL,
     build_hash    TEXT NOT NULL,
@@ -302,9 +303,15 @@ class Ledger:
         have = {row[1] for row in self.conn.execute("PRAGMA table_info(sends)")}
         missing = [name for name in _ADDED_SEND_COLUMNS if name not in have]
         keys = self.conn.execute("SELECT value FROM ledger_meta WHERE name = ?", (ADDRESS_KEYS,)).fetchone()
-        if not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW:
+        batch_index = self.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'sends_by_batch'").fetchone()
+        whole_batch_index = batch_index is not None and "WHERE" not in (batch_index[0] or "").upper()
+        if not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW and not whole_batch_index:
             return
         with self._transaction() as conn:
+            if whole_batch_index:  # an earlier mailroom indexed every row's batch, the plan's unsent ones too
+                conn.execute("DROP INDEX sends_by_batch")
+                conn.execute("CREATE INDEX sends_by_batch ON sends (batch_id) WHERE batch_id IS NOT NULL")
             for name in missing:
                 conn.execute(f"ALTER TABLE sends ADD COLUMN {name} {_ADDED_SEND_COLUMNS[name]}")
             if "build_hash" in missing:  # rows from before: their batch says which build they got
@@ -469,6 +476,10 @@ class Ledger:
             "ON b.newsletter = s.newsletter AND b.build_hash = s.build_hash "
             "WHERE s.newsletter = ? AND s.state = 'sent' GROUP BY s.build_hash "
             "ORDER BY COALESCE(b.composed_at, ''), MIN(s.updated_at), MIN(s.rowid)", (newsletter,))]
+
+    def sent_recently(self, transport: str, since: str) -> int:
+        """How many messages ``transport`` accepted from mailroom since ``since`` (see ``sent_recently``)."""
+        return sent_recently(self.conn, transport, since)
 
     def has_rows(self, newsletter: str) -> bool:
         """Whether this ledger knows anything of ``newsletter`` (a lost ledger knows nothing)."""
@@ -660,6 +671,20 @@ def _rekey(conn: sqlite3.Connection) -> None:
             conn.execute("UPDATE recipients SET address_key = ? WHERE address_key = ?", (new, old))
     for row_id, old in conn.execute("SELECT id, address FROM test_sends WHERE address GLOB '*[^ -~]*'").fetchall():
         conn.execute("UPDATE test_sends SET address = ? WHERE id = ?", (address_key(old), row_id))
+
+
+def sent_recently(conn: sqlite3.Connection, transport: str, since: str) -> int:
+    """Messages ``transport`` (e.g. "smtp") accepted since ``since`` (ISO UTC), every newsletter together:
+    the people of live batches now sent, and the test copies. A relay's daily limit counts all of them."""
+    if not has_table(conn, "send_batches"):
+        return 0
+    live = conn.execute(
+        "SELECT COUNT(*) FROM send_batches b JOIN sends s ON s.batch_id = b.batch_id WHERE b.transport = ? "
+        "AND b.kind = 'live' AND b.started_at >= ? AND s.state = 'sent'", (transport, since)).fetchone()[0]
+    tests = conn.execute(
+        "SELECT COUNT(*) FROM send_batches WHERE transport = ? AND kind = 'test' AND state = 'sent' "
+        "AND started_at >= ?", (transport, since)).fetchone()[0]
+    return int(live) + int(tests)
 
 
 def ledger_error(path: Path, exc: BaseException) -> LedgerError:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from mailroom.translate.languages import describe, english_name, is_tag
-from mailroom.translate.step import MACHINE, SCHOOL, LanguageOutcome
+
+if TYPE_CHECKING:  # the send's plan (plan_language_lines) needs none of compose's translation step
+    from mailroom.translate.step import LanguageOutcome
 
 
 def language_lines(outcomes: Sequence[LanguageOutcome]) -> list[str]:
     """One line per language, then the characters sent (engines charge per character)."""
+    from mailroom.translate.step import MACHINE, SCHOOL
+
     if not outcomes:
         return []
     lines = ["Languages:"]

@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
@@ -244,7 +244,9 @@ class SendSession:
             write_left_out_csv(audience, left_out_file)
         return LivePlan(
             subject=build.subject, lists=audience.lists, audience=audience, counts=counts,
-            transport=self.transport.describe(), transport_notes=tuple(self.transport.plan_notes(counts.total)),
+            transport=self.transport.describe(),
+            transport_notes=tuple(self.transport.plan_notes(counts.total, ledger.sent_recently(
+                self.transport.name, utc_text(timedelta(hours=24))))),
             sandbox=self.sandbox, resend_uncertain=resend_uncertain, marked_as_sent=marked,
             uncertain_file=uncertain_file, lost_ledger=lost, ledger_path=settings.db_path,
             ledger_was_missing=self._ledger_was_missing, school_language=self.settings.school.language,
@@ -283,21 +285,24 @@ class SendSession:
         if not self.sandbox:
             ledger.freeze_plan(build.slug, build_hash=build.build_hash, composed_at=build.composed_at,
                                resend_uncertain=plan.resend_uncertain)
-            self._write_sent_record()  # before the first message: a lost ledger is noticed even after a crash
+            # Before the first message, so a lost ledger is noticed even after a crash. Who has it already is
+            # what the plan counted (nothing was sent since: the send lock is held), so no count again here.
+            self._write_sent_record(sum(count.people for count in plan.counts.sent_by_build))
         dispatcher = self._dispatcher(BatchKind.SANDBOX if self.sandbox else BatchKind.LIVE, on_progress)
         versions = versions_to_send(build, plan.lists)  # parents, staff, parents+staff, parents.pl...
         batches = PlannedBatches(build, self.settings, ledger, versions, self.transport.max_batch_size,
                                  resend_uncertain=plan.resend_uncertain, from_draft=self.sandbox,
                                  screen=lambda keys: suppressed_among(ledger.conn, keys))
+        sent_by_build: tuple[BuildCount, ...] = ()
         try:
             with self.transport:
                 report = dispatcher.run(batches)
         finally:
             if not self.sandbox:
-                self._write_sent_record()
+                sent_by_build = tuple(ledger.sent_by_build(build.slug))  # everyone sent, per build: one count
+                self._write_sent_record(sum(count.people for count in sent_by_build))
         result = self._result(report, report_error(report))
-        result = replace(result, left_out_during_send=dict(batches.left_out),
-                         sent_by_build=() if self.sandbox else tuple(ledger.sent_by_build(build.slug)))
+        result = replace(result, left_out_during_send=dict(batches.left_out), sent_by_build=sent_by_build)
         if report.failed and not self.sandbox:
             not_sent = self.not_sent(plan)
             path = self.report_file("not-sent")
@@ -305,10 +310,8 @@ class SendSession:
             result = replace(result, not_sent=tuple(not_sent), not_sent_file=path)
         return result
 
-    def _write_sent_record(self) -> None:
-        slug = self.frozen.slug
-        write_sent_record(self.frozen.newsletter_dir, newsletter=slug,
-                          people_sent=self.ledger.counts(slug).get(SendState.SENT, 0),
+    def _write_sent_record(self, people_sent: int) -> None:
+        write_sent_record(self.frozen.newsletter_dir, newsletter=self.frozen.slug, people_sent=people_sent,
                           sent_at=utc_text(), ledger=self.settings.db_path, root=self.settings.root)
 
     def not_sent(self, plan: LivePlan) -> list[NotSent]:
@@ -494,8 +497,9 @@ def moment_label(text: str) -> str:
     return f"{moment.day} {moment:%B %Y} at {moment:%H:%M}"
 
 
-def utc_text() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def utc_text(ago: timedelta = timedelta(0)) -> str:
+    """Now (or ``ago`` before now) in UTC, as the ledger and sent.json store times."""
+    return (datetime.now(UTC) - ago).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def write_uncertain_list(batches: Sequence[UncertainBatch], path: Path) -> Path:

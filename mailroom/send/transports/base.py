@@ -154,8 +154,9 @@ class Transport(ABC):
         """How the plan names this transport to the office."""
         return self.name
 
-    def plan_notes(self, count: int) -> list[str]:
-        """Anything the plan should add about sending ``count`` messages this way (time, daily limits)."""
+    def plan_notes(self, count: int, sent_recently: int = 0) -> list[str]:
+        """Anything the plan should add about sending ``count`` messages this way (time, daily limits);
+        ``sent_recently``: messages this transport accepted from mailroom in the last 24 hours."""
         return []
 
     def __enter__(self) -> Transport:

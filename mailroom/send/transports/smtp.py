@@ -90,8 +90,9 @@ def describe_duration(seconds: float) -> str:
     return "about " + " ".join(parts)
 
 
-def smtp_plan_notes(settings: Settings, count: int) -> list[str]:
-    """What the plan should say about an SMTP send of ``count`` messages: time at the cap, the daily limit."""
+def smtp_plan_notes(settings: Settings, count: int, sent_recently: int = 0) -> list[str]:
+    """What the plan should say about an SMTP send of ``count`` messages: time at the cap, the daily limit
+    (which the ``sent_recently`` messages of the last 24 hours, other newsletters and tests too, count against)."""
     notes = []
     per_minute = settings.smtp.messages_per_minute
     if per_minute and count:
@@ -102,6 +103,11 @@ def smtp_plan_notes(settings: Settings, count: int) -> list[str]:
         notes.append(f"Warning: {count:,} messages is more than the {limit:,} a day the mail server allows "
                      f"(daily_limit in school.toml). It will probably start refusing part-way; run the same "
                      f"command again tomorrow and it carries on where it stopped.")
+    elif limit and count and count + sent_recently > limit:
+        notes.append(f"Warning: the mail server already took {sent_recently:,} messages from mailroom in the last "
+                     f"24 hours; with these {count:,} that is more than the {limit:,} a day it allows (daily_limit "
+                     f"in school.toml). It will probably start refusing part-way; run the same command again "
+                     f"tomorrow and it carries on where it stopped, or wait until then to send.")
     return notes
 
 
@@ -180,8 +186,8 @@ class SmtpTransport(Transport):
         signed = f", {self._tokens.describe()}" if self._tokens is not None else ""
         return f"the SMTP server {self.host}:{self.port} ({secured[self.security]}{signed}{pace})"
 
-    def plan_notes(self, count: int) -> list[str]:
-        return smtp_plan_notes(self.settings, count)
+    def plan_notes(self, count: int, sent_recently: int = 0) -> list[str]:
+        return smtp_plan_notes(self.settings, count, sent_recently)
 
     # --- what the server takes (asked at the plan, before anything is sent) -----------------------------
 
