@@ -29,7 +29,7 @@ SENT, FAILED, UNCERTAIN = SendState.SENT, SendState.FAILED, SendState.UNCERTAIN
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return send_project(tmp_path / "school", timeout=1.0)
+    return send_project(tmp_path / "school", timeout=30.0)
 
 
 # --- addresses ------------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_the_newsletters_own_category_is_always_kept() -> None:
 
 
 def test_nine_configured_categories_and_the_newsletters_go_out_valid(tmp_path, sg) -> None:
-    folder = send_project(tmp_path / "school", timeout=1.0)
+    folder = send_project(tmp_path / "school", timeout=30.0)
     names = [f"cat-{i}" for i in range(9)]
     toml = (folder / "school.toml").read_text().replace('categories = ["newsletter"]', f"categories = {names}")
     (folder / "school.toml").write_text(toml)
@@ -184,7 +184,7 @@ def test_when_a_later_request_of_a_split_batch_is_lost_only_its_people_are_uncer
 
 
 def test_an_email_over_30_mb_is_refused_at_the_plan(tmp_path: Path) -> None:
-    folder = send_project(tmp_path / "school", timeout=1.0)
+    folder = send_project(tmp_path / "school", timeout=30.0)
     # The composed build's photo swapped for 23 MB (30.7 MB once base64-encoded for SendGrid), and recorded in
     # the manifest as compose would have (a file swapped by hand alone is refused before any size check).
     build = folder / "newsletters" / SAMPLE / "build"
