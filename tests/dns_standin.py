@@ -4,6 +4,7 @@ requires), CNAME (followed for other types, as a resolver does), A and MX; NXDOM
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 
 from dnslib import CNAME, MX, QTYPE, RCODE, RR, TXT, A
@@ -73,7 +74,10 @@ class DnsStandIn:
 
     def __enter__(self) -> DnsStandIn:
         for server in self._servers:
-            server.start_thread()
+            # dnslib's start_thread() polls every 0.5 s, and stop() waits for the next poll: twice per stand-in
+            server.thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.01},
+                                             daemon=True)
+            server.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:

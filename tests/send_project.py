@@ -30,7 +30,8 @@ API_KEY = "SG.standin-secret-key-0123456789abcdef"
 def send_project(dest: Path, *, timeout: float = 5.0, school_toml: Mapping[str, str] | None = None) -> Path:
     """A composed copy of the sample project in ``dest`` (SendGrid timeout ``timeout`` s, no SMTP cap).
 
-    ``school_toml``: more edits of school.toml (old -> new), made before compose as the office would.
+    ``school_toml``: more edits of school.toml (old -> new). Edits to how the email looks are made before
+    compose; sending settings, which a build does not depend on, are changed on a copy of the shared build.
     """
     edits = {**SEND_SETTINGS, "timeout_seconds = 30": f"timeout_seconds = {timeout:g}", **(school_toml or {})}
     return make_project(dest, school_toml=edits, composed=True).parents[1]

@@ -23,8 +23,8 @@ def run(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    make_project(tmp_path / "school")
-    compose_copy(tmp_path / "school" / "newsletters" / SAMPLE)  # last week's, composed: its build must not be copied
+    # last week's, composed (a copy of the session's build): its build must not be copied
+    assert (make_project(tmp_path / "school", composed=True) / "build" / "manifest.json").is_file()
     return tmp_path / "school"
 
 

@@ -7,11 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
 
 from mailroom.preview.page import DESKTOP_WIDTH, PHONE_WIDTH
 from mailroom.workflows.compose import ComposeResult
-from tests.browser import artifact, axe_violations, horizontal_overflow, open_page
+from tests.browser import PageViews, artifact, horizontal_overflow
 from tests.projects import FIXTURE_NEWSLETTERS, compose_copy, make_project
 
 SUBJECT = "Online safety: sextortion and the rise of AI"
@@ -46,35 +45,34 @@ def test_preview_lists_the_findings(tmp_path: Path) -> None:
             in page)
 
 
-def test_preview_loads_offline_with_no_console_errors(browser: Browser, composed_sample: ComposeResult) -> None:
-    with open_page(browser, 1280) as (page, log):
-        page.goto(composed_sample.preview_path.as_uri())
-        page.wait_for_load_state("load")
-        frames = [f for f in page.frames if f != page.main_frame]
-        assert len(frames) == 6  # parents, staff and parents+staff, each at phone and desktop width
-        for frame in frames:
-            assert frame.locator(".school-name").inner_text() == "Oakfield Primary School"
-            assert frame.locator("img[alt='Oakfield Primary School']").evaluate("img => img.naturalWidth") > 0
-        page.screenshot(path=artifact("preview.png"), full_page=True)
+def test_preview_loads_offline_with_no_console_errors(page_views: PageViews, composed_sample: ComposeResult) -> None:
+    page, log = page_views.view(composed_sample.preview_path.as_uri(), 1280)
+    page.wait_for_load_state("load")
+    frames = [f for f in page.frames if f != page.main_frame]
+    assert len(frames) == 6  # parents, staff and parents+staff, each at phone and desktop width
+    for frame in frames:
+        assert frame.locator(".school-name").inner_text() == "Oakfield Primary School"
+        assert frame.locator("img[alt='Oakfield Primary School']").evaluate("img => img.naturalWidth") > 0
+    page.screenshot(path=artifact("preview.png"), full_page=True)
     assert log.console_errors == []
     assert [url for url in log.requests if not url.startswith(("file:", "about:", "data:"))] == []
 
 
 @pytest.mark.parametrize("width", [1280, 375])
-def test_preview_page_passes_axe(browser: Browser, composed_sample: ComposeResult, width: int) -> None:
-    with open_page(browser, width) as (page, _):
-        page.goto(composed_sample.preview_path.as_uri())
-        assert axe_violations(page) == []
-        if width == 375:
-            assert horizontal_overflow(page) <= 0  # on a phone the frames shrink to the screen
-            page.screenshot(path=artifact("preview-375.png"), full_page=True)
+def test_preview_page_passes_axe(page_views: PageViews, composed_sample: ComposeResult, width: int) -> None:
+    """The page and every version in its frames (the phone frames are the emails at 375 px, or narrower)."""
+    url = composed_sample.preview_path.as_uri()
+    assert page_views.violations(url, width) == []
+    if width == 375:
+        page, _ = page_views.view(url, width)
+        assert horizontal_overflow(page) <= 0  # on a phone the frames shrink to the screen
+        page.screenshot(path=artifact("preview-375.png"), full_page=True)
 
 
-def test_iframes_are_phone_and_desktop_wide(browser: Browser, composed_sample: ComposeResult) -> None:
-    with open_page(browser, 1280) as (page, _):
-        page.goto(composed_sample.preview_path.as_uri())
-        widths = page.evaluate("() => [...document.querySelectorAll('iframe')].map(f => f.clientWidth)")
-        inner = [frame.evaluate("() => innerWidth") for frame in page.frames if frame != page.main_frame]
-        assert horizontal_overflow(page) <= 0
+def test_iframes_are_phone_and_desktop_wide(page_views: PageViews, composed_sample: ComposeResult) -> None:
+    page, _ = page_views.view(composed_sample.preview_path.as_uri(), 1280)
+    widths = page.evaluate("() => [...document.querySelectorAll('iframe')].map(f => f.clientWidth)")
+    inner = [frame.evaluate("() => innerWidth") for frame in page.frames if frame != page.main_frame]
+    assert horizontal_overflow(page) <= 0
     assert widths == [PHONE_WIDTH, DESKTOP_WIDTH] * 3
     assert inner == [PHONE_WIDTH, DESKTOP_WIDTH] * 3

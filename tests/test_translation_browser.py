@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
 
 from mailroom.preview.page import sample_document
 from mailroom.settings import load_settings
 from mailroom.workflows.compose import ComposeResult, compose_newsletter
-from tests.browser import artifact, axe_violations, horizontal_overflow, open_page
+from tests.browser import PageViews, artifact, horizontal_overflow
 from tests.projects import make_project
 from tests.translation_standins import DeepLStandIn
 
@@ -43,62 +42,55 @@ def _file(result: ComposeResult, name: str) -> str:
     return path.as_uri()
 
 
-def test_the_arabic_version_reads_right_to_left_on_a_phone(browser: Browser, translated: ComposeResult) -> None:
-    with open_page(browser, 375) as (page, log):
-        page.goto(_file(translated, "parents.ar.html"))
-        page.screenshot(path=artifact("email-parents-ar-375.png"), full_page=True)
-        assert horizontal_overflow(page) <= 0 and log.console_errors == []
-        paragraph = page.locator(".content p").nth(2)
-        style = paragraph.evaluate("p => [getComputedStyle(p).direction, getComputedStyle(p).textAlign]")
-        assert style[0] == "rtl" and style[1] in ("right", "start")
-        # A short line (the greeting) hugs the right edge, not the left.
-        greeting = page.locator(".content p", has_text="[AR]").nth(1).evaluate(
-            "p => { const r = document.createRange(); r.selectNodeContents(p); const b = r.getBoundingClientRect();"
-            " return [b.left, b.right, p.getBoundingClientRect().left, p.getBoundingClientRect().right]; }")
-        text_left, text_right, box_left, box_right = greeting
-        assert box_right - text_right < 4 and text_left - box_left > 20
-        # Bullets sit on the right of list items.
-        item = page.locator(".content li").first.evaluate(
-            "li => [getComputedStyle(li.parentElement).paddingRight, getComputedStyle(li.parentElement).paddingLeft]")
-        assert item == ["24px", "0px"]
+def test_the_arabic_version_reads_right_to_left_on_a_phone(page_views: PageViews, translated: ComposeResult) -> None:
+    page, log = page_views.view(_file(translated, "parents.ar.html"), 375)
+    page.screenshot(path=artifact("email-parents-ar-375.png"), full_page=True)
+    assert horizontal_overflow(page) <= 0 and log.console_errors == []
+    paragraph = page.locator(".content p").nth(2)
+    style = paragraph.evaluate("p => [getComputedStyle(p).direction, getComputedStyle(p).textAlign]")
+    assert style[0] == "rtl" and style[1] in ("right", "start")
+    # A short line (the greeting) hugs the right edge, not the left.
+    greeting = page.locator(".content p", has_text="[AR]").nth(1).evaluate(
+        "p => { const r = document.createRange(); r.selectNodeContents(p); const b = r.getBoundingClientRect();"
+        " return [b.left, b.right, p.getBoundingClientRect().left, p.getBoundingClientRect().right]; }")
+    text_left, text_right, box_left, box_right = greeting
+    assert box_right - text_right < 4 and text_left - box_left > 20
+    # Bullets sit on the right of list items.
+    item = page.locator(".content li").first.evaluate(
+        "li => [getComputedStyle(li.parentElement).paddingRight, getComputedStyle(li.parentElement).paddingLeft]")
+    assert item == ["24px", "0px"]
 
 
-def test_the_arabic_version_mirrors_the_header_on_a_desktop(browser: Browser, translated: ComposeResult) -> None:
-    with open_page(browser, 600) as (page, _):
-        page.goto(_file(translated, "parents.ar.html"))
-        logo = page.locator("img").first.bounding_box()
-        name = page.locator(".school-name a").bounding_box()
-        assert logo is not None and name is not None
-        assert logo["x"] > name["x"] + name["width"] - 1  # the logo on the right, the name to its left
-        english = page.context.new_page()
-        english.goto(_file(translated, "parents.html"))
-        logo_en = english.locator("img").first.bounding_box()
-        assert logo_en is not None and logo_en["x"] < logo["x"]
+def test_the_arabic_version_mirrors_the_header_on_a_desktop(page_views: PageViews, translated: ComposeResult) -> None:
+    page, _ = page_views.view(_file(translated, "parents.ar.html"), 600)
+    logo = page.locator("img").first.bounding_box()
+    name = page.locator(".school-name a").bounding_box()
+    assert logo is not None and name is not None
+    assert logo["x"] > name["x"] + name["width"] - 1  # the logo on the right, the name to its left
+    english, _ = page_views.view(_file(translated, "parents.html"), 600)
+    logo_en = english.locator("img").first.bounding_box()
+    assert logo_en is not None and logo_en["x"] < logo["x"]
 
 
 @pytest.mark.parametrize("name", ["parents.ar.html", "parents.pl.html", "review.html"])
-def test_axe_finds_no_serious_problems(browser: Browser, translated: ComposeResult, name: str) -> None:
-    with open_page(browser, 1000) as (page, _):
-        page.goto(_file(translated, name))
-        assert axe_violations(page) == []
+def test_axe_finds_no_serious_problems(page_views: PageViews, translated: ComposeResult, name: str) -> None:
+    assert page_views.violations(_file(translated, name), 1000) == []
 
 
-def test_the_review_page_puts_each_language_beside_the_english(browser: Browser, translated: ComposeResult,
+def test_the_review_page_puts_each_language_beside_the_english(page_views: PageViews, translated: ComposeResult,
                                                                 tmp_path: Path) -> None:
-    with open_page(browser, 1280) as (page, log):
-        page.goto(_file(translated, "review.html"))
-        assert log.console_errors == []
-        arabic = page.locator("#lang-ar table.side-by-side")
-        rows = arabic.locator("tbody tr")
-        assert rows.count() == 2 + len(translated.build.versions["parents"].links) * 0 + len(
-            [b for b in _blocks(translated)])
-        cell = rows.nth(0).locator("td").nth(1)
-        assert cell.get_attribute("lang") == "ar" and cell.get_attribute("dir") == "rtl"
-        assert cell.inner_text().startswith("[AR]")
-        assert rows.nth(0).locator("td").nth(0).inner_text() == translated.build.subject
-    with open_page(browser, 375) as (page, _):
-        page.goto(_file(translated, "review.html"))
-        assert horizontal_overflow(page) <= 0
+    page, log = page_views.view(_file(translated, "review.html"), 1280)
+    assert log.console_errors == []
+    arabic = page.locator("#lang-ar table.side-by-side")
+    rows = arabic.locator("tbody tr")
+    assert rows.count() == 2 + len(translated.build.versions["parents"].links) * 0 + len(
+        [b for b in _blocks(translated)])
+    cell = rows.nth(0).locator("td").nth(1)
+    assert cell.get_attribute("lang") == "ar" and cell.get_attribute("dir") == "rtl"
+    assert cell.inner_text().startswith("[AR]")
+    assert rows.nth(0).locator("td").nth(0).inner_text() == translated.build.subject
+    page, _ = page_views.view(_file(translated, "review.html"), 375)
+    assert horizontal_overflow(page) <= 0
 
 
 def _blocks(result: ComposeResult) -> list[object]:

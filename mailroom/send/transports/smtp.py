@@ -238,6 +238,7 @@ class SmtpTransport(Transport):
                                                       context=self._context())
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            _no_delay(conn)
             conn.set_debuglevel(0)  # smtplib's debug output would show the AUTH exchange
             conn.ehlo()
             if self.security == "starttls":
@@ -566,6 +567,17 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _no_delay(conn: smtplib.SMTP) -> None:
+    """Turn off Nagle's algorithm on the connection. Over TLS a message leaves as several records, each its own
+    write; with Nagle on, the kernel holds back each record after the first until the server acknowledges the
+    first, and a server that delays its ACKs (most do, by up to 40 ms) adds that wait to every message. SMTP is
+    a request/answer protocol, so nothing is gained by coalescing small writes. The option stays with the
+    socket through STARTTLS."""
+    if conn.sock is not None:
+        with contextlib.suppress(OSError):
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _close_quietly(conn: smtplib.SMTP) -> None:
