@@ -26,9 +26,10 @@ def language_lines(outcomes: Sequence[LanguageOutcome]) -> list[str]:
             how = f"the school's own translation (newsletter.{outcome.language}.md)"
         elif outcome.source == MACHINE:
             how = f"translated by {outcome.engine}: "
-            if outcome.requests:
-                cached = f", {outcome.from_cache} from the cache" if outcome.from_cache else ""
-                how += (f"{outcome.characters_sent:,} characters sent in {_count(outcome.requests, 'request')}"
+            use = outcome.use
+            if use.requests:
+                cached = f", {use.from_cache} from the cache" if use.from_cache else ""
+                how += (f"{use.characters_sent:,} characters sent in {_count(use.requests, 'request')}"
                         f"{cached}")
             else:
                 how += "all from the cache, nothing sent"
@@ -38,7 +39,7 @@ def language_lines(outcomes: Sequence[LanguageOutcome]) -> list[str]:
             how = "not made: its readers get the English version (see the warnings)"
         lines.append(f"  {name}  {how}")
     if engine:
-        sent = sum(o.characters_sent for o in outcomes)
+        sent = sum(o.use.characters_sent for o in outcomes)
         lines.append(f"Characters sent to {engine}: {sent:,}")
     return lines
 

@@ -7,6 +7,7 @@ says why and what to do.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from mailroom.errors import InputError, MailroomError
 from mailroom.settings import Settings
 from mailroom.translate.languages import Localisation, describe, direction, is_tag, same_language
 from mailroom.translate.own import compare, load_own_translation, own_translations, unreadable
-from mailroom.translate.translator import Translator
+from mailroom.translate.translator import EngineUse, Translator
 
 if TYPE_CHECKING:  # send reads the language plan through this module and never renders
     from mailroom.compose.render import Renderer
@@ -37,16 +38,12 @@ class LanguageOutcome:
     localisation: Localisation | None = None
     findings: list[Finding] = field(default_factory=list)
     engine: str = ""
-    characters_sent: int = 0
-    requests: int = 0
-    snippets: int = 0
-    from_cache: int = 0
+    use: EngineUse = field(default_factory=EngineUse)
     kept_in_english: int = 0  # blocks that fell back to English
 
     def summary(self) -> dict[str, object]:
         """What the manifest records about this language."""
-        return {"source": self.source, "engine": self.engine, "characters_sent": self.characters_sent,
-                "requests": self.requests, "snippets": self.snippets, "from_cache": self.from_cache,
+        return {"source": self.source, "engine": self.engine, **dataclasses.asdict(self.use),
                 "kept_in_english": self.kept_in_english,
                 "problems": [f.message for f in self.findings]}
 
@@ -118,8 +115,7 @@ def _machine_translation(translator: Translator, english: Newsletter, language: 
                          web_url: str) -> LanguageOutcome:
     result = translator.translate(english, language, strings, web_url)
     outcome = LanguageOutcome(language, MACHINE if result.made else NONE, result.newsletter, result.localisation,
-                              engine=translator.engine_name, characters_sent=result.characters_sent,
-                              requests=result.requests, snippets=result.snippets, from_cache=result.from_cache)
+                              engine=translator.engine_name, use=result.use)
     if result.error:
         outcome.findings.append(Finding(WARNING, "translation-failed", result.error))
     for fallback in result.fallbacks:

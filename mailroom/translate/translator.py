@@ -42,6 +42,16 @@ class Fallback:
 
 
 @dataclass
+class EngineUse:
+    """How one language used the engine: what the office is charged for (characters) and what the cache saved."""
+
+    characters_sent: int = 0
+    requests: int = 0
+    snippets: int = 0  # distinct texts to translate
+    from_cache: int = 0  # of those, answered from the cache
+
+
+@dataclass
 class LanguageResult:
     """One language's translation, or why it could not be made (``error``; its readers get English)."""
 
@@ -50,10 +60,7 @@ class LanguageResult:
     localisation: Localisation | None = None
     fallbacks: list[Fallback] = field(default_factory=list)
     error: str = ""
-    characters_sent: int = 0
-    requests: int = 0
-    snippets: int = 0
-    from_cache: int = 0
+    use: EngineUse = field(default_factory=EngineUse)
 
     @property
     def made(self) -> bool:
@@ -263,17 +270,17 @@ class Translator:
                  ) -> dict[str, str]:
         """Each distinct snippet's translation: from the cache, else from the engine (then cached)."""
         unique = list(dict.fromkeys(snippets))
-        result.snippets = len(unique)
+        result.use.snippets = len(unique)
         cache = self._get_cache(engine)
         answers = cache.lookup(language, unique)
-        result.from_cache = len(answers)
+        result.use.from_cache = len(answers)
         missing = [s for s in unique if s not in answers]
         if missing:
             engine.target_code(language)  # asks the engine which languages it offers, only when it is needed
         for batch in _batches(missing):
             texts = engine.translate(batch, language)
-            result.requests += 1
-            result.characters_sent += sum(len(protect._strip_tags(s)) for s in batch)
+            result.use.requests += 1
+            result.use.characters_sent += sum(len(protect._strip_tags(s)) for s in batch)
             fresh = dict(zip(batch, texts, strict=True))
             cache.store(language, fresh)
             answers.update(fresh)
