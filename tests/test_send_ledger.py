@@ -31,7 +31,7 @@ def test_recipient_ids_are_random_stable_and_never_the_address(tmp_path):
     assert again["rahul.patel@example.com"] == first["rahul.patel@example.com"]
     assert len(set(again.values())) == 3
     for key, rid in again.items():
-        assert len(rid) == 16 and key.split("@")[0] not in rid
+        assert len(rid) == 32 and key.split("@")[0] not in rid
     other = Ledger(tmp_path / "other.sqlite3").recipient_ids(["amelia.hughes@example.org"])
     assert other["amelia.hughes@example.org"] != first["amelia.hughes@example.org"]  # random, not a hash
 
@@ -157,7 +157,7 @@ def test_a_frozen_plan_keeps_who_has_it_leaves_out_who_left_and_takes_back_who_r
         ledger.freeze_plan("n1", build_hash="h2", composed_at=composed, resend_uncertain=False)
         rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
         assert [(person.key, person.version) for _, person, _ in rows] == [("b@example.org", "parents")]
-        assert all(rid and len(rid) == 16 for _, _, rid in rows)  # its opaque id was made at freeze
+        assert all(rid and len(rid) == 32 for _, _, rid in rows)  # its opaque id was made at freeze
         assert ledger.counts("n1") == {SendState.SENT: 1, SendState.LEFT_OUT: 2, SendState.PENDING: 1}
 
 
@@ -193,6 +193,25 @@ def test_a_ledger_from_before_the_batch_index_change_is_upgraded_and_still_recor
         used = " ".join(str(tuple(r)) for r in ledger.conn.execute(
             "EXPLAIN QUERY PLAN SELECT * FROM sends WHERE newsletter = 'n1' AND batch_id = ?", (batch,)))
         assert "sends_by_batch" in used
+
+
+def test_a_ledger_whose_recipient_ids_were_indexed_as_unique_keeps_every_id(tmp_path):
+    """Ledgers written before kept a UNIQUE index on the ids (64 bits each): opened now, the table is rebuilt
+    without it, every id stays the same (old unsubscribe links carry them), and newcomers get 128-bit ids."""
+    db = tmp_path / "l.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.executescript(
+        "CREATE TABLE recipients (address_key TEXT PRIMARY KEY, recipient_id TEXT NOT NULL UNIQUE, "
+        "created_at TEXT NOT NULL);"
+        "INSERT INTO recipients VALUES ('a@example.org', '0123456789abcdef', '2024-01-01T00:00:00Z');")
+    conn.close()
+    with Ledger(db) as ledger:
+        table = ledger.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'recipients'").fetchone()[0]
+        assert "UNIQUE" not in table.upper() and "WITHOUT ROWID" in table.upper()
+        ids = ledger.recipient_ids(["a@example.org", "b@example.org"])
+    assert ids["a@example.org"] == "0123456789abcdef" and len(ids["b@example.org"]) == 32
+    with Ledger(db) as ledger:  # opened again: nothing left to upgrade, the ids as they were
+        assert ledger.recipient_ids(["a@example.org", "b@example.org"]) == ids
 
 
 def test_sent_recently_counts_live_people_sent_and_test_copies_through_one_transport_since_a_time(tmp_path):

@@ -9,6 +9,7 @@ import base64
 import email
 import email.header
 import email.policy
+import json
 import sqlite3
 import unicodedata
 from collections.abc import Iterator
@@ -150,6 +151,22 @@ def _compose(project: Path):
 
 
 # --- 6. one address, one spelling; accented mailbox names per transport ---------------------------------
+
+def test_a_first_send_with_a_refused_recipient_records_exactly_who_has_it(project: Path,
+                                                                          smtp: tuple[ScriptedHandler, int]) -> None:
+    """The summary and sent.json count who has the newsletter without reading every row again after a
+    first send: the figure must still be the ledger's own, with one person refused by the server."""
+    handler, port = smtp
+    rows = eleven_with_the_encoded_name_sixth()
+    handler.rcpt_replies[rows[2][0]] = "550 5.1.1 mailbox unavailable"
+    write_audiences(project / "audiences.csv", rows)
+    run = send(project, smtp_env(project, port))
+    assert run.returncode != 0 and "Traceback" not in run.stderr  # one person not sent: the run says so
+    states = ledger_states(project)
+    assert states[rows[2][0]] == "failed" and list(states.values()).count("sent") == len(rows) - 1
+    record = json.loads((project / "newsletters" / SAMPLE / "sent.json").read_text(encoding="utf-8"))
+    assert record["people_sent"] == len(rows) - 1
+
 
 def test_idn_and_nfc_spellings_are_one_person_each(project: Path) -> None:
     nfc = unicodedata.normalize("NFC", "chloë@example.org")

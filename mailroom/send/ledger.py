@@ -79,12 +79,21 @@ SENDABLE_RESENDING = (*SENDABLE, SendState.UNCERTAIN, SendState.IN_FLIGHT)
 
 _CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
 
-_SCHEMA = """
+# A new recipient id is 128 random bits (32 hex digits), like a version 4 UUID: among a million people, two
+# would share one with a chance of about 10^-27, so no index has to prove ids unique. (Ids made
+# before were 64 bits under a UNIQUE index; they are kept, since old unsubscribe links carry them. That
+# index cost a second b-tree insert at a random place for each newcomer: about 2 to 3 µs a person.)
+RECIPIENT_ID_BYTES = 16
+
+_RECIPIENTS_TABLE = """
 CREATE TABLE IF NOT EXISTS recipients (
     address_key   TEXT PRIMARY KEY,
-    recipient_id  TEXT NOT NULL UNIQUE,   -- random and opaque: what goes to SendGrid, never the address
+    recipient_id  TEXT NOT NULL,          -- random and opaque: what goes to SendGrid, never the address
     created_at    TEXT NOT NULL
-) WITHOUT ROWID;                          -- found by address_key only: one b-tree, not two
+) WITHOUT ROWID                           -- found by address_key only: one b-tree (see RECIPIENT_ID_BYTES)
+"""
+
+_SCHEMA = _RECIPIENTS_TABLE + """;
 CREATE TABLE IF NOT EXISTS send_batches (
     batch_id      INTEGER PRIMARY KEY,
     newsletter    TEXT NOT NULL,
@@ -306,9 +315,19 @@ class Ledger:
         batch_index = self.conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'sends_by_batch'").fetchone()
         whole_batch_index = batch_index is not None and "WHERE" not in (batch_index[0] or "").upper()
-        if not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW and not whole_batch_index:
+        recipients_sql = self.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'recipients'").fetchone()
+        unique_ids = "UNIQUE" in (recipients_sql[0] if recipients_sql else "").upper()
+        if (not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW and not whole_batch_index
+                and not unique_ids):
             return
         with self._transaction() as conn:
+            if unique_ids:  # an earlier mailroom indexed every id to prove it unique: same rows, one b-tree now
+                conn.execute("ALTER TABLE recipients RENAME TO recipients_before")
+                conn.execute(_RECIPIENTS_TABLE)
+                conn.execute("INSERT INTO recipients SELECT address_key, recipient_id, created_at "
+                             "FROM recipients_before")
+                conn.execute("DROP TABLE recipients_before")
             if whole_batch_index:  # an earlier mailroom indexed every row's batch, the plan's unsent ones too
                 conn.execute("DROP INDEX sends_by_batch")
                 conn.execute("CREATE INDEX sends_by_batch ON sends (batch_id) WHERE batch_id IS NOT NULL")
@@ -333,7 +352,7 @@ class Ledger:
         missing = [k for k in dict.fromkeys(keys) if k not in found]
         if missing:
             now = _now()
-            new = {k: secrets.token_hex(8) for k in missing}
+            new = {k: secrets.token_hex(RECIPIENT_ID_BYTES) for k in missing}
             with self._transaction() as conn:
                 conn.executemany("INSERT OR IGNORE INTO recipients VALUES (?, ?, ?)",
                                  [(k, rid, now) for k, rid in new.items()])
@@ -412,10 +431,11 @@ class Ledger:
         with self._transaction() as conn:
             conn.execute("INSERT INTO builds VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          (newsletter, build_hash, composed_at, now))
-            # Opaque ids for newcomers, made here in one statement (64 random bits each, from SQLite's
-            # ChaCha20 generator); the rare clash on an id leaves that person to ``recipient_ids``.
+            # Opaque ids for newcomers, made here in one statement (RECIPIENT_ID_BYTES random bytes each,
+            # from SQLite's ChaCha20 generator).
             conn.execute("INSERT INTO recipients (address_key, recipient_id, created_at) SELECT address_key, "
-                         "lower(hex(randomblob(8))), ? FROM plan_draft WHERE true ON CONFLICT DO NOTHING", (now,))
+                         "lower(hex(randomblob(?))), ? FROM plan_draft WHERE true ON CONFLICT DO NOTHING",
+                         (RECIPIENT_ID_BYTES, now))
             left = conn.execute(
                 "UPDATE sends SET state = 'left_out', error = 'not in the plan confirmed at ' || ?, updated_at = ? "
                 f"WHERE rowid IN (SELECT s.rowid {self._dropped_sql(resend_uncertain)})",

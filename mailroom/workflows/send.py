@@ -294,12 +294,14 @@ class SendSession:
                                  resend_uncertain=plan.resend_uncertain, from_draft=self.sandbox,
                                  screen=lambda keys: suppressed_among(ledger.conn, keys))
         sent_by_build: tuple[BuildCount, ...] = ()
+        ended = False
         try:
             with self.transport:
                 report = dispatcher.run(batches)
+            ended = True
         finally:
             if not self.sandbox:
-                sent_by_build = tuple(ledger.sent_by_build(build.slug))  # everyone sent, per build: one count
+                sent_by_build = self._sent_by_build_after(plan, dispatcher.report.sent if ended else None)
                 self._write_sent_record(sum(count.people for count in sent_by_build))
         result = self._result(report, report_error(report))
         result = replace(result, left_out_during_send=dict(batches.left_out), sent_by_build=sent_by_build)
@@ -309,6 +311,16 @@ class SendSession:
             write_not_sent_list(not_sent, path)
             result = replace(result, not_sent=tuple(not_sent), not_sent_file=path)
         return result
+
+    def _sent_by_build_after(self, plan: LivePlan, sent_now: int | None) -> tuple[BuildCount, ...]:
+        """Who has the newsletter after this run, per build. When nobody had it at the plan and the run
+        ended normally (``sent_now``: the people it sent), that is everyone this run sent, all from this
+        build (the send lock kept any other run out): no count over the whole newsletter's rows, which
+        was 1 µs a person at 100,000. Otherwise (an earlier build, a run cut short) the ledger counts."""
+        build = self.frozen
+        if plan.counts.sent_by_build or sent_now is None:
+            return tuple(self.ledger.sent_by_build(build.slug))
+        return (BuildCount(build.build_hash, build.composed_at, sent_now),) if sent_now else ()
 
     def _write_sent_record(self, people_sent: int) -> None:
         write_sent_record(self.frozen.newsletter_dir, newsletter=self.frozen.slug, people_sent=people_sent,
