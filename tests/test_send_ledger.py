@@ -12,6 +12,7 @@ from mailroom.errors import RefusedForSafety
 from mailroom.send.ledger import (
     SENDABLE,
     BatchKind,
+    BatchState,
     BuildCount,
     Ledger,
     Outcome,
@@ -43,9 +44,13 @@ def test_a_batch_is_in_flight_until_settled_and_abandoned_ones_become_uncertain(
         batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
                                    build_hash="h", keys=["a@example.org", "b@example.org"])
         assert {r.state for r in ledger.states("n1", ["a@example.org", "b@example.org"]).values()} == {"in_flight"}
+        assert ledger.counts("n1") == {"in_flight": 2, "pending": 1}
         ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [Outcome("a@example.org", SendState.SENT, message_id="m1")])
-        # the process dies here: b is still in flight
+        assert ledger.counts("n1") == {"sent": 1, "in_flight": 1, "pending": 1}
+    # the process dies here: b is still in flight; the next run settles it
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
         assert ledger.settle_abandoned("n1") == 1
+        assert ledger.settle_abandoned("n1") == 0
         states = ledger.states("n1", ["a@example.org", "b@example.org", "c@example.org"])
         assert (states["a@example.org"].state, states["a@example.org"].message_id) == (SendState.SENT, "m1")
         assert states["b@example.org"].state == SendState.UNCERTAIN and states["c@example.org"].state == "pending"
@@ -54,6 +59,56 @@ def test_a_batch_is_in_flight_until_settled_and_abandoned_ones_become_uncertain(
         assert ledger.resolve_uncertain("n1", as_sent=True) == 1
         assert ledger.counts("n1") == {SendState.SENT: 2, "pending": 1}
         assert ledger.uncertain_batches("n1") == []
+
+
+def test_a_batch_in_flight_writes_its_people_once_and_its_outcome_carries_the_batch_and_build(tmp_path):
+    """In flight is the batch's own row (its people listed there): each person's row is written once, with
+    the outcome, and then holds the batch, the build and the message id."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
+        raw = "SELECT address_key, state, batch_id, build_hash, message_id FROM sends ORDER BY rowid"
+        before = ledger.conn.execute(raw).fetchall()
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
+                                   build_hash="h1", keys=[person.key for _, person, _ in rows])
+        assert ledger.conn.execute(raw).fetchall() == before  # nobody's row rewritten before the request
+        ledger.record_batch(batch, "n1", BatchKind.LIVE, SendState.SENT, message_id="m1")
+        assert [tuple(r) for r in ledger.conn.execute(raw)] == [
+            ("a@example.org", "sent", batch, "h1", "m1"), ("b@example.org", "sent", batch, "h1", "m1")]
+
+
+def test_a_batch_finished_with_someone_never_recorded_leaves_them_uncertain(tmp_path):
+    """No transport path should leave a person of a batch without an outcome; if one ever did, that person
+    must not go back to the queue (they may have it): finishing the batch makes them uncertain."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                                   build_hash="h1", keys=["a@example.org", "b@example.org"])
+        ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [Outcome("a@example.org", SendState.SENT, "m1")])
+        ledger.finish_batch(batch, BatchState.PARTLY_SENT)
+        assert ledger.counts("n1") == {"sent": 1, "uncertain": 1}
+        [uncertain] = ledger.uncertain_batches("n1")
+        assert uncertain.keys == ("b@example.org",)
+
+
+def test_people_marked_in_flight_by_an_earlier_mailroom_become_uncertain(tmp_path):
+    """Before batches listed their people, each person's row said in flight; such a ledger, left by a run
+    that died, is upgraded and settled the same way."""
+    db = tmp_path / "l.sqlite3"
+    with Ledger(db) as ledger:
+        ledger.draft_plan([planned("a@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        ledger.conn.executescript(
+            "ALTER TABLE send_batches DROP COLUMN people;"
+            "INSERT INTO send_batches (batch_id, newsletter, audience, kind, transport, build_hash, size, state, "
+            "started_at) VALUES (7, 'n1', 'parents', 'live', 'smtp', 'h1', 1, 'in_flight', '2024-01-01T00:00:00Z');"
+            "UPDATE sends SET state = 'in_flight', batch_id = 7;")
+    with Ledger(db) as ledger:
+        assert ledger.counts("n1") == {"in_flight": 1}
+        assert ledger.settle_abandoned("n1") == 1
+        assert [b.keys for b in ledger.uncertain_batches("n1")] == [("a@example.org",)]
 
 
 def test_resending_uncertain_puts_them_back_in_the_queue(tmp_path):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mailroom.send.ledger import Ledger
 from tests.send_project import SAMPLE, environ, run_send, send_project, send_py, write_audiences, write_build
 from tests.smtp_server import Authenticator, ScriptedHandler, start_server
 
@@ -84,8 +85,10 @@ def rfc2047_header(raw: bytes, name: str) -> str:
 
 
 def ledger_states(project: Path) -> dict[str, str]:
-    with sqlite3.connect(project / "mailroom.sqlite3") as conn:
-        return dict(conn.execute("SELECT address_key, state FROM sends"))
+    """Each person's state as the ledger reads it (those of a batch still in flight: in flight)."""
+    with Ledger(project / "mailroom.sqlite3") as ledger:
+        keys = [key for (key,) in ledger.conn.execute("SELECT address_key FROM sends WHERE newsletter = ?", (SAMPLE,))]
+        return {key: str(row.state) for key, row in ledger.states(SAMPLE, keys).items()}
 
 
 # --- 5. no data can become a header -------------------------------------------------------------------

@@ -31,7 +31,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -107,7 +107,8 @@ CREATE TABLE IF NOT EXISTS send_batches (
     error         TEXT,
     attempts      INTEGER NOT NULL DEFAULT 0,
     started_at    TEXT NOT NULL,
-    finished_at   TEXT
+    finished_at   TEXT,
+    people        TEXT                    -- a live batch's plan rows (sends.rowid), as a JSON list
 );
 CREATE TABLE IF NOT EXISTS sends (
     newsletter    TEXT NOT NULL,
@@ -123,6 +124,8 @@ CREATE TABLE IF NOT EXISTS sends (
 );
 -- Only rows in a batch: a plan's 100,000 pending rows are not written into it when the plan is frozen.
 CREATE INDEX IF NOT EXISTS sends_by_batch ON sends (batch_id) WHERE batch_id IS NOT NULL;
+-- The batches in flight: few, and what every read of people's states looks at.
+CREATE INDEX IF NOT EXISTS batches_in_flight ON send_batches (newsletter) WHERE state = 'in_flight';
 CREATE TABLE IF NOT EXISTS builds (       -- every build a live send used: for "who has which version"
     newsletter    TEXT NOT NULL,
     build_hash    TEXT NOT NULL,
@@ -166,6 +169,22 @@ ADDRESS_KEYS_NOW = "2"  # 2: mailroom.addresses.address_key (NFC, punycode domai
 # When two old spellings of one address both have a row, the row that says the most is kept.
 _STATE_WEIGHT = {SendState.SENT: 5, SendState.UNCERTAIN: 4, SendState.IN_FLIGHT: 3, SendState.FAILED: 2,
                  SendState.PENDING: 1, SendState.LEFT_OUT: 0}
+
+
+# For reading people's states: the rows of the live batches of a newsletter (the first ?) now in flight,
+# as (row, batch_id). A row in one whose outcome is not written yet (its batch_id is another) is in flight.
+_IN_FLIGHT_NOW = ("WITH flying (row, batch_id) AS (SELECT j.value, b.batch_id FROM send_batches b, "
+                  "json_each(b.people) j WHERE b.newsletter = ? AND b.state = 'in_flight' AND b.people IS NOT NULL)")
+_STATE_NOW = "CASE WHEN f.batch_id IS NULL THEN s.state ELSE 'in_flight' END"
+
+
+@dataclass
+class _OpenBatch:
+    """A live batch begun by this connection and not finished: its people, and whose outcome is written."""
+
+    newsletter: str
+    keys: frozenset[str]
+    recorded: set[str] = field(default_factory=set)
 
 
 def _now() -> str:
@@ -273,7 +292,7 @@ class Ledger:
         ``busy_timeout``: seconds to wait for another program's lock (default: ``database.connect``'s).
         """
         self.path = Path(db_path)
-        self._batch_people: dict[int, frozenset[str]] = {}  # live batch in progress -> its people's keys
+        self._open_batches: dict[int, _OpenBatch] = {}  # live batches begun here and not finished
         self._rows_read: tuple[str, dict[str, int]] = ("", {})  # the last planned_batch: newsletter, key -> row
         try:
             self.conn = connect(self.path) if busy_timeout is None else connect(self.path, busy_timeout)
@@ -318,10 +337,13 @@ class Ledger:
         recipients_sql = self.conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'recipients'").fetchone()
         unique_ids = "UNIQUE" in (recipients_sql[0] if recipients_sql else "").upper()
+        batch_people = any(row[1] == "people" for row in self.conn.execute("PRAGMA table_info(send_batches)"))
         if (not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW and not whole_batch_index
-                and not unique_ids):
+                and not unique_ids and batch_people):
             return
         with self._transaction() as conn:
+            if not batch_people:  # batches in flight of an earlier mailroom marked each person's row instead
+                conn.execute("ALTER TABLE send_batches ADD COLUMN people TEXT")
             if unique_ids:  # an earlier mailroom indexed every id to prove it unique: same rows, one b-tree now
                 conn.execute("ALTER TABLE recipients RENAME TO recipients_before")
                 conn.execute(_RECIPIENTS_TABLE)
@@ -370,8 +392,11 @@ class Ledger:
         for chunk in _chunks(keys):
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(
-                    "SELECT address_key, audience, state, batch_id, message_id, error FROM sends "
-                    f"WHERE newsletter = ? AND address_key IN ({marks})", (newsletter, *chunk)):
+                    f"{_IN_FLIGHT_NOW} SELECT s.address_key, s.audience, {_STATE_NOW}, "
+                    "COALESCE(f.batch_id, s.batch_id), s.message_id, s.error FROM sends s LEFT JOIN flying f "
+                    "ON f.row = s.rowid AND s.batch_id IS NOT f.batch_id "
+                    f"WHERE s.newsletter = ? AND s.address_key IN ({marks})",
+                    (newsletter, newsletter, *chunk)):
                 rows[r[0]] = SendRow(r[0], r[1], SendState(r[2]), r[3], r[4], r[5])
         return rows
 
@@ -507,48 +532,62 @@ class Ledger:
                                  (newsletter,)).fetchone()[0] == 1
 
     def counts(self, newsletter: str) -> dict[str, int]:
+        """People of ``newsletter`` per state (those of a batch in flight as in flight)."""
         return dict(self.conn.execute(
-            "SELECT state, COUNT(*) FROM sends WHERE newsletter = ? GROUP BY state", (newsletter,)))
+            f"{_IN_FLIGHT_NOW} SELECT {_STATE_NOW} AS now, COUNT(*) FROM sends s LEFT JOIN flying f "
+            "ON f.row = s.rowid AND s.batch_id IS NOT f.batch_id WHERE s.newsletter = ? GROUP BY now",
+            (newsletter, newsletter)))
 
     # --- batches ---------------------------------------------------------------------------------
 
     def begin_batch(self, *, newsletter: str, audience: str, kind: BatchKind, transport: str, build_hash: str,
                     keys: Sequence[str]) -> int:
-        """Write the batch (and, for a live send, its people) as in flight BEFORE the request goes out."""
+        """Write the batch as in flight BEFORE the request goes out; for a live send, with its people.
+
+        A live batch's people are written once, as the list of their plan rows in the batch's own row
+        (``send_batches.people``): while the batch is in flight, that list is what makes them in flight
+        (``states`` and ``counts`` say so, ``settle_abandoned`` makes them uncertain after a crash). Their own
+        rows are written only with the outcome, once per person instead of twice.
+        """
         now = _now()
         with self._transaction() as conn:
+            people = None
+            if kind == BatchKind.LIVE:
+                people = json.dumps(self._plan_rows(conn, newsletter, audience, keys, now))
             cur = conn.execute(
                 "INSERT INTO send_batches (newsletter, audience, kind, transport, build_hash, size, state, "
-                "started_at) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?)",
-                (newsletter, audience, kind, transport, build_hash, len(keys), now))
+                "started_at, people) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?)",
+                (newsletter, audience, kind, transport, build_hash, len(keys), now, people))
             batch_id = int(cur.lastrowid or 0)
-            if kind == BatchKind.LIVE:
-                # One statement for the batch (the people are rows of the frozen plan already): by row when
-                # planned_batch just read them (the usual case), else by address ...
-                read_for, rows = self._rows_read
-                if read_for == newsletter and rows and all(key in rows for key in keys):
-                    # "+newsletter": look each row up by its rowid, never scan the newsletter's index
-                    where, values = "+newsletter = ? AND rowid IN (SELECT value FROM json_each(?))", \
-                        json.dumps([rows[k] for k in keys])
-                else:
-                    where, values = ("(newsletter, address_key) IN (SELECT ?, value FROM json_each(?))",
-                                     json.dumps(list(keys)))
-                updated = conn.execute(
-                    "UPDATE sends SET state = 'in_flight', batch_id = ?, build_hash = ?, error = NULL, "
-                    f"updated_at = ? WHERE {where}", (batch_id, build_hash, now, newsletter, values)).rowcount
-                people = frozenset(keys)
-                # Every one of the batch's rows now has its batch_id: outcomes naming all of them can be written
-                # by batch_id alone (record_outcomes), without looking each key up again.
-                self._batch_people[batch_id] = people
-                if updated < len(people):  # ... and a row for anyone who was not planned (a caller without a plan)
-                    conn.executemany(
-                        "INSERT INTO sends (newsletter, address_key, audience, state, batch_id, build_hash, "
-                        "created_at, updated_at) VALUES (?, ?, ?, 'in_flight', ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                        ((newsletter, key, audience, batch_id, build_hash, now, now) for key in keys))
+        if kind == BatchKind.LIVE:
+            self._open_batches[batch_id] = _OpenBatch(newsletter, frozenset(keys))
         return batch_id
+
+    def _plan_rows(self, conn: sqlite3.Connection, newsletter: str, audience: str, keys: Sequence[str],
+                   now: str) -> list[int]:
+        """The plan rows of ``keys``: from where ``planned_batch`` just read them (the usual case), else looked
+        up, with a row made for anyone not planned (a caller without a plan)."""
+        read_for, rows = self._rows_read
+        if read_for == newsletter and rows and all(key in rows for key in keys):
+            return [rows[key] for key in keys]
+        conn.executemany(
+            "INSERT INTO sends (newsletter, address_key, audience, state, created_at, updated_at) "
+            "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
+            ((newsletter, key, audience, now, now) for key in keys))
+        found = dict(conn.execute(
+            "SELECT address_key, rowid FROM sends WHERE (newsletter, address_key) IN "
+            "(SELECT ?, value FROM json_each(?))",
+            (newsletter, json.dumps(list(keys)))))
+        return [found[key] for key in keys]
 
     def count_attempt(self, batch_id: int) -> None:
         self.conn.execute("UPDATE send_batches SET attempts = attempts + 1 WHERE batch_id = ?", (batch_id,))
+
+    # Writes one outcome to rows of a batch: the batch's id and build go with it (see begin_batch).
+    _SET_OUTCOME = ("UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ?, "
+                    "batch_id = ?, build_hash = (SELECT build_hash FROM send_batches WHERE batch_id = ?) ")
+    _IN_BATCH = ("+newsletter = ? AND rowid IN (SELECT value FROM json_each("
+                 "(SELECT people FROM send_batches WHERE batch_id = ?)))")
 
     def record_outcomes(self, batch_id: int, newsletter: str, kind: BatchKind, outcomes: Iterable[Outcome]) -> None:
         """What the transport said about some of the batch's people (only live sends touch their rows)."""
@@ -558,21 +597,24 @@ class Ledger:
         alike: dict[tuple[SendState, str | None, str | None], list[str]] = {}  # usually one group: all sent
         for o in outcomes:
             alike.setdefault((o.state, o.message_id, o.error), []).append(o.key)
-        whole_batch = self._batch_people.get(batch_id)
+        batch = self._open_batches.get(batch_id)
         with self._transaction() as conn:
             for (state, message_id, error), keys in alike.items():
-                if whole_batch is not None and len(keys) >= len(whole_batch) and whole_batch == set(keys):
-                    # The usual end of a batch: everyone in it, alike (all sent). Its keys are exactly the
-                    # rows begin_batch gave this batch_id, so the index on batch_id finds them.
-                    conn.execute(
-                        "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
-                        "updated_at = ? WHERE newsletter = ? AND batch_id = ?",
-                        (state, message_id, error, now, newsletter, batch_id))
-                    continue
-                conn.execute(
-                    "UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ? "
-                    "WHERE newsletter = ? AND batch_id = ? AND address_key IN (SELECT value FROM json_each(?))",
-                    (state, message_id, error, now, newsletter, batch_id, json.dumps(keys)))
+                if batch is not None and len(keys) >= len(batch.keys) and batch.keys == set(keys):
+                    # The usual end of a batch: everyone in it, alike (all sent): found by the batch's row list.
+                    conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
+                                 (state, message_id, error, now, batch_id, batch_id, newsletter, batch_id))
+                else:
+                    if batch is not None and not batch.keys.issuperset(keys):
+                        raise LedgerError(f"batch {batch_id} has no such person", self.path)
+                    # A few people (a person refused, one SMTP message accepted): found by their keys.
+                    where = ("newsletter = ? AND address_key IN (SELECT value FROM json_each(?))" if batch is not None
+                             else self._IN_BATCH + " AND address_key IN (SELECT value FROM json_each(?))")
+                    found = (newsletter,) if batch is not None else (newsletter, batch_id)
+                    conn.execute(self._SET_OUTCOME + "WHERE " + where,
+                                 (state, message_id, error, now, batch_id, batch_id, *found, json.dumps(keys)))
+                if batch is not None:
+                    batch.recorded.update(keys)
 
     def record_batch(self, batch_id: int, newsletter: str, kind: BatchKind, state: SendState, *,
                      message_id: str | None = None, error: str | None = None) -> None:
@@ -580,35 +622,56 @@ class Ledger:
         if kind != BatchKind.LIVE:
             return
         with self._transaction() as conn:
-            conn.execute("UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
-                         "updated_at = ? WHERE newsletter = ? AND batch_id = ?",
-                         (state, message_id, error, _now(), newsletter, batch_id))
+            conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
+                         (state, message_id, error, _now(), batch_id, batch_id, newsletter, batch_id))
+        batch = self._open_batches.get(batch_id)
+        if batch is not None:
+            batch.recorded.update(batch.keys)
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:
-        self._batch_people.pop(batch_id, None)
-        self.conn.execute(
-            "UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
-            "finished_at = ? WHERE batch_id = ?", (state, message_id, error, _now(), batch_id))
+        """The batch is over. Anyone in it whose outcome was never recorded (no transport path leaves one, but
+        the ledger does not rely on it) is uncertain, as after a crash: never sent again without a decision."""
+        batch = self._open_batches.pop(batch_id, None)
+        now = _now()
+        with self._transaction() as conn:
+            if batch is not None and len(batch.recorded) < len(batch.keys):
+                self._unrecorded_are_uncertain(conn, batch.newsletter, batch_id,
+                                               "no outcome was recorded for this person", now)
+            conn.execute(
+                "UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = ?, "
+                "finished_at = ? WHERE batch_id = ?", (state, message_id, error, now, batch_id))
 
     # --- resume ------------------------------------------------------------------------------------
 
     def settle_abandoned(self, newsletter: str) -> int:
-        """Rows left in flight by a run that died are uncertain: nobody knows if their request arrived.
+        """People left in flight by a run that died are uncertain: nobody knows if their request arrived.
 
-        Only call this while holding ``send_lock`` (so no other run is sending right now).
+        They are the people of a live batch still in flight whose outcome was never written (and, in a
+        ledger from before batches held their people, rows still marked in flight). Only call this while
+        holding ``send_lock`` (so no other run is sending right now).
         """
         now = _now()
+        error = "the send stopped while this request was on its way"
         with self._transaction() as conn:
-            cur = conn.execute(
-                "UPDATE sends SET state = 'uncertain', updated_at = ?, "
-                "error = 'the send stopped while this request was on its way' "
-                "WHERE newsletter = ? AND state = 'in_flight'", (now, newsletter))
+            settled = conn.execute(
+                "UPDATE sends SET state = 'uncertain', updated_at = ?, error = ? "
+                "WHERE newsletter = ? AND state = 'in_flight'", (now, error, newsletter)).rowcount
+            for (batch_id,) in conn.execute(
+                    "SELECT batch_id FROM send_batches WHERE newsletter = ? AND state = 'in_flight' "
+                    "AND people IS NOT NULL", (newsletter,)).fetchall():
+                settled += self._unrecorded_are_uncertain(conn, newsletter, batch_id, error, now)
             conn.execute(
-                "UPDATE send_batches SET state = 'uncertain', finished_at = ?, "
-                "error = COALESCE(error, 'the send stopped while this request was on its way') "
-                "WHERE newsletter = ? AND state = 'in_flight'", (now, newsletter))
-        return cur.rowcount
+                "UPDATE send_batches SET state = 'uncertain', finished_at = ?, error = COALESCE(error, ?) "
+                "WHERE newsletter = ? AND state = 'in_flight'", (now, error, newsletter))
+        return settled
+
+    def _unrecorded_are_uncertain(self, conn: sqlite3.Connection, newsletter: str, batch_id: int, error: str,
+                                  now: str) -> int:
+        """The people of a live batch whose outcome was not written become uncertain; returns how many."""
+        return int(conn.execute(
+            self._SET_OUTCOME + "WHERE " + self._IN_BATCH + " AND batch_id IS NOT ?",
+            (SendState.UNCERTAIN, None, error, now, batch_id, batch_id, newsletter, batch_id, batch_id)).rowcount)
 
     def uncertain_batches(self, newsletter: str) -> list[UncertainBatch]:
         groups: dict[int, list[str]] = {}
