@@ -111,6 +111,15 @@ def test_people_marked_in_flight_by_an_earlier_mailroom_become_uncertain(tmp_pat
         assert [b.keys for b in ledger.uncertain_batches("n1")] == [("a@example.org",)]
 
 
+def test_a_draft_given_someone_twice_holds_them_once_as_first_given(tmp_path):
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org"), planned("a@example.org", "staff")])
+        assert by_state(ledger.plan_figures("n1", resend_uncertain=False)) == {None: 2}
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        assert dict(ledger.conn.execute("SELECT address_key, audience FROM sends")) == {
+            "a@example.org": "parents", "b@example.org": "parents"}
+
+
 def test_resending_uncertain_puts_them_back_in_the_queue(tmp_path):
     with Ledger(tmp_path / "l.sqlite3") as ledger:
         batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",

@@ -409,14 +409,21 @@ class Ledger:
         """
         self.conn.execute("DROP TABLE IF EXISTS temp.plan_draft")
         self.conn.execute(
-            "CREATE TEMP TABLE plan_draft (seq INTEGER PRIMARY KEY, address_key TEXT NOT NULL UNIQUE, "
+            "CREATE TEMP TABLE plan_draft (seq INTEGER PRIMARY KEY, address_key TEXT NOT NULL, "
             "email TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL, greeting_list TEXT NOT NULL, "
             "version TEXT NOT NULL, language TEXT NOT NULL)")
         with self._transaction("BEGIN") as conn:  # the draft is this connection's own: no lock on the ledger
             conn.executemany(
                 "INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, language) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", people)
-            # Made once the rows are in (cheaper than growing it row by row): for drafted_batch's reads.
+                "VALUES (?, ?, ?, ?, ?, ?, ?)", people)
+            # The indexes are made once the rows are in: sorting once is cheaper than growing an index row by
+            # row (by the address, at a random place each time in a school's unsorted lists).
+            try:
+                conn.execute("CREATE UNIQUE INDEX temp.plan_draft_by_key ON plan_draft (address_key)")
+            except sqlite3.IntegrityError:  # the lists gave someone twice (the planner never does): the first counts
+                conn.execute("DELETE FROM plan_draft WHERE seq NOT IN (SELECT MIN(seq) FROM plan_draft "
+                             "GROUP BY address_key)")
+                conn.execute("CREATE UNIQUE INDEX temp.plan_draft_by_key ON plan_draft (address_key)")
             conn.execute("CREATE INDEX temp.plan_draft_by_version ON plan_draft (version)")
 
     def plan_figures(self, newsletter: str, *, resend_uncertain: bool, named: int = 10) -> PlanFigures:
