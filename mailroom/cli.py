@@ -10,6 +10,7 @@ compose.py and send.py call ``compose_main`` and ``send_main``; everything else 
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import traceback
@@ -332,7 +333,17 @@ def compose_main() -> None:
 
 def send_main() -> None:
     """Entry point of send.py."""
+    _collector_for_bulk_work()
     send_command.main(prog_name="send.py")
+
+
+def _collector_for_bulk_work() -> None:
+    """A send makes a few short-lived objects per person and keeps no cycles worth collecting, yet Python's
+    cyclic collector ran 400 times in a 100,000-person send, scanning everything held: 5% of the send's CPU.
+    What is loaded by now lives as long as the process (gc.freeze moves it out of the collector's sight),
+    and a young collection waits for 50,000 new objects instead of 700."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 # --- sign-in and doctor (mailroom.doctor, mailroom.send.transports.oauth hold the logic) -------------------
