@@ -424,17 +424,17 @@ class Ledger:
                 conn.execute("DELETE FROM plan_draft WHERE seq NOT IN (SELECT MIN(seq) FROM plan_draft "
                              "GROUP BY address_key)")
                 conn.execute("CREATE UNIQUE INDEX temp.plan_draft_by_key ON plan_draft (address_key)")
-            conn.execute("CREATE INDEX temp.plan_draft_by_version ON plan_draft (version)")
 
     def plan_figures(self, newsletter: str, *, resend_uncertain: bool, named: int = 10) -> PlanFigures:
         """The draft against what the ledger holds for ``newsletter`` (run ``draft_plan`` first)."""
+        planned_before = self.has_rows(newsletter)
+        # A first send has nothing to compare with: the draft's own groups, without a look-up per person.
+        state = "s.state" if planned_before else "NULL"
+        join = "LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key " if planned_before else ""
         groups = tuple(PlanGroup(g, v, lang, SendState(state) if state else None, count)
                        for g, v, lang, state, count in self.conn.execute(
-            "SELECT d.greeting_list, d.version, d.language, s.state, COUNT(*) FROM plan_draft d LEFT JOIN sends s "
-            "ON s.newsletter = ? AND s.address_key = d.address_key "
-            "GROUP BY d.greeting_list, d.version, d.language, s.state", (newsletter,)))
-        planned_before = self.conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM sends WHERE newsletter = ?)", (newsletter,)).fetchone()[0] == 1
+            f"SELECT d.greeting_list, d.version, d.language, {state}, COUNT(*) FROM plan_draft d {join}"
+            "GROUP BY 1, 2, 3, 4", (newsletter,) if planned_before else ()))
         dropped = self._dropped_sql(resend_uncertain)
         now_left_out = self.conn.execute(f"SELECT COUNT(*) {dropped}", (newsletter,)).fetchone()[0]
         keys = tuple(r[0] for r in self.conn.execute(
@@ -505,6 +505,8 @@ class Ledger:
                       states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
         """As ``planned_batch``, from the draft (a sandbox run freezes nothing): no row yet, or in ``states``."""
         marks = ",".join("?" * len(states))
+        # Made at the first read (only a sandbox run reads the draft back).
+        self.conn.execute("CREATE INDEX IF NOT EXISTS temp.plan_draft_by_version ON plan_draft (version)")
         return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version), r[6]) for r in self.conn.execute(
             "SELECT d.seq, d.address_key, d.email, d.first_name, d.last_name, d.greeting_list, r.recipient_id "
             "FROM plan_draft d LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key "
