@@ -58,3 +58,26 @@ def test_the_checks_call_a_token_outside_the_vocabulary_a_leftover(unknown: str)
     fine = [f.code for f in check_version(html.replace(unknown, token("first_name")),
                                           text.replace(unknown, token("first_name")), audience="parents")]
     assert "leftover" not in fine
+
+
+@pytest.mark.parametrize(("first", "last", "greeting_list"), [
+    ("Zoë", "Ó Conchúir", "parents"), ("  Amelia ", " Hughes  ", "staff"), ("", "Patel", "parents"),
+    ("Rahul", "", "no-such-list"), ("", "", "staff"), ("=?utf-8?b?QW1lbGlh?=", "%s {recipient_id}", "parents"),
+    ("O'Brien & <Sons>", "\u0000\t", "parents")])
+def test_a_send_makes_each_message_with_exactly_the_values_recipient_values_gives(first, last, greeting_list) -> None:
+    """The send makes its messages inline (it runs per person); they must hold what recipient_values says."""
+    from types import SimpleNamespace
+
+    from mailroom.send.dispatch import MessageMaker
+
+    url = "https://oakfield.example.org/u?id={recipient_id}&again={recipient_id}"
+    lists = {"parents": SimpleNamespace(greeting="Dear Parent/Carer"), "staff": SimpleNamespace(greeting="Hi all")}
+    settings = SimpleNamespace(lists=lists, unsubscribe=SimpleNamespace(url=url))
+    person = SimpleNamespace(key="k@example.org", email="k@example.org", first_name=first, last_name=last,
+                             audience=greeting_list)
+    message = MessageMaker(settings)(person, "ab12")  # type: ignore[arg-type]
+    default = lists[greeting_list].greeting if greeting_list in lists else "Hello"
+    assert message.values == recipient_values(first_name=first, last_name=last, default_greeting=default,
+                                              unsubscribe_url=url.replace("{recipient_id}", "ab12"),
+                                              recipient_id="ab12")
+    assert message.name == " ".join(part for part in (first.strip(), last.strip()) if part)

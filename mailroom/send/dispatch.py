@@ -41,7 +41,7 @@ from mailroom.send.ledger import (
     TestSend,
     UncertainBatch,
 )
-from mailroom.send.personalize import recipient_values
+from mailroom.send.personalize import greeting
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.settings import Settings
 from mailroom.versions import VersionKey
@@ -144,14 +144,20 @@ class MessageMaker:
 
     def __init__(self, settings: Settings) -> None:
         self.greetings = {name: mailing_list.greeting for name, mailing_list in settings.lists.items()}
-        self.unsubscribe_url = settings.unsubscribe.url
+        self.unsubscribe_url_parts = settings.unsubscribe.url.split("{recipient_id}")
 
     def __call__(self, person: Person, recipient_id: str) -> Message:
-        values = recipient_values(
-            first_name=person.first_name, last_name=person.last_name,
-            default_greeting=self.greetings.get(person.audience, "Hello"),
-            unsubscribe_url=self.unsubscribe_url.replace("{recipient_id}", recipient_id), recipient_id=recipient_id)
-        first, last = values["first_name"], values["last_name"]  # trimmed
+        # The same values as recipient_values (a test holds them equal), made inline: this runs for every
+        # person of a send, and the keyword call and the URL's replace were half its cost.
+        first = person.first_name.strip()
+        last = person.last_name.strip()
+        values = {
+            "greeting": greeting(first, self.greetings.get(person.audience, "Hello")),
+            "first_name": first,
+            "last_name": last,
+            "unsubscribe_url": recipient_id.join(self.unsubscribe_url_parts),
+            "recipient_id": recipient_id,
+        }
         name = f"{first} {last}" if first and last else first or last
         return Message(person.key, person.email, name, recipient_id, values)
 

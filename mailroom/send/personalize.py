@@ -20,12 +20,17 @@ def recipient_values(*, first_name: str, last_name: str, default_greeting: str,
     """The raw (unescaped) per-recipient fields; the greeting falls back to the list's default."""
     first = first_name.strip()
     return {
-        "greeting": f"Dear {first}" if first else default_greeting,
+        "greeting": greeting(first, default_greeting),
         "first_name": first,
         "last_name": last_name.strip(),
         "unsubscribe_url": unsubscribe_url,
         "recipient_id": recipient_id,
     }
+
+
+def greeting(first_name: str, default_greeting: str) -> str:
+    """"Dear Amelia" for a reader whose first name is known (trimmed), else their list's own greeting."""
+    return f"Dear {first_name}" if first_name else default_greeting
 
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:
