@@ -27,12 +27,14 @@ NAMES = ["Pat", "", "Zoë & <Seán> \"Ó\" 'x'", "tab\tnew\nline\x00nul\u2028", 
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> _Prepared:
     settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
                             host="http://127.0.0.1:9")
-    version = Version(newsletter="2024-11-08-é", audience="parents", subject="News for %%first_name%%",
-                      html="<p>%%greeting%% %%first_name%%</p><a href=\"%%unsubscribe_url%%\">x</a>",
-                      text="%%greeting%%\n%%last_name%% %%unsubscribe_url%%", images=(), from_name="Oakfield",
-                      from_email="office@oakfield.example.org", reply_to="office@oakfield.example.org",
-                      list_id="Oakfield parents <parents.oakfield.example.org>", unsubscribe_mailto="o@example.org")
-    return _Prepared(version, settings, sandbox=False)
+    return _Prepared(VERSION, settings, sandbox=False)
+
+
+VERSION = Version(newsletter="2024-11-08-é", audience="parents", subject="News for %%first_name%%",
+                  html="<p>%%greeting%% %%first_name%%</p><a href=\"%%unsubscribe_url%%\">x</a>",
+                  text="%%greeting%%\n%%last_name%% %%unsubscribe_url%%", images=(), from_name="Oakfield",
+                  from_email="office@oakfield.example.org", reply_to="office@oakfield.example.org",
+                  list_id="Oakfield parents <parents.oakfield.example.org>", unsubscribe_mailto="o@example.org")
 
 
 @pytest.mark.parametrize("first", NAMES)
@@ -73,4 +75,67 @@ def test_a_whole_batch_written_at_once_is_each_persons_json(prepared: _Prepared,
     expected = [_personalization_json(prepared, address, name, message.recipient_id,
                                       list_unsubscribe(message.values["unsubscribe_url"], prepared.mailto),
                                       message.values) for message, address, name in people]
-    assert _personalizations(prepared, people) == expected
+    messages, addresses, written_names = (list(column) for column in zip(*people, strict=True))
+    assert _personalizations(prepared, messages, addresses, written_names) == expected
+
+
+def test_a_plain_batch_is_written_without_the_person_by_person_way(prepared: _Prepared, monkeypatch) -> None:
+    """The batch way must really be taken for usual people, named or not (else the send is 2× slower)."""
+    import mailroom.send.transports.sendgrid as sendgrid
+
+    def person_by_person(*args: object, **kwargs: object) -> str:
+        raise AssertionError("the person-by-person way was taken")
+
+    monkeypatch.setattr(sendgrid, "_personalization_json", person_by_person)
+    people = [_message(first, last, at) for at, (first, last) in enumerate([("Pat", "Example"), ("", ""), ("Zoë", "")])]
+    texts = _personalizations(prepared, people, [m.email for m in people], [m.name for m in people])
+    assert [json.loads(text)["to"][0]["email"] for text in texts] == [m.email for m in people]
+
+
+TRICKY_NAMES = ["Pat Example", " Pat", "Pat ", "Pat  Example", "Pat;Example", "Pat,Example", "Pat; Example",
+                "Pat\tExample", "Pat\nExample", "Pat\r\nExample", "Pat\u00a0Example", "Pat\u2028Example",
+                "Pat\x00Example", "Pat\x1fExample", "Zoë Ó Conchúir", "日本語", "Pat\u200dExample", "", " ", ";"]
+
+
+@pytest.mark.parametrize("name", TRICKY_NAMES)
+def test_a_batch_called_tidy_has_only_names_sendgrid_takes_as_they_are(name: str) -> None:
+    from mailroom.send.transports.sendgrid import _all_tidy, _clean_name
+
+    for batch in ([name], ["Amelia Hughes", name], [name, "Amelia Hughes"], ["Amelia Hughes", name, "Sam"]):
+        if _all_tidy(batch):
+            assert [_clean_name(n) for n in batch] == batch
+    assert _all_tidy(["Amelia Hughes", "Zoë Ó Conchúir", "日本語", "O'Neil-Smith"])  # the usual batch is
+
+
+ADDRESSES = ["pat@example.org", "Pat.Example+news@example.org", "pat@Example.ORG", "pat@bücher.example",
+             "pat@xn--bcher-kva.example", "noé@example.org", "pat@example.org\n", "pat@example.org\nsam@example.org",
+             " pat@example.org", "pat@example", "pat@example.org", "PAT@example.org", "a@b.co"]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+@pytest.mark.parametrize("name", ["Pat Example", "Pat; Example", ""])
+def test_the_whole_batch_checks_give_what_the_person_by_person_checks_give(tmp_path_factory, prepared: _Prepared,
+                                                                           monkeypatch, address: str,
+                                                                           name: str) -> None:
+    """Every address and name shape, among usual people: the people, their JSON and who is refused (and why)
+    are the same whether the batch is checked at once or person by person."""
+    import mailroom.send.transports.sendgrid as sendgrid
+    from mailroom.send.transports.base import Batch
+    from mailroom.send.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
+                            host="http://127.0.0.1:9")
+    transport = SendGridTransport(settings)
+    usual = [_message("Pat", "Example", at) for at in range(3)]
+    odd = usual[0]._replace(key="odd", email=address, name=name)
+    batch = Batch(1, VERSION, (usual[0], odd, *usual[1:]))
+
+    def outcome() -> tuple[list[tuple[str, str, str, int]], dict[str, str]]:
+        people, refused = transport.people(batch, prepared)
+        return [(p.message.key, p.address, p.json, p.size) for p in people], dict(refused.errors)
+
+    at_once = outcome()
+    with monkeypatch.context() as patch:
+        patch.setattr(sendgrid, "_ALL_SENDABLE_AS_WRITTEN", __import__("re").compile("(?!)"))
+        patch.setattr(sendgrid, "_all_tidy", lambda names: False)
+        assert outcome() == at_once
