@@ -152,9 +152,11 @@ class _Prepared:
             shared["mail_settings"] = {"sandbox_mode": {"enable": True}}
         self.shared = shared
         # The body is '{"personalizations":[' + people joined by ',' + '],' + the shared fields + '}'.
-        self.head = '{"personalizations":['
-        self.tail = "]," + _dumps(shared)[1:]
-        self.fixed_bytes = len(self.head.encode()) + len(self.tail.encode())
+        # Encoded once: the shared parts (the email itself) often hold a character beyond Latin-1 (a dash, an
+        # emoji), which made each request's whole body a 2-byte-per-character string to copy and encode.
+        self.head = b'{"personalizations":['
+        self.tail = ("]," + _dumps(shared)[1:]).encode()
+        self.fixed_bytes = len(self.head) + len(self.tail)
         self.custom_args = {"newsletter": version.newsletter, "audience": version.audience}
         self.mailto = version.unsubscribe_mailto
         # Each person's JSON is written from these pieces (see SendGridTransport.people): the keys and the
@@ -494,16 +496,25 @@ class _EncodedBody(bytes):
 
 
 class _RequestBody(str):
-    """The JSON body handed to the ``sendgrid`` library, which encodes it as UTF-8 and sends it unchanged.
+    """The JSON body, already UTF-8, as the ``sendgrid`` library takes it: a str it encodes before sending.
 
-    python_http_client (under the library) formats every request's payload into a debug log line before
-    it asks whether debug logging is on: for a 1,000-person body (about 1 MB) that took 4.4 ms of CPU a
-    request, most of the library's cost, and would write every address and name into a log if debug
-    logging were on. Encoded, this body says only its size when formatted; the bytes sent are the same.
+    The text of this str is only a note of the size; ``encode`` gives the body's bytes, made once by
+    ``_serialise``. python_http_client (under the library) formats every request's payload into a debug
+    log line before it asks whether debug logging is on: for a 1,000-person body (about 1 MB) that took
+    4.4 ms of CPU a request, and would write every address and name into a log if debug logging were on.
+    Encoded, this body says only its size when formatted; the bytes sent are the ones given.
     """
 
+    payload: _EncodedBody
+
+    def __new__(cls, payload: bytes) -> _RequestBody:
+        body = super().__new__(cls, f"<{len(payload):,} bytes: the people of one request, not logged>")
+        body.payload = _EncodedBody(payload)
+        return body
+
     def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return _EncodedBody(str.encode(self, encoding, errors))
+        """The body's bytes (UTF-8, the only encoding the library asks for and SendGrid takes)."""
+        return self.payload
 
 
 def _header(headers: Headers, name: str) -> str | None:
@@ -642,8 +653,9 @@ def _any_html_special(text: str) -> bool:
     return "&" in text or "<" in text or ">" in text or '"' in text or "'" in text
 
 
-def _serialise(prepared: _Prepared, people: list[_Person]) -> str:
-    return prepared.head + ",".join(person.json for person in people) + prepared.tail
+def _serialise(prepared: _Prepared, people: list[_Person]) -> bytes:
+    """The request body as sent (UTF-8): only the people's JSON is encoded per request."""
+    return prepared.head + ",".join([person.json for person in people]).encode() + prepared.tail
 
 
 def _dumps(value: object) -> str:
