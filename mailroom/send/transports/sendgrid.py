@@ -28,12 +28,11 @@ import re
 import socket
 import time
 import urllib.error
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message as HeaderBlock
 from email.utils import parsedate_to_datetime
 from itertools import chain, repeat
-from operator import itemgetter
 from typing import Any, NamedTuple, cast
 
 from python_http_client.exceptions import HTTPError
@@ -167,10 +166,7 @@ class _Prepared:
         # The same JSON as a %-template with a "%s" for each person's string (already JSON-escaped), with
         # and without a name: one person's JSON is then one escape of all their strings and one %.
         self.templates = {with_name: self._template(with_name) for with_name in (True, False)}
-        # For a whole batch at once (_personalizations): each person's HTML (and text) values in template
-        # order, as a tuple, and what follows the person's link in their List-Unsubscribe header.
-        self.html_getter = _tuple_getter([name for name, _ in self.html_keys])
-        self.text_getter = _tuple_getter([name for name, _ in self.text_keys])
+        # What follows each person's link in their List-Unsubscribe header (for a whole batch at once).
         self.unsubscribe_tail = list_unsubscribe("", self.mailto)[1:]
 
     def _template(self, with_name: bool) -> str:
@@ -186,16 +182,6 @@ class _Prepared:
             parts += [',"substitutions":{', ",".join(pairs), "}"]
         parts.append("}")
         return "".join(parts)
-
-
-def _tuple_getter(fields: Sequence[str]) -> Callable[[Mapping[str, str]], object] | None:
-    """itemgetter for ``fields`` that always gives a tuple (itemgetter of one field gives the value)."""
-    if not fields:
-        return None
-    if len(fields) == 1:
-        field = fields[0]
-        return lambda values: (values[field],)
-    return itemgetter(*fields)
 
 
 class _Person(NamedTuple):
@@ -557,10 +543,11 @@ def _substitutions(prepared: _Prepared, values: Mapping[str, str]) -> dict[str, 
 def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresses: Sequence[str],
                       names: Sequence[str]) -> list[str]:
     """Each person's personalization as JSON text, as ``_personalization_json`` writes it, for a whole batch
-    at once: the batch's strings are gathered a column at a time (addresses, names, ids, headers, values),
-    escaped by one call to json's C encoder, and every person's JSON is made by one % of the version's
-    templates (``_Prepared.templates``) joined by NUL, which JSON text never holds. Python does a few steps
-    per column instead of a few dozen per person. Values holding the separator take the person-by-person way.
+    at once: the batch's strings are gathered a column at a time (addresses, names, ids, headers, each field),
+    and every person's JSON is made by one % of the version's templates (``_Prepared.templates``) joined by
+    NUL, which JSON text never holds. Strings that JSON must escape (a quote, a backslash, a control
+    character) are escaped by one call to json's C encoder for the whole batch; the usual batch has none,
+    which one look over its text tells. Values holding the separator take the person-by-person way.
     """
     count = len(messages)
     if not count:
@@ -572,24 +559,24 @@ def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresse
         addresses, names if named else [name or _NO_NAME for name in names],
         [message.recipient_id for message in messages],
         [f"<{person['unsubscribe_url']}{tail}" for person in values]]
-    html_column = _values_column(values, prepared.html_getter)
-    if html_column is not None:
-        if _any_html_special("".join(html_column)):  # someone's values need escaping for HTML: theirs only
-            html_column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in html_column]
-        columns.append(html_column)
-    text_column = _values_column(values, prepared.text_getter)
-    if text_column is not None:
-        columns.append(text_column)
-    strings: Iterator[object] = chain.from_iterable(zip(*columns, strict=True))
-    if named:
-        chosen = "\0".join([prepared.templates[True]] * count)
+    for field, _ in prepared.html_keys:
+        column = [person[field] for person in values]
+        if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
+            column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in column]
+        columns.append(column)
+    for field, _ in prepared.text_keys:
+        columns.append([person[field] for person in values])
+    flat = chain.from_iterable(zip(*columns, strict=True))  # person by person, in template order
+    strings = cast("list[str]", list(flat) if named else [string for string in flat if string is not _NO_NAME])
+    chosen = "\0".join([prepared.templates[True]] * count if named else
+                       [prepared.templates[bool(name)] for name in names])
+    probe = " ".join(strings)
+    if probe.isprintable() and '"' not in probe and "\\" not in probe:
+        pieces = strings  # nothing for JSON to escape: the strings are their own JSON
     else:
-        strings = (string for string in strings if string is not _NO_NAME)
-        chosen = "\0".join([prepared.templates[bool(name)] for name in names])
-    pieces = _json_string("\0".join(cast("Iterator[str]", strings)))[1:-1].split("\\u0000")
+        pieces = _json_string("\0".join(strings))[1:-1].split("\\u0000")
     # (a value holding NUL, or the text "\u0000" itself, gives more pieces: the person-by-person way below)
-    slots = 4 + len(prepared.html_keys) + len(prepared.text_keys)  # a person's strings, their name included
-    if len(pieces) == count * slots - (0 if named else names.count("")):
+    if len(pieces) == len(strings):
         texts = (chosen % tuple(pieces)).split("\0")
         if len(texts) == count:
             return texts
@@ -597,14 +584,6 @@ def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresse
                                   list_unsubscribe(message.values["unsubscribe_url"], prepared.mailto),
                                   message.values)
             for message, address, name in zip(messages, addresses, names, strict=True)]
-
-
-def _values_column(values: Sequence[Mapping[str, str]], getter: Callable[[Mapping[str, str]], object] | None
-                   ) -> list[str] | None:
-    """Each person's values for a set of fields, joined by NUL into one string each (None: no such fields)."""
-    if getter is None:
-        return None
-    return ["\0".join(cast("tuple[str, ...]", getter(person))) for person in values]
 
 
 _NO_NAME = object()  # a person without a name: their template has no slot for one
