@@ -159,7 +159,7 @@ class MessageMaker:
             "recipient_id": recipient_id,
         }
         name = f"{first} {last}" if first and last else first or last
-        return Message(person.key, person.email, name, recipient_id, values)
+        return tuple.__new__(Message, (person.key, person.email, name, recipient_id, values))  # no Python call
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -468,7 +468,7 @@ class Dispatcher:
             return False
         if len(set(result.message_ids.values())) > 1:
             return False
-        return all(delivery is Delivery.SENT for delivery in deliveries.values())
+        return list(deliveries.values()).count(Delivery.SENT) == people  # in C: one per person
 
     def _record(self, batch_id: int, remaining: list[Message], result: BatchResult, message_id: str | None,
                 last_error: str | None) -> tuple[list[Message], str | None, str | None]:

@@ -348,6 +348,9 @@ class SendGridTransport(Transport):
         limit = self.max_request_bytes
         if prepared.fixed_bytes + _ONE_PERSON_BYTES > limit:
             raise TransportError(_too_large(prepared.fixed_bytes, version, limit), retryable=False)
+        if (len(people) <= MAX_PERSONALIZATIONS
+                and prepared.fixed_bytes + sum([person.size for person in people]) + len(people) - 1 <= limit):
+            return [people] if people else []  # the usual batch: one request
         packed: list[list[_Person]] = []
         size = limit  # forces a first request
         for person in people:
