@@ -139,3 +139,12 @@ def test_the_whole_batch_checks_give_what_the_person_by_person_checks_give(tmp_p
         patch.setattr(sendgrid, "_ALL_SENDABLE_AS_WRITTEN", __import__("re").compile("(?!)"))
         patch.setattr(sendgrid, "_all_tidy", lambda names: False)
         assert outcome() == at_once
+
+
+def test_text_said_to_need_no_json_escape_is_exactly_what_json_leaves_as_it_is() -> None:
+    from mailroom.send.transports.sendgrid import _json_as_is, _json_string
+
+    characters = [*map(chr, range(0x3000)), "\ud800", "\udfff", "\u2028", "\ufeff", "\U0001f392", "\U0010ffff"]
+    assert [c for c in characters if _json_as_is(c) != (_json_string(c)[1:-1] == c)] == []
+    assert _json_as_is("Zoë Ó Conchúir <https://example.org/u?r=ab12&x=1>")
+    assert not _json_as_is('Pat "P" Example') and not _json_as_is("back\\slash") and not _json_as_is("tab\t")
