@@ -389,3 +389,37 @@ def test_a_test_send_is_recorded_under_the_address_key(project):
     with Ledger(project / "mailroom.sqlite3") as ledger:
         [(address,)] = ledger.conn.execute("SELECT address FROM test_sends").fetchall()
     assert address == "office@xn--bcher-kva.example"
+
+
+def test_a_first_sends_figures_from_the_planner_are_the_ledgers_own(project: Path) -> None:
+    """A newsletter's first send counts its plan from the planner's groups instead of asking the ledger;
+    the ledger, asked of the same draft, must say exactly the same, languages and every list included."""
+    from collections import Counter
+
+    from mailroom.audience.lists import load_audience
+    from mailroom.compose.build import freeze_build, load_build
+    from mailroom.send.dispatch import _first_send_figures, plan_send
+    from tests.send_project import settings_for
+
+    rows = [(f"p{i}@example.org", f"Pat{i}", "Example", lists)
+            for i, lists in enumerate(["parents", "staff", "parents,staff", "parents"] * 5)]
+    write_audiences(project / "audiences.csv", rows)
+    settings = settings_for(project)
+    frozen = freeze_build(load_build(newsletter_dir(project), project))
+    audience = load_audience(None, settings, ["parents", "staff"], {}, version_order=frozen.build.manifest.audiences)
+    with Ledger(project / "mailroom.sqlite3") as ledger:
+        plan = plan_send(frozen, audience.recipients, ["parents", "staff"], ledger)
+        asked = ledger.plan_figures(SAMPLE, resend_uncertain=False)
+    assert not asked.planned_before and (asked.now_left_out, asked.sent_by_build) == (0, ())
+
+    def by_group(groups) -> Counter[tuple[str, str, str, object]]:
+        counted: Counter[tuple[str, str, str, object]] = Counter()
+        for group in groups:
+            counted[group.greeting_list, group.version, group.language, group.state] += group.people
+        return counted
+
+    assert by_group(_first_send_figures(frozen, audience.recipients).groups) == by_group(asked.groups)
+    assert sum(by_group(asked.groups).values()) == 20 and len(by_group(asked.groups)) >= 3
+    assert plan.to_send == {version: sum(g.people for g in asked.groups if g.version == version)
+                            for version in plan.to_send}
+    assert (plan.planned_before, plan.now_left_out, plan.new_people) == (False, 0, 0)

@@ -199,7 +199,7 @@ class _CsvTable(Table):
                 if self._line - start > RUN_ON_LINES and any("\n" in cell for cell in cells):
                     raise InputError(f"a cell starting on this line runs on for {self._line - start:,} lines: "
                                      'is a closing quote (") missing?', path, start)
-                yield RawRow(start, self._line, cells)
+                yield tuple.__new__(RawRow, (start, self._line, cells))  # no Python call per row
         except csv.Error as exc:
             if "field larger than field limit" in str(exc):
                 raise InputError(f"a cell starting on this line is longer than {_CSV_CELL_LIMIT // 2 ** 20} MB: "

@@ -35,6 +35,8 @@ from mailroom.send.ledger import (
     BuildCount,
     Ledger,
     Outcome,
+    PlanFigures,
+    PlanGroup,
     PlannedPerson,
     PlanRow,
     SendState,
@@ -221,8 +223,11 @@ def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[
     Nothing is decided: ``Ledger.freeze_plan`` makes the draft the plan when the office confirms.
     """
     versions = versions_to_send(build, audiences)  # refuses a list with no version
-    ledger.draft_plan(planned_people(build, people))
-    figures = ledger.plan_figures(build.slug, resend_uncertain=resend_uncertain)
+    # A newsletter's first send, from the planner's people: each address once, nothing in the ledger to compare.
+    first = isinstance(people, PackedRecipients) and not ledger.has_rows(build.slug)
+    ledger.draft_plan(planned_people(build, people), keys_unique=first)
+    figures = (_first_send_figures(build, people) if isinstance(people, PackedRecipients) and first
+               else ledger.plan_figures(build.slug, resend_uncertain=resend_uncertain))
     to_send: Counter[str] = Counter({v: 0 for v in versions})  # people per version
     languages: Counter[str] = Counter()
     english_instead: Counter[str] = Counter()
@@ -253,6 +258,14 @@ def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[
                     planned_before=figures.planned_before, new_people=new if figures.planned_before else 0,
                     now_left_out=figures.now_left_out, now_left_out_keys=figures.now_left_out_keys,
                     build_hash=build.build_hash, composed_at=build.composed_at, sent_by_build=figures.sent_by_build)
+
+
+def _first_send_figures(build: FrozenBuild, people: PackedRecipients) -> PlanFigures:
+    """What ``Ledger.plan_figures`` says of a newsletter the ledger has no row of, from the planner's own
+    counts: everyone new, nobody left out since, nobody sent yet (a test holds the two equal)."""
+    groups = tuple(PlanGroup(audience, version_in_language(build, version, language), language, None, count)
+                   for (audience, _lists, version, language), count in people.groups() if count)
+    return PlanFigures(groups=groups, planned_before=False, now_left_out=0, now_left_out_keys=(), sent_by_build=())
 
 
 def _school_language(build: FrozenBuild, audience: str, language: str) -> bool:

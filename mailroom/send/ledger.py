@@ -402,10 +402,12 @@ class Ledger:
 
     # --- the plan: drafted from the lists, frozen when the office confirms ------------------------------
 
-    def draft_plan(self, people: Iterable[PlanRow]) -> None:
+    def draft_plan(self, people: Iterable[PlanRow], *, keys_unique: bool = False) -> None:
         """The plan as just read from the lists, in a table only this connection sees; nothing is decided.
 
-        ``people`` is streamed in (executemany), so a plan of any size costs no memory here.
+        ``people`` is streamed in (executemany), so a plan of any size costs no memory here. ``keys_unique``:
+        the caller gives each address key once (the planner's people do): the index that would keep the
+        first of a repeated key is made only when the draft is compared with rows of the ledger.
         """
         self.conn.execute("DROP TABLE IF EXISTS temp.plan_draft")
         self.conn.execute(
@@ -416,18 +418,25 @@ class Ledger:
             conn.executemany(
                 "INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, language) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)", people)
-            # The indexes are made once the rows are in: sorting once is cheaper than growing an index row by
-            # row (by the address, at a random place each time in a school's unsorted lists).
-            try:
-                conn.execute("CREATE UNIQUE INDEX temp.plan_draft_by_key ON plan_draft (address_key)")
-            except sqlite3.IntegrityError:  # the lists gave someone twice (the planner never does): the first counts
-                conn.execute("DELETE FROM plan_draft WHERE seq NOT IN (SELECT MIN(seq) FROM plan_draft "
-                             "GROUP BY address_key)")
-                conn.execute("CREATE UNIQUE INDEX temp.plan_draft_by_key ON plan_draft (address_key)")
+            if not keys_unique:
+                self._index_draft(conn)
+
+    @staticmethod
+    def _index_draft(conn: sqlite3.Connection) -> None:
+        """The draft's index by address, made once the rows are in: sorting once is cheaper than growing an
+        index row by row (at a random place each time in a school's unsorted lists)."""
+        try:
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS temp.plan_draft_by_key ON plan_draft (address_key)")
+        except sqlite3.IntegrityError:  # the lists gave someone twice (the planner never does): the first counts
+            conn.execute("DELETE FROM plan_draft WHERE seq NOT IN (SELECT MIN(seq) FROM plan_draft "
+                         "GROUP BY address_key)")
+            conn.execute("CREATE UNIQUE INDEX temp.plan_draft_by_key ON plan_draft (address_key)")
 
     def plan_figures(self, newsletter: str, *, resend_uncertain: bool, named: int = 10) -> PlanFigures:
         """The draft against what the ledger holds for ``newsletter`` (run ``draft_plan`` first)."""
         planned_before = self.has_rows(newsletter)
+        if planned_before:
+            self._index_draft(self.conn)
         # A first send has nothing to compare with: the draft's own groups, without a look-up per person.
         state = "s.state" if planned_before else "NULL"
         join = "LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key " if planned_before else ""
@@ -461,6 +470,8 @@ class Ledger:
         sendable = SENDABLE_RESENDING if resend_uncertain else SENDABLE
         states = ",".join(f"'{state}'" for state in (*sendable, SendState.LEFT_OUT))
         with self._transaction() as conn:
+            if self.has_rows(newsletter):  # people to compare with the draft, by address
+                self._index_draft(conn)
             conn.execute("INSERT INTO builds VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                          (newsletter, build_hash, composed_at, now))
             # Opaque ids for newcomers, made here in one statement (RECIPIENT_ID_BYTES random bytes each,
