@@ -148,3 +148,23 @@ def test_text_said_to_need_no_json_escape_is_exactly_what_json_leaves_as_it_is()
     assert [c for c in characters if _json_as_is(c) != (_json_string(c)[1:-1] == c)] == []
     assert _json_as_is("Zoë Ó Conchúir <https://example.org/u?r=ab12&x=1>")
     assert not _json_as_is('Pat "P" Example') and not _json_as_is("back\\slash") and not _json_as_is("tab\t")
+
+
+@pytest.mark.parametrize("names", [
+    [("Pat", "Example"), ("Sam", "Okafor")], [("Pat", "Example"), ("", ""), ("", "Okafor")],
+    [('Zoë "Z"', "Ó Conchúir"), ("back\\slash", "O'Neil & Sons"), ("日本語 🎒", "Example")]])
+def test_a_usual_batchs_one_request_carries_exactly_what_the_person_by_person_way_sends(
+        tmp_path_factory, prepared: _Prepared, names: list[tuple[str, str]]) -> None:
+    from mailroom.send.transports.base import Batch
+    from mailroom.send.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
+                            host="http://127.0.0.1:9")
+    transport = SendGridTransport(settings)
+    batch = Batch(1, VERSION, tuple(_message(first, last, at) for at, (first, last) in enumerate(names)))
+    people, refused = transport.people(batch, prepared)
+    assert not refused.deliveries
+    assert transport._usual_request(batch, prepared) == ",".join(person.json for person in people).encode()
+    twice = Batch(2, VERSION, (*batch.messages, batch.messages[0]._replace(key="again")))
+    upper = Batch(3, VERSION, (batch.messages[0]._replace(email="pat@Example.ORG"),))
+    assert transport._usual_request(twice, prepared) is None and transport._usual_request(upper, prepared) is None

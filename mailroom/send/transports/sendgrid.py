@@ -166,6 +166,8 @@ class _Prepared:
         # The same JSON as a %-template with a "%s" for each person's string (already JSON-escaped), with
         # and without a name: one person's JSON is then one escape of all their strings and one %.
         self.templates = {with_name: self._template(with_name) for with_name in (True, False)}
+        self.longest_template = max(len(template) for template in self.templates.values())
+        self.slots = 4 + len(self.html_keys) + len(self.text_keys)  # strings a person's template takes, at most
         # What follows each person's link in their List-Unsubscribe header (for a whole batch at once).
         self.unsubscribe_tail = list_unsubscribe("", self.mailto)[1:]
 
@@ -370,12 +372,29 @@ class SendGridTransport(Transport):
         batch would send them twice), and the rest are settled from the error instead.
         """
         prepared = self._prepare(batch.version, batch.sandbox)
+        usual = self._usual_request(batch, prepared)
+        refused_first: _PeopleRefused | None = None
+        if usual is not None:
+            try:
+                message_id = self._post(prepared.head + usual + prepared.tail, len(batch.messages))
+            except _PeopleRefused as refused:
+                refused_first = refused  # nobody accepted: settled below, person by person
+            else:
+                result = self.new_result()
+                result.add_many([message.key for message in batch.messages], Delivery.SENT, message_id=message_id)
+                return result
         people, result = self.people(batch, prepared)
+        chunks = self.requests(people, prepared, batch.version)
+        if refused_first is not None and [len(chunk) for chunk in chunks] != [len(batch.messages)]:
+            refused_first = None  # (never, for a usual batch) its numbering would not fit: ask SendGrid again
         accepted = False
-        for chunk in self.requests(people, prepared, batch.version):
+        for chunk in chunks:
             while chunk:
                 try:
-                    message_id = self._post(prepared, chunk)
+                    if refused_first is not None:  # the usual request's answer: the same people, in this order
+                        answer, refused_first = refused_first, None
+                        raise answer
+                    message_id = self._post(_serialise(prepared, chunk), len(chunk))
                 except _PeopleRefused as refused:
                     for index, problems in refused.problems.items():
                         person = chunk[index]
@@ -394,18 +413,46 @@ class SendGridTransport(Transport):
                 chunk = []
         return result
 
-    def _post(self, prepared: _Prepared, people: list[_Person]) -> str | None:
-        """One request; the X-Message-Id on success, ``_PeopleRefused`` or ``TransportError`` otherwise."""
+    def _usual_request(self, batch: Batch, prepared: _Prepared) -> bytes | None:
+        """The people part of the batch's one request (UTF-8), when the batch is the usual one: every address
+        sendable as written, nobody twice, tidy names (or names tidied), nobody's JSON near SendGrid's limits
+        and the whole within one request. None: the person-by-person way (``people``, ``requests``). A test
+        holds this equal to what that way sends."""
+        messages = batch.messages
+        if not messages or len(messages) > MAX_PERSONALIZATIONS:
+            return None
+        addresses = [message.email for message in messages]
+        joined = "\n".join(addresses)
+        if (joined.count("\n") != len(addresses) - 1 or not _ALL_SENDABLE_AS_WRITTEN.fullmatch(joined)
+                or len(set(joined.lower().split("\n"))) != len(addresses)):
+            return None
+        names = [message.name for message in messages]
+        if not _all_tidy(names):
+            names = [_clean_name(name) for name in names]
+        found = _batch_pieces(prepared, messages, addresses, names)
+        if found is None:
+            return None
+        templates, pieces = found
+        # A person's JSON is their template and their strings: bounded here in bytes (4 a character at most).
+        longest = max(map(len, pieces), default=0)
+        if 4 * (prepared.longest_template + prepared.slots * longest) > MAX_SUBSTITUTION_BYTES:
+            return None
+        body = (",".join(templates) % tuple(pieces)).encode()
+        return body if prepared.fixed_bytes + len(body) <= self.max_request_bytes else None
+
+    def _post(self, payload: bytes, people: int) -> str | None:
+        """One request of ``people`` people; the X-Message-Id on success, ``_PeopleRefused`` or ``TransportError``
+        otherwise."""
         if self._client is None:
             self.open()
         assert self._client is not None
-        body = _RequestBody(_serialise(prepared, people))
+        body = _RequestBody(payload)
         try:
             # A str body with a non-default Content-Type is sent as given: UTF-8, the size counted above.
             response = self._client.client.mail.send.post(
                 request_body=body, request_headers={"Content-Type": _CONTENT_TYPE})
         except HTTPError as exc:
-            raise self._http_error(exc, len(people)) from None
+            raise self._http_error(exc, people) from None
         except urllib.error.URLError as exc:
             # urllib wraps failures while connecting or sending: SendGrid never got the whole request.
             raise TransportError(f"could not reach SendGrid ({_reason(exc.reason)})", retryable=True) from None
@@ -543,10 +590,11 @@ def _substitutions(prepared: _Prepared, values: Mapping[str, str]) -> dict[str, 
     return substitutions
 
 
-def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresses: Sequence[str],
-                      names: Sequence[str]) -> list[str]:
-    """Each person's personalization as JSON text, as ``_personalization_json`` writes it, for a whole batch
-    at once: the batch's strings are gathered a column at a time (addresses, names, ids, headers, each field),
+def _batch_pieces(prepared: _Prepared, messages: Sequence[Message], addresses: Sequence[str],
+                  names: Sequence[str]) -> tuple[list[str], list[str]] | None:
+    """Each person's template and, in order, every string that fills them, ready for one %: the personalizations
+    as ``_personalization_json`` writes them, for a whole batch at once (None: take the person-by-person way).
+    The batch's strings are gathered a column at a time (addresses, names, ids, headers, each field),
     and every person's JSON is made by one % of the version's templates (``_Prepared.templates``) joined by
     NUL, which JSON text never holds. Strings that JSON must escape (a quote, a backslash, a control
     character) are escaped by one call to json's C encoder for the whole batch; the usual batch has none,
@@ -554,7 +602,7 @@ def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresse
     """
     count = len(messages)
     if not count:
-        return []
+        return [], []
     values = [message.values for message in messages]
     tail = prepared.unsubscribe_tail
     named = all(names)
@@ -571,14 +619,22 @@ def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresse
         columns.append([person[field] for person in values])
     flat = chain.from_iterable(zip(*columns, strict=True))  # person by person, in template order
     strings = cast("list[str]", list(flat) if named else [string for string in flat if string is not _NO_NAME])
-    chosen = "\0".join([prepared.templates[True]] * count if named else
-                       [prepared.templates[bool(name)] for name in names])
+    templates = [prepared.templates[True]] * count if named else [prepared.templates[bool(name)] for name in names]
     # Usually nothing for JSON to escape: the strings are their own JSON. Else one escape for the batch.
     pieces = strings if _json_as_is(" ".join(strings)) else _json_string("\0".join(strings))[1:-1].split("\\u0000")
-    # (a value holding NUL, or the text "\u0000" itself, gives more pieces: the person-by-person way below)
-    if len(pieces) == len(strings):
-        texts = (chosen % tuple(pieces)).split("\0")
-        if len(texts) == count:
+    # (a value holding NUL, or the text "\u0000" itself, gives more pieces: the person-by-person way)
+    return (templates, pieces) if len(pieces) == len(strings) else None
+
+
+def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresses: Sequence[str],
+                      names: Sequence[str]) -> list[str]:
+    """Each person's personalization as JSON text, as ``_personalization_json`` writes it (``_batch_pieces``
+    for the whole batch at once, when it can)."""
+    found = _batch_pieces(prepared, messages, addresses, names)
+    if found is not None:
+        templates, pieces = found
+        texts = ("\0".join(templates) % tuple(pieces)).split("\0")
+        if len(texts) == len(messages):
             return texts
     return [_personalization_json(prepared, address, name, message.recipient_id,
                                   list_unsubscribe(message.values["unsubscribe_url"], prepared.mailto),
