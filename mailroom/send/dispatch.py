@@ -43,7 +43,7 @@ from mailroom.send.ledger import (
     TestSend,
     UncertainBatch,
 )
-from mailroom.send.personalize import greeting
+from mailroom.send.personalize import DEAR
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.settings import Settings
 from mailroom.versions import VersionKey
@@ -149,19 +149,29 @@ class MessageMaker:
         self.unsubscribe_url_parts = settings.unsubscribe.url.split("{recipient_id}")
 
     def __call__(self, person: Person, recipient_id: str) -> Message:
-        # The same values as recipient_values (a test holds them equal), made inline: this runs for every
-        # person of a send, and the keyword call and the URL's replace were half its cost.
-        first = person.first_name.strip()
-        last = person.last_name.strip()
-        values = {
-            "greeting": greeting(first, self.greetings.get(person.audience, "Hello")),
-            "first_name": first,
-            "last_name": last,
-            "unsubscribe_url": recipient_id.join(self.unsubscribe_url_parts),
-            "recipient_id": recipient_id,
-        }
-        name = f"{first} {last}" if first and last else first or last
-        return tuple.__new__(Message, (person.key, person.email, name, recipient_id, values))  # no Python call
+        return self.many([(person, recipient_id)])[0]
+
+    def many(self, people: Iterable[tuple[Person, str]]) -> list[Message]:
+        """A message for each (person, their opaque id), in one loop: this runs for every person of a send.
+
+        The values are recipient_values' (a test holds them equal), made inline: the keyword call, the
+        URL's replace and a call per person were most of the cost.
+        """
+        greetings, url_parts, new = self.greetings, self.unsubscribe_url_parts, tuple.__new__
+        made = []
+        for person, recipient_id in people:
+            first = person.first_name.strip()
+            last = person.last_name.strip()
+            values = {
+                "greeting": DEAR + first if first else greetings.get(person.audience, "Hello"),
+                "first_name": first,
+                "last_name": last,
+                "unsubscribe_url": recipient_id.join(url_parts),
+                "recipient_id": recipient_id,
+            }
+            name = f"{first} {last}" if first and last else first or last
+            made.append(new(Message, (person.key, person.email, name, recipient_id, values)))  # no Python call
+        return made
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -313,7 +323,7 @@ class PlannedBatches:
                 missing = [person.key for _, person, rid in rows if not rid]
                 # people with no opaque id yet (a sandbox run, a rare clash): made now
                 ids = self.ledger.recipient_ids(missing) if missing else {}
-                yield version, [make(person, rid or ids[person.key]) for _, person, rid in rows]
+                yield version, make.many([(person, rid or ids[person.key]) for _, person, rid in rows])
 
 
 # --- retries --------------------------------------------------------------------------------------------

@@ -28,9 +28,12 @@ def recipient_values(*, first_name: str, last_name: str, default_greeting: str,
     }
 
 
+DEAR = "Dear "  # before a reader's first name: "Dear Amelia"
+
+
 def greeting(first_name: str, default_greeting: str) -> str:
     """"Dear Amelia" for a reader whose first name is known (trimmed), else their list's own greeting."""
-    return f"Dear {first_name}" if first_name else default_greeting
+    return DEAR + first_name if first_name else default_greeting
 
 
 def html_values(values: Mapping[str, str]) -> dict[str, str]:
