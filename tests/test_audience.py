@@ -560,10 +560,12 @@ def _messy_rows(seed: int, count: int) -> list[list[str]]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("chosen", [["parents"], ["parents", "staff"], ["staff"]])
+@pytest.mark.parametrize("chunk_rows", [512, 2, 3])
 def test_the_short_path_and_the_full_checks_give_the_same_plan(tmp_path, monkeypatch, settings: Settings,
-                                                             seed: int, chosen: list[str]) -> None:
-    """The usual row is taken in one step (``_Planner._clean_row_taker``); any other goes through every
-    check. With the short path switched off, 600 messy rows must give exactly the same plan."""
+                                                             seed: int, chosen: list[str], chunk_rows: int) -> None:
+    """The usual row is taken in one step (``_Planner._clean_row_taker``), a chunk of usual rows at once
+    (``_Planner._usual_rows_taker``); any other goes through every check. With the short paths switched off,
+    600 messy rows must give exactly the same plan. Small chunks let some chunks of messy rows be usual ones."""
     import mailroom.audience.lists as lists_module
 
     path = tmp_path / "audiences.csv"
@@ -571,13 +573,78 @@ def test_the_short_path_and_the_full_checks_give_the_same_plan(tmp_path, monkeyp
         writer = csv.writer(handle)
         writer.writerow(["email", "first_name", "last_name", "lists", "status", "language"])
         writer.writerows(_messy_rows(seed, 600))
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", chunk_rows)
+    chunks_taken = []
+    taker = lists_module._Planner._usual_rows_taker
+
+    def counted(self, reading):
+        take = taker(self, reading)
+
+        def take_counted(rows):
+            taken = take(rows)
+            chunks_taken.append(taken)
+            return taken
+        return take_counted
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker", counted)
+    read = []  # what each way holds once the rows are read: every entry, packed, with its reading order
+    plan = lists_module._Planner.plan
+
+    def kept(self, **kwargs):
+        read.append((dict(self.people), list(self.left_out), self.next_order()))
+        return plan(self, **kwargs)
+    monkeypatch.setattr(lists_module._Planner, "plan", kept)
     fast = load_audience(path, settings, chosen, {"person7@example.org": "bounced"})
+    if chunk_rows < 4:  # some small chunks are usual rows: taken whole
+        assert 5 < chunks_taken.count(True) < len(chunks_taken)
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker", lambda self, reading: lambda rows: False)
+    row_by_row = load_audience(path, settings, chosen, {"person7@example.org": "bounced"})
+    assert read[0] == read[1]  # chunk or row by row, the same entries in the same reading order
     monkeypatch.setattr(lists_module._Planner, "_clean_row_taker", lambda self, reading: lambda raw: False)
     full = load_audience(path, settings, chosen, {"person7@example.org": "bounced"})
-    assert list(fast.recipients) == list(full.recipients)
-    assert fast.left_out == full.left_out
-    assert figures(fast) == figures(full)
-    assert fast.rows == full.rows == 600
+    for short in (fast, row_by_row):
+        assert list(short.recipients) == list(full.recipients)
+        assert short.left_out == full.left_out
+        assert figures(short) == figures(full)
+        assert short.rows == full.rows == 600
     assert len(fast.recipients) > 20 and {o.reason for o in fast.left_out} >= {"invalid", "unsubscribed"}
     if "parents" in chosen:
         assert len(fast.recipients) > 200 and "duplicate" in {o.reason for o in fast.left_out}
+
+
+def test_a_chunk_of_usual_rows_is_taken_whole_as_the_rows_one_by_one_would_be(tmp_path, monkeypatch,
+                                                                              settings: Settings) -> None:
+    """Capitalised addresses (held with their key), rows on a list this send did not choose (skipped, with
+    no reading order of their own), a language column: chunks of such rows are taken whole, and what the
+    planner holds afterwards is exactly what row by row gives."""
+    import mailroom.audience.lists as lists_module
+
+    path = tmp_path / "audiences.csv"
+    rows = [[f"{'Pat' if at % 3 else 'pat'}{at}@Example.org" if at % 2 else f"sam{at}@example.org",
+             f"Sam {at}", "O'Neil" if at % 4 else "", "staff" if at % 5 == 0 else " Parents ", "subscribed",
+             "pl" if at % 7 == 0 else ""] for at in range(40)]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "first_name", "last_name", "lists", "status", "language"])
+        writer.writerows(rows)
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", 4)
+    taken = []
+    taker = lists_module._Planner._usual_rows_taker
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker",
+                        lambda self, reading: lambda rows: taken.append(taker(self, reading)(rows)) or taken[-1])
+    held = []
+    plan = lists_module._Planner.plan
+
+    def kept(self, **kwargs):
+        held.append((dict(self.people), self.next_order()))
+        return plan(self, **kwargs)
+    monkeypatch.setattr(lists_module._Planner, "plan", kept)
+    chunked = load_audience(path, settings, ["parents"])
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker", lambda self, reading: lambda rows: False)
+    row_by_row = load_audience(path, settings, ["parents"])
+    assert held[0] == held[1]
+    assert list(chunked.recipients) == list(row_by_row.recipients)
+    assert len(chunked.recipients) == 32
+    assert (chunked.recipients[0].email, chunked.recipients[0].key) == ("Pat1@example.org", "pat1@example.org")
+    assert (chunked.recipients[2].email, chunked.recipients[2].key) == ("pat3@example.org", "pat3@example.org")
+    assert taken == [False] + [True] * 9  # every chunk of four but the first, where "subscribed" is first met
+    assert {p.language for p in chunked.recipients} == {"", "pl"}

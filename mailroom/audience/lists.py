@@ -42,11 +42,18 @@ EXTRA_COLUMNS: tuple[str, ...] = ("language",)
 MAX_CELL = 10_000
 
 _LIST_SPLIT = re.compile(r"[;,]")
+# How many rows ``_Planner._usual_rows_taker`` looks at together.
+_CHUNK_ROWS = 512
 # An ASCII dot-atom local part: for these, email-validator's verdict depends only on the domain (cached
 # below) and the length, so the common case skips the full (slower) validation. Anything else takes the
 # full path, so the verdict is always email-validator's.
 _SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                              r"@([A-Za-z0-9.-]+)")
+# Lines (joined by "\n") each such an address, whose local part is at most 64 characters.
+_ONE_SIMPLE = (r"(?=[^@\n]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+               r"@[A-Za-z0-9.-]+")
+_SIMPLE_ADDRESSES = re.compile(f"(?:{_ONE_SIMPLE}\n)*{_ONE_SIMPLE}")
+_DOMAIN_OF_LINE = re.compile(r"@([^\n]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,7 +423,8 @@ class _Planner:
         self.left_out: list[tuple[int, LeftOut]] = []  # (reading order, entry)
         self.formats: list[str] = []  # per table read: its place_format, with the file's name when not the main one
         self.rows = 0
-        self.next_order = itertools.count(1).__next__  # each entry's position in reading order
+        self._orders = itertools.count(1)
+        self.next_order = self._orders.__next__  # each entry's position in reading order
         self._versions: dict[tuple[str, ...], str] = {}
 
     def read(self, table: Table, mapping: ColumnMapping, settings: Settings, *, fixed_list: str | None,
@@ -424,13 +432,18 @@ class _Planner:
         """Take in every row of ``table``: ``fixed_list`` set means everyone in it is on that list."""
         self.formats.append(prefix.replace("{", "{{").replace("}", "}}") + table.place_format())
         reading = _Reading.of(table, mapping, settings, fixed_list, len(self.formats) - 1)
+        take_usual_rows = self._usual_rows_taker(reading)
         take_clean = self._clean_row_taker(reading)
         take = self._take
-        for raw in table.rows():
-            self.rows += 1
-            if not take_clean(raw):
-                for entry in _row_entries(raw, reading, self):
-                    take(entry)
+        rows = table.rows()
+        while chunk := list(itertools.islice(rows, _CHUNK_ROWS)):
+            self.rows += len(chunk)
+            if take_usual_rows(chunk):
+                continue
+            for raw in chunk:
+                if not take_clean(raw):
+                    for entry in _row_entries(raw, reading, self):
+                        take(entry)
 
     def _take(self, entry: _Entry) -> None:
         """One entry as ``_row_entries`` gives it: a problem to report, a person on a chosen list, or neither."""
@@ -508,6 +521,86 @@ class _Planner:
             return True
 
         return take_clean
+
+    def _usual_rows_taker(self, reading: _Reading) -> Callable[[list[RawRow]], bool]:
+        """A function that takes in a whole chunk of rows at once when every one of them is a row
+        ``_clean_row_taker`` would take (or skip, being on a list this send did not choose), with the same
+        packed entries and reading order; it returns False, having changed nothing, for any other chunk,
+        which then goes row by row. The checks are asked of a column at a time, with str methods and one
+        regex over the chunk's addresses: a Python step per row cost as much as the rest of the send.
+        """
+        columns = reading.columns
+        if len(columns.contacts) != 1 or (reading.fixed_list is None and columns.lists is None):
+            return lambda rows: False
+        (email_at, first_at, last_at, contact_status_at), = columns.contacts
+        status_at = contact_status_at if contact_status_at is not None else columns.status
+        width, lists_at, fixed_list = columns.width, columns.lists, reading.fixed_list
+        extras_at = tuple(columns.extras)
+        known, order, answers, people, orders = reading.known, self.order, reading.answers, self.people, self._orders
+        # One packed entry (``_pack_entry``'s layout) from (order, line, email, key, first, last, lists, *extras).
+        template = _SEP.join(["%d", "%d", str(reading.source), "0", "%s", "%s", "%s", "%s", "%s", "",
+                              *["%s"] * len(extras_at)])
+
+        def stripped(at: int | None, cells: Sequence[Sequence[str]], count: int) -> Sequence[str]:
+            return list(map(str.strip, cells[at])) if at is not None else [""] * count
+
+        def take_usual_rows(rows: list[RawRow]) -> bool:
+            cells = [raw.cells for raw in rows]
+            if len(set(map(len, cells))) != 1 or len(cells[0]) < width:
+                return False
+            by_column: list[Sequence[str]] = list(zip(*cells, strict=True))
+            # Each row's cells together are at most the columns' longest cells together.
+            if sum(max(map(len, column)) for column in by_column) > MAX_CELL:
+                return False
+            if status_at is not None and any(answers.get(v.strip()) is not False for v in set(by_column[status_at])):
+                return False  # someone unsubscribed, or an answer not worked out yet
+            numbers: Sequence[int] = [raw.number for raw in rows]
+            if fixed_list is None:
+                assert lists_at is not None
+                named = {cell: cell.strip().lower() for cell in set(by_column[lists_at])}
+                if not all(name in order or name in known for name in named.values()):
+                    return False
+                if not all(name in order for name in named.values()):  # on a list this send did not choose: skipped
+                    chosen = [named[cell] in order for cell in by_column[lists_at]]
+                    by_column = [list(itertools.compress(column, chosen)) for column in by_column]
+                    numbers = list(itertools.compress(numbers, chosen))
+                    if not numbers:
+                        return True
+                lists: Sequence[str] = list(map(named.__getitem__, by_column[lists_at]))
+            else:
+                lists = [fixed_list] * len(numbers)
+            count = len(numbers)
+            emails = stripped(email_at, by_column, count)
+            joined = "\n".join(emails)
+            if (joined.count("\n") != count - 1 or max(map(len, emails)) > 200
+                    or not _SIMPLE_ADDRESSES.fullmatch(joined)):
+                return False
+            lowered = joined.lower()  # address_key of ASCII addresses
+            if any(_domain_problem(domain) for domain in set(_DOMAIN_OF_LINE.findall(lowered))):
+                return False
+            keys = lowered.split("\n")
+            if len(set(keys)) != count or not people.keys().isdisjoint(keys):
+                return False  # someone twice, or already found: the row by row way says how
+            first_names, last_names = stripped(first_at, by_column, count), stripped(last_at, by_column, count)
+            extras = [stripped(at, by_column, count) for at in extras_at]
+            if not ("".join(first_names) + "".join(last_names)).isprintable() or any(
+                    _SEP in "".join(column) for column in (lists, *extras)):
+                return False
+            if keys == emails:  # the address is its own key: held under it, not packed again
+                packed_emails: Sequence[str] = [""] * count
+                packed_keys: Sequence[str] = packed_emails
+            else:
+                packed_emails = ["" if key == email else email for key, email in zip(keys, emails, strict=True)]
+                packed_keys = ["" if key == email else key for key, email in zip(keys, emails, strict=True)]
+            first = next(orders)
+            if count > 1:
+                next(itertools.islice(orders, count - 2, None))  # the orders first .. first + count - 1 are theirs
+            people.update(zip(keys, map(template.__mod__, zip(
+                range(first, first + count), numbers, packed_emails, packed_keys, first_names, last_names, lists,
+                *extras, strict=True)), strict=True))
+            return True
+
+        return take_usual_rows
 
     def place(self, entry: _Entry) -> str:
         """Where ``entry`` is, as the office would look: "line 4", "staff.xlsx, sheet 'Staff', row 3, contact 2"."""
