@@ -648,3 +648,43 @@ def test_a_chunk_of_usual_rows_is_taken_whole_as_the_rows_one_by_one_would_be(tm
     assert (chunked.recipients[2].email, chunked.recipients[2].key) == ("pat3@example.org", "pat3@example.org")
     assert taken == [False] + [True] * 9  # every chunk of four but the first, where "subscribed" is first met
     assert {p.language for p in chunked.recipients} == {"", "pl"}
+
+
+@pytest.mark.parametrize("chunk_rows", [512, 3])
+def test_people_decided_a_chunk_at_once_are_decided_as_one_by_one(tmp_path, monkeypatch, chunk_rows: int) -> None:
+    """``_Planner._plan_usual`` decides a chunk of usual people at once, asking SendGrid's address check of the
+    whole chunk (``all_fine``): over messy rows (accented mailbox names SendGrid cannot take, IDN domains,
+    capitals, unsubscribes, a suppression) the plan is the one made person by person, the check asked of each."""
+    import mailroom.audience.lists as lists_module
+    from mailroom.send.transports.sendgrid import SendGridTransport
+    from tests.send_project import send_project, settings_for
+
+    settings = settings_for(send_project(tmp_path / "school"), transport="sendgrid", host="http://127.0.0.1:9")
+    check = SendGridTransport(settings).address_problem
+    path = tmp_path / "audiences.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "first_name", "last_name", "lists", "status", "language"])
+        writer.writerows(_messy_rows(5, 600))
+        # usual rows, some of whom say on the staff list, further down, that they want nothing more
+        writer.writerows([f"late{at}@example.org", "Pat", "Example", "parents", "subscribed", ""] for at in range(30))
+        writer.writerows([f"late{at}@example.org", "Pat", "Example", "staff", "unsubscribed", ""]
+                         for at in range(0, 30, 4))
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", chunk_rows)
+    decided = []
+    plan_usual = lists_module._Planner._plan_usual
+    monkeypatch.setattr(lists_module._Planner, "_plan_usual",
+                        lambda self, *args: decided.append(plan_usual(self, *args)) or decided[-1])
+    suppressed = {f"person{at}@example.org": "bounced" for at in range(7, 600, 40)}
+    at_once = load_audience(path, settings, ["parents"], suppressed, address_problem=check)
+    if chunk_rows == 3:
+        assert 10 < decided.count(True) < len(decided)
+    each = load_audience(path, settings, ["parents"], suppressed, address_problem=lambda e: check(e))
+    monkeypatch.setattr(lists_module._Planner, "_plan_usual", lambda self, *args: False)
+    one_by_one = load_audience(path, settings, ["parents"], suppressed, address_problem=check)
+    for plan in (at_once, each):
+        assert list(plan.recipients) == list(one_by_one.recipients)
+        assert plan.left_out == one_by_one.left_out
+        assert figures(plan) == figures(one_by_one)
+    assert {"cannot be sent this way", "suppressed", "unsubscribed"} <= {o.reason for o in one_by_one.left_out}
+    assert "late4@example.org" not in {p.key for p in one_by_one.recipients}

@@ -17,11 +17,11 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple, overload
+from typing import NamedTuple, cast, overload
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -216,6 +216,34 @@ class PackedRecipients(Sequence[Recipient]):
                 person = Recipient(email, key, first_name, last_name, audience, int(line), lists, version, language)
             self._unpackable[len(self._rows)] = person
         self._rows.append(packed)
+
+    def add_columns(self, emails: Sequence[str], keys: Sequence[str], first_names: Sequence[str],
+                    last_names: Sequence[str], lines: Sequence[str], groups: Sequence[Hashable],
+                    group_of: Mapping[Hashable, tuple[str, tuple[str, ...], str, str]]) -> None:
+        """``add`` for many people at once, a column per field: each person's string is made by one % in C,
+        with no Python step per person (the planner's usual chunk). ``groups``: each person's group, as a key
+        of ``group_of``."""
+        counted = Counter(groups)
+        index_of = {}
+        for name, group in group_of.items():
+            index = self._group_index.get(group)
+            if index is None:
+                index = self._group_index[group] = len(self._groups)
+                self._groups.append(group)
+                self._group_sizes.append(0)
+            index_of[name] = str(index)
+        indices = [index_of[groups[0]]] * len(groups) if len(counted) == 1 else list(map(index_of.__getitem__, groups))
+        own = ["" if key == email else key for email, key in zip(emails, keys, strict=True)] \
+            if emails != keys else [""] * len(keys)
+        rows = list(map(_SEP.join, zip(emails, own, first_names, last_names, lines, indices, strict=True)))
+        if _SEP.join(rows).count(_SEP) != 6 * len(rows) - 1:  # a value holding NUL: each person the long way
+            for email, key, first_name, last_name, line, name in zip(emails, keys, first_names, last_names, lines,
+                                                                     groups, strict=True):
+                self.add(email, key, first_name, last_name, line, group_of[name])
+            return
+        for name, people in counted.items():
+            self._group_sizes[int(index_of[name])] += people
+        self._rows.extend(rows)
 
     def planned(self, version_of: Callable[[str, str], str]) -> Iterator[tuple[str, str, str, str, str, str, str]]:
         """Each person in order as (key, email, first name, last name, greeting list, version, language), the
@@ -615,36 +643,44 @@ class _Planner:
         unsubscribed, suppressed, address_problem = self.unsubscribed, self.suppressed, self.address_problem
         languages: dict[str, str] = {"": ""}  # language cell -> reader_language, once each
         groups: dict[str, tuple[str, tuple[str, ...], str, str]] = {}  # list + language cell -> group
+        def group_of(lists: str, language_cell: str) -> tuple[str, tuple[str, ...], str, str]:
+            """The (audience, lists, version, language) of someone on the one list ``lists``, made once each."""
+            group = groups.get(lists + _SEP + language_cell)
+            if group is None:
+                language = languages.get(language_cell)
+                if language is None:
+                    language = languages[language_cell] = reader_language(language_cell)
+                only = (lists,)
+                group = groups[lists + _SEP + language_cell] = (
+                    lists, only, self._versions.get(only) or self._version(only), language)
+            return group
+
         while people:  # last found first, each entry let go as its person is made: a lower peak of memory
-            key, found = people.popitem()
-            if isinstance(found, str):
-                # The usual person, 100,000 times: one valid entry on one list, subscribed. The same
-                # decision as ``_decide``'s first case, without unpacking into an _Entry.
-                _order, line, _source, _contact, email, _key, first_name, last_name, lists, said_unsubscribed, \
-                    language_cell, *_ = found.split(_SEP)
-                email = email or key
-                if (not said_unsubscribed and _LIST_SEP not in lists and key not in unsubscribed
-                        and key not in suppressed):
-                    if email != key:
-                        email = normalise_address(email)
-                    if address_problem is None or not address_problem(email):
-                        group = groups.get(lists + _SEP + language_cell)
-                        if group is None:
-                            language = languages.get(language_cell)
-                            if language is None:
-                                language = languages[language_cell] = reader_language(language_cell)
-                            only = (lists,)
-                            group = groups[lists + _SEP + language_cell] = (
-                                lists, only, self._versions.get(only) or self._version(only), language)
-                        recipients.add(email, key, first_name, last_name, line, group)
-                        continue
-                entries = [_unpack_entry(found, key)]
-            else:
-                entries = found if isinstance(found, list) else [found]
-            person, left = self._decide(key, entries)
-            if person is not None:
-                recipients.append(person)
-            left_out.extend(left)
+            keys = list(itertools.islice(reversed(people), _CHUNK_ROWS))
+            found_all = list(map(people.pop, keys))
+            if self._plan_usual(keys, found_all, recipients, group_of):
+                continue
+            for key, found in zip(keys, found_all, strict=True):
+                if isinstance(found, str):
+                    # The usual person, 100,000 times: one valid entry on one list, subscribed. The same
+                    # decision as ``_decide``'s first case, without unpacking into an _Entry.
+                    _order, line, _source, _contact, email, _key, first_name, last_name, lists, said_unsubscribed, \
+                        language_cell, *_ = found.split(_SEP)
+                    email = email or key
+                    if (not said_unsubscribed and _LIST_SEP not in lists and key not in unsubscribed
+                            and key not in suppressed):
+                        if email != key:
+                            email = normalise_address(email)
+                        if address_problem is None or not address_problem(email):
+                            recipients.add(email, key, first_name, last_name, line, group_of(lists, language_cell))
+                            continue
+                    entries = [_unpack_entry(found, key)]
+                else:
+                    entries = found if isinstance(found, list) else [found]
+                person, left = self._decide(key, entries)
+                if person is not None:
+                    recipients.append(person)
+                left_out.extend(left)
         recipients.reverse()  # in the order first found
         # In reading order (each entry's row, file by file), then the lists' --to order.
         left_out.sort(key=lambda pair: (pair[0], self.order.get(pair[1].list_name or "", len(self.order))))
@@ -662,6 +698,39 @@ class _Planner:
         return AudiencePlan(path=path, lists=self.chosen, recipients=recipients, left_out=tuple(everything),
                             summaries=summaries, rows=self.rows, encoding=encoding, delimiter=delimiter,
                             files=files)
+
+    def _plan_usual(self, keys: list[str], found: list[str | _Entry | list[_Entry]], recipients: PackedRecipients,
+                    group_of: Callable[[str, str], tuple[str, tuple[str, ...], str, str]]) -> bool:
+        """Decide a chunk of people at once when every one is the usual person of ``plan`` (one valid entry,
+        packed, on one list, subscribed, not unsubscribed elsewhere nor suppressed, an address the transport
+        takes): added to ``recipients`` as ``plan`` would, a column at a time. False, having added nobody,
+        for any other chunk, which ``plan`` then decides person by person."""
+        count = len(keys)
+        if set(map(type, found)) != {str}:
+            return False
+        width = 10 + len(EXTRA_COLUMNS)  # fields of a packed entry (``_pack_entry``)
+        fields = _SEP.join(cast("list[str]", found)).split(_SEP)
+        if len(fields) != width * count:
+            return False
+        lists, language_cells = fields[8::width], fields[10::width]
+        if (any(fields[9::width]) or _LIST_SEP in "".join(lists) or not self.unsubscribed.keys().isdisjoint(keys)
+                or not self.suppressed.keys().isdisjoint(keys)):
+            return False
+        emails = fields[4::width]
+        # Held under its key, an address that is its own key was not packed again; any other is normalised.
+        sent = [normalise_address(email) if email else key for email, key in zip(emails, keys, strict=True)] \
+            if any(emails) else keys
+        check = self.address_problem
+        if check is not None:
+            # A transport's check may also answer for many addresses at once (``all_fine``: True only when it
+            # finds no problem with any); else each address is asked.
+            all_fine = getattr(check, "all_fine", None)
+            if not (all_fine is not None and all_fine(sent)) and any(map(check, sent)):
+                return False
+        pairs = list(zip(lists, language_cells, strict=True))
+        recipients.add_columns(sent, keys, fields[6::width], fields[7::width], fields[1::width], pairs,
+                               {pair: group_of(*pair) for pair in set(pairs)})
+        return True
 
     def _version(self, lists: tuple[str, ...]) -> str:
         """The slug of the version for ``lists`` (``mailroom.versions.version_for``), worked out once each."""
