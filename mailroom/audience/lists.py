@@ -463,8 +463,7 @@ class _Planner:
         take_usual_rows = self._usual_rows_taker(reading)
         take_clean = self._clean_row_taker(reading)
         take = self._take
-        rows = table.rows()
-        while chunk := list(itertools.islice(rows, _CHUNK_ROWS)):
+        for chunk in table.chunks(_CHUNK_ROWS):
             self.rows += len(chunk)
             if take_usual_rows(chunk):
                 continue
