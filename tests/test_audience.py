@@ -688,3 +688,35 @@ def test_people_decided_a_chunk_at_once_are_decided_as_one_by_one(tmp_path, monk
         assert figures(plan) == figures(one_by_one)
     assert {"cannot be sent this way", "suppressed", "unsubscribed"} <= {o.reason for o in one_by_one.left_out}
     assert "late4@example.org" not in {p.key for p in one_by_one.recipients}
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 512])
+def test_the_plan_drafted_a_chunk_at_once_is_each_person_as_read(monkeypatch, chunk_rows: int) -> None:
+    """``PackedRecipients.planned`` makes a chunk of people at once: the same tuples, in order, as each person
+    read back one by one gives, over several groups, addresses kept beside their key, and a person whose values
+    cannot be packed (a NUL); each group's version is worked out once."""
+    import mailroom.audience.lists as lists_module
+    from mailroom.audience.lists import PackedRecipients, Recipient
+
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", chunk_rows)
+    people = PackedRecipients()
+    groups = [("parents", ("parents",), "parents", ""), ("staff", ("staff",), "staff", "pl"),
+              ("parents", ("parents", "staff"), "parents-staff", "")]
+    for at in range(20):
+        audience, lists, version, language = groups[at % 3 if at % 4 else 0]
+        email = f"Pat{at}@example.org" if at % 5 == 0 else f"pat{at}@example.org"
+        first = "Nul\0Name" if at == 7 else f"Pat {at}"
+        people.append(Recipient(email, email.lower(), first, "" if at % 6 else "Example", audience, at + 2, lists,
+                                version, language))
+    asked = []
+
+    def version_of(version: str, language: str) -> str:
+        asked.append((version, language))
+        return f"{version}-{language or 'en'}"
+
+    expected = [(p.key, p.email, p.first_name, p.last_name, p.audience, f"{p.version}-{p.language or 'en'}",
+                 p.language) for p in people]
+    assert list(people.planned(version_of)) == expected
+    # once a group, and once more for the person kept whole (as before)
+    assert sorted(asked) == [("parents", ""), ("parents-staff", ""), ("staff", "pl"), ("staff", "pl")]
+    assert expected[7][2] == "Nul\0Name" and expected[5][:2] == ("pat5@example.org", "Pat5@example.org")

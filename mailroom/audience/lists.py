@@ -248,22 +248,45 @@ class PackedRecipients(Sequence[Recipient]):
     def planned(self, version_of: Callable[[str, str], str]) -> Iterator[tuple[str, str, str, str, str, str, str]]:
         """Each person in order as (key, email, first name, last name, greeting list, version, language), the
         version being ``version_of(their lists' version, their language)``, worked out once per group:
-        what the send's plan is drafted from, without a ``Recipient`` made per person."""
-        versions: dict[int, str] = {}
-        groups = self._groups
-        for at, packed in enumerate(self._rows):
-            if self._unpackable and at in self._unpackable:
-                p = self._unpackable[at]
-                yield p.key, p.email, p.first_name, p.last_name, p.audience, version_of(p.version, p.language), \
-                    p.language
+        what the send's plan is drafted from, without a ``Recipient`` made per person. A chunk of people at a
+        time, a column per field, the tuples made by zip (a Python step per person cost 0.4 µs)."""
+        chosen: dict[str, tuple[str, str, str]] = {}  # group index (as packed) -> (greeting list, version, language)
+
+        def group(index_text: str) -> tuple[str, str, str]:
+            found = chosen.get(index_text)
+            if found is None:
+                audience, _lists, version, language = self._groups[int(index_text)]
+                found = chosen[index_text] = (audience, version_of(version, language), language)
+            return found
+
+        rows, unpackable = self._rows, self._unpackable
+        for start in range(0, len(rows), _CHUNK_ROWS):
+            chunk = rows[start:start + _CHUNK_ROWS]
+            if unpackable and any(start <= at < start + len(chunk) for at in unpackable):
+                for at, packed in enumerate(chunk, start):
+                    if at in unpackable:
+                        p = unpackable[at]
+                        yield (p.key, p.email, p.first_name, p.last_name, p.audience,
+                               version_of(p.version, p.language), p.language)
+                    else:
+                        email, key, first_name, last_name, _line, index_text = packed.split(_SEP)
+                        yield (key or email, email, first_name, last_name, *group(index_text))
                 continue
-            email, key, first_name, last_name, _line, index_text = packed.split(_SEP)
-            index = int(index_text)
-            audience, _lists, version, language = groups[index]
-            chosen = versions.get(index)
-            if chosen is None:
-                chosen = versions[index] = version_of(version, language)
-            yield key or email, email, first_name, last_name, audience, chosen, language
+            fields = _SEP.join(chunk).split(_SEP)  # six a person (``add``)
+            emails, own_keys, index_texts = fields[0::6], fields[1::6], fields[5::6]
+            keys = [key or email for email, key in zip(emails, own_keys, strict=True)] if any(own_keys) else emails
+            groups = set(index_texts)
+            if len(groups) == 1:
+                audience, version, language = group(index_texts[0])
+                count = len(index_texts)
+                audiences: Sequence[str] = [audience] * count
+                versions: Sequence[str] = [version] * count
+                languages: Sequence[str] = [language] * count
+            else:
+                for index_text in sorted(groups, key=index_texts.index):  # versions worked out in order met
+                    group(index_text)
+                audiences, versions, languages = zip(*map(chosen.__getitem__, index_texts), strict=True)
+            yield from zip(keys, emails, fields[2::6], fields[3::6], audiences, versions, languages, strict=True)
 
     def reverse(self) -> None:
         if self._unpackable:
