@@ -57,7 +57,7 @@ def test_the_json_written_from_pieces_is_the_json_of_the_dict(prepared: _Prepare
 def _message(first: str, last: str, at: int) -> Message:
     values = {"greeting": f"Dear {first}" if first else "Dear Parent/Carer", "first_name": first, "last_name": last,
               "unsubscribe_url": f"https://example.org/u?r={at:04x}&x=1", "recipient_id": f"{at:04x}"}
-    return Message(f"p{at}@example.org", f"p{at}@example.org", f"{first} {last}".strip(), f"{at:04x}", values)
+    return Message.with_values(f"p{at}@example.org", f"p{at}@example.org", f"{first} {last}".strip(), values)
 
 
 @pytest.mark.parametrize("mix", ["plain", "to escape for HTML", "hostile"])

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from email.message import Message as HeaderBlock
 from email.utils import parsedate_to_datetime
 from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
 from python_http_client.exceptions import HTTPError
@@ -130,6 +131,7 @@ class _Prepared:
         subject, subject_fields = _to_tags(version.subject, text_tag)
         self.html_fields = html_fields
         self.text_fields = tuple(dict.fromkeys(text_fields + subject_fields))
+        self.fields = frozenset(self.html_fields + self.text_fields)  # the recipient fields the email uses
         headers = {"List-Id": version.list_id}
         if _https(settings.unsubscribe.url):
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -610,20 +612,20 @@ def _batch_pieces(prepared: _Prepared, messages: Sequence[Message], addresses: S
     count = len(messages)
     if not count:
         return [], []
-    values = [message.values for message in messages]
     tail = prepared.unsubscribe_tail
     named = all(names)
+    by_field = {field: list(map(getter, messages)) for field, getter in _FIELD_OF_MESSAGE.items()
+                if field in prepared.fields}
     columns: list[Sequence[object]] = [
-        addresses, names if named else [name or _NO_NAME for name in names],
-        [message.recipient_id for message in messages],
-        [f"<{person['unsubscribe_url']}{tail}" for person in values]]
+        addresses, names if named else [name or _NO_NAME for name in names], list(map(_RECIPIENT_ID, messages)),
+        list(map(f"<%s{tail.replace('%', '%%')}".__mod__, map(_UNSUBSCRIBE_URL, messages)))]
     for field, _ in prepared.html_keys:
-        column = [person[field] for person in values]
+        column = by_field[field]
         if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
             column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in column]
         columns.append(column)
     for field, _ in prepared.text_keys:
-        columns.append([person[field] for person in values])
+        columns.append(by_field[field])
     flat = chain.from_iterable(zip(*columns, strict=True))  # person by person, in template order
     strings = cast("list[str]", list(flat) if named else [string for string in flat if string is not _NO_NAME])
     templates = [prepared.templates[True]] * count if named else [prepared.templates[bool(name)] for name in names]
@@ -644,12 +646,14 @@ def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresse
         if len(texts) == len(messages):
             return texts
     return [_personalization_json(prepared, address, name, message.recipient_id,
-                                  list_unsubscribe(message.values["unsubscribe_url"], prepared.mailto),
-                                  message.values)
+                                  list_unsubscribe(message.unsubscribe_url, prepared.mailto), message.values)
             for message, address, name in zip(messages, addresses, names, strict=True)]
 
 
 _NO_NAME = object()  # a person without a name: their template has no slot for one
+# Each of RECIPIENT_FIELDS as read from a Message, and two of them by name.
+_FIELD_OF_MESSAGE = {field: attrgetter(field) for field in RECIPIENT_FIELDS}
+_RECIPIENT_ID, _UNSUBSCRIBE_URL = _FIELD_OF_MESSAGE["recipient_id"], _FIELD_OF_MESSAGE["unsubscribe_url"]
 
 # What json's encoder escapes in a string (ensure_ascii=False): a quote, a backslash, control characters.
 _JSON_ESCAPED = b'"\\' + bytes(range(32))
