@@ -560,10 +560,12 @@ def _messy_rows(seed: int, count: int) -> list[list[str]]:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("chosen", [["parents"], ["parents", "staff"], ["staff"]])
+@pytest.mark.parametrize("chunk_rows", [512, 2, 3])
 def test_the_short_path_and_the_full_checks_give_the_same_plan(tmp_path, monkeypatch, settings: Settings,
-                                                             seed: int, chosen: list[str]) -> None:
-    """The usual row is taken in one step (``_Planner._clean_row_taker``); any other goes through every
-    check. With the short path switched off, 600 messy rows must give exactly the same plan."""
+                                                             seed: int, chosen: list[str], chunk_rows: int) -> None:
+    """The usual row is taken in one step (``_Planner._clean_row_taker``), a chunk of usual rows at once
+    (``_Planner._usual_rows_taker``); any other goes through every check. With the short paths switched off,
+    600 messy rows must give exactly the same plan. Small chunks let some chunks of messy rows be usual ones."""
     import mailroom.audience.lists as lists_module
 
     path = tmp_path / "audiences.csv"
@@ -571,13 +573,150 @@ def test_the_short_path_and_the_full_checks_give_the_same_plan(tmp_path, monkeyp
         writer = csv.writer(handle)
         writer.writerow(["email", "first_name", "last_name", "lists", "status", "language"])
         writer.writerows(_messy_rows(seed, 600))
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", chunk_rows)
+    chunks_taken = []
+    taker = lists_module._Planner._usual_rows_taker
+
+    def counted(self, reading):
+        take = taker(self, reading)
+
+        def take_counted(rows):
+            taken = take(rows)
+            chunks_taken.append(taken)
+            return taken
+        return take_counted
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker", counted)
+    read = []  # what each way holds once the rows are read: every entry, packed, with its reading order
+    plan = lists_module._Planner.plan
+
+    def kept(self, **kwargs):
+        read.append((dict(self.people), list(self.left_out), self.next_order()))
+        return plan(self, **kwargs)
+    monkeypatch.setattr(lists_module._Planner, "plan", kept)
     fast = load_audience(path, settings, chosen, {"person7@example.org": "bounced"})
+    if chunk_rows < 4:  # some small chunks are usual rows: taken whole
+        assert 5 < chunks_taken.count(True) < len(chunks_taken)
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker", lambda self, reading: lambda rows: False)
+    row_by_row = load_audience(path, settings, chosen, {"person7@example.org": "bounced"})
+    assert read[0] == read[1]  # chunk or row by row, the same entries in the same reading order
     monkeypatch.setattr(lists_module._Planner, "_clean_row_taker", lambda self, reading: lambda raw: False)
     full = load_audience(path, settings, chosen, {"person7@example.org": "bounced"})
-    assert list(fast.recipients) == list(full.recipients)
-    assert fast.left_out == full.left_out
-    assert figures(fast) == figures(full)
-    assert fast.rows == full.rows == 600
+    for short in (fast, row_by_row):
+        assert list(short.recipients) == list(full.recipients)
+        assert short.left_out == full.left_out
+        assert figures(short) == figures(full)
+        assert short.rows == full.rows == 600
     assert len(fast.recipients) > 20 and {o.reason for o in fast.left_out} >= {"invalid", "unsubscribed"}
     if "parents" in chosen:
         assert len(fast.recipients) > 200 and "duplicate" in {o.reason for o in fast.left_out}
+
+
+def test_a_chunk_of_usual_rows_is_taken_whole_as_the_rows_one_by_one_would_be(tmp_path, monkeypatch,
+                                                                              settings: Settings) -> None:
+    """Capitalised addresses (held with their key), rows on a list this send did not choose (skipped, with
+    no reading order of their own), a language column: chunks of such rows are taken whole, and what the
+    planner holds afterwards is exactly what row by row gives."""
+    import mailroom.audience.lists as lists_module
+
+    path = tmp_path / "audiences.csv"
+    rows = [[f"{'Pat' if at % 3 else 'pat'}{at}@Example.org" if at % 2 else f"sam{at}@example.org",
+             f"Sam {at}", "O'Neil" if at % 4 else "", "staff" if at % 5 == 0 else " Parents ", "subscribed",
+             "pl" if at % 7 == 0 else ""] for at in range(40)]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "first_name", "last_name", "lists", "status", "language"])
+        writer.writerows(rows)
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", 4)
+    taken = []
+    taker = lists_module._Planner._usual_rows_taker
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker",
+                        lambda self, reading: lambda rows: taken.append(taker(self, reading)(rows)) or taken[-1])
+    held = []
+    plan = lists_module._Planner.plan
+
+    def kept(self, **kwargs):
+        held.append((dict(self.people), self.next_order()))
+        return plan(self, **kwargs)
+    monkeypatch.setattr(lists_module._Planner, "plan", kept)
+    chunked = load_audience(path, settings, ["parents"])
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker", lambda self, reading: lambda rows: False)
+    row_by_row = load_audience(path, settings, ["parents"])
+    assert held[0] == held[1]
+    assert list(chunked.recipients) == list(row_by_row.recipients)
+    assert len(chunked.recipients) == 32
+    assert (chunked.recipients[0].email, chunked.recipients[0].key) == ("Pat1@example.org", "pat1@example.org")
+    assert (chunked.recipients[2].email, chunked.recipients[2].key) == ("pat3@example.org", "pat3@example.org")
+    assert taken == [False] + [True] * 9  # every chunk of four but the first, where "subscribed" is first met
+    assert {p.language for p in chunked.recipients} == {"", "pl"}
+
+
+@pytest.mark.parametrize("chunk_rows", [512, 3])
+def test_people_decided_a_chunk_at_once_are_decided_as_one_by_one(tmp_path, monkeypatch, chunk_rows: int) -> None:
+    """``_Planner._plan_usual`` decides a chunk of usual people at once, asking SendGrid's address check of the
+    whole chunk (``all_fine``): over messy rows (accented mailbox names SendGrid cannot take, IDN domains,
+    capitals, unsubscribes, a suppression) the plan is the one made person by person, the check asked of each."""
+    import mailroom.audience.lists as lists_module
+    from mailroom.send.transports.sendgrid import SendGridTransport
+    from tests.send_project import send_project, settings_for
+
+    settings = settings_for(send_project(tmp_path / "school"), transport="sendgrid", host="http://127.0.0.1:9")
+    check = SendGridTransport(settings).address_problem
+    path = tmp_path / "audiences.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "first_name", "last_name", "lists", "status", "language"])
+        writer.writerows(_messy_rows(5, 600))
+        # usual rows, some of whom say on the staff list, further down, that they want nothing more
+        writer.writerows([f"late{at}@example.org", "Pat", "Example", "parents", "subscribed", ""] for at in range(30))
+        writer.writerows([f"late{at}@example.org", "Pat", "Example", "staff", "unsubscribed", ""]
+                         for at in range(0, 30, 4))
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", chunk_rows)
+    decided = []
+    plan_usual = lists_module._Planner._plan_usual
+    monkeypatch.setattr(lists_module._Planner, "_plan_usual",
+                        lambda self, *args: decided.append(plan_usual(self, *args)) or decided[-1])
+    suppressed = {f"person{at}@example.org": "bounced" for at in range(7, 600, 40)}
+    at_once = load_audience(path, settings, ["parents"], suppressed, address_problem=check)
+    if chunk_rows == 3:
+        assert 10 < decided.count(True) < len(decided)
+    each = load_audience(path, settings, ["parents"], suppressed, address_problem=lambda e: check(e))
+    monkeypatch.setattr(lists_module._Planner, "_plan_usual", lambda self, *args: False)
+    one_by_one = load_audience(path, settings, ["parents"], suppressed, address_problem=check)
+    for plan in (at_once, each):
+        assert list(plan.recipients) == list(one_by_one.recipients)
+        assert plan.left_out == one_by_one.left_out
+        assert figures(plan) == figures(one_by_one)
+    assert {"cannot be sent this way", "suppressed", "unsubscribed"} <= {o.reason for o in one_by_one.left_out}
+    assert "late4@example.org" not in {p.key for p in one_by_one.recipients}
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 512])
+def test_the_plan_drafted_a_chunk_at_once_is_each_person_as_read(monkeypatch, chunk_rows: int) -> None:
+    """``PackedRecipients.planned`` makes a chunk of people at once: the same tuples, in order, as each person
+    read back one by one gives, over several groups, addresses kept beside their key, and a person whose values
+    cannot be packed (a NUL); each group's version is worked out once."""
+    import mailroom.audience.lists as lists_module
+    from mailroom.audience.lists import PackedRecipients, Recipient
+
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", chunk_rows)
+    people = PackedRecipients()
+    groups = [("parents", ("parents",), "parents", ""), ("staff", ("staff",), "staff", "pl"),
+              ("parents", ("parents", "staff"), "parents-staff", "")]
+    for at in range(20):
+        audience, lists, version, language = groups[at % 3 if at % 4 else 0]
+        email = f"Pat{at}@example.org" if at % 5 == 0 else f"pat{at}@example.org"
+        first = "Nul\0Name" if at == 7 else f"Pat {at}"
+        people.append(Recipient(email, email.lower(), first, "" if at % 6 else "Example", audience, at + 2, lists,
+                                version, language))
+    asked = []
+
+    def version_of(version: str, language: str) -> str:
+        asked.append((version, language))
+        return f"{version}-{language or 'en'}"
+
+    expected = [(p.key, p.email, p.first_name, p.last_name, p.audience, f"{p.version}-{p.language or 'en'}",
+                 p.language) for p in people]
+    assert list(people.planned(version_of)) == expected
+    # once a group, and once more for the person kept whole (as before)
+    assert sorted(asked) == [("parents", ""), ("parents-staff", ""), ("staff", "pl"), ("staff", "pl")]
+    assert expected[7][2] == "Nul\0Name" and expected[5][:2] == ("pat5@example.org", "Pat5@example.org")

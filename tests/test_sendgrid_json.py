@@ -168,3 +168,21 @@ def test_a_usual_batchs_one_request_carries_exactly_what_the_person_by_person_wa
     twice = Batch(2, VERSION, (*batch.messages, batch.messages[0]._replace(key="again")))
     upper = Batch(3, VERSION, (batch.messages[0]._replace(email="pat@Example.ORG"),))
     assert transport._usual_request(twice, prepared) is None and transport._usual_request(upper, prepared) is None
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_addresses_said_all_fine_at_once_each_have_no_problem(tmp_path_factory, address: str) -> None:
+    """The planner asks a chunk of addresses at once (``address_problem.all_fine``): it may say False of
+    good ones, never True of a chunk holding one that ``address_problem`` would leave out."""
+    from mailroom.send.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
+                            host="http://127.0.0.1:9")
+    check = SendGridTransport(settings).address_problem
+    usual = ["pat@example.org", "sam.o'neil+news@example.org"]
+    assert check.all_fine(usual)  # type: ignore[attr-defined]
+    for chunk in ([address], [*usual, address], [address, *usual]):
+        if check.all_fine(chunk):  # type: ignore[attr-defined]
+            assert [check(email) for email in chunk] == [None] * len(chunk)
+    if check(address) is not None:
+        assert not check.all_fine([*usual, address])  # type: ignore[attr-defined]

@@ -200,3 +200,75 @@ def test_a_lists_file_of_its_own_that_is_missing_is_named(tmp_path: Path) -> Non
         load_audience(None, settings, ["staff"])
     assert str(caught.value) == (f"{settings.root / 'exports' / 'staff.xlsx'}: not found: mailroom needs the "
                                  "mailing lists in this file (or give another file with --audiences)")
+
+
+def _rows_one_by_one(path: Path) -> list[tuple[int, int, list[str]]]:
+    """The plain way: one csv reader over the whole file, each row's lines from the reader's line count."""
+    import csv
+
+    with open_table(path) as table:
+        delimiter = table.delimiter
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+        rows, line = [], 1
+        for cells in reader:
+            start, line = line, reader.line_num + 1
+            if "".join(cells).strip():
+                rows.append((start, line, cells))
+    return rows[1:]  # after the headings
+
+
+MESSY_CSV = [
+    "email,first_name,last_name,lists\r\npat@example.org,Pat,Example,parents\r\n\r\n , ,\r\nsam@example.org,Sam,,staff",
+    'email,first_name,last_name,lists\n"a@example.org","Line\nbreak\r\ntwice",X,parents\n\nb@example.org,B,"Comma, Jr",'
+    'staff\n"c@example.org",C,"quote ""q""",parents\n',
+    "email,first_name,last_name,lists\nd@example.org,D,\"runs\n\n\non\",parents\r\ne@example.org,E,O'Neil,parents\n\n\n",
+    "\ufeffemail,first_name\ra@example.org,lone CR\rb@example.org,B\r\n\r\nc@example.org,C",
+]
+
+
+@pytest.mark.parametrize("text", MESSY_CSV)
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 512])
+def test_a_csv_read_in_chunks_gives_the_rows_and_lines_of_the_plain_reader(tmp_path: Path, text: str,
+                                                                          size: int) -> None:
+    """Chunks without a quote are parsed a chunk at once, with a row a line; the rest row by row. Whatever the
+    chunks' edges (inside a cell's line breaks, among blank lines), each row and its lines are the plain way's."""
+    for name, content in (("lists.csv", text), ("semi.csv", text.replace(",", ";"))):
+        path = tmp_path / name
+        path.write_bytes(content.encode("utf-8"))
+        with open_table(path) as table:
+            chunks = list(table.chunks(size))
+        assert all(chunks)  # no empty chunk
+        assert [(row.number, row.end, row.cells) for chunk in chunks for row in chunk] == _rows_one_by_one(path)
+
+
+@pytest.mark.parametrize("size", [1, 4, 512])
+def test_a_csv_error_in_a_chunk_names_its_own_line(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "audiences.csv"
+    lines = ["email,first_name,last_name,lists"] + [f"p{at}@example.org,P,E,parents" for at in range(6)]
+    lines.insert(5, 'bad@example.org,"' + "x" * 40 + '",E,parents')
+    path.write_text("\n".join(lines) + "\n" + '"open,' + "\n".join(["q"] * 150), encoding="utf-8")
+    with open_table(path) as table, pytest.raises(InputError) as raised:
+        list(table.rows())
+    assert raised.value.line == 9 and "runs on" in str(raised.value)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lines_split_at_once_are_what_the_csv_module_reads(tmp_path: Path, seed: int) -> None:
+    """Random lines of the characters that matter to a CSV reader (no quote, or a few): read in chunks, split
+    at the delimiter where the chunk allows it, they give the plain csv reader's rows and lines exactly."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = ["a", "é", " ", " ", "\t", ",", ",", ";", "\x00", "\x0b", "\u2028", "\x85", "\r", "\n", "\r\n", "x@y.z"]
+    if seed % 2:
+        alphabet.append('"')
+    body = "".join(rng.choice(alphabet) for _ in range(3000))
+    for name in ("lists.csv", "semi.csv"):
+        path = tmp_path / name
+        heading = "email,first_name,last_name" if name == "lists.csv" else "email;first_name;last_name"
+        path.write_bytes(f"{heading}\n{body}".encode())
+        for size in (1, 7, 64, 512):
+            with open_table(path) as table:
+                read = [(row.number, row.end, row.cells) for chunk in table.chunks(size) for row in chunk]
+            assert read == _rows_one_by_one(path)
