@@ -151,7 +151,7 @@ def test_no_one_click_header_for_a_plain_http_unsubscribe_link(tmp_path):
     version = make_version(build, settings, "parents")
     assert version.images[0][0] == BuiltImage("dot.png", "image/png", 9)
     message = make_message(PEOPLE[1], "abc", settings)
-    message = message._replace(values={**message.values, "unsubscribe_url": "http://example.org/u?r=abc"})
+    message = message._replace(unsubscribe_url="http://example.org/u?r=abc")
     _, data = MimeTemplate.build(version).render(message)
     parsed = email.message_from_bytes(data, policy=email.policy.default)
     assert parsed["List-Unsubscribe"].startswith("<http://example.org/u?r=abc>")

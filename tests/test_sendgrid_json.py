@@ -57,7 +57,7 @@ def test_the_json_written_from_pieces_is_the_json_of_the_dict(prepared: _Prepare
 def _message(first: str, last: str, at: int) -> Message:
     values = {"greeting": f"Dear {first}" if first else "Dear Parent/Carer", "first_name": first, "last_name": last,
               "unsubscribe_url": f"https://example.org/u?r={at:04x}&x=1", "recipient_id": f"{at:04x}"}
-    return Message(f"p{at}@example.org", f"p{at}@example.org", f"{first} {last}".strip(), f"{at:04x}", values)
+    return Message.with_values(f"p{at}@example.org", f"p{at}@example.org", f"{first} {last}".strip(), values)
 
 
 @pytest.mark.parametrize("mix", ["plain", "to escape for HTML", "hostile"])
@@ -186,3 +186,50 @@ def test_addresses_said_all_fine_at_once_each_have_no_problem(tmp_path_factory, 
             assert [check(email) for email in chunk] == [None] * len(chunk)
     if check(address) is not None:
         assert not check.all_fine([*usual, address])  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("first", NAMES)
+@pytest.mark.parametrize("last", ["Example", "Ångström-O'Neil", "%s"])
+def test_a_named_batchs_request_written_a_column_at_a_time_is_the_person_by_person_json(
+        tmp_path_factory, prepared: _Prepared, first: str, last: str) -> None:
+    """Everyone named: the usual request is written a column at a time (``_named_columns``). With a hostile name
+    among usual people (NUL, the text \\u0000, %s, an encoded word, HTML and JSON specials) it is exactly what the
+    person-by-person way sends, or None (NUL and the text \\u0000 only) and that way is taken."""
+    from mailroom.send.transports.base import Batch
+    from mailroom.send.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
+                            host="http://127.0.0.1:9")
+    transport = SendGridTransport(settings)
+    messages = [_message("Pat", "Example", 0), _message(first or "Sam", last, 1), _message("Sam", "Okafor", 2)]
+    messages[2] = messages[2]._replace(unsubscribe_url="https://example.org/u?r=%s&x=100%")
+    batch = Batch(1, VERSION, tuple(messages))
+    people, refused = transport.people(batch, prepared)
+    assert not refused.deliveries
+    written = transport._usual_request(batch, prepared)
+    if "\0" in first or "\\u0000" in first:
+        assert written is None
+    else:
+        assert written == ",".join(person.json for person in people).encode()
+        assert [json.loads(person.json) for person in people] == json.loads(b"[" + written + b"]")
+
+
+def test_links_only_in_the_header_are_escaped_for_json_too(tmp_path_factory) -> None:
+    """A version whose text never shows the link still carries it in List-Unsubscribe: a link holding a quote
+    or a backslash is escaped there exactly as the person-by-person way does."""
+    from mailroom.send.transports.base import Batch
+    from mailroom.send.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
+                            host="http://127.0.0.1:9")
+    version = Version(**{**VERSION.__dict__, "html": "<p>%%first_name%%</p>", "text": "%%greeting%%"})
+    prepared = _Prepared(version, settings, sandbox=False)
+    assert "unsubscribe_url" not in prepared.fields
+    transport = SendGridTransport(settings)
+    messages = [_message("Pat", "Example", at)._replace(unsubscribe_url=f'https://example.org/u?r={at}"\\x')
+                for at in range(3)]
+    batch = Batch(1, version, tuple(messages))
+    people, _ = transport.people(batch, prepared)
+    written = transport._usual_request(batch, prepared)
+    assert written == ",".join(person.json for person in people).encode()
+    assert json.loads(b"[" + written + b"]")[2]["headers"]["List-Unsubscribe"].startswith('<https://example.org/u?r=2"\\x>')

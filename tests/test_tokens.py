@@ -81,3 +81,13 @@ def test_a_send_makes_each_message_with_exactly_the_values_recipient_values_give
                                               unsubscribe_url=url.replace("{recipient_id}", "ab12"),
                                               recipient_id="ab12")
     assert message.name == " ".join(part for part in (first.strip(), last.strip()) if part)
+
+
+def test_a_message_holds_each_field_recipient_values_gives_under_its_own_name() -> None:
+    """A message is a tuple of the fields (no dict per person); ``values`` gives them back by token name."""
+    from mailroom.send.transports.base import Message
+
+    message = Message.with_values("k@example.org", "K@example.org", "Zoë Ó", VALUES)
+    assert message.values == VALUES and list(message.values) == list(RECIPIENT_FIELDS)
+    assert [getattr(message, field) for field in RECIPIENT_FIELDS] == [VALUES[f] for f in RECIPIENT_FIELDS]
+    assert (message.key, message.email, message.name) == ("k@example.org", "K@example.org", "Zoë Ó")

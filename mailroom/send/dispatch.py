@@ -162,15 +162,10 @@ class MessageMaker:
         for person, recipient_id in people:
             first = person.first_name.strip()
             last = person.last_name.strip()
-            values = {
-                "greeting": DEAR + first if first else greetings.get(person.audience, "Hello"),
-                "first_name": first,
-                "last_name": last,
-                "unsubscribe_url": recipient_id.join(url_parts),
-                "recipient_id": recipient_id,
-            }
+            greeting = DEAR + first if first else greetings.get(person.audience, "Hello")
             name = f"{first} {last}" if first and last else first or last
-            made.append(new(Message, (person.key, person.email, name, recipient_id, values)))  # no Python call
+            made.append(new(Message, (person.key, person.email, name, recipient_id, greeting, first, last,
+                                      recipient_id.join(url_parts))))  # no Python call
         return made
 
 

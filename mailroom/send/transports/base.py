@@ -50,17 +50,31 @@ class Version:
 
 
 class Message(NamedTuple):
-    """One person's copy: exactly one recipient, never more. A tuple: one is made per person of a send."""
+    """One person's copy: exactly one recipient, never more. A tuple of plain strings: one is made per person of
+    a send, and SendGrid takes a batch's fields a column at a time (a dict per person cost more than the rest
+    of making it). ``values`` gives the fields by token name, as the MIME builder fills them in."""
 
     key: str  # address key (ledger)
     email: str
     name: str  # display name for the To header ("" when unknown)
     recipient_id: str  # opaque id (never the address)
-    values: Mapping[str, str]  # raw per-recipient fields (mailroom.send.personalize.recipient_values)
+    # the raw per-recipient fields (mailroom.send.personalize.recipient_values), but recipient_id above
+    greeting: str
+    first_name: str
+    last_name: str
+    unsubscribe_url: str
+
+    @classmethod
+    def with_values(cls, key: str, email: str, name: str, values: Mapping[str, str]) -> Message:
+        """A message from recipient_values' fields (``values`` holds every one of RECIPIENT_FIELDS)."""
+        return cls(key, email, name, values["recipient_id"], values["greeting"], values["first_name"],
+                   values["last_name"], values["unsubscribe_url"])
 
     @property
-    def unsubscribe_url(self) -> str:
-        return self.values["unsubscribe_url"]
+    def values(self) -> dict[str, str]:
+        """The raw per-recipient fields by name (mailroom.tokens.RECIPIENT_FIELDS), as recipient_values gives them."""
+        return {"greeting": self.greeting, "first_name": self.first_name, "last_name": self.last_name,
+                "unsubscribe_url": self.unsubscribe_url, "recipient_id": self.recipient_id}
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,7 @@ def message_bytes(template: MimeTemplate) -> int:
     """The size of one person's message of a version as the outbox and SMTP write it (a typical person)."""
     values = recipient_values(first_name="Sam", last_name="Example", default_greeting="Hello",
                               unsubscribe_url="https://example.org/unsubscribe", recipient_id="0" * 16)
-    sample = Message(key="sam@example.org", email="sam@example.org", name="Sam Example", recipient_id="0" * 16,
-                     values=values)
+    sample = Message.with_values("sam@example.org", "sam@example.org", "Sam Example", values)
     return len(template.render(sample)[1]) + _PERSON_ALLOWANCE
 
 

@@ -28,11 +28,12 @@ import re
 import socket
 import time
 import urllib.error
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message as HeaderBlock
 from email.utils import parsedate_to_datetime
 from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
 from python_http_client.exceptions import HTTPError
@@ -130,6 +131,7 @@ class _Prepared:
         subject, subject_fields = _to_tags(version.subject, text_tag)
         self.html_fields = html_fields
         self.text_fields = tuple(dict.fromkeys(text_fields + subject_fields))
+        self.fields = frozenset(self.html_fields + self.text_fields)  # the recipient fields the email uses
         headers = {"List-Id": version.list_id}
         if _https(settings.unsubscribe.url):
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -173,6 +175,8 @@ class _Prepared:
         # The same JSON as a %-template with a "%s" for each person's string (already JSON-escaped), with
         # and without a name: one person's JSON is then one escape of all their strings and one %.
         self.templates = {with_name: self._template(with_name) for with_name in (True, False)}
+        # The text around the slots of the template with a name: one more than the slots (``_named_columns``).
+        self.fragments = tuple(part.replace("%%", "%") for part in self.templates[True].split("%s"))
         self.longest_template = max(len(template) for template in self.templates.values())
         self.slots = 4 + len(self.html_keys) + len(self.text_keys)  # strings a person's template takes, at most
         # What follows each person's link in their List-Unsubscribe header (for a whole batch at once).
@@ -436,15 +440,30 @@ class SendGridTransport(Transport):
         names = [message.name for message in messages]
         if not _all_tidy(names):
             names = [_clean_name(name) for name in names]
-        found = _batch_pieces(prepared, messages, addresses, names)
-        if found is None:
-            return None
-        templates, pieces = found
-        # A person's JSON is their template and their strings: bounded here in bytes (4 a character at most).
-        longest = max(map(len, pieces), default=0)
-        if 4 * (prepared.longest_template + prepared.slots * longest) > MAX_SUBSTITUTION_BYTES:
-            return None
-        body = (",".join(templates) % tuple(pieces)).encode()
+        if all(names):  # the usual batch: everyone's JSON from the one template, a column per slot
+            columns = _named_columns(prepared, messages, addresses, names)
+            if columns is None:
+                return None
+            # A person's JSON is their template and their strings: bounded here in bytes (4 a character at most).
+            longest = max(max(map(len, column)) for column in {id(column): column for column in columns}.values())
+            if 4 * (prepared.longest_template + prepared.slots * longest) > MAX_SUBSTITUTION_BYTES:
+                return None
+            # The template's fixed text between the columns' strings, person after person, joined once.
+            fragments = prepared.fragments
+            interleaved: list[Iterable[str]] = [repeat(fragments[0])]
+            for column, fragment in zip(columns[:-1], fragments[1:-1], strict=True):
+                interleaved += [column, repeat(fragment)]
+            interleaved += [columns[-1], repeat(fragments[-1] + ",")]
+            body = "".join(chain.from_iterable(zip(*interleaved, strict=False)))[:-1].encode()  # ends with the columns
+        else:
+            found = _batch_pieces(prepared, messages, addresses, names)
+            if found is None:
+                return None
+            templates, pieces = found
+            longest = max(map(len, pieces), default=0)
+            if 4 * (prepared.longest_template + prepared.slots * longest) > MAX_SUBSTITUTION_BYTES:
+                return None
+            body = (",".join(templates) % tuple(pieces)).encode()
         return body if prepared.fixed_bytes + len(body) <= self.max_request_bytes else None
 
     def _post(self, payload: bytes, people: int) -> str | None:
@@ -610,20 +629,20 @@ def _batch_pieces(prepared: _Prepared, messages: Sequence[Message], addresses: S
     count = len(messages)
     if not count:
         return [], []
-    values = [message.values for message in messages]
     tail = prepared.unsubscribe_tail
     named = all(names)
+    by_field = {field: list(map(getter, messages)) for field, getter in _FIELD_OF_MESSAGE.items()
+                if field in prepared.fields}
     columns: list[Sequence[object]] = [
-        addresses, names if named else [name or _NO_NAME for name in names],
-        [message.recipient_id for message in messages],
-        [f"<{person['unsubscribe_url']}{tail}" for person in values]]
+        addresses, names if named else [name or _NO_NAME for name in names], list(map(_RECIPIENT_ID, messages)),
+        list(map(f"<%s{tail.replace('%', '%%')}".__mod__, map(_UNSUBSCRIBE_URL, messages)))]
     for field, _ in prepared.html_keys:
-        column = [person[field] for person in values]
+        column = by_field[field]
         if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
             column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in column]
         columns.append(column)
     for field, _ in prepared.text_keys:
-        columns.append([person[field] for person in values])
+        columns.append(by_field[field])
     flat = chain.from_iterable(zip(*columns, strict=True))  # person by person, in template order
     strings = cast("list[str]", list(flat) if named else [string for string in flat if string is not _NO_NAME])
     templates = [prepared.templates[True]] * count if named else [prepared.templates[bool(name)] for name in names]
@@ -631,6 +650,35 @@ def _batch_pieces(prepared: _Prepared, messages: Sequence[Message], addresses: S
     pieces = strings if _json_as_is(" ".join(strings)) else _json_string("\0".join(strings))[1:-1].split("\\u0000")
     # (a value holding NUL, or the text "\u0000" itself, gives more pieces: the person-by-person way)
     return (templates, pieces) if len(pieces) == len(strings) else None
+
+
+def _named_columns(prepared: _Prepared, messages: Sequence[Message], addresses: Sequence[str],
+                   names: Sequence[str]) -> list[Sequence[str]] | None:
+    """For a batch where everyone has a name: the strings of each of the template's slots (``_Prepared.fragments``)
+    as JSON string content, a column each, in the template's order; None when a value cannot be (it holds NUL, or
+    the text "\\u0000"): the person-by-person way. The same strings ``_batch_pieces`` gives, found a column at a
+    time: a field used twice (in the HTML and the text) is one column, looked over once."""
+    fields = {field: list(map(getter, messages)) for field, getter in _FIELD_OF_MESSAGE.items()
+              if field in prepared.fields}
+    tail = prepared.unsubscribe_tail
+    urls = fields.get("unsubscribe_url") or list(map(_UNSUBSCRIBE_URL, messages))
+    columns: list[Sequence[str]] = [addresses, names, fields.get("recipient_id") or list(map(_RECIPIENT_ID, messages)),
+                                    list(map(f"<%s{tail.replace('%', '%%')}".__mod__, urls))]
+    for field, _ in prepared.html_keys:
+        column = fields[field]
+        if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
+            column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in column]
+        columns.append(column)
+    columns += [fields[field] for field, _ in prepared.text_keys]
+    distinct = {id(column): column for column in columns}
+    # Usually nothing for JSON to escape (the headers are the links and the fixed tail): each string is its own JSON
+    looked_over = [column for column in distinct.values() if column is not columns[3]] + [urls, [tail]]
+    if _json_as_is(" ".join(map(" ".join, looked_over))):
+        return columns
+    escaped = {key: _json_string("\0".join(column))[1:-1].split("\\u0000") for key, column in distinct.items()}
+    if any(len(column) != len(messages) for column in escaped.values()):
+        return None
+    return [escaped[id(column)] for column in columns]
 
 
 def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresses: Sequence[str],
@@ -644,12 +692,14 @@ def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresse
         if len(texts) == len(messages):
             return texts
     return [_personalization_json(prepared, address, name, message.recipient_id,
-                                  list_unsubscribe(message.values["unsubscribe_url"], prepared.mailto),
-                                  message.values)
+                                  list_unsubscribe(message.unsubscribe_url, prepared.mailto), message.values)
             for message, address, name in zip(messages, addresses, names, strict=True)]
 
 
 _NO_NAME = object()  # a person without a name: their template has no slot for one
+# Each of RECIPIENT_FIELDS as read from a Message, and two of them by name.
+_FIELD_OF_MESSAGE = {field: attrgetter(field) for field in RECIPIENT_FIELDS}
+_RECIPIENT_ID, _UNSUBSCRIBE_URL = _FIELD_OF_MESSAGE["recipient_id"], _FIELD_OF_MESSAGE["unsubscribe_url"]
 
 # What json's encoder escapes in a string (ensure_ascii=False): a quote, a backslash, control characters.
 _JSON_ESCAPED = b'"\\' + bytes(range(32))
