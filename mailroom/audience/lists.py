@@ -221,10 +221,10 @@ class PackedRecipients(Sequence[Recipient]):
     def add_columns(self, emails: Sequence[str], keys: Sequence[str], first_names: Sequence[str],
                     last_names: Sequence[str], lines: Sequence[str], groups: Sequence[Hashable],
                     group_of: Mapping[Hashable, tuple[str, tuple[str, ...], str, str]]) -> None:
-        """``add`` for many people at once, a column per field: each person's string is made by one % in C,
+        """``add`` for many people at once, a column per field: each person's string is made by one join in C,
         with no Python step per person (the planner's usual chunk). ``groups``: each person's group, as a key
         of ``group_of``."""
-        counted = Counter(groups)
+        counted = Counter(groups) if len(group_of) > 1 else {name: len(groups) for name in group_of}
         index_of = {}
         for name, group in group_of.items():
             index = self._group_index.get(group)
@@ -752,7 +752,10 @@ class _Planner:
             all_fine = getattr(check, "all_fine", None)
             if not (all_fine is not None and all_fine(sent)) and any(map(check, sent)):
                 return False
-        pairs = list(zip(lists, language_cells, strict=True))
+        if len(set(lists)) == 1 == len(set(language_cells)):  # the usual chunk: everyone in one group
+            pairs: Sequence[tuple[str, str]] = [(lists[0], language_cells[0])] * count
+        else:
+            pairs = list(zip(lists, language_cells, strict=True))
         recipients.add_columns(sent, keys, fields[6::width], fields[7::width], fields[1::width], pairs,
                                {pair: group_of(*pair) for pair in set(pairs)})
         return True
