@@ -720,3 +720,27 @@ def test_the_plan_drafted_a_chunk_at_once_is_each_person_as_read(monkeypatch, ch
     # once a group, and once more for the person kept whole (as before)
     assert sorted(asked) == [("parents", ""), ("parents-staff", ""), ("staff", "pl"), ("staff", "pl")]
     assert expected[7][2] == "Nul\0Name" and expected[5][:2] == ("pat5@example.org", "Pat5@example.org")
+
+
+def test_long_addresses_get_the_same_verdict_in_a_chunk_as_alone(tmp_path, monkeypatch, settings: Settings) -> None:
+    """Long addresses (a local part of 64 characters or more, 262 characters in all, a domain label of 120):
+    a chunk holding one is read row by row, and every verdict is the full checks' one."""
+    import mailroom.audience.lists as lists_module
+
+    path = tmp_path / "audiences.csv"
+    emails = ["pat@example.org", "sam@example.org", "a" * 64 + "@example.org", "b" * 250 + "@example.org",
+              "c" * 53 + "@example.org", "d@" + "e" * 60 + ".org", "f" * 54 + "@example.org",
+              "g" * 64 + "@" + "h" * 120 + ".org"]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["email", "first_name", "last_name", "lists", "status"])
+        writer.writerows([email, "Pat", "Example", "parents", "subscribed"] for email in emails)
+    monkeypatch.setattr(lists_module, "_CHUNK_ROWS", 2)
+    fast = load_audience(path, settings, ["parents"])
+    monkeypatch.setattr(lists_module._Planner, "_usual_rows_taker", lambda self, reading: lambda rows: False)
+    monkeypatch.setattr(lists_module._Planner, "_clean_row_taker", lambda self, reading: lambda raw: False)
+    full = load_audience(path, settings, ["parents"])
+    assert list(fast.recipients) == list(full.recipients) and fast.left_out == full.left_out
+    # too long as a whole, and a domain label of 120 characters
+    assert {o.email for o in full.left_out if o.reason == "invalid"} == {emails[3], emails[7]}
+    assert len(full.recipients) == 6

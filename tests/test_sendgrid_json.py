@@ -233,3 +233,21 @@ def test_links_only_in_the_header_are_escaped_for_json_too(tmp_path_factory) -> 
     written = transport._usual_request(batch, prepared)
     assert written == ",".join(person.json for person in people).encode()
     assert json.loads(b"[" + written + b"]")[2]["headers"]["List-Unsubscribe"].startswith('<https://example.org/u?r=2"\\x>')
+
+
+def test_a_newsletter_named_with_percent_signs_is_written_the_same_a_column_at_a_time(tmp_path_factory) -> None:
+    """The template's own text (the newsletter's name in custom_args) may hold "%s" or "%%": the column way cuts
+    the template only at its slots."""
+    from mailroom.send.transports.base import Batch
+    from mailroom.send.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
+                            host="http://127.0.0.1:9")
+    version = Version(**{**VERSION.__dict__, "newsletter": "2024-%s-100%%-%d"})
+    prepared = _Prepared(version, settings, sandbox=False)
+    transport = SendGridTransport(settings)
+    batch = Batch(1, version, tuple(_message("Pat", "Example", at) for at in range(3)))
+    people, _ = transport.people(batch, prepared)
+    written = transport._usual_request(batch, prepared)
+    assert written == ",".join(person.json for person in people).encode()
+    assert json.loads(b"[" + written + b"]")[0]["custom_args"]["newsletter"] == "2024-%s-100%%-%d"

@@ -49,9 +49,10 @@ _CHUNK_ROWS = 512
 # full path, so the verdict is always email-validator's.
 _SIMPLE_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                              r"@([A-Za-z0-9.-]+)")
-# Lines (joined by "\n") each such an address, whose local part is at most 64 characters.
-_ONE_SIMPLE = (r"(?=[^@\n]{1,64}@)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-               r"@[A-Za-z0-9.-]+")
+# Lines (joined by "\n") each such an address.
+_ONE_SIMPLE = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@[A-Za-z0-9.-]+"
+# Addresses no longer than this have a local part of at most 64 characters (``_email_problem``'s limit).
+_SHORT_ADDRESS = 66
 _SIMPLE_ADDRESSES = re.compile(f"(?:{_ONE_SIMPLE}\n)*{_ONE_SIMPLE}")
 _DOMAIN_OF_LINE = re.compile(r"@([^\n]*)")
 
@@ -220,10 +221,10 @@ class PackedRecipients(Sequence[Recipient]):
     def add_columns(self, emails: Sequence[str], keys: Sequence[str], first_names: Sequence[str],
                     last_names: Sequence[str], lines: Sequence[str], groups: Sequence[Hashable],
                     group_of: Mapping[Hashable, tuple[str, tuple[str, ...], str, str]]) -> None:
-        """``add`` for many people at once, a column per field: each person's string is made by one % in C,
+        """``add`` for many people at once, a column per field: each person's string is made by one join in C,
         with no Python step per person (the planner's usual chunk). ``groups``: each person's group, as a key
         of ``group_of``."""
-        counted = Counter(groups)
+        counted = Counter(groups) if len(group_of) > 1 else {name: len(groups) for name in group_of}
         index_of = {}
         for name, group in group_of.items():
             index = self._group_index.get(group)
@@ -622,7 +623,7 @@ class _Planner:
             count = len(numbers)
             emails = stripped(email_at, by_column, count)
             joined = "\n".join(emails)
-            if (joined.count("\n") != count - 1 or max(map(len, emails)) > 200
+            if (joined.count("\n") != count - 1 or max(map(len, emails)) > _SHORT_ADDRESS
                     or not _SIMPLE_ADDRESSES.fullmatch(joined)):
                 return False
             lowered = joined.lower()  # address_key of ASCII addresses
@@ -677,8 +678,10 @@ class _Planner:
                     lists, only, self._versions.get(only) or self._version(only), language)
             return group
 
-        while people:  # last found first, each entry let go as its person is made: a lower peak of memory
-            keys = list(itertools.islice(reversed(people), _CHUNK_ROWS))
+        found_order = list(people)  # (reversed() over a dict would step over every entry already popped)
+        while found_order:  # last found first, each entry let go as its person is made: a lower peak of memory
+            keys = found_order[-_CHUNK_ROWS:][::-1]
+            del found_order[-_CHUNK_ROWS:]
             found_all = list(map(people.pop, keys))
             if self._plan_usual(keys, found_all, recipients, group_of):
                 continue
@@ -749,7 +752,10 @@ class _Planner:
             all_fine = getattr(check, "all_fine", None)
             if not (all_fine is not None and all_fine(sent)) and any(map(check, sent)):
                 return False
-        pairs = list(zip(lists, language_cells, strict=True))
+        if len(set(lists)) == 1 == len(set(language_cells)):  # the usual chunk: everyone in one group
+            pairs: Sequence[tuple[str, str]] = [(lists[0], language_cells[0])] * count
+        else:
+            pairs = list(zip(lists, language_cells, strict=True))
         recipients.add_columns(sent, keys, fields[6::width], fields[7::width], fields[1::width], pairs,
                                {pair: group_of(*pair) for pair in set(pairs)})
         return True

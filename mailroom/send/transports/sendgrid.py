@@ -175,10 +175,11 @@ class _Prepared:
         # The same JSON as a %-template with a "%s" for each person's string (already JSON-escaped), with
         # and without a name: one person's JSON is then one escape of all their strings and one %.
         self.templates = {with_name: self._template(with_name) for with_name in (True, False)}
-        # The text around the slots of the template with a name: one more than the slots (``_named_columns``).
-        self.fragments = tuple(part.replace("%%", "%") for part in self.templates[True].split("%s"))
         self.longest_template = max(len(template) for template in self.templates.values())
         self.slots = 4 + len(self.html_keys) + len(self.text_keys)  # strings a person's template takes, at most
+        # The text around the slots of the template with a name, one more than the slots (``_named_columns``):
+        # the template filled with NUL, which JSON text never holds, cut at each NUL.
+        self.fragments = tuple((self.templates[True] % (("\0",) * self.slots)).split("\0"))
         # What follows each person's link in their List-Unsubscribe header (for a whole batch at once).
         self.unsubscribe_tail = list_unsubscribe("", self.mailto)[1:]
 
