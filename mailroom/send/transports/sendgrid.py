@@ -183,6 +183,11 @@ class _Prepared:
         # What follows each person's link in their List-Unsubscribe header (for a whole batch at once).
         self.unsubscribe_tail = list_unsubscribe("", self.mailto)[1:]
 
+    def fits_any_person(self, longest: int) -> bool:
+        """Whether any person whose strings are at most ``longest`` characters stays within SendGrid's limit: their
+        JSON is their template and their strings, bounded in bytes (4 a character at most)."""
+        return 4 * (self.longest_template + self.slots * longest) <= MAX_SUBSTITUTION_BYTES
+
     def _template(self, with_name: bool) -> str:
         def literal(text: str) -> str:
             return text.replace("%", "%%")
@@ -445,9 +450,8 @@ class SendGridTransport(Transport):
             columns = _named_columns(prepared, messages, addresses, names)
             if columns is None:
                 return None
-            # A person's JSON is their template and their strings: bounded here in bytes (4 a character at most).
-            longest = max(max(map(len, column)) for column in {id(column): column for column in columns}.values())
-            if 4 * (prepared.longest_template + prepared.slots * longest) > MAX_SUBSTITUTION_BYTES:
+            if not prepared.fits_any_person(max(max(map(len, column)) for column in
+                                                {id(column): column for column in columns}.values())):
                 return None
             # The template's fixed text between the columns' strings, person after person, joined once.
             fragments = prepared.fragments
@@ -461,8 +465,7 @@ class SendGridTransport(Transport):
             if found is None:
                 return None
             templates, pieces = found
-            longest = max(map(len, pieces), default=0)
-            if 4 * (prepared.longest_template + prepared.slots * longest) > MAX_SUBSTITUTION_BYTES:
+            if not prepared.fits_any_person(max(map(len, pieces), default=0)):
                 return None
             body = (",".join(templates) % tuple(pieces)).encode()
         return body if prepared.fixed_bytes + len(body) <= self.max_request_bytes else None
