@@ -744,3 +744,28 @@ def test_long_addresses_get_the_same_verdict_in_a_chunk_as_alone(tmp_path, monke
     # too long as a whole, and a domain label of 120 characters
     assert {o.email for o in full.left_out if o.reason == "invalid"} == {emails[3], emails[7]}
     assert len(full.recipients) == 6
+
+
+def test_a_chunks_addresses_are_matched_at_once_exactly_as_one_by_one() -> None:
+    """The chunk's address regex (possessive: it never gives characters back) takes a chunk's addresses joined by
+    line breaks exactly when the one-address regex takes each of them, over random strings of the characters
+    that decide it (dots where a local part may not have them, @, spaces, quotes, accents, line breaks)."""
+    import random
+
+    from mailroom.audience.lists import _SIMPLE_ADDRESS, _SIMPLE_ADDRESSES
+
+    chance = random.Random(5)
+    alphabet = "aaaaaaaZ9.._+-'@ \"é\t"
+
+    def part() -> str:
+        return "".join(chance.choice(alphabet) for _ in range(chance.randint(0, 6)))
+
+    lines = [part() + "@" + part() if chance.random() < 0.8 else part() for _ in range(30_000)]
+    lines += ["pat@example.org", "pat.o'neil@mail.example.org", "p..q@example.org", ".p@example.org", "p.@example.org"]
+    assert sum(1 for line in lines if _SIMPLE_ADDRESS.fullmatch(line)) > 1_000
+    for line in lines:
+        assert bool(_SIMPLE_ADDRESSES.fullmatch(line)) == bool(_SIMPLE_ADDRESS.fullmatch(line)), line
+    for start in range(0, len(lines) - 3, 3):
+        chunk = lines[start:start + 3]
+        assert (bool(_SIMPLE_ADDRESSES.fullmatch("\n".join(chunk)))
+                == all(_SIMPLE_ADDRESS.fullmatch(line) for line in chunk)), chunk

@@ -251,3 +251,48 @@ def test_a_newsletter_named_with_percent_signs_is_written_the_same_a_column_at_a
     written = transport._usual_request(batch, prepared)
     assert written == ",".join(person.json for person in people).encode()
     assert json.loads(b"[" + written + b"]")[0]["custom_args"]["newsletter"] == "2024-%s-100%%-%d"
+
+
+def _random_addresses(seed: int, count: int) -> list[str]:
+    """Address-like strings built from the characters that decide SendGrid's check: upper and lower case, digits,
+    dots and hyphens where a domain may not have them, quotes, spaces, accents, line breaks, a second @."""
+    import random
+
+    chance = random.Random(seed)
+    local = "aaaaZ09.-_+'\"\\ é@\n"
+    domain = "aaaaaazzz000---.A9é \n"
+    found = []
+    for _ in range(count):
+        mailbox = "".join(chance.choice(local) for _ in range(chance.randint(0, 4))) or "pat"
+        labels = ["".join(chance.choice(domain) for _ in range(chance.randint(0, 5)))
+                  for _ in range(chance.randint(1, 3))]
+        found.append(f"{mailbox}@{'.'.join(labels)}" if chance.random() < 0.9 else mailbox + "." + labels[0])
+    return found
+
+
+def test_addresses_said_sendable_as_written_at_once_are_each_sendable_as_written() -> None:
+    """The batch check (``_all_sendable_as_written``, a regex that never backtracks) says True only of addresses
+    ``sendable_address`` gives back unchanged, and says it of the usual ones: a backtracking regex of what SendGrid
+    takes (the check before this one) stands as the reference for every domain whose last label fits."""
+    import re
+
+    from mailroom.send.transports.sendgrid import _MAILBOX, _all_sendable_as_written, sendable_address
+
+    reference = re.compile(_MAILBOX + r"@[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?\.[a-z0-9-]{2,}")
+    usual = ["pat@example.org", "o'neil+news@mail.school-x.example.co.uk", "a@b.co", "x_y@gmail.com",
+             "pat@xn--bcher-kva.example", "head@st-mary.sch.uk", "p@a-b.c-d.museum", "p@1.2.3.xn--vermgensberatung-pwb"]
+    assert _all_sendable_as_written(usual) and all(sendable_address(a) == a for a in usual)
+    candidates = [*_random_addresses(12, 20_000), *ADDRESSES, "p@a..b.cd", "p@a.-b.cd", "p@a-.cd", "p@-a.cd",
+                  "p@a.b-", "p@a.x", "p@a.abcdefghijklmnopqrstuvwxyz", "p@.ab", "p@ab", "@a.bc", "p@a.b.c"]
+    said = [address for address in candidates if _all_sendable_as_written([address])]
+    assert len(said) > 300  # the random ones hold plenty of sendable addresses
+    assert [address for address in said if sendable_address(address) != address] == []
+    for address in candidates:
+        last = address.rpartition(".")[2]
+        if 2 <= len(last) <= 24 and last[-1:].isalnum():  # only a last label that ends in a hyphen or is long differs
+            assert _all_sendable_as_written([address]) == bool(reference.fullmatch(address)), address
+    # Many at once: True only when every one is (each position of a bad one tried)
+    good = usual * 3
+    for address in [a for a in candidates if not _all_sendable_as_written([a])][:300]:
+        for at in (0, 5, len(good)):
+            assert not _all_sendable_as_written([*good[:at], address, *good[at:]]), address

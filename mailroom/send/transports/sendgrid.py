@@ -58,9 +58,14 @@ MAX_REQUEST_BYTES = 30 * 1000 * 1000
 _NAME_FORBIDDEN = re.compile(r"[;,\r\n]+")
 _MAILBOX = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
 _SENDABLE = re.compile(_MAILBOX + r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?\.[A-Za-z0-9-]{2,}")
-# A batch's addresses joined by newlines, each one sendable exactly as written (its domain in lower case).
-_LOWER_DOMAIN = r"@[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?\.[a-z0-9-]{2,}"
-_ALL_SENDABLE_AS_WRITTEN = re.compile(f"(?:{_MAILBOX}{_LOWER_DOMAIN}\n)*{_MAILBOX}{_LOWER_DOMAIN}")
+# A batch's addresses joined by newlines, each one sendable exactly as written: what _SENDABLE takes, with the
+# domain in lower case and its last label (after the last dot) 2 to 24 characters long. Matched without
+# backtracking (a regex that backtracked over each domain cost 0.17 µs an address, asked twice a person): each
+# part taken whole (possessive), then a look back from the line's end finds the last label and the letter or
+# digit before its dot. A longer last label makes the batch take the person-by-person way, which says the same.
+_LAST_LABEL = "|".join(f"(?<=[a-z0-9]\\.[a-z0-9-]{{{length}}})" for length in (3, 2, *range(4, 25)))
+_ONE_SENDABLE_AS_WRITTEN = f"{_MAILBOX}+@[a-z0-9][a-z0-9.-]*+(?:{_LAST_LABEL})"
+_ALL_SENDABLE_AS_WRITTEN = re.compile(f"(?:{_ONE_SENDABLE_AS_WRITTEN}\n)*+{_ONE_SENDABLE_AS_WRITTEN}")
 _PERSON_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 _CONTENT_TYPE = "application/json; charset=utf-8"
 
