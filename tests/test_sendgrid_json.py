@@ -14,6 +14,7 @@ from mailroom.send.transports.sendgrid import (
     _personalization_json,
     _personalizations,
     _Prepared,
+    _serialise,
     html_tag,
     text_tag,
 )
@@ -164,7 +165,7 @@ def test_a_usual_batchs_one_request_carries_exactly_what_the_person_by_person_wa
     batch = Batch(1, VERSION, tuple(_message(first, last, at) for at, (first, last) in enumerate(names)))
     people, refused = transport.people(batch, prepared)
     assert not refused.deliveries
-    assert transport._usual_request(batch, prepared) == ",".join(person.json for person in people).encode()
+    assert transport._usual_request(batch, prepared) == _serialise(prepared, people)
     twice = Batch(2, VERSION, (*batch.messages, batch.messages[0]._replace(key="again")))
     upper = Batch(3, VERSION, (batch.messages[0]._replace(email="pat@Example.ORG"),))
     assert transport._usual_request(twice, prepared) is None and transport._usual_request(upper, prepared) is None
@@ -210,8 +211,8 @@ def test_a_named_batchs_request_written_a_column_at_a_time_is_the_person_by_pers
     if "\0" in first or "\\u0000" in first:
         assert written is None
     else:
-        assert written == ",".join(person.json for person in people).encode()
-        assert [json.loads(person.json) for person in people] == json.loads(b"[" + written + b"]")
+        assert written == _serialise(prepared, people)
+        assert [json.loads(person.json) for person in people] == json.loads(written)["personalizations"]
 
 
 def test_links_only_in_the_header_are_escaped_for_json_too(tmp_path_factory) -> None:
@@ -231,8 +232,29 @@ def test_links_only_in_the_header_are_escaped_for_json_too(tmp_path_factory) -> 
     batch = Batch(1, version, tuple(messages))
     people, _ = transport.people(batch, prepared)
     written = transport._usual_request(batch, prepared)
-    assert written == ",".join(person.json for person in people).encode()
-    assert json.loads(b"[" + written + b"]")[2]["headers"]["List-Unsubscribe"].startswith('<https://example.org/u?r=2"\\x>')
+    assert written == _serialise(prepared, people)
+    assert json.loads(written)["personalizations"][2]["headers"]["List-Unsubscribe"].startswith('<https://example.org/u?r=2"\\x>')
+
+
+@pytest.mark.parametrize("mailto", ["", 'o"x\\y@example.org'])
+def test_the_unsubscribe_headers_fixed_text_is_written_the_same_a_column_at_a_time(tmp_path_factory,
+                                                                                  mailto: str) -> None:
+    """The List-Unsubscribe header's "<" and tail are the template's own text in the column way: with no mailto
+    (the header is the link alone) and with one JSON must escape, the request is the person-by-person one."""
+    from mailroom.send.transports.base import Batch
+    from mailroom.send.transports.sendgrid import SendGridTransport
+
+    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
+                            host="http://127.0.0.1:9")
+    version = Version(**{**VERSION.__dict__, "unsubscribe_mailto": mailto})
+    prepared = _Prepared(version, settings, sandbox=False)
+    transport = SendGridTransport(settings)
+    batch = Batch(1, version, tuple(_message("Pat", "Example", at) for at in range(3)))
+    people, _ = transport.people(batch, prepared)
+    written = transport._usual_request(batch, prepared)
+    assert written == _serialise(prepared, people)
+    header = json.loads(written)["personalizations"][1]["headers"]["List-Unsubscribe"]
+    assert header == list_unsubscribe("https://example.org/u?r=0001&x=1", mailto)
 
 
 def test_a_newsletter_named_with_percent_signs_is_written_the_same_a_column_at_a_time(tmp_path_factory) -> None:
@@ -249,8 +271,8 @@ def test_a_newsletter_named_with_percent_signs_is_written_the_same_a_column_at_a
     batch = Batch(1, version, tuple(_message("Pat", "Example", at) for at in range(3)))
     people, _ = transport.people(batch, prepared)
     written = transport._usual_request(batch, prepared)
-    assert written == ",".join(person.json for person in people).encode()
-    assert json.loads(b"[" + written + b"]")[0]["custom_args"]["newsletter"] == "2024-%s-100%%-%d"
+    assert written == _serialise(prepared, people)
+    assert json.loads(written)["personalizations"][0]["custom_args"]["newsletter"] == "2024-%s-100%%-%d"
 
 
 def _random_addresses(seed: int, count: int) -> list[str]:

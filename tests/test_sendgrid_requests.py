@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -87,6 +88,30 @@ def test_a_non_ascii_mailbox_that_reaches_the_transport_is_refused_alone(project
     assert result.deliveries["zoë@example.org"] is Delivery.REJECTED
     assert result.errors["zoë@example.org"].startswith("zoë@example.org: SendGrid can only send to addresses")
     assert [d for k, d in result.deliveries.items() if k != "zoë@example.org"] == [Delivery.SENT] * 2
+
+
+def test_a_request_body_goes_whole_and_never_into_a_debug_log(project, sg, caplog) -> None:
+    """The body is handed to the library as a view of its bytes: the stand-in gets exactly those bytes, and the
+    library's debug log line for the payload names nobody (as bytes it would hold every address and name)."""
+    import logging
+
+    from mailroom.send.transports.sendgrid import _serialise
+
+    settings = settings_for(project, transport="sendgrid", host=sg.url)
+    transport = SendGridTransport(settings)
+    version = make_version(load_build(project / "newsletters" / SAMPLE, root=project), settings, "parents")
+    messages = tuple(make_message(_Person(email, email, first, last, "parents"), f"rid{i}", settings)
+                     for i, (email, first, last, _lists) in enumerate(many_people(30)))
+    batch = Batch(batch_id=1, version=version, messages=messages)
+    prepared = transport._prepare(version, False)
+    expected = _serialise(prepared, transport.people(batch, prepared)[0])
+    with caplog.at_level(logging.DEBUG, logger="python_http_client"):
+        result = transport.send_batch(batch)
+    assert set(result.deliveries.values()) == {Delivery.SENT}
+    assert sg.body_sizes == [len(expected)] and sg.requests == [json.loads(expected)]
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "PAYLOAD" in logged  # the library did log the request
+    assert not any(m.email in logged or m.name in logged for m in messages)
 
 
 class _Person(NamedTuple):

@@ -182,11 +182,21 @@ class _Prepared:
         self.templates = {with_name: self._template(with_name) for with_name in (True, False)}
         self.longest_template = max(len(template) for template in self.templates.values())
         self.slots = 4 + len(self.html_keys) + len(self.text_keys)  # strings a person's template takes, at most
-        # The text around the slots of the template with a name, one more than the slots (``_named_columns``):
-        # the template filled with NUL, which JSON text never holds, cut at each NUL.
-        self.fragments = tuple((self.templates[True] % (("\0",) * self.slots)).split("\0"))
         # What follows each person's link in their List-Unsubscribe header (for a whole batch at once).
         self.unsubscribe_tail = list_unsubscribe("", self.mailto)[1:]
+        # The text around the slots of the template with a name, one more than the slots (``_named_columns``):
+        # the template filled with NUL, which JSON text never holds, cut at each NUL. The List-Unsubscribe
+        # header's slot (the fourth) takes the person's link alone: its "<" and the tail after the link are
+        # the fragments' own text, so a batch needs no header string made per person.
+        fragments = (self.templates[True] % (("\0",) * self.slots)).split("\0")
+        self.header_extra = 1 + len(_json_string(self.unsubscribe_tail)) - 2  # "<" and the tail, as JSON text
+        fragments[3] += "<"
+        fragments[4] = _json_string(self.unsubscribe_tail)[1:-1] + fragments[4]
+        self.fragments = tuple(fragments)
+        # Before the first person of a request, the body's start; before each other, a comma.
+        self.head_text = self.head.decode()
+        self.first_fragment = self.head_text + fragments[0]
+        self.next_fragment = "," + fragments[0]
 
     def fits_any_person(self, longest: int) -> bool:
         """Whether any person whose strings are at most ``longest`` characters stays within SendGrid's limit: their
@@ -400,7 +410,7 @@ class SendGridTransport(Transport):
         refused_first: _PeopleRefused | None = None
         if usual is not None:
             try:
-                message_id = self._post(prepared.head + usual + prepared.tail, len(batch.messages))
+                message_id = self._post(usual, len(batch.messages))
             except _PeopleRefused as refused:
                 refused_first = refused  # nobody accepted: settled below, person by person
             else:
@@ -438,10 +448,14 @@ class SendGridTransport(Transport):
         return result
 
     def _usual_request(self, batch: Batch, prepared: _Prepared) -> bytes | None:
-        """The people part of the batch's one request (UTF-8), when the batch is the usual one: every address
-        sendable as written, nobody twice, tidy names (or names tidied), nobody's JSON near SendGrid's limits
-        and the whole within one request. None: the person-by-person way (``people``, ``requests``). A test
-        holds this equal to what that way sends."""
+        """The batch's one request body (UTF-8), when the batch is the usual one: every address sendable as
+        written, nobody twice, tidy names (or names tidied), nobody's JSON near SendGrid's limits and the whole
+        within one request. None: the person-by-person way (``people``, ``requests``). A test holds this equal
+        to what that way sends.
+
+        The body is made with as few copies as can be (a 1,000-person body is about 0.8 MB, copied five times
+        before): the people's JSON is one join that starts with the body's start, encoded once, then joined
+        once with the shared tail."""
         messages = batch.messages
         if not messages or len(messages) > MAX_PERSONALIZATIONS:
             return None
@@ -455,16 +469,16 @@ class SendGridTransport(Transport):
             columns = _named_columns(prepared, messages, addresses, names)
             if columns is None:
                 return None
-            if not prepared.fits_any_person(max(max(map(len, column)) for column in
-                                                {id(column): column for column in columns}.values())):
+            longest = {id(column): max(map(len, column)) for column in {id(c): c for c in columns}.values()}
+            # The List-Unsubscribe header's string is its link with "<" and the tail (``_Prepared.fragments``).
+            if not prepared.fits_any_person(max(*longest.values(), longest[id(columns[3])] + prepared.header_extra)):
                 return None
             # The template's fixed text between the columns' strings, person after person, joined once.
             fragments = prepared.fragments
-            interleaved: list[Iterable[str]] = [repeat(fragments[0])]
-            for column, fragment in zip(columns[:-1], fragments[1:-1], strict=True):
+            interleaved: list[Iterable[str]] = [chain((prepared.first_fragment,), repeat(prepared.next_fragment))]
+            for column, fragment in zip(columns, fragments[1:], strict=True):
                 interleaved += [column, repeat(fragment)]
-            interleaved += [columns[-1], repeat(fragments[-1] + ",")]
-            body = "".join(chain.from_iterable(zip(*interleaved, strict=False)))[:-1].encode()  # ends with the columns
+            people = "".join(chain.from_iterable(zip(*interleaved, strict=False))).encode()
         else:
             found = _batch_pieces(prepared, messages, addresses, names)
             if found is None:
@@ -472,8 +486,10 @@ class SendGridTransport(Transport):
             templates, pieces = found
             if not prepared.fits_any_person(max(map(len, pieces), default=0)):
                 return None
-            body = (",".join(templates) % tuple(pieces)).encode()
-        return body if prepared.fixed_bytes + len(body) <= self.max_request_bytes else None
+            people = (prepared.head_text + ",".join(templates) % tuple(pieces)).encode()
+        if len(people) + len(prepared.tail) > self.max_request_bytes:
+            return None
+        return b"".join((people, prepared.tail))
 
     def _post(self, payload: bytes, people: int) -> str | None:
         """One request of ``people`` people; the X-Message-Id on success, ``_PeopleRefused`` or ``TransportError``
@@ -553,37 +569,26 @@ class SendGridTransport(Transport):
         return None
 
 
-class _EncodedBody(bytes):
-    """A request body, as bytes that never turn into text in a log line (see ``_RequestBody``)."""
-
-    def __format__(self, spec: str) -> str:
-        return f"<{len(self):,} bytes: the people of one request, not logged>"
-
-    def __str__(self) -> str:
-        return self.__format__("")
-
-    def __repr__(self) -> str:
-        return self.__format__("")
-
-
 class _RequestBody(str):
     """The JSON body, already UTF-8, as the ``sendgrid`` library takes it: a str it encodes before sending.
 
-    The text of this str is only a note of the size; ``encode`` gives the body's bytes, made once by
-    ``_serialise``. python_http_client (under the library) formats every request's payload into a debug
-    log line before it asks whether debug logging is on: for a 1,000-person body (about 1 MB) that took
-    4.4 ms of CPU a request, and would write every address and name into a log if debug logging were on.
-    Encoded, this body says only its size when formatted; the bytes sent are the ones given.
+    The text of this str is only a note of the size; ``encode`` gives the body's bytes, as a memoryview of the
+    bytes made once by ``_usual_request`` or ``_serialise``. python_http_client (under the library) formats every
+    request's payload into a debug log line before it asks whether debug logging is on: for a 1,000-person body
+    (about 1 MB) as bytes that took 4.4 ms of CPU a request, and would write every address and name into a log
+    if debug logging were on. A memoryview formats as ``<memory at 0x...>`` and is sent as it is (urllib and
+    http.client take any buffer): nothing personal in a log, and no copy of the body to make it so (a bytes
+    subclass that formatted itself cost a copy and a clearing of each body).
     """
 
-    payload: _EncodedBody
+    payload: memoryview
 
     def __new__(cls, payload: bytes) -> _RequestBody:
         body = super().__new__(cls, f"<{len(payload):,} bytes: the people of one request, not logged>")
-        body.payload = _EncodedBody(payload)
+        body.payload = memoryview(payload)
         return body
 
-    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> memoryview:  # type: ignore[override]
         """The body's bytes (UTF-8, the only encoding the library asks for and SendGrid takes)."""
         return self.payload
 
@@ -666,13 +671,15 @@ def _named_columns(prepared: _Prepared, messages: Sequence[Message], addresses: 
     """For a batch where everyone has a name: the strings of each of the template's slots (``_Prepared.fragments``)
     as JSON string content, a column each, in the template's order; None when a value cannot be (it holds NUL, or
     the text "\\u0000"): the person-by-person way. The same strings ``_batch_pieces`` gives, found a column at a
-    time: a field used twice (in the HTML and the text) is one column, looked over once."""
+    time: a field used twice (in the HTML and the text) is one column, looked over once. The List-Unsubscribe
+    header's column is each person's link (its "<" and tail are the fragments' text). ``addresses`` must each be
+    sendable as written (``_all_sendable_as_written``): none holds a character JSON escapes, so they are not
+    looked over again."""
     fields = {field: list(map(getter, messages)) for field, getter in _FIELD_OF_MESSAGE.items()
               if field in prepared.fields}
-    tail = prepared.unsubscribe_tail
     urls = fields.get("unsubscribe_url") or list(map(_UNSUBSCRIBE_URL, messages))
     columns: list[Sequence[str]] = [addresses, names, fields.get("recipient_id") or list(map(_RECIPIENT_ID, messages)),
-                                    list(map(f"<%s{tail.replace('%', '%%')}".__mod__, urls))]
+                                    urls]
     for field, _ in prepared.html_keys:
         column = fields[field]
         if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
@@ -680,9 +687,8 @@ def _named_columns(prepared: _Prepared, messages: Sequence[Message], addresses: 
         columns.append(column)
     columns += [fields[field] for field, _ in prepared.text_keys]
     distinct = {id(column): column for column in columns}
-    # Usually nothing for JSON to escape (the headers are the links and the fixed tail): each string is its own JSON
-    looked_over = [column for column in distinct.values() if column is not columns[3]] + [urls, [tail]]
-    if _json_as_is(" ".join(map(" ".join, looked_over))):
+    # Usually nothing for JSON to escape: each string is its own JSON
+    if _json_as_is(" ".join([" ".join(column) for column in distinct.values() if column is not addresses])):
         return columns
     escaped = {key: _json_string("\0".join(column))[1:-1].split("\\u0000") for key, column in distinct.items()}
     if any(len(column) != len(messages) for column in escaped.values()):
@@ -767,7 +773,7 @@ def _any_html_special(text: str) -> bool:
 
 def _serialise(prepared: _Prepared, people: list[_Person]) -> bytes:
     """The request body as sent (UTF-8): only the people's JSON is encoded per request."""
-    return prepared.head + ",".join([person.json for person in people]).encode() + prepared.tail
+    return b"".join((prepared.head, ",".join([person.json for person in people]).encode(), prepared.tail))
 
 
 def _dumps(value: object) -> str:
