@@ -83,6 +83,36 @@ def test_a_send_makes_each_message_with_exactly_the_values_recipient_values_give
     assert message.name == " ".join(part for part in (first.strip(), last.strip()) if part)
 
 
+@pytest.mark.parametrize("odd_one", [None, ("", "Patel"), ("Rahul", ""), ("", ""), ("  ", " x ")])
+def test_a_batchs_messages_made_at_once_are_each_persons_own(odd_one: tuple[str, str] | None) -> None:
+    """``many`` makes a batch's messages in one loop: everyone named in full (the usual batch), or with one person
+    missing a name among them, each message is exactly the one made for that person alone, with recipient_values'
+    fields."""
+    from types import SimpleNamespace
+
+    from mailroom.send.dispatch import MessageMaker
+
+    url = "https://oakfield.example.org/u?id={recipient_id}&again={recipient_id}"
+    lists = {"parents": SimpleNamespace(greeting="Dear Parent/Carer"), "staff": SimpleNamespace(greeting="Hi all")}
+    maker = MessageMaker(SimpleNamespace(lists=lists, unsubscribe=SimpleNamespace(url=url)))  # type: ignore[arg-type]
+    names = [("Zoë", "Ó Conchúir"), ("  Amelia ", " Hughes  "), ("=?utf-8?b?QW1lbGlh?=", "%s {recipient_id}")]
+    if odd_one is not None:
+        names.insert(1, odd_one)
+    people = [(SimpleNamespace(key=f"k{at}@example.org", email=f"K{at}@example.org", first_name=first,
+                               last_name=last, audience=("parents", "staff", "other")[at % 3]), f"id{at}")
+              for at, (first, last) in enumerate(names)]
+    made = maker.many(people)  # type: ignore[arg-type]
+    alone = [maker.many([pair])[0] for pair in people]  # type: ignore[list-item]
+    assert made == alone and maker.many([]) == []
+    for message, (person, rid) in zip(made, people, strict=True):
+        default = lists[person.audience].greeting if person.audience in lists else "Hello"
+        assert message.values == recipient_values(first_name=person.first_name, last_name=person.last_name,
+                                                  default_greeting=default,
+                                                  unsubscribe_url=url.replace("{recipient_id}", rid), recipient_id=rid)
+        assert (message.key, message.email) == (person.key, person.email)
+        assert message.name == " ".join(part for part in (person.first_name.strip(), person.last_name.strip()) if part)
+
+
 def test_a_message_holds_each_field_recipient_values_gives_under_its_own_name() -> None:
     """A message is a tuple of the fields (no dict per person); ``values`` gives them back by token name."""
     from mailroom.send.transports.base import Message
