@@ -590,9 +590,12 @@ class _Planner:
         width, lists_at, fixed_list = columns.width, columns.lists, reading.fixed_list
         extras_at = tuple(columns.extras)
         known, order, answers, people, orders = reading.known, self.order, reading.answers, self.people, self._orders
-        # One packed entry (``_pack_entry``'s layout) from (order, line, email, key, first, last, lists, *extras).
-        template = _SEP.join(["%d", "%d", str(reading.source), "0", "%s", "%s", "%s", "%s", "%s", "",
-                              *["%s"] * len(extras_at)])
+        # A packed entry (``_pack_entry``'s layout) is one join of (order, line, source, contact, email, key, first,
+        # last, lists, unsubscribed, *extras) as text. The fields alike on every row of this table are joined
+        # once: the source and contact (0: one contact a row), and with them the empty email and key of an
+        # address held under itself (a join per row cost a fifth less than a % of the same fields).
+        source_contact = _SEP.join((str(reading.source), "0"))
+        source_contact_same_address = _SEP.join((source_contact, "", ""))
 
         def stripped(at: int | None, cells: Sequence[Sequence[str]], count: int) -> Sequence[str]:
             return list(map(str.strip, cells[at])) if at is not None else [""] * count
@@ -640,17 +643,17 @@ class _Planner:
                     _SEP in "".join(column) for column in (lists, *extras)):
                 return False
             if keys == emails:  # the address is its own key: held under it, not packed again
-                packed_emails: Sequence[str] = [""] * count
-                packed_keys: Sequence[str] = packed_emails
+                fixed: list[Sequence[str]] = [[source_contact_same_address] * count]
             else:
-                packed_emails = ["" if key == email else email for key, email in zip(keys, emails, strict=True)]
-                packed_keys = ["" if key == email else key for key, email in zip(keys, emails, strict=True)]
+                fixed = [[source_contact] * count,
+                         ["" if key == email else email for key, email in zip(keys, emails, strict=True)],
+                         ["" if key == email else key for key, email in zip(keys, emails, strict=True)]]
             first = next(orders)
             if count > 1:
                 next(itertools.islice(orders, count - 2, None))  # the orders first .. first + count - 1 are theirs
-            people.update(zip(keys, map(template.__mod__, zip(
-                range(first, first + count), numbers, packed_emails, packed_keys, first_names, last_names, lists,
-                *extras, strict=True)), strict=True))
+            people.update(zip(keys, map(_SEP.join, zip(
+                map(str, range(first, first + count)), map(str, numbers), *fixed, first_names, last_names, lists,
+                [""] * count, *extras, strict=True)), strict=True))
             return True
 
         return take_usual_rows
