@@ -329,3 +329,31 @@ def test_sent_recently_counts_live_people_sent_and_test_copies_through_one_trans
         assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 4
         ledger.conn.execute("UPDATE send_batches SET people = NULL WHERE batch_id = ?", (again,))
         assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 4
+
+
+def test_batches_are_read_in_plan_order_per_version_among_other_newsletters_rows(tmp_path):
+    """A version's batches walk the table in plan order from the last row read, with no index by version: rows of
+    other newsletters and other versions in between are passed over, people whose address is their key come
+    back with it, and the walk never makes SQLite sort the newsletter's rows."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        for newsletter in ("old", "n1", "newer"):
+            people = [planned(f"p{i}@example.org", "staff" if i % 3 == 0 else "parents") for i in range(12)]
+            people[4] = people[4]._replace(email="P4@Example.org")  # an address as written, not the key
+            ledger.draft_plan(people)
+            ledger.freeze_plan(newsletter, build_hash="h", composed_at="", resend_uncertain=False)
+        read: dict[str, list[str]] = {}
+        for version in ("parents", "staff"):
+            after = 0
+            while rows := ledger.planned_batch("n1", version, after=after, size=3, states=SENDABLE):
+                after = rows[-1][0]
+                read.setdefault(version, []).extend(person.email for _, person, _ in rows)
+                assert {(p.audience, p.version, p.language) for _, p, _ in rows} == {(version, version, "")}
+        assert read == {"parents": [f"p{i}@example.org" if i != 4 else "P4@Example.org" for i in range(12) if i % 3],
+                        "staff": [f"p{i}@example.org" for i in range(0, 12, 3)]}
+        asked: list[str] = []
+        ledger.conn.set_trace_callback(asked.append)  # the statement as run, its values filled in
+        ledger.planned_batch("n1", "parents", after=0, size=3, states=SENDABLE)
+        ledger.conn.set_trace_callback(None)
+        [query] = [sql for sql in asked if "FROM sends" in sql]
+        plan = " ".join(str(tuple(r)) for r in ledger.conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "rowid>?" in plan and "TEMP B-TREE" not in plan

@@ -141,7 +141,9 @@ CREATE TABLE IF NOT EXISTS ledger_meta (
 -- No index on state: every state change (in flight, then sent) would rewrite it for each person, and the
 -- queries by state read one newsletter's rows through the primary key anyway.
 DROP INDEX IF EXISTS sends_by_state;
-CREATE INDEX IF NOT EXISTS sends_by_version ON sends (newsletter, audience);
+-- No index by version either: a version's batches are read in plan order by walking the table from the row
+-- after the last batch (planned_batch), which needs none, and an entry per person cost a b-tree insert each.
+DROP INDEX IF EXISTS sends_by_version;
 CREATE TABLE IF NOT EXISTS test_sends (
     id            INTEGER PRIMARY KEY,
     newsletter    TEXT NOT NULL,
@@ -506,12 +508,14 @@ class Ledger:
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: this runs once per person of a send
         new = tuple.__new__  # no keyword call per person
-        # Only the columns that differ from person to person: each costs a conversion per row.
+        # Only the columns that differ from person to person: each costs a conversion per row. The rows are
+        # walked in rowid order from ``after`` ("+" keeps SQLite from the primary key's index, which would
+        # sort the newsletter's rows for every batch): one pass over the table for each version.
         rows = [(row, new(PlannedPerson, (key, email or key, first, last, greeting, version, "")), rid)
                 for row, key, email, first, last, greeting, rid in cursor.execute(
             "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, s.greeting_list, r.recipient_id "
             "FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key "
-            f"WHERE s.newsletter = ? AND s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) "
+            f"WHERE +s.newsletter = ? AND s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) "
             "ORDER BY s.rowid LIMIT ?", (newsletter, version, after, *states, size))]
         self._rows_read = (newsletter, {person.key: row for row, person, _ in rows})
         return rows
