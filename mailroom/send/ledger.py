@@ -33,6 +33,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -507,18 +509,27 @@ class Ledger:
         marks = ",".join("?" * len(states))
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: this runs once per person of a send
-        new = tuple.__new__  # no keyword call per person
-        # Only the columns that differ from person to person: each costs a conversion per row. The rows are
-        # walked in rowid order from ``after`` ("+" keeps SQLite from the primary key's index, which would
+        # Only the columns that differ from person to person, each a conversion per row; NULL (None, no
+        # conversion) for an address that is its own key and a greeting list that is the version's own. The rows
+        # are walked in rowid order from ``after`` ("+" keeps SQLite from the primary key's index, which would
         # sort the newsletter's rows for every batch): one pass over the table for each version.
-        rows = [(row, new(PlannedPerson, (key, email or key, first, last, greeting, version, "")), rid)
-                for row, key, email, first, last, greeting, rid in cursor.execute(
-            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, s.greeting_list, r.recipient_id "
-            "FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key "
+        found = cursor.execute(
+            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, NULLIF(s.greeting_list, s.audience), "
+            "r.recipient_id FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key "
             f"WHERE +s.newsletter = ? AND s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) "
-            "ORDER BY s.rowid LIMIT ?", (newsletter, version, after, *states, size))]
-        self._rows_read = (newsletter, {person.key: row for row, person, _ in rows})
-        return rows
+            "ORDER BY s.rowid LIMIT ?", (newsletter, version, after, *states, size)).fetchall()
+        if not found:
+            self._rows_read = (newsletter, {})
+            return []
+        # A column at a time, and each person made from their column values in C: no Python step per person.
+        row_ids, keys, emails, first_names, last_names, greetings, recipient_ids = zip(*found, strict=True)
+        addresses = tuple(email or key for email, key in zip(emails, keys, strict=True)) if any(emails) else keys
+        greeting_lists = (tuple(greeting or version for greeting in greetings) if any(greetings)
+                          else repeat(version))
+        people = map(partial(tuple.__new__, PlannedPerson), zip(
+            keys, addresses, first_names, last_names, greeting_lists, repeat(version), repeat(""), strict=False))
+        self._rows_read = (newsletter, dict(zip(keys, row_ids, strict=True)))
+        return list(zip(row_ids, people, recipient_ids, strict=True))
 
     def drafted_batch(self, newsletter: str, version: str, *, after: int, size: int,
                       states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
@@ -597,8 +608,11 @@ class Ledger:
         """The plan rows of ``keys``: from where ``planned_batch`` just read them (the usual case), else looked
         up, with a row made for anyone not planned (a caller without a plan)."""
         read_for, rows = self._rows_read
-        if read_for == newsletter and rows and all(key in rows for key in keys):
-            return [rows[key] for key in keys]
+        if read_for == newsletter and rows:
+            if len(keys) == len(rows) and list(rows) == list(keys):  # the whole batch as read (compared in C)
+                return list(rows.values())
+            if rows.keys() >= set(keys):
+                return [rows[key] for key in keys]
         conn.executemany(
             "INSERT INTO sends (newsletter, address_key, audience, state, created_at, updated_at) "
             "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
