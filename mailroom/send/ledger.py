@@ -596,7 +596,7 @@ class Ledger:
                 people = json.dumps(self._plan_rows(conn, newsletter, audience, keys, now))
             cur = conn.execute(
                 "INSERT INTO send_batches (newsletter, audience, kind, transport, build_hash, size, state, "
-                "started_at, people) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?)",
+                "started_at, people, attempts) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?, 1)",
                 (newsletter, audience, kind, transport, build_hash, len(keys), now, people))
             batch_id = int(cur.lastrowid or 0)
         if kind == BatchKind.LIVE:
@@ -624,6 +624,7 @@ class Ledger:
         return [found[key] for key in keys]
 
     def count_attempt(self, batch_id: int) -> None:
+        """One more try of the batch (``begin_batch`` counts the first)."""
         self.conn.execute("UPDATE send_batches SET attempts = attempts + 1 WHERE batch_id = ?", (batch_id,))
 
     # Writes one outcome to rows of a batch: the batch's id goes with it, and its build and message id are the
@@ -674,6 +675,18 @@ class Ledger:
         batch = self._open_batches.get(batch_id)
         if batch is not None:
             batch.recorded.update(batch.keys)
+
+    def batch_sent(self, batch_id: int, newsletter: str, kind: BatchKind, *, message_id: str | None = None) -> None:
+        """The usual end of a batch: everyone in it accepted alike, and the batch over. ``record_batch`` and
+        ``finish_batch`` in one transaction (a commit is a write to the WAL and its locks: one a batch fewer)."""
+        now = _now()
+        with self._transaction() as conn:
+            if kind == BatchKind.LIVE:
+                conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
+                             (SendState.SENT, None, None, now, batch_id, newsletter, batch_id))
+            conn.execute("UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = NULL, "
+                         "finished_at = ? WHERE batch_id = ?", (BatchState.SENT, message_id, now, batch_id))
+        self._open_batches.pop(batch_id, None)
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:
