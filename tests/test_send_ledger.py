@@ -183,6 +183,22 @@ def test_the_ledger_uses_wal(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_new_ledger_has_16_kb_pages_and_one_made_with_4_kb_pages_keeps_working(tmp_path):
+    Ledger(tmp_path / "new.sqlite3").close()
+    with sqlite3.connect(tmp_path / "new.sqlite3") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16_384
+    old = sqlite3.connect(tmp_path / "old.sqlite3")  # as an earlier mailroom made it: SQLite's default pages
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    old.close()
+    with Ledger(tmp_path / "old.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        assert ledger.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert ledger.counts("n1") == {"pending": 1}
+
+
 def _hold_lock(db: str, ready, release) -> None:
     with send_lock(Path(db)):
         ready.set()
