@@ -184,7 +184,9 @@ def test_the_ledger_uses_wal(tmp_path):
 
 
 def test_a_new_ledger_has_16_kb_pages_and_one_made_with_4_kb_pages_keeps_working(tmp_path):
-    Ledger(tmp_path / "new.sqlite3").close()
+    with Ledger(tmp_path / "new.sqlite3") as ledger:  # and the draft's temporary table a bounded cache
+        ledger.draft_plan([planned("a@example.org")])
+        assert ledger.conn.execute("PRAGMA temp.cache_size").fetchone()[0] == -2000
     with sqlite3.connect(tmp_path / "new.sqlite3") as conn:
         assert conn.execute("PRAGMA page_size").fetchone()[0] == 16_384
     old = sqlite3.connect(tmp_path / "old.sqlite3")  # as an earlier mailroom made it: SQLite's default pages
