@@ -20,7 +20,7 @@ from tests.sendgrid_standin import SendGridStandIn
 
 NEWSLETTER = f"newsletters/{SAMPLE}"
 # Packages a send through SendGrid to people at plain domains never needs (the first name of each module).
-NOT_FOR_A_SEND = {"email_validator", "filelock"}
+NOT_FOR_A_SEND = {"email_validator", "filelock", "sendgrid", "cryptography"}
 
 
 @pytest.fixture
