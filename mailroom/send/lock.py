@@ -58,19 +58,24 @@ class FileLock:
         self.release()
 
 
-if sys.platform == "win32":  # pragma: no cover - the suite runs on Linux
-    import msvcrt
+# The platform's module is imported where it is used, so this module imports anywhere (tests/test_portability.py).
+def _lock(descriptor: int) -> None:
+    if sys.platform == "win32":  # pragma: no cover - the suite runs on Linux
+        import msvcrt
 
-    def _lock(descriptor: int) -> None:
         msvcrt.locking(descriptor, msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
 
-    def _unlock(descriptor: int) -> None:
-        msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
-else:
-    import fcntl
-
-    def _lock(descriptor: int) -> None:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    def _unlock(descriptor: int) -> None:
+
+def _unlock(descriptor: int) -> None:
+    if sys.platform == "win32":  # pragma: no cover
+        import msvcrt
+
+        msvcrt.locking(descriptor, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
         fcntl.flock(descriptor, fcntl.LOCK_UN)
