@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from mailroom.workflows.compose import ComposeResult
     from mailroom.workflows.send import LivePlan, SendResult, SendSession
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 UNEXPECTED = ("mailroom hit an unexpected problem: {problem}; nothing more was sent; run again with --traceback "
               "and report it")

@@ -38,11 +38,10 @@ from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
-import filelock
-
 from mailroom.addresses import address_key
 from mailroom.database import connect, has_table
 from mailroom.errors import LedgerError, RefusedForSafety
+from mailroom.send.lock import FileLock, LockHeld
 
 
 class SendState(enum.StrEnum):
@@ -868,19 +867,16 @@ def ledger_error(path: Path, exc: BaseException) -> LedgerError:
 def send_lock(db_path: Path) -> Iterator[None]:
     """Only one send at a time per ledger; the operating system frees the lock when its process ends.
 
-    ``filelock`` works the same on Windows and Linux; the lock file stays next to the ledger.
+    The lock file stays next to the ledger (mailroom/send/lock.py says how the lock is held).
     """
     lock_path = Path(str(db_path) + ".send-lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(lock_path, timeout=0, thread_local=False)
-        lock.acquire()
-    except filelock.Timeout:
+        lock = FileLock(lock_path)
+    except LockHeld:
         raise RefusedForSafety(
             "another send is running right now; wait for it to finish, then try again") from None
     except OSError as exc:
         raise ledger_error(Path(db_path), exc) from None
-    try:
+    with lock:
         yield
-    finally:
-        lock.release()
