@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
     from mailroom.workflows.compose import ComposeResult
     from mailroom.workflows.send import LivePlan, SendResult, SendSession
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 UNEXPECTED = ("mailroom hit an unexpected problem: {problem}; nothing more was sent; run again with --traceback "
               "and report it")
@@ -882,6 +883,9 @@ def _ctrl_c_stops(session: SendSession) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+_PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines written to a file or a pipe
+
+
 @contextmanager
 def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
     """A progress bar on a terminal, moving per message with the time left; plain lines (one per batch)
@@ -900,12 +904,19 @@ def _progress_display(total: int) -> Iterator[Callable[[Progress], None]]:
             yield show
         return
 
+    last_line = [-_PLAIN_PROGRESS_EVERY]  # when the last "done" line was written (monotonic seconds)
+
     def show_plain(progress: Progress) -> None:
-        if progress.partial:  # a log gets one line per batch, not one per person
+        if progress.partial:  # a log gets a line per batch at most, never one per person
             return
         if progress.note:
             out.print(f"  {_plain(progress.note)}")
-        else:
+            return
+        # The first batch, then one line every few seconds, and the last: a log that says the send is moving
+        # without a line per 1,000 people (each line cost the send as much CPU as 300 people).
+        now = time.monotonic()
+        if progress.done >= total or now - last_line[0] >= _PLAIN_PROGRESS_EVERY:
+            last_line[0] = now
             out.print(f"  {progress.done} of {total} done ({progress.sent} sent)")
 
     yield show_plain

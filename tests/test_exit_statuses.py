@@ -92,6 +92,12 @@ def test_a_ledger_locked_by_another_program_is_a_message_not_a_traceback(tmp_pat
     assert caught.value.exit_status == ExitStatus.BAD_INPUT
 
 
+def test_a_folder_name_is_printed_as_typed_even_when_it_looks_like_an_emoji_code(project: Path) -> None:
+    result = send_py(project, "newsletters/week:school:", "--to", "parents", env=environ(project))
+    assert result.returncode == ExitStatus.BAD_INPUT
+    assert "newsletters/week:school:/build/manifest.json: this newsletter has not been composed" in result.stderr
+
+
 def test_audiences_given_as_a_folder(project: Path) -> None:
     folder = project / "lists"
     folder.mkdir()

@@ -6,6 +6,7 @@ The email package is used here only as an independent reader of what we wrote.
 from __future__ import annotations
 
 import base64
+import string
 from email import message_from_bytes, message_from_string, policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -105,6 +106,21 @@ def test_a_mailbox_name_beyond_ascii_needs_an_smtputf8_message() -> None:
 def test_an_address_that_is_not_one_is_refused(address: str) -> None:
     with pytest.raises(headers.HeaderProblem):
         headers.address_header("To", "", address, utf8=True)
+
+
+def test_a_mailbox_name_may_hold_exactly_rfc_5322s_atext_and_in_smtputf8_any_visible_letter() -> None:
+    atext = set(string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-")
+    for code in range(128):
+        if chr(code) == ".":  # a dot joins atoms: "a.b" is one
+            continue
+        try:
+            headers.address(f"a{chr(code)}b@example.org", utf8=True)
+        except headers.HeaderProblem:
+            assert chr(code) not in atext, repr(chr(code))
+        else:
+            assert chr(code) in atext, repr(chr(code))
+    for letter in ("é", "ß", "ø", "中", "ğ", "ש", "\u00a1", "\uffe6", "\U00010400", "\U0001f600", "\U0010fffd"):
+        assert headers.address(f"a{letter}b@example.org", utf8=True) == f"a{letter}b@example.org"
 
 
 def test_encoded_words_never_split_a_character_and_stay_short() -> None:

@@ -155,7 +155,8 @@ def test_2500_people_in_3_requests_each_once(project, sg):
     assert result.returncode == 0, result.stderr
     assert sg.request_count == 3 and len(sg.received) == 2500 and set(sg.received.values()) == {1}
     assert "Transport: SendGrid (http://127.0.0.1:" in result.stdout
-    assert "  1000 of 2500 done (1000 sent)" in result.stdout.splitlines()  # plain progress lines off a terminal
+    lines = result.stdout.splitlines()  # plain progress lines off a terminal: the first batch and the last
+    assert "  1000 of 2500 done (1000 sent)" in lines and "  2500 of 2500 done (2500 sent)" in lines
     assert ledger_counts(project) == {"sent": 2500}
 
 
@@ -320,3 +321,29 @@ def test_500s_then_202_end_to_end(project, sg):
     assert "SendGrid had a problem on its side (500)" in result.stdout
     assert "SendGrid had a problem on its side (503)" in result.stdout
     assert sg.request_count == 3 and sg.received == {"amelia.hughes@example.org": 1, "rahul.patel@example.com": 1}
+
+
+def test_progress_written_to_a_file_is_a_line_every_few_seconds_not_one_per_batch(monkeypatch):
+    """Off a terminal, the first batch, then a line at most every couple of seconds, and the last; a note (a
+    pause asked for by the service) is always written."""
+    import io
+
+    from rich.console import Console
+
+    import mailroom.cli as cli
+    from mailroom.send.dispatch import Progress
+
+    written = io.StringIO()
+    clock = [100.0]
+    monkeypatch.setattr(cli, "out", Console(file=written, highlight=False, soft_wrap=True))
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+    with cli._progress_display(5000) as show:
+        for done in range(1000, 5001, 1000):
+            show(Progress(done=done - 1, sent=done - 1, partial=True))  # one person of a batch: never a line
+            show(Progress(done=done, sent=done))
+            clock[0] += 0.9
+            if done == 2000:
+                show(Progress(done=done, sent=done, note="SendGrid asked us to slow down; waiting 12 s"))
+    assert written.getvalue().splitlines() == [
+        "  1000 of 5000 done (1000 sent)", "  SendGrid asked us to slow down; waiting 12 s",
+        "  4000 of 5000 done (4000 sent)", "  5000 of 5000 done (5000 sent)"]

@@ -63,7 +63,8 @@ def test_a_batch_is_in_flight_until_settled_and_abandoned_ones_become_uncertain(
 
 def test_a_batch_in_flight_writes_its_people_once_and_its_outcome_carries_the_batch_and_build(tmp_path):
     """In flight is the batch's own row (its people listed there): each person's row is written once, with
-    the outcome, and then holds the batch, the build and the message id."""
+    the outcome, and then holds the batch; the build and message id the batch shares are kept once, in the
+    batch's row, and read as each person's (so a row does not grow when its outcome is written)."""
     with Ledger(tmp_path / "l.sqlite3") as ledger:
         ledger.draft_plan([planned("a@example.org"), planned("b@example.org")])
         ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
@@ -75,7 +76,31 @@ def test_a_batch_in_flight_writes_its_people_once_and_its_outcome_carries_the_ba
         assert ledger.conn.execute(raw).fetchall() == before  # nobody's row rewritten before the request
         ledger.record_batch(batch, "n1", BatchKind.LIVE, SendState.SENT, message_id="m1")
         assert [tuple(r) for r in ledger.conn.execute(raw)] == [
-            ("a@example.org", "sent", batch, "h1", "m1"), ("b@example.org", "sent", batch, "h1", "m1")]
+            ("a@example.org", "sent", batch, None, None), ("b@example.org", "sent", batch, None, None)]
+        states = ledger.states("n1", ["a@example.org", "b@example.org"])
+        assert {(s.state, s.batch_id, s.message_id) for s in states.values()} == {(SendState.SENT, batch, "m1")}
+        assert [(b.build_hash, b.people) for b in ledger.sent_by_build("n1")] == [("h1", 2)]
+
+
+def test_a_persons_own_message_id_and_an_earlier_build_are_kept_apart_from_the_batch(tmp_path):
+    """An outcome with the person's own message id (an SMTP relay gives one per message) keeps it; someone
+    refused in a batch does not take the batch's message id; and rows an earlier mailroom wrote with their
+    own build keep it."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org"), planned("b@example.org"), planned("c@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="2024-11-01T09:00:00Z", resend_uncertain=False)
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                                   build_hash="h1", keys=["a@example.org", "b@example.org", "c@example.org"])
+        ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [
+            Outcome("a@example.org", SendState.SENT, message_id="<a.1@relay>"),
+            Outcome("b@example.org", SendState.FAILED, error="550 no such mailbox"),
+            Outcome("c@example.org", SendState.SENT, message_id="<c.1@relay>")])
+        ledger.finish_batch(batch, BatchState.PARTLY_SENT, message_id="<a.1@relay>")
+        states = ledger.states("n1", ["a@example.org", "b@example.org", "c@example.org"])
+        assert [states[k].message_id for k in ("a@example.org", "b@example.org", "c@example.org")] == [
+            "<a.1@relay>", None, "<c.1@relay>"]
+        ledger.conn.execute("UPDATE sends SET build_hash = 'h0' WHERE address_key = 'c@example.org'")
+        assert [(b.build_hash, b.people) for b in ledger.sent_by_build("n1")] == [("h0", 1), ("h1", 1)]
 
 
 def test_a_batch_finished_with_someone_never_recorded_leaves_them_uncertain(tmp_path):
@@ -158,6 +183,24 @@ def test_the_ledger_uses_wal(tmp_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_new_ledger_has_16_kb_pages_and_one_made_with_4_kb_pages_keeps_working(tmp_path):
+    with Ledger(tmp_path / "new.sqlite3") as ledger:  # and the draft's temporary table a bounded cache
+        ledger.draft_plan([planned("a@example.org")])
+        assert ledger.conn.execute("PRAGMA temp.cache_size").fetchone()[0] == -2000
+    with sqlite3.connect(tmp_path / "new.sqlite3") as conn:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16_384
+    old = sqlite3.connect(tmp_path / "old.sqlite3")  # as an earlier mailroom made it: SQLite's default pages
+    old.execute("PRAGMA page_size=4096")
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute("CREATE TABLE ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    old.close()
+    with Ledger(tmp_path / "old.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        assert ledger.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert ledger.counts("n1") == {"pending": 1}
+
+
 def _hold_lock(db: str, ready, release) -> None:
     with send_lock(Path(db)):
         ready.set()
@@ -236,27 +279,25 @@ def test_the_person_sent_keeps_the_build_their_copy_was_made_from(tmp_path):
 
 def test_a_ledger_from_before_the_batch_index_change_is_upgraded_and_still_records_batches(tmp_path):
     """Ledgers written before indexed every row's batch (the plan's unsent rows too) and every row's state:
-    opened now, the batch index covers batched rows only, the state index is gone, and sending still works."""
+    opened now, both indexes are gone (a batch finds its people through its own list), and sending and
+    counting what a transport sent still work."""
     db = tmp_path / "l.sqlite3"
     with Ledger(db) as ledger:  # today's tables, then the indexes as the earlier mailroom made them
         ledger.conn.executescript(
-            "DROP INDEX sends_by_batch; CREATE INDEX sends_by_batch ON sends (batch_id);"
+            "CREATE INDEX sends_by_batch ON sends (batch_id);"
             "CREATE INDEX sends_by_state ON sends (newsletter, state);")
         ledger.draft_plan([planned("a@example.org"), planned("b@example.org")])
         ledger.freeze_plan("n1", build_hash="h1", composed_at="2024-11-08T09:00:00Z", resend_uncertain=False)
     with Ledger(db) as ledger:
         indexes = dict(ledger.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
                                            "AND name LIKE 'sends_by_%'").fetchall())
-        assert "sends_by_state" not in indexes
-        assert "WHERE batch_id IS NOT NULL" in indexes["sends_by_batch"]
+        assert "sends_by_state" not in indexes and "sends_by_batch" not in indexes
         rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
         batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",
                                    build_hash="h1", keys=[person.key for _, person, _ in rows])
         ledger.record_batch(batch, "n1", BatchKind.LIVE, SendState.SENT, message_id="m1")
         assert ledger.counts("n1") == {"sent": 2}
-        used = " ".join(str(tuple(r)) for r in ledger.conn.execute(
-            "EXPLAIN QUERY PLAN SELECT * FROM sends WHERE newsletter = 'n1' AND batch_id = ?", (batch,)))
-        assert "sends_by_batch" in used
+        assert ledger.sent_recently("outbox", "2000-01-01T00:00:00Z") == 2
 
 
 def test_a_ledger_whose_recipient_ids_were_indexed_as_unique_keeps_every_id(tmp_path):
@@ -296,3 +337,45 @@ def test_sent_recently_counts_live_people_sent_and_test_copies_through_one_trans
         assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 3  # two people and one test copy
         assert ledger.sent_recently("sendgrid", "2000-01-01T00:00:00Z") == 1
         assert ledger.sent_recently("smtp", "2999-01-01T00:00:00Z") == 0
+        # A person sent again in a later batch counts once; a batch of an earlier mailroom (no list of its
+        # people: each person's row named the batch) still counts its people.
+        again = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                                   build_hash="h", keys=["c@example.org"])
+        ledger.record_batch(again, "n1", BatchKind.LIVE, SendState.SENT)
+        assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 4
+        ledger.conn.execute("UPDATE send_batches SET people = NULL WHERE batch_id = ?", (live,))
+        assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 4
+        ledger.conn.execute("UPDATE send_batches SET people = NULL WHERE batch_id = ?", (again,))
+        assert ledger.sent_recently("smtp", "2000-01-01T00:00:00Z") == 4
+
+
+def test_batches_are_read_in_plan_order_per_version_among_other_newsletters_rows(tmp_path):
+    """A version's batches walk the table in plan order from the last row read, with no index by version: rows of
+    other newsletters and other versions in between are passed over, people whose address is their key come
+    back with it, and the walk never makes SQLite sort the newsletter's rows."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        for newsletter in ("old", "n1", "newer"):
+            people = [planned(f"p{i}@example.org", "staff" if i % 3 == 0 else "parents") for i in range(12)]
+            people[4] = people[4]._replace(email="P4@Example.org")  # an address as written, not the key
+            people[5] = people[5]._replace(audience="staff")  # greeted as staff, in the parents' version
+            ledger.draft_plan(people)
+            ledger.freeze_plan(newsletter, build_hash="h", composed_at="", resend_uncertain=False)
+        read: dict[str, list[str]] = {}
+        for version in ("parents", "staff"):
+            after = 0
+            while rows := ledger.planned_batch("n1", version, after=after, size=3, states=SENDABLE):
+                after = rows[-1][0]
+                read.setdefault(version, []).extend(person.email for _, person, _ in rows)
+                assert {(p.audience, p.version, p.language) for _, p, _ in rows if p.key != "p5@example.org"} == {
+                    (version, version, "")}
+                assert [(p.audience, p.version) for _, p, _ in rows if p.key == "p5@example.org"] in (
+                    [], [("staff", "parents")])
+        assert read == {"parents": [f"p{i}@example.org" if i != 4 else "P4@Example.org" for i in range(12) if i % 3],
+                        "staff": [f"p{i}@example.org" for i in range(0, 12, 3)]}
+        asked: list[str] = []
+        ledger.conn.set_trace_callback(asked.append)  # the statement as run, its values filled in
+        ledger.planned_batch("n1", "parents", after=0, size=3, states=SENDABLE)
+        ledger.conn.set_trace_callback(None)
+        [query] = [sql for sql in asked if "FROM sends" in sql]
+        plan = " ".join(str(tuple(r)) for r in ledger.conn.execute(f"EXPLAIN QUERY PLAN {query}"))
+        assert "rowid>?" in plan and "TEMP B-TREE" not in plan

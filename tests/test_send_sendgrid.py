@@ -82,6 +82,8 @@ def test_2500_people_go_in_three_requests_each_once(project, sg):
     assert len(sg.received) == 2500 and set(sg.received.values()) == {1}
     assert report.sent == 2500 and run.counts == {SENT: 2500}
     assert [b["message_id"] for b in run.batches] == sg.message_ids  # X-Message-Id stored per batch
+    assert [(b["state"], b["attempts"], b["error"]) for b in run.batches] == [("sent", 1, None)] * 3
+    assert all(b["finished_at"] for b in run.batches)
     assert run.plan.total == 0 and run.plan.counts.already_sent == 2500
 
 
@@ -197,6 +199,7 @@ def test_5xx_forever_gives_up_after_bounded_attempts_and_a_rerun_resumes(project
     run = Run(project, sg)
     report = run(policy=RetryPolicy(max_attempts=4))
     assert report.stopped == StopReason.GAVE_UP and sg.request_count == 4 and len(run.sleeps) == 3
+    assert [(b["state"], b["attempts"]) for b in run.batches] == [("failed", 4)]
     assert run.counts == {FAILED: 5} and sum(sg.received.values()) == 0
     assert run.plan.counts.retrying == 5 and run.plan.total == 5  # known not accepted: retried next time
     report = run()

@@ -23,9 +23,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple, cast, overload
 
-from email_validator import EmailNotValidError, validate_email
-
 from mailroom.addresses import address_key, normalise_address
+from mailroom.audience.domains import is_plain_domain
 from mailroom.audience.sources import RawRow, Table, open_table
 from mailroom.errors import InputError
 from mailroom.settings import ColumnMapping, Settings, consent_key
@@ -983,10 +982,12 @@ def _email_problem(email: str) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _domain_problem(domain: str) -> str | None:
-    return _validator_verdict(f"a@{domain}")
+    return None if is_plain_domain(domain) else _validator_verdict(f"a@{domain}")
 
 
 def _validator_verdict(email: str) -> str | None:
+    from email_validator import EmailNotValidError, validate_email  # only here: see mailroom/audience/domains.py
+
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:

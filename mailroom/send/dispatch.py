@@ -443,7 +443,8 @@ class Dispatcher:
             attempt += 1
             batch = Batch(batch_id=batch_id, version=version, messages=tuple(remaining),
                           sandbox=self.kind == BatchKind.SANDBOX)
-            self.ledger.count_attempt(batch_id)
+            if attempt > 1:  # begin_batch counted the first
+                self.ledger.count_attempt(batch_id)
             self.report.requests += 1
             self._heard_done = self._heard_sent = 0
             try:
@@ -466,12 +467,14 @@ class Dispatcher:
                 continue
             self._heard_done = self._heard_sent = 0  # now counted in the report, by _record
             if attempt == 1 and self._all_sent_alike(result, len(remaining)):
-                # The usual answer: everyone in the batch accepted under one message id. One statement.
+                # The usual answer: everyone in the batch accepted under one message id. One transaction.
                 message_id = next(iter(result.message_ids.values()), None)
-                self.ledger.record_batch(batch_id, self.newsletter, self.kind, SendState.SENT, message_id=message_id)
+                self.ledger.batch_sent(batch_id, self.newsletter, self.kind, message_id=message_id)
                 self.report.sent += len(remaining)
                 self._progress()
-                break
+                if self.kind == BatchKind.TEST:
+                    self.report.confirmed_test_batches.append(batch_id)
+                return
             remaining, message_id, last_error = self._record(batch_id, remaining, result, message_id, last_error)
             if remaining and not self._wait_before_retry(attempt, result.retry_after, last_error):
                 self._settle(batch_id, remaining, SendState.FAILED, error=last_error)

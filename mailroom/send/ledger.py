@@ -33,14 +33,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
+from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
-
-import filelock
 
 from mailroom.addresses import address_key
 from mailroom.database import connect, has_table
 from mailroom.errors import LedgerError, RefusedForSafety
+from mailroom.send.lock import FileLock, LockHeld
 
 
 class SendState(enum.StrEnum):
@@ -122,8 +123,9 @@ CREATE TABLE IF NOT EXISTS sends (
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (newsletter, address_key)
 );
--- Only rows in a batch: a plan's 100,000 pending rows are not written into it when the plan is frozen.
-CREATE INDEX IF NOT EXISTS sends_by_batch ON sends (batch_id) WHERE batch_id IS NOT NULL;
+-- No index by batch: a batch finds its people through its own list of their rows (send_batches.people), and an
+-- index entry per person sent cost a b-tree insert each. (Earlier mailrooms made one; it is dropped on open.)
+DROP INDEX IF EXISTS sends_by_batch;
 -- The batches in flight: few, and what every read of people's states looks at.
 CREATE INDEX IF NOT EXISTS batches_in_flight ON send_batches (newsletter) WHERE state = 'in_flight';
 CREATE TABLE IF NOT EXISTS builds (       -- every build a live send used: for "who has which version"
@@ -140,7 +142,9 @@ CREATE TABLE IF NOT EXISTS ledger_meta (
 -- No index on state: every state change (in flight, then sent) would rewrite it for each person, and the
 -- queries by state read one newsletter's rows through the primary key anyway.
 DROP INDEX IF EXISTS sends_by_state;
-CREATE INDEX IF NOT EXISTS sends_by_version ON sends (newsletter, audience);
+-- No index by version either: a version's batches are read in plan order by walking the table from the row
+-- after the last batch (planned_batch), which needs none, and an entry per person cost a b-tree insert each.
+DROP INDEX IF EXISTS sends_by_version;
 CREATE TABLE IF NOT EXISTS test_sends (
     id            INTEGER PRIMARY KEY,
     newsletter    TEXT NOT NULL,
@@ -156,12 +160,15 @@ CREATE TABLE IF NOT EXISTS test_sends (
 
 # Columns added to ``sends`` after its first release (a ledger from then gets them on open, empty).
 _ADDED_SEND_COLUMNS = {
-    "email": "TEXT",  # the address as sent (normalised), from the confirmed plan
+    "email": "TEXT",  # the address as sent (normalised), from the confirmed plan; NULL: the same as address_key
     "first_name": "TEXT",
     "last_name": "TEXT",
     "greeting_list": "TEXT",  # the list whose greeting and settings this person's copy uses
-    "build_hash": "TEXT",  # the build this person's message was made from
+    "build_hash": "TEXT",  # the build this person's message was made from; NULL: their batch's (send_batches)
 }
+# A person's row holds only what is theirs: the message id and build their batch shares are NULL there and read
+# from the batch (``_SENT_AS``). A row written with the outcome then does not grow, so SQLite rewrites it in place
+# (the 64-character build hash and the message id in every row made each batch split its pages).
 # ``sends.audience`` is the person's version (its slug: "parents", later "parents+staff" or "parents.pl").
 
 ADDRESS_KEYS = "address_keys"  # ledger_meta: which address_key rules the keys were written with
@@ -176,6 +183,9 @@ _STATE_WEIGHT = {SendState.SENT: 5, SendState.UNCERTAIN: 4, SendState.IN_FLIGHT:
 _IN_FLIGHT_NOW = ("WITH flying (row, batch_id) AS (SELECT j.value, b.batch_id FROM send_batches b, "
                   "json_each(b.people) j WHERE b.newsletter = ? AND b.state = 'in_flight' AND b.people IS NOT NULL)")
 _STATE_NOW = "CASE WHEN f.batch_id IS NULL THEN s.state ELSE 'in_flight' END"
+# A person's message id: their own, or (sent with everyone of their batch alike) the batch's.
+_MESSAGE_ID = ("CASE WHEN s.message_id IS NULL AND s.state = 'sent' AND f.batch_id IS NULL THEN "
+               "(SELECT b.message_id FROM send_batches b WHERE b.batch_id = s.batch_id) ELSE s.message_id END")
 
 
 @dataclass
@@ -331,14 +341,11 @@ class Ledger:
         have = {row[1] for row in self.conn.execute("PRAGMA table_info(sends)")}
         missing = [name for name in _ADDED_SEND_COLUMNS if name not in have]
         keys = self.conn.execute("SELECT value FROM ledger_meta WHERE name = ?", (ADDRESS_KEYS,)).fetchone()
-        batch_index = self.conn.execute(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'sends_by_batch'").fetchone()
-        whole_batch_index = batch_index is not None and "WHERE" not in (batch_index[0] or "").upper()
         recipients_sql = self.conn.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'recipients'").fetchone()
         unique_ids = "UNIQUE" in (recipients_sql[0] if recipients_sql else "").upper()
         batch_people = any(row[1] == "people" for row in self.conn.execute("PRAGMA table_info(send_batches)"))
-        if (not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW and not whole_batch_index
+        if (not missing and keys is not None and keys[0] == ADDRESS_KEYS_NOW
                 and not unique_ids and batch_people):
             return
         with self._transaction() as conn:
@@ -350,9 +357,6 @@ class Ledger:
                 conn.execute("INSERT INTO recipients SELECT address_key, recipient_id, created_at "
                              "FROM recipients_before")
                 conn.execute("DROP TABLE recipients_before")
-            if whole_batch_index:  # an earlier mailroom indexed every row's batch, the plan's unsent ones too
-                conn.execute("DROP INDEX sends_by_batch")
-                conn.execute("CREATE INDEX sends_by_batch ON sends (batch_id) WHERE batch_id IS NOT NULL")
             for name in missing:
                 conn.execute(f"ALTER TABLE sends ADD COLUMN {name} {_ADDED_SEND_COLUMNS[name]}")
             if "build_hash" in missing:  # rows from before: their batch says which build they got
@@ -393,7 +397,7 @@ class Ledger:
             marks = ",".join("?" * len(chunk))
             for r in self.conn.execute(
                     f"{_IN_FLIGHT_NOW} SELECT s.address_key, s.audience, {_STATE_NOW}, "
-                    "COALESCE(f.batch_id, s.batch_id), s.message_id, s.error FROM sends s LEFT JOIN flying f "
+                    f"COALESCE(f.batch_id, s.batch_id), {_MESSAGE_ID}, s.error FROM sends s LEFT JOIN flying f "
                     "ON f.row = s.rowid AND s.batch_id IS NOT f.batch_id "
                     f"WHERE s.newsletter = ? AND s.address_key IN ({marks})",
                     (newsletter, newsletter, *chunk)):
@@ -486,7 +490,8 @@ class Ledger:
             conn.execute(
                 "INSERT INTO sends (newsletter, address_key, audience, email, first_name, last_name, greeting_list, "
                 "state, created_at, updated_at) "
-                "SELECT ?, address_key, version, email, first_name, last_name, greeting_list, 'pending', ?, ? "
+                "SELECT ?, address_key, version, NULLIF(email, address_key), first_name, last_name, greeting_list, "
+                "'pending', ?, ? "
                 "FROM plan_draft WHERE true ORDER BY seq "
                 "ON CONFLICT (newsletter, address_key) DO UPDATE SET audience = excluded.audience, "
                 "email = excluded.email, first_name = excluded.first_name, last_name = excluded.last_name, "
@@ -503,14 +508,27 @@ class Ledger:
         marks = ",".join("?" * len(states))
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: this runs once per person of a send
-        new = tuple.__new__  # a PlannedPerson from the row's own slice: no Python call per person
-        rows = [(r[0], new(PlannedPerson, r[1:8]), r[8]) for r in cursor.execute(
-            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, s.greeting_list, s.audience, '', "
+        # Only the columns that differ from person to person, each a conversion per row; NULL (None, no
+        # conversion) for an address that is its own key and a greeting list that is the version's own. The rows
+        # are walked in rowid order from ``after`` ("+" keeps SQLite from the primary key's index, which would
+        # sort the newsletter's rows for every batch): one pass over the table for each version.
+        found = cursor.execute(
+            "SELECT s.rowid, s.address_key, s.email, s.first_name, s.last_name, NULLIF(s.greeting_list, s.audience), "
             "r.recipient_id FROM sends s LEFT JOIN recipients r ON r.address_key = s.address_key "
-            f"WHERE s.newsletter = ? AND s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) "
-            "ORDER BY s.rowid LIMIT ?", (newsletter, version, after, *states, size))]
-        self._rows_read = (newsletter, {person.key: row for row, person, _ in rows})
-        return rows
+            f"WHERE +s.newsletter = ? AND s.audience = ? AND s.rowid > ? AND s.state IN ({marks}) "
+            "ORDER BY s.rowid LIMIT ?", (newsletter, version, after, *states, size)).fetchall()
+        if not found:
+            self._rows_read = (newsletter, {})
+            return []
+        # A column at a time, and each person made from their column values in C: no Python step per person.
+        row_ids, keys, emails, first_names, last_names, greetings, recipient_ids = zip(*found, strict=True)
+        addresses = tuple(email or key for email, key in zip(emails, keys, strict=True)) if any(emails) else keys
+        greeting_lists = (tuple(greeting or version for greeting in greetings) if any(greetings)
+                          else repeat(version))
+        people = map(partial(tuple.__new__, PlannedPerson), zip(
+            keys, addresses, first_names, last_names, greeting_lists, repeat(version), repeat(""), strict=False))
+        self._rows_read = (newsletter, dict(zip(keys, row_ids, strict=True)))
+        return list(zip(row_ids, people, recipient_ids, strict=True))
 
     def drafted_batch(self, newsletter: str, version: str, *, after: int, size: int,
                       states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
@@ -537,10 +555,11 @@ class Ledger:
     def sent_by_build(self, newsletter: str) -> list[BuildCount]:
         """Who has ``newsletter``, per build their copy was made from, oldest build first."""
         return [BuildCount(h, composed or "", n) for h, composed, n in self.conn.execute(
-            "SELECT s.build_hash, b.composed_at, COUNT(*) FROM sends s LEFT JOIN builds b "
-            "ON b.newsletter = s.newsletter AND b.build_hash = s.build_hash "
-            "WHERE s.newsletter = ? AND s.state = 'sent' GROUP BY s.build_hash "
-            "ORDER BY COALESCE(b.composed_at, ''), MIN(s.updated_at), MIN(s.rowid)", (newsletter,))]
+            "SELECT h, b.composed_at, COUNT(*) FROM (SELECT s.rowid AS row_no, s.updated_at, s.newsletter, "
+            "COALESCE(s.build_hash, (SELECT sb.build_hash FROM send_batches sb WHERE sb.batch_id = s.batch_id)) AS h "
+            "FROM sends s WHERE s.newsletter = ? AND s.state = 'sent') s "
+            "LEFT JOIN builds b ON b.newsletter = s.newsletter AND b.build_hash = s.h GROUP BY h "
+            "ORDER BY COALESCE(b.composed_at, ''), MIN(s.updated_at), MIN(s.row_no)", (newsletter,))]
 
     def sent_recently(self, transport: str, since: str) -> int:
         """How many messages ``transport`` accepted from mailroom since ``since`` (see ``sent_recently``)."""
@@ -576,7 +595,7 @@ class Ledger:
                 people = json.dumps(self._plan_rows(conn, newsletter, audience, keys, now))
             cur = conn.execute(
                 "INSERT INTO send_batches (newsletter, audience, kind, transport, build_hash, size, state, "
-                "started_at, people) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?)",
+                "started_at, people, attempts) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?, 1)",
                 (newsletter, audience, kind, transport, build_hash, len(keys), now, people))
             batch_id = int(cur.lastrowid or 0)
         if kind == BatchKind.LIVE:
@@ -588,8 +607,11 @@ class Ledger:
         """The plan rows of ``keys``: from where ``planned_batch`` just read them (the usual case), else looked
         up, with a row made for anyone not planned (a caller without a plan)."""
         read_for, rows = self._rows_read
-        if read_for == newsletter and rows and all(key in rows for key in keys):
-            return [rows[key] for key in keys]
+        if read_for == newsletter and rows:
+            if len(keys) == len(rows) and list(rows) == list(keys):  # the whole batch as read (compared in C)
+                return list(rows.values())
+            if rows.keys() >= set(keys):
+                return [rows[key] for key in keys]
         conn.executemany(
             "INSERT INTO sends (newsletter, address_key, audience, state, created_at, updated_at) "
             "VALUES (?, ?, ?, 'pending', ?, ?) ON CONFLICT DO NOTHING",
@@ -601,11 +623,13 @@ class Ledger:
         return [found[key] for key in keys]
 
     def count_attempt(self, batch_id: int) -> None:
+        """One more try of the batch (``begin_batch`` counts the first)."""
         self.conn.execute("UPDATE send_batches SET attempts = attempts + 1 WHERE batch_id = ?", (batch_id,))
 
-    # Writes one outcome to rows of a batch: the batch's id and build go with it (see begin_batch).
-    _SET_OUTCOME = ("UPDATE sends SET state = ?, message_id = COALESCE(?, message_id), error = ?, updated_at = ?, "
-                    "batch_id = ?, build_hash = (SELECT build_hash FROM send_batches WHERE batch_id = ?) ")
+    # Writes one outcome to rows of a batch: the batch's id goes with it, and its build and message id are the
+    # batch's (NULL here) unless a person's own message id is given (see _ADDED_SEND_COLUMNS).
+    _SET_OUTCOME = ("UPDATE sends SET state = ?, message_id = ?, error = ?, updated_at = ?, batch_id = ?, "
+                    "build_hash = NULL ")
     _IN_BATCH = ("+newsletter = ? AND rowid IN (SELECT value FROM json_each("
                  "(SELECT people FROM send_batches WHERE batch_id = ?)))")
 
@@ -623,7 +647,7 @@ class Ledger:
                 if batch is not None and len(keys) >= len(batch.keys) and batch.keys == set(keys):
                     # The usual end of a batch: everyone in it, alike (all sent): found by the batch's row list.
                     conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
-                                 (state, message_id, error, now, batch_id, batch_id, newsletter, batch_id))
+                                 (state, message_id, error, now, batch_id, newsletter, batch_id))
                 else:
                     if batch is not None and not batch.keys.issuperset(keys):
                         raise LedgerError(f"batch {batch_id} has no such person", self.path)
@@ -632,7 +656,7 @@ class Ledger:
                              else self._IN_BATCH + " AND address_key IN (SELECT value FROM json_each(?))")
                     found = (newsletter,) if batch is not None else (newsletter, batch_id)
                     conn.execute(self._SET_OUTCOME + "WHERE " + where,
-                                 (state, message_id, error, now, batch_id, batch_id, *found, json.dumps(keys)))
+                                 (state, message_id, error, now, batch_id, *found, json.dumps(keys)))
                 if batch is not None:
                     batch.recorded.update(keys)
 
@@ -642,11 +666,26 @@ class Ledger:
         if kind != BatchKind.LIVE:
             return
         with self._transaction() as conn:
+            # The message id is the batch's, kept once in its row (see _ADDED_SEND_COLUMNS).
+            conn.execute("UPDATE send_batches SET message_id = COALESCE(?, message_id) WHERE batch_id = ?",
+                         (message_id, batch_id))
             conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
-                         (state, message_id, error, _now(), batch_id, batch_id, newsletter, batch_id))
+                         (state, None, error, _now(), batch_id, newsletter, batch_id))
         batch = self._open_batches.get(batch_id)
         if batch is not None:
             batch.recorded.update(batch.keys)
+
+    def batch_sent(self, batch_id: int, newsletter: str, kind: BatchKind, *, message_id: str | None = None) -> None:
+        """The usual end of a batch: everyone in it accepted alike, and the batch over. ``record_batch`` and
+        ``finish_batch`` in one transaction (a commit is a write to the WAL and its locks: one a batch fewer)."""
+        now = _now()
+        with self._transaction() as conn:
+            if kind == BatchKind.LIVE:
+                conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
+                             (SendState.SENT, None, None, now, batch_id, newsletter, batch_id))
+            conn.execute("UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = NULL, "
+                         "finished_at = ? WHERE batch_id = ?", (BatchState.SENT, message_id, now, batch_id))
+        self._open_batches.pop(batch_id, None)
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:
@@ -691,7 +730,7 @@ class Ledger:
         """The people of a live batch whose outcome was not written become uncertain; returns how many."""
         return int(conn.execute(
             self._SET_OUTCOME + "WHERE " + self._IN_BATCH + " AND batch_id IS NOT ?",
-            (SendState.UNCERTAIN, None, error, now, batch_id, batch_id, newsletter, batch_id, batch_id)).rowcount)
+            (SendState.UNCERTAIN, None, error, now, batch_id, newsletter, batch_id, batch_id)).rowcount)
 
     def uncertain_batches(self, newsletter: str) -> list[UncertainBatch]:
         groups: dict[int, list[str]] = {}
@@ -781,9 +820,18 @@ def sent_recently(conn: sqlite3.Connection, transport: str, since: str) -> int:
     the people of live batches now sent, and the test copies. A relay's daily limit counts all of them."""
     if not has_table(conn, "send_batches"):
         return 0
+    # A batch's people are found through its list of their rows; a batch of an earlier mailroom (no list) by
+    # looking over the table (sends has no index by batch), which only batches of the last hours ask for.
+    recent = "b.transport = ? AND b.kind = 'live' AND b.started_at >= ?"
     live = conn.execute(
-        "SELECT COUNT(*) FROM send_batches b JOIN sends s ON s.batch_id = b.batch_id WHERE b.transport = ? "
-        "AND b.kind = 'live' AND b.started_at >= ? AND s.state = 'sent'", (transport, since)).fetchone()[0]
+        "SELECT COUNT(*) FROM send_batches b, json_each(b.people) j JOIN sends s ON s.rowid = j.value "
+        f"WHERE {recent} AND b.people IS NOT NULL AND s.batch_id = b.batch_id AND s.state = 'sent'",
+        (transport, since)).fetchone()[0]
+    if conn.execute(f"SELECT EXISTS (SELECT 1 FROM send_batches b WHERE {recent} AND b.people IS NULL)",
+                    (transport, since)).fetchone()[0]:
+        live += conn.execute(
+            "SELECT COUNT(*) FROM sends s WHERE s.state = 'sent' AND s.batch_id IN (SELECT b.batch_id FROM "
+            f"send_batches b WHERE {recent} AND b.people IS NULL)", (transport, since)).fetchone()[0]
     tests = conn.execute(
         "SELECT COUNT(*) FROM send_batches WHERE transport = ? AND kind = 'test' AND state = 'sent' "
         "AND started_at >= ?", (transport, since)).fetchone()[0]
@@ -819,19 +867,16 @@ def ledger_error(path: Path, exc: BaseException) -> LedgerError:
 def send_lock(db_path: Path) -> Iterator[None]:
     """Only one send at a time per ledger; the operating system frees the lock when its process ends.
 
-    ``filelock`` works the same on Windows and Linux; the lock file stays next to the ledger.
+    The lock file stays next to the ledger (mailroom/send/lock.py says how the lock is held).
     """
     lock_path = Path(str(db_path) + ".send-lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(lock_path, timeout=0, thread_local=False)
-        lock.acquire()
-    except filelock.Timeout:
+        lock = FileLock(lock_path)
+    except LockHeld:
         raise RefusedForSafety(
             "another send is running right now; wait for it to finish, then try again") from None
     except OSError as exc:
         raise ledger_error(Path(db_path), exc) from None
-    try:
+    with lock:
         yield
-    finally:
-        lock.release()

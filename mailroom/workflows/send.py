@@ -40,8 +40,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from email_validator import EmailNotValidError, validate_email
-
 from mailroom.addresses import address_key
 from mailroom.audience.lists import AudiencePlan, load_audience
 from mailroom.audience.report import excel_safe, write_left_out_csv
@@ -348,6 +346,8 @@ class SendSession:
         if unknown:
             raise InputError(f"there is no list called '{unknown[0]}'; the lists are: "
                              f"{', '.join(self.settings.lists)}", self.settings.source_file)
+        from email_validator import EmailNotValidError, validate_email  # a test send's only: costly to import
+
         try:
             validate_email(address.strip(), check_deliverability=False)
         except EmailNotValidError as exc:
