@@ -236,23 +236,30 @@ def test_links_only_in_the_header_are_escaped_for_json_too(tmp_path_factory) -> 
     assert json.loads(written)["personalizations"][2]["headers"]["List-Unsubscribe"].startswith('<https://example.org/u?r=2"\\x>')
 
 
-@pytest.mark.parametrize("mailto", ["", 'o"x\\y@example.org'])
-def test_the_unsubscribe_headers_fixed_text_is_written_the_same_a_column_at_a_time(tmp_path_factory,
-                                                                                  mailto: str) -> None:
-    """The List-Unsubscribe header's "<" and tail are the template's own text in the column way: with no mailto
-    (the header is the link alone) and with one JSON must escape, the request is the person-by-person one."""
+def _three_people_written_both_ways(tmp_path_factory: pytest.TempPathFactory,
+                                    version: Version) -> tuple[bytes | None, bytes]:
+    """Three usual people's request for ``version``: as the usual batch writes it, and as the person-by-person
+    way does."""
     from mailroom.send.transports.base import Batch
     from mailroom.send.transports.sendgrid import SendGridTransport
 
     settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
                             host="http://127.0.0.1:9")
-    version = Version(**{**VERSION.__dict__, "unsubscribe_mailto": mailto})
     prepared = _Prepared(version, settings, sandbox=False)
     transport = SendGridTransport(settings)
     batch = Batch(1, version, tuple(_message("Pat", "Example", at) for at in range(3)))
     people, _ = transport.people(batch, prepared)
-    written = transport._usual_request(batch, prepared)
-    assert written == _serialise(prepared, people)
+    return transport._usual_request(batch, prepared), _serialise(prepared, people)
+
+
+@pytest.mark.parametrize("mailto", ["", 'o"x\\y@example.org'])
+def test_the_unsubscribe_headers_fixed_text_is_written_the_same_a_column_at_a_time(tmp_path_factory,
+                                                                                  mailto: str) -> None:
+    """The List-Unsubscribe header's "<" and tail are the template's own text in the column way: with no mailto
+    (the header is the link alone) and with one JSON must escape, the request is the person-by-person one."""
+    written, expected = _three_people_written_both_ways(tmp_path_factory,
+                                                        Version(**{**VERSION.__dict__, "unsubscribe_mailto": mailto}))
+    assert written == expected
     header = json.loads(written)["personalizations"][1]["headers"]["List-Unsubscribe"]
     assert header == list_unsubscribe("https://example.org/u?r=0001&x=1", mailto)
 
@@ -260,18 +267,9 @@ def test_the_unsubscribe_headers_fixed_text_is_written_the_same_a_column_at_a_ti
 def test_a_newsletter_named_with_percent_signs_is_written_the_same_a_column_at_a_time(tmp_path_factory) -> None:
     """The template's own text (the newsletter's name in custom_args) may hold "%s" or "%%": the column way cuts
     the template only at its slots."""
-    from mailroom.send.transports.base import Batch
-    from mailroom.send.transports.sendgrid import SendGridTransport
-
-    settings = settings_for(send_project(tmp_path_factory.mktemp("sg") / "school"), transport="sendgrid",
-                            host="http://127.0.0.1:9")
-    version = Version(**{**VERSION.__dict__, "newsletter": "2024-%s-100%%-%d"})
-    prepared = _Prepared(version, settings, sandbox=False)
-    transport = SendGridTransport(settings)
-    batch = Batch(1, version, tuple(_message("Pat", "Example", at) for at in range(3)))
-    people, _ = transport.people(batch, prepared)
-    written = transport._usual_request(batch, prepared)
-    assert written == _serialise(prepared, people)
+    written, expected = _three_people_written_both_ways(
+        tmp_path_factory, Version(**{**VERSION.__dict__, "newsletter": "2024-%s-100%%-%d"}))
+    assert written == expected
     assert json.loads(written)["personalizations"][0]["custom_args"]["newsletter"] == "2024-%s-100%%-%d"
 
 
