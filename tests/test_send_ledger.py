@@ -379,3 +379,23 @@ def test_batches_are_read_in_plan_order_per_version_among_other_newsletters_rows
         [query] = [sql for sql in asked if "FROM sends" in sql]
         plan = " ".join(str(tuple(r)) for r in ledger.conn.execute(f"EXPLAIN QUERY PLAN {query}"))
         assert "rowid>?" in plan and "TEMP B-TREE" not in plan
+
+
+def test_the_people_not_accepted_are_read_from_the_frozen_plan_in_plan_order(tmp_path):
+    """After a send, who was not sent to (and why) comes from the plan frozen in the ledger: the address as
+    sent, the names and version planned, the service's words; not from the lists, which the send let go of."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        people = [planned(f"p{i}@example.org") for i in range(4)]
+        people[2] = people[2]._replace(email="P2@Example.org", first_name="Zoë", last_name="Brontë")
+        ledger.draft_plan(people)
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                                   build_hash="h1", keys=[p.key for p in people])
+        ledger.record_outcomes(batch, "n1", BatchKind.LIVE, [
+            Outcome("p3@example.org", SendState.FAILED, error="550 no such user"),
+            Outcome("p0@example.org", SendState.SENT, "m"), Outcome("p1@example.org", SendState.SENT, "m"),
+            Outcome("p2@example.org", SendState.FAILED, error="552 mailbox full")])
+        assert ledger.failed_people("n1") == [
+            ("P2@Example.org", "Zoë", "Brontë", "parents", "552 mailbox full"),
+            ("p3@example.org", "Pat", "Example", "parents", "550 no such user")]
+        assert ledger.failed_people("other") == []

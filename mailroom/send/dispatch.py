@@ -21,6 +21,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Protocol
 
 from mailroom.addresses import address_key, normalise_address
@@ -279,6 +280,9 @@ def _school_language(build: FrozenBuild, audience: str, language: str) -> bool:
     return bool(own) and own.split("-")[0].lower() == language.split("-")[0].lower()
 
 
+_PERSON_KEY = itemgetter(0)  # a PlannedPerson's key (its first field), read in C
+
+
 class PlannedBatches:
     """The run's batches, read from the plan in the ledger (never the lists file) just in time.
 
@@ -307,18 +311,23 @@ class PlannedBatches:
             after = 0
             while rows := read(self.build.slug, slug, after=after, size=self.size, states=self.states):
                 after = rows[-1][0]
-                barred = self.screen([person.key for _, person, _ in rows])
+                _, people, recipient_ids = zip(*rows, strict=True)  # columns, taken apart in C
+                barred = self.screen(list(map(_PERSON_KEY, people)))
                 if barred:
                     if not self.from_draft:
                         self.ledger.leave_out(self.build.slug, barred)
                     self.left_out.update(barred.values())
-                    rows = [row for row in rows if row[1].key not in barred]
-                if not rows:
-                    continue
-                missing = [person.key for _, person, rid in rows if not rid]
-                # people with no opaque id yet (a sandbox run, a rare clash): made now
-                ids = self.ledger.recipient_ids(missing) if missing else {}
-                yield version, make.many([(person, rid or ids[person.key]) for _, person, rid in rows])
+                    kept = [(person, rid) for person, rid in zip(people, recipient_ids, strict=True)
+                            if person.key not in barred]
+                    if not kept:
+                        continue
+                    people, recipient_ids = zip(*kept, strict=True)
+                if None in recipient_ids:  # people with no opaque id yet (a sandbox run, a rare clash): made now
+                    ids = self.ledger.recipient_ids([person.key for person, rid in zip(people, recipient_ids,
+                                                                                       strict=True) if not rid])
+                    recipient_ids = tuple(rid or ids[person.key] for person, rid in zip(people, recipient_ids,
+                                                                                        strict=True))
+                yield version, make.many(zip(people, recipient_ids, strict=True))
 
 
 # --- retries --------------------------------------------------------------------------------------------

@@ -552,6 +552,15 @@ class Ledger:
                 "address_key = ? AND state IN ('pending', 'failed', 'uncertain', 'in_flight')",
                 ((reason, now, newsletter, key) for key, reason in reasons.items()))
 
+    def failed_people(self, newsletter: str) -> list[tuple[str, str, str, str, str]]:
+        """The people of ``newsletter``'s plan known not to have been accepted, in plan order: (address as sent,
+        first name, last name, version, what the service said). Read from the frozen plan, which the send
+        holds instead of the lists."""
+        return [(email or key, first or "", last or "", version, error or "")
+                for key, email, first, last, version, error in self.conn.execute(
+                    "SELECT address_key, email, first_name, last_name, audience, error FROM sends "
+                    "WHERE newsletter = ? AND state = 'failed' ORDER BY rowid", (newsletter,))]
+
     def sent_by_build(self, newsletter: str) -> list[BuildCount]:
         """Who has ``newsletter``, per build their copy was made from, oldest build first."""
         return [BuildCount(h, composed or "", n) for h, composed, n in self.conn.execute(

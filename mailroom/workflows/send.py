@@ -61,7 +61,7 @@ from mailroom.send.dispatch import (
     test_versions,
     versions_to_send,
 )
-from mailroom.send.ledger import BatchKind, BuildCount, Ledger, SendState, TestSend, UncertainBatch, send_lock
+from mailroom.send.ledger import BatchKind, BuildCount, Ledger, TestSend, UncertainBatch, send_lock
 from mailroom.send.sent_record import SentRecord, read_sent_record, write_sent_record
 from mailroom.send.transports import make_transport
 from mailroom.send.transports.base import Transport
@@ -304,7 +304,7 @@ class SendSession:
         result = self._result(report, report_error(report))
         result = replace(result, left_out_during_send=dict(batches.left_out), sent_by_build=sent_by_build)
         if report.failed and not self.sandbox:
-            not_sent = self.not_sent(plan)
+            not_sent = self.not_sent()
             path = self.report_file("not-sent")
             write_not_sent_list(not_sent, path)
             result = replace(result, not_sent=tuple(not_sent), not_sent_file=path)
@@ -324,19 +324,10 @@ class SendSession:
         write_sent_record(self.frozen.newsletter_dir, newsletter=self.frozen.slug, people_sent=people_sent,
                           sent_at=utc_text(), ledger=self.settings.db_path, root=self.settings.root)
 
-    def not_sent(self, plan: LivePlan) -> list[NotSent]:
-        """The people of ``plan`` the ledger holds as not accepted, with the reason, in plan order."""
-        found: list[NotSent] = []
-        people = plan.audience.recipients  # a window at a time: the plan holds them packed (audience.lists)
-        for start in range(0, len(people), 1000):
-            window = people[start:start + 1000]
-            rows = self.ledger.states(self.build.slug, [p.key for p in window])
-            for person in window:
-                row = rows.get(person.key)
-                if row is not None and row.state == SendState.FAILED:
-                    name = " ".join(part for part in (person.first_name, person.last_name) if part)
-                    found.append(NotSent(person.email, name, person.version, row.error or "not accepted"))
-        return found
+    def not_sent(self) -> list[NotSent]:
+        """The people of the frozen plan the ledger holds as not accepted, with the reason, in plan order."""
+        return [NotSent(email, " ".join(part for part in (first, last) if part), version, reason or "not accepted")
+                for email, first, last, version, reason in self.ledger.failed_people(self.build.slug)]
 
     # --- test sends ------------------------------------------------------------------------------------
 
