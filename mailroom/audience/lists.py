@@ -263,7 +263,6 @@ class PackedRecipients(Sequence[Recipient]):
         self._group_index: dict[tuple[str, tuple[str, ...], str, str], int] = {}
         self._unpackable: dict[int, Recipient] = {}  # position -> a person whose values hold NUL (never, really)
         self._group_sizes: list[int] = []  # people per group, by its index
-        self._let_go = 0  # how many people there were, once ``let_go`` let go of them (0: still held)
 
     def groups(self) -> list[tuple[tuple[str, tuple[str, ...], str, str], int]]:
         """Each (audience, lists, version, language) the people have, and how many have it."""
@@ -333,7 +332,7 @@ class PackedRecipients(Sequence[Recipient]):
                 found = chosen[index_text] = (audience, version_of(version, language), language)
             return found
 
-        rows, unpackable = self._held(), self._unpackable
+        rows, unpackable = self._rows, self._unpackable
         for start in range(0, len(rows), _CHUNK_ROWS):
             chunk = rows[start:start + _CHUNK_ROWS]
             if unpackable and any(start <= at < start + len(chunk) for at in unpackable):
@@ -362,18 +361,6 @@ class PackedRecipients(Sequence[Recipient]):
                 audiences, versions, languages = zip(*map(chosen.__getitem__, index_texts), strict=True)
             yield from zip(keys, emails, fields[2::6], fields[3::6], audiences, versions, languages, strict=True)
 
-    def let_go(self) -> None:
-        """The people are in the send's draft plan now, which is what the send reads: let go of them (at
-        100,000 people ~11 MB, which the send would otherwise keep as its memory's high-water mark). Their
-        number and groups stay; reading a person afterwards is an error."""
-        self._let_go = len(self._rows) or self._let_go
-        self._rows, self._unpackable = [], {}
-
-    def _held(self) -> list[str]:
-        if self._let_go:
-            raise RuntimeError("the plan's people were let go once drafted into the ledger: read them there")
-        return self._rows
-
     def reverse(self) -> None:
         if self._unpackable:
             last = len(self._rows) - 1
@@ -388,7 +375,7 @@ class PackedRecipients(Sequence[Recipient]):
         return Recipient(email, key or email, first_name, last_name, audience, int(line), lists, version, language)
 
     def __len__(self) -> int:
-        return len(self._rows) or self._let_go
+        return len(self._rows)
 
     @overload
     def __getitem__(self, at: int) -> Recipient: ...
@@ -397,7 +384,7 @@ class PackedRecipients(Sequence[Recipient]):
     def __getitem__(self, at: slice) -> list[Recipient]: ...
 
     def __getitem__(self, at: int | slice) -> Recipient | list[Recipient]:
-        rows = self._held()
+        rows = self._rows
         if isinstance(at, slice):
             return [self._person(i, rows[i]) for i in range(*at.indices(len(rows)))]
         if at < 0:
@@ -408,7 +395,7 @@ class PackedRecipients(Sequence[Recipient]):
 
     def __iter__(self) -> Iterator[Recipient]:
         person = self._person
-        for at, packed in enumerate(self._held()):
+        for at, packed in enumerate(self._rows):
             yield person(at, packed)
 
 

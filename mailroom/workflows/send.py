@@ -231,7 +231,6 @@ class SendSession:
         # The lists file is read here, once: the people go into the ledger's draft, and nothing after
         # this reads the file again.
         counts = plan_send(build, audience.recipients, audience.lists, ledger, resend_uncertain=resend_uncertain)
-        audience.recipients.let_go()  # drafted: from here on the send reads its people from the ledger
         for name in counts.audiences:  # every version: one over the size limit is refused before anyone gets it
             self.transport.check_version(make_version(build, settings, name))
         uncertain_file = None
