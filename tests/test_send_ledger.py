@@ -399,3 +399,19 @@ def test_the_people_not_accepted_are_read_from_the_frozen_plan_in_plan_order(tmp
             ("P2@Example.org", "Zoë", "Brontë", "parents", "552 mailbox full"),
             ("p3@example.org", "Pat", "Example", "parents", "550 no such user")]
         assert ledger.failed_people("other") == []
+
+
+def test_a_draft_of_hundreds_is_written_a_hundred_at_a_time_in_order_with_every_value(tmp_path):
+    """The draft takes a hundred people a statement: 250 people come back in their order, each with their own
+    values, the last 50 included; a row of the wrong shape is refused, not shifted into its neighbours."""
+    people = [PlannedPerson(f"p{i:03d}@example.org", f"P{i:03d}@Example.org", f"First{i}", f"Last{i}",
+                            "staff" if i % 7 == 0 else "parents", "parents", "pl" if i % 5 == 0 else "")
+              for i in range(250)]
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan(iter(people))
+        drafted = ledger.conn.execute("SELECT address_key, email, first_name, last_name, greeting_list, version, "
+                                      "language FROM plan_draft ORDER BY seq").fetchall()
+        assert [tuple(row) for row in drafted] == [tuple(person) for person in people]
+        bad = [*people[:150], ("x@example.org", "x@example.org", "X"), *people[150:]]
+        with pytest.raises(sqlite3.ProgrammingError):
+            ledger.draft_plan(iter(bad))
