@@ -415,3 +415,27 @@ def test_a_draft_of_hundreds_is_written_a_hundred_at_a_time_in_order_with_every_
         bad = [*people[:150], ("x@example.org", "x@example.org", "X"), *people[150:]]
         with pytest.raises(sqlite3.ProgrammingError):
             ledger.draft_plan(iter(bad))
+
+
+def test_a_batch_sent_marks_exactly_its_people_whether_or_not_their_rows_follow_each_other(tmp_path):
+    """The usual end of a batch finds its people by their rows' range when they are every row between the
+    first and the last, else by the batch's list: either way exactly they are sent, nobody around them."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan([planned(f"p{i}@example.org", "staff" if i % 2 else "parents") for i in range(8)])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        for version, size in (("parents", 2), ("staff", 3)):  # parents' rows are every other row
+            rows = ledger.planned_batch("n1", version, after=0, size=size, states=SENDABLE)
+            batch = ledger.begin_batch(newsletter="n1", audience=version, kind=BatchKind.LIVE, transport="sendgrid",
+                                       build_hash="h1", keys=[person.key for _, person, _ in rows])
+            ledger.batch_sent(batch, "n1", BatchKind.LIVE, message_id=f"m-{version}")
+        ledger.draft_plan([planned(f"q{i}@example.org") for i in range(5)])
+        ledger.freeze_plan("n2", build_hash="h1", composed_at="", resend_uncertain=False)
+        rows = ledger.planned_batch("n2", "parents", after=0, size=5, states=SENDABLE)[1:4]  # rows that follow
+        batch = ledger.begin_batch(newsletter="n2", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
+                                   build_hash="h1", keys=[person.key for _, person, _ in rows])
+        ledger.batch_sent(batch, "n2", BatchKind.LIVE, message_id="m-n2")
+        sent = dict(ledger.conn.execute("SELECT address_key, state FROM sends WHERE state = 'sent'").fetchall())
+        assert sorted(sent) == ["p0@example.org", "p1@example.org", "p2@example.org", "p3@example.org",
+                                "p5@example.org", "q1@example.org", "q2@example.org", "q3@example.org"]
+        states = ledger.states("n2", ["q1@example.org", "q0@example.org"])
+        assert (states["q1@example.org"].message_id, states["q0@example.org"].state) == ("m-n2", SendState.PENDING)
