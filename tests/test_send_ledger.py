@@ -439,3 +439,21 @@ def test_a_batch_sent_marks_exactly_its_people_whether_or_not_their_rows_follow_
                                 "p5@example.org", "q1@example.org", "q2@example.org", "q3@example.org"]
         states = ledger.states("n2", ["q1@example.org", "q0@example.org"])
         assert (states["q1@example.org"].message_id, states["q0@example.org"].state) == ("m-n2", SendState.PENDING)
+
+
+def test_a_batch_is_on_disk_as_in_flight_before_its_request_goes(tmp_path):
+    """The ledger's connection syncs its log only at checkpoints (synchronous=NORMAL), so a power cut could take
+    back its last commits; the commit that says a batch is in flight is made with synchronous=FULL, which
+    syncs it and every commit before it, and the connection goes back to NORMAL afterwards."""
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan([planned("a@example.org")])
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        statements: list[str] = []
+        ledger.conn.set_trace_callback(statements.append)
+        ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="smtp",
+                           build_hash="h1", keys=["a@example.org"])
+        ledger.conn.set_trace_callback(None)
+        said = [sql.split()[0] + (" " + sql.split()[1] if sql.startswith("PRAGMA") else "") for sql in statements]
+        assert said.index("PRAGMA synchronous=FULL") < said.index("INSERT") < said.index("COMMIT") < said.index(
+            "PRAGMA synchronous=NORMAL")
+        assert ledger.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL again

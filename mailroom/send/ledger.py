@@ -609,18 +609,25 @@ class Ledger:
         """
         now = _now()
         span = None
-        with self._transaction() as conn:
-            people = None
-            if kind == BatchKind.LIVE:
-                rows = self._plan_rows(conn, newsletter, audience, keys, now)
-                people = json.dumps(rows)
-                if rows and max(rows) - min(rows) == len(rows) - 1 == len(set(rows)) - 1:
-                    span = (min(rows), max(rows))
-            cur = conn.execute(
-                "INSERT INTO send_batches (newsletter, audience, kind, transport, build_hash, size, state, "
-                "started_at, people, attempts) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?, 1)",
-                (newsletter, audience, kind, transport, build_hash, len(keys), now, people))
-            batch_id = int(cur.lastrowid or 0)
+        # This commit is on disk before the request goes: the connection's usual NORMAL syncs the WAL only at a
+        # checkpoint, so a power cut could take back "in flight" (and everything since the last checkpoint) and
+        # the next run would send these people again. FULL syncs it, with all the commits before.
+        self.conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._transaction() as conn:
+                people = None
+                if kind == BatchKind.LIVE:
+                    rows = self._plan_rows(conn, newsletter, audience, keys, now)
+                    people = json.dumps(rows)
+                    if rows and max(rows) - min(rows) == len(rows) - 1 == len(set(rows)) - 1:
+                        span = (min(rows), max(rows))
+                cur = conn.execute(
+                    "INSERT INTO send_batches (newsletter, audience, kind, transport, build_hash, size, state, "
+                    "started_at, people, attempts) VALUES (?, ?, ?, ?, ?, ?, 'in_flight', ?, ?, 1)",
+                    (newsletter, audience, kind, transport, build_hash, len(keys), now, people))
+                batch_id = int(cur.lastrowid or 0)
+        finally:
+            self.conn.execute("PRAGMA synchronous=NORMAL")
         if kind == BatchKind.LIVE:
             self._open_batches[batch_id] = _OpenBatch(newsletter, frozenset(keys), span=span)
         return batch_id
