@@ -699,8 +699,7 @@ class Ledger:
             # The message id is the batch's, kept once in its row (see _ADDED_SEND_COLUMNS).
             conn.execute("UPDATE send_batches SET message_id = COALESCE(?, message_id) WHERE batch_id = ?",
                          (message_id, batch_id))
-            conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
-                         (state, None, error, _now(), batch_id, newsletter, batch_id))
+            self._record_everyone(conn, batch_id, newsletter, state, error, _now())
         batch = self._open_batches.get(batch_id)
         if batch is not None:
             batch.recorded.update(batch.keys)
@@ -709,19 +708,24 @@ class Ledger:
         """The usual end of a batch: everyone in it accepted alike, and the batch over. ``record_batch`` and
         ``finish_batch`` in one transaction (a commit is a write to the WAL and its locks: one a batch fewer)."""
         now = _now()
-        batch = self._open_batches.get(batch_id)
         with self._transaction() as conn:
-            if kind == BatchKind.LIVE and batch is not None and batch.span is not None:
-                # The batch's rows are every row between its first and last (a first send's usual batch): found
-                # by that range, not by looking up each row of its list.
-                conn.execute(self._SET_OUTCOME + "WHERE rowid BETWEEN ? AND ? AND +newsletter = ?",
-                             (SendState.SENT, None, None, now, batch_id, *batch.span, newsletter))
-            elif kind == BatchKind.LIVE:
-                conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
-                             (SendState.SENT, None, None, now, batch_id, newsletter, batch_id))
+            if kind == BatchKind.LIVE:
+                self._record_everyone(conn, batch_id, newsletter, SendState.SENT, None, now)
             conn.execute("UPDATE send_batches SET state = ?, message_id = COALESCE(?, message_id), error = NULL, "
                          "finished_at = ? WHERE batch_id = ?", (BatchState.SENT, message_id, now, batch_id))
         self._open_batches.pop(batch_id, None)
+
+    def _record_everyone(self, conn: sqlite3.Connection, batch_id: int, newsletter: str, state: SendState,
+                         error: str | None, now: str) -> None:
+        """One outcome written to every row of a live batch: found by the rows' range when they are every row
+        between the batch's first and last (a first send's usual batch), else by the batch's list of rows."""
+        batch = self._open_batches.get(batch_id)
+        if batch is not None and batch.span is not None:
+            conn.execute(self._SET_OUTCOME + "WHERE rowid BETWEEN ? AND ? AND +newsletter = ?",
+                         (state, None, error, now, batch_id, *batch.span, newsletter))
+        else:
+            conn.execute(self._SET_OUTCOME + "WHERE " + self._IN_BATCH,
+                         (state, None, error, now, batch_id, newsletter, batch_id))
 
     def finish_batch(self, batch_id: int, state: BatchState, *, message_id: str | None = None,
                      error: str | None = None) -> None:

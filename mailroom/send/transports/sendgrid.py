@@ -650,18 +650,10 @@ def _batch_pieces(prepared: _Prepared, messages: Sequence[Message], addresses: S
         return [], []
     tail = prepared.unsubscribe_tail
     named = all(names)
-    by_field = {field: list(map(getter, messages)) for field, getter in _FIELD_OF_MESSAGE.items()
-                if field in prepared.fields}
+    fields, slots = _value_columns(prepared, messages)
     columns: list[Sequence[object]] = [
-        addresses, names if named else [name or _NO_NAME for name in names], list(map(_RECIPIENT_ID, messages)),
-        list(map(f"<%s{tail.replace('%', '%%')}".__mod__, map(_UNSUBSCRIBE_URL, messages)))]
-    for field, _ in prepared.html_keys:
-        column = by_field[field]
-        if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
-            column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in column]
-        columns.append(column)
-    for field, _ in prepared.text_keys:
-        columns.append(by_field[field])
+        addresses, names if named else [name or _NO_NAME for name in names], fields["recipient_id"],
+        list(map(f"<%s{tail.replace('%', '%%')}".__mod__, fields["unsubscribe_url"])), *slots]
     flat = chain.from_iterable(zip(*columns, strict=True))  # person by person, in template order
     strings = cast("list[str]", list(flat) if named else [string for string in flat if string is not _NO_NAME])
     templates = [prepared.templates[True]] * count if named else [prepared.templates[bool(name)] for name in names]
@@ -669,6 +661,23 @@ def _batch_pieces(prepared: _Prepared, messages: Sequence[Message], addresses: S
     pieces = strings if _json_as_is(" ".join(strings)) else _json_string("\0".join(strings))[1:-1].split("\\u0000")
     # (a value holding NUL, or the text "\u0000" itself, gives more pieces: the person-by-person way)
     return (templates, pieces) if len(pieces) == len(strings) else None
+
+
+def _value_columns(prepared: _Prepared, messages: Sequence[Message]) -> tuple[dict[str, list[str]], list[list[str]]]:
+    """A batch's values a column at a time: each field the email uses and the two every request carries (the
+    recipient id and the unsubscribe link), by name; and the columns of the template's HTML slots (values
+    escaped for HTML where someone's needs it) then its text slots. A field in both, escaped by nobody, is one
+    column, the same list twice."""
+    fields = {field: list(map(getter, messages)) for field, getter in _FIELD_OF_MESSAGE.items()
+              if field in prepared.fields or field in ("recipient_id", "unsubscribe_url")}
+    slots = []
+    for field, _ in prepared.html_keys:
+        column = fields[field]
+        if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
+            column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in column]
+        slots.append(column)
+    slots += [fields[field] for field, _ in prepared.text_keys]
+    return fields, slots
 
 
 def _named_columns(prepared: _Prepared, messages: Sequence[Message], addresses: Sequence[str],
@@ -680,17 +689,8 @@ def _named_columns(prepared: _Prepared, messages: Sequence[Message], addresses: 
     header's column is each person's link (its "<" and tail are the fragments' text). ``addresses`` must each be
     sendable as written (``_all_sendable_as_written``): none holds a character JSON escapes, so they are not
     looked over again."""
-    fields = {field: list(map(getter, messages)) for field, getter in _FIELD_OF_MESSAGE.items()
-              if field in prepared.fields}
-    urls = fields.get("unsubscribe_url") or list(map(_UNSUBSCRIBE_URL, messages))
-    columns: list[Sequence[str]] = [addresses, names, fields.get("recipient_id") or list(map(_RECIPIENT_ID, messages)),
-                                    urls]
-    for field, _ in prepared.html_keys:
-        column = fields[field]
-        if _any_html_special("".join(column)):  # someone's value needs escaping for HTML: theirs only
-            column = [html.escape(v) if _HTML_SPECIAL.search(v) else v for v in column]
-        columns.append(column)
-    columns += [fields[field] for field, _ in prepared.text_keys]
+    fields, slots = _value_columns(prepared, messages)
+    columns: list[Sequence[str]] = [addresses, names, fields["recipient_id"], fields["unsubscribe_url"], *slots]
     distinct = {id(column): column for column in columns}
     # Usually nothing for JSON to escape: each string is its own JSON
     if _json_as_is(" ".join([" ".join(column) for column in distinct.values() if column is not addresses])):
@@ -717,9 +717,8 @@ def _personalizations(prepared: _Prepared, messages: Sequence[Message], addresse
 
 
 _NO_NAME = object()  # a person without a name: their template has no slot for one
-# Each of RECIPIENT_FIELDS as read from a Message, and two of them by name.
+# Each of RECIPIENT_FIELDS as read from a Message.
 _FIELD_OF_MESSAGE = {field: attrgetter(field) for field in RECIPIENT_FIELDS}
-_RECIPIENT_ID, _UNSUBSCRIBE_URL = _FIELD_OF_MESSAGE["recipient_id"], _FIELD_OF_MESSAGE["unsubscribe_url"]
 
 # What json's encoder escapes in a string (ensure_ascii=False): a quote, a backslash, control characters.
 _JSON_ESCAPED = b'"\\' + bytes(range(32))
