@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 import sqlite3
 from pathlib import Path
 
@@ -402,11 +403,25 @@ def test_the_people_not_accepted_are_read_from_the_frozen_plan_in_plan_order(tmp
 
 
 def test_a_draft_of_hundreds_is_written_a_hundred_at_a_time_in_order_with_every_value(tmp_path):
-    """The draft takes a hundred people a statement: 250 people come back in their order, each with their own
-    values, the last 50 included; a row of the wrong shape is refused, not shifted into its neighbours."""
-    people = [PlannedPerson(f"p{i:03d}@example.org", f"P{i:03d}@Example.org", f"First{i}", f"Last{i}",
-                            "staff" if i % 7 == 0 else "parents", "parents", "pl" if i % 5 == 0 else "")
-              for i in range(250)]
+    """The draft takes a hundred people a statement: every person comes back in their order, each with their own
+    values, the last 50 included, whether their hundred shares a greeting list, version and language and has
+    every address as its own key (bound once each) or not; a row of the wrong shape is refused, not shifted
+    into its neighbours."""
+    def alike(i: int, version: str, language: str) -> PlannedPerson:
+        return PlannedPerson(f"a{i:03d}@example.org", f"a{i:03d}@example.org", f"First{i}", f"Last{i}", version,
+                             version, language)
+
+    mixed = [PlannedPerson(f"p{i:03d}@example.org", f"P{i:03d}@Example.org", f"First{i}", f"Last{i}",
+                           "staff" if i % 7 == 0 else "parents", "parents", "pl" if i % 5 == 0 else "")
+             for i in range(150)]
+    # Hundreds alike but for one value, a different one each time: each such hundred is bound value by value.
+    nearly = [alike(i, "parents", "") for i in range(1000, 1400)]
+    nearly[10] = nearly[10]._replace(email="A1010@Example.org")
+    nearly[120] = nearly[120]._replace(audience="staff")
+    nearly[230] = nearly[230]._replace(version="parents.pl")
+    nearly[399] = nearly[399]._replace(language="pl")
+    people = [*(alike(i, "parents", "") for i in range(100)), *mixed[:100], *nearly,
+              *(alike(i, "staff.pl", "pl") for i in range(200, 300)), *mixed[100:]]
     with Ledger(tmp_path / "l.sqlite3") as ledger:
         ledger.draft_plan(iter(people))
         drafted = ledger.conn.execute("SELECT address_key, email, first_name, last_name, greeting_list, version, "
@@ -415,6 +430,22 @@ def test_a_draft_of_hundreds_is_written_a_hundred_at_a_time_in_order_with_every_
         bad = [*people[:150], ("x@example.org", "x@example.org", "X"), *people[150:]]
         with pytest.raises(sqlite3.ProgrammingError):
             ledger.draft_plan(iter(bad))
+
+
+def test_newcomers_get_distinct_random_ids_of_32_hex_digits_that_stay_theirs(tmp_path):
+    """Each newcomer's opaque id is made when the plan is frozen: 128 random bits as 32 hex digits, a different
+    one for each person, and the same one at their next newsletter (old unsubscribe links keep working)."""
+    people = [planned(f"p{i}@example.org") for i in range(1000)]
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_plan(people)
+        ledger.freeze_plan("n1", build_hash="h1", composed_at="", resend_uncertain=False)
+        ids = ledger.recipient_ids([p.key for p in people])
+        assert all(re.fullmatch(r"[0-9A-F]{32}", rid) for rid in ids.values())
+        assert len(set(ids.values())) == 1000
+        ledger.draft_plan(people[:10])
+        ledger.freeze_plan("n2", build_hash="h2", composed_at="", resend_uncertain=False)
+        assert ledger.recipient_ids([p.key for p in people[:10]]) == {p.key: ids[p.key] for p in people[:10]}
+        assert re.fullmatch(r"[0-9A-F]{32}", ledger.recipient_ids(["new@example.org"])["new@example.org"])
 
 
 def test_a_batch_sent_marks_exactly_its_people_whether_or_not_their_rows_follow_each_other(tmp_path):
