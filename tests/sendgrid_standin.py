@@ -19,6 +19,7 @@ names that person's personalization (not a violation: the request itself was val
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -119,6 +120,10 @@ class SendGridStandIn:
         self.violations: list[str] = []
         self.message_ids: list[str] = []
         self.keep_bodies = True
+        # Connections are kept open between requests (HTTP/1.1), as SendGrid's are: how many were made, and the
+        # ones open now (``close_idle_connections`` ends them, as a server does after a while).
+        self.connections_made = 0
+        self._open_connections: set[Any] = set()
         # Called with the request's number (1 = the first) once a valid body arrived and before it is answered:
         # a test's way to make something happen mid-send (edit a file, store an unsubscribe, compose again).
         self.on_request: Callable[[int], None] | None = None
@@ -140,6 +145,13 @@ class SendGridStandIn:
     def release(self) -> None:
         """End every hang now."""
         self._released.set()
+
+    def close_idle_connections(self) -> None:
+        """Close every kept connection from this side, as a server does to one left idle."""
+        with self._lock:
+            for connection in list(self._open_connections):
+                with contextlib.suppress(OSError):  # already closed by the client
+                    connection.shutdown(2)
 
     def __enter__(self) -> SendGridStandIn:
         self._thread.start()
@@ -215,6 +227,17 @@ class SendGridStandIn:
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
 
+            def setup(self) -> None:
+                super().setup()
+                with standin._lock:
+                    standin.connections_made += 1
+                    standin._open_connections.add(self.connection)
+
+            def finish(self) -> None:
+                with standin._lock:
+                    standin._open_connections.discard(self.connection)
+                super().finish()
+
             def _answer(self, status: int, payload: Any = None, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
@@ -223,7 +246,6 @@ class SendGridStandIn:
                 if data:
                     self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
-                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -22,7 +22,7 @@ from mailroom.send.ledger import SendState
 from mailroom.send.transports.base import Batch, Delivery
 from mailroom.send.transports.sendgrid import SendGridTransport, categories_for, sendable_address
 from tests.send_project import API_KEY, SAMPLE, environ, many_people, send_project, send_py, settings_for
-from tests.sendgrid_standin import Answer, Problem, SendGridStandIn, sendgrid_format_checker
+from tests.sendgrid_standin import Answer, Problem, SendGridStandIn, sendgrid_format_checker, wait_until
 from tests.test_send_sendgrid import Run
 
 SENT, FAILED, UNCERTAIN = SendState.SENT, SendState.FAILED, SendState.UNCERTAIN
@@ -90,28 +90,138 @@ def test_a_non_ascii_mailbox_that_reaches_the_transport_is_refused_alone(project
     assert [d for k, d in result.deliveries.items() if k != "zoë@example.org"] == [Delivery.SENT] * 2
 
 
+def _batches(project: Path, settings, count: int, size: int = 30) -> list[Batch]:
+    version = make_version(load_build(project / "newsletters" / SAMPLE, root=project), settings, "parents")
+    people = many_people(count * size)
+    return [Batch(batch_id=b + 1, version=version, messages=tuple(
+        make_message(_Person(email, email, first, last, "parents"), f"rid{i}", settings)
+        for i, (email, first, last, _lists) in enumerate(people[b * size:(b + 1) * size], b * size)))
+        for b in range(count)]
+
+
 def test_a_request_body_goes_whole_and_never_into_a_debug_log(project, sg, caplog) -> None:
-    """The body is handed to the library as a view of its bytes: the stand-in gets exactly those bytes, and the
-    library's debug log line for the payload names nobody (as bytes it would hold every address and name)."""
+    """The stand-in gets exactly the body's bytes, and no log line holds anyone's address or name (the
+    library's debug log is not even on the way: the request goes over mailroom's kept connection)."""
     import logging
 
     from mailroom.send.transports.sendgrid import _serialise
 
     settings = settings_for(project, transport="sendgrid", host=sg.url)
     transport = SendGridTransport(settings)
-    version = make_version(load_build(project / "newsletters" / SAMPLE, root=project), settings, "parents")
-    messages = tuple(make_message(_Person(email, email, first, last, "parents"), f"rid{i}", settings)
-                     for i, (email, first, last, _lists) in enumerate(many_people(30)))
-    batch = Batch(batch_id=1, version=version, messages=messages)
-    prepared = transport._prepare(version, False)
+    [batch] = _batches(project, settings, 1)
+    prepared = transport._prepare(batch.version, False)
     expected = _serialise(prepared, transport.people(batch, prepared)[0])
-    with caplog.at_level(logging.DEBUG, logger="python_http_client"):
+    with caplog.at_level(logging.DEBUG):
         result = transport.send_batch(batch)
     assert set(result.deliveries.values()) == {Delivery.SENT}
     assert sg.body_sizes == [len(expected)] and sg.requests == [json.loads(expected)]
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert "PAYLOAD" in logged  # the library did log the request
-    assert not any(m.email in logged or m.name in logged for m in messages)
+    assert not any(m.email in logged or m.name in logged for m in batch.messages)
+
+
+def test_batches_share_one_connection_and_a_closed_one_is_replaced_before_a_request(project, sg) -> None:
+    """One connection carries batch after batch (a new one per request would be a TLS handshake each). One the
+    server closed while it sat idle is noticed before the next request, which goes on a new connection and is
+    sent: not "uncertain", as a request lost on a dead connection would be."""
+    settings = settings_for(project, transport="sendgrid", host=sg.url)
+    transport = SendGridTransport(settings)
+    batches = _batches(project, settings, 4)
+    for batch in batches[:3]:
+        assert set(transport.send_batch(batch).deliveries.values()) == {Delivery.SENT}
+    assert (sg.request_count, sg.connections_made) == (3, 1)
+    sg.close_idle_connections()
+    assert wait_until(lambda: not sg._open_connections)
+    assert set(transport.send_batch(batches[3]).deliveries.values()) == {Delivery.SENT}
+    assert (sg.request_count, sg.connections_made) == (4, 2)
+    assert sum(sg.received.values()) == 120 and set(sg.received.values()) == {1}
+    transport.close()
+    assert wait_until(lambda: not sg._open_connections)  # closed when the send is over
+
+
+def test_a_connection_idle_too_long_is_not_reused(sg) -> None:
+    """A connection idle longer than servers keep one is closed and a new one made, even if it looks open."""
+    from mailroom.send.transports.sendgrid_http import IDLE_SECONDS, SendGridConnection
+
+    now = [1000.0]
+    connection = SendGridConnection(sg.url, {"Authorization": f"Bearer {API_KEY}"}, 10, clock=lambda: now[0])
+    body = json.dumps({"personalizations": [{"to": [{"email": "a@example.org"}]}],
+                       "from": {"email": "office@example.org"}, "subject": "Hi",
+                       "content": [{"type": "text/plain", "value": "Hello"}]}).encode()
+    for wait in (0.0, IDLE_SECONDS - 1, IDLE_SECONDS + 1):
+        now[0] += wait
+        assert connection.post(body, "application/json", str).status_code == 202
+    assert (connection.connections_made, sg.connections_made) == (2, 2)
+    connection.close()
+
+
+class _ForwardingProxy:
+    """An HTTP proxy on 127.0.0.1 that forwards each request to where its absolute URL says, noting that URL."""
+
+    def __init__(self) -> None:
+        import http.client
+        import threading
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                seen.append(self.path)
+                target = urllib.parse.urlsplit(self.path)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                upstream = http.client.HTTPConnection(target.netloc, timeout=10)
+                upstream.request("POST", target.path, body, {k: v for k, v in self.headers.items()
+                                                             if k.lower() not in ("connection", "proxy-connection")})
+                answer = upstream.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for name, value in answer.getheaders():
+                    if name.lower() not in ("connection", "transfer-encoding", "content-length"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                upstream.close()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_proxy_set_for_the_host_is_used_and_the_library_log_names_nobody(project, sg, caplog,
+                                                                           monkeypatch) -> None:
+    """A school behind a proxy (HTTP_PROXY, HTTPS_PROXY) sends through it, as the library does: the request
+    goes the library's way, and the library's debug log line for the payload names nobody (the body is
+    handed to it as a view of its bytes)."""
+    import logging
+
+    proxy = _ForwardingProxy()
+    try:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("http_proxy", proxy.url)
+        settings = settings_for(project, transport="sendgrid", host=sg.url)
+        transport = SendGridTransport(settings)
+        [batch] = _batches(project, settings, 1)
+        with caplog.at_level(logging.DEBUG, logger="python_http_client"):
+            result = transport.send_batch(batch)
+        assert set(result.deliveries.values()) == {Delivery.SENT}
+        assert proxy.seen == [f"{sg.url}/v3/mail/send"] and sg.request_count == 1
+        logged = "\n".join(record.getMessage() for record in caplog.records)
+        assert "PAYLOAD" in logged  # the library did log the request
+        assert not any(m.email in logged or m.name in logged for m in batch.messages)
+    finally:
+        proxy.close()
 
 
 class _Person(NamedTuple):

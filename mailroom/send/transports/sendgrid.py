@@ -36,7 +36,6 @@ from itertools import chain, repeat
 from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
-from python_http_client import Client
 from python_http_client.exceptions import HTTPError
 
 from mailroom.addresses import normalise_address
@@ -45,6 +44,7 @@ from mailroom.secrets import mask
 from mailroom.send.personalize import html_values
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
 from mailroom.send.transports.mime import embed_images, list_unsubscribe
+from mailroom.send.transports.sendgrid_http import SendGridConnection
 from mailroom.settings import Settings
 from mailroom.tokens import RECIPIENT_FIELDS, token
 
@@ -266,7 +266,7 @@ class SendGridTransport(Transport):
         self.max_request_bytes = max_request_bytes  # SendGrid's 30 MB; smaller only in tests
         self.max_batch_size = min(settings.sendgrid.batch_size, MAX_PERSONALIZATIONS)
         self.clock = clock
-        self._client: Any = None  # a python_http_client Client: its endpoints are built by attribute
+        self._http: SendGridConnection | None = None
         self._prepared: dict[tuple[Version, bool], _Prepared] = {}
 
     def describe(self) -> str:
@@ -274,16 +274,18 @@ class SendGridTransport(Transport):
 
     def open(self) -> None:
         sg = self.settings.sendgrid
-        # The sendgrid library's own HTTP client, set up as its SendGridAPIClient does (the same base URL, API
-        # version and headers) but without importing the sendgrid package: its helpers (cryptography, for
-        # the event webhook's signatures) cost every send some 80 million instructions of start-up.
-        self._client = Client(host=sg.host, version=3, request_headers={
-            "Authorization": f"Bearer {sg.api_key.reveal()}", "User-Agent": _USER_AGENT, "Accept": "application/json"})
-        # The library waits forever by default; a stuck request must end (as "uncertain").
-        self._client.timeout = sg.timeout_seconds
+        # The headers the sendgrid library's SendGridAPIClient sets (the same base URL and API version are in
+        # SendGridConnection), without importing the sendgrid package: its helpers (cryptography, for the event
+        # webhook's signatures) cost every send some 80 million instructions of start-up. The library waits
+        # forever by default; a stuck request must end (as "uncertain").
+        self._http = SendGridConnection(sg.host, {
+            "Authorization": f"Bearer {sg.api_key.reveal()}", "User-Agent": _USER_AGENT, "Accept": "application/json"},
+            sg.timeout_seconds)
 
     def close(self) -> None:
-        self._client = None
+        if self._http is not None:
+            self._http.close()
+        self._http = None
 
     def address_problem(self, email: str) -> str | None:
         """Asked at the plan: an address SendGrid cannot take (an accented mailbox name has no ASCII form;
@@ -499,14 +501,11 @@ class SendGridTransport(Transport):
     def _post(self, payload: bytes, people: int) -> str | None:
         """One request of ``people`` people; the X-Message-Id on success, ``_PeopleRefused`` or ``TransportError``
         otherwise."""
-        if self._client is None:
+        if self._http is None:
             self.open()
-        assert self._client is not None
-        body = _RequestBody(payload)
+        assert self._http is not None
         try:
-            # A str body with a non-default Content-Type is sent as given: UTF-8, the size counted above.
-            response = self._client.mail.send.post(
-                request_body=body, request_headers={"Content-Type": _CONTENT_TYPE})
+            response = self._http.post(payload, _CONTENT_TYPE, _RequestBody)
         except HTTPError as exc:
             raise self._http_error(exc, people) from None
         except urllib.error.URLError as exc:
@@ -575,7 +574,8 @@ class SendGridTransport(Transport):
 
 
 class _RequestBody(str):
-    """The JSON body, already UTF-8, as the ``sendgrid`` library takes it: a str it encodes before sending.
+    """The JSON body, already UTF-8, as the ``sendgrid`` library takes it: a str it encodes before sending (the
+    way through a proxy, ``sendgrid_http``; the kept connection sends the bytes themselves).
 
     The text of this str is only a note of the size; ``encode`` gives the body's bytes, as a memoryview of the
     bytes made once by ``_usual_request`` or ``_serialise``. python_http_client (under the library) formats every
