@@ -73,7 +73,7 @@ def test_a_batch_in_flight_writes_its_people_once_and_its_outcome_carries_the_ba
         raw = "SELECT address_key, state, batch_id, build_hash, message_id FROM sends ORDER BY rowid"
         before = ledger.conn.execute(raw).fetchall()
         batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
-                                   build_hash="h1", keys=[person.key for _, person, _ in rows])
+                                   build_hash="h1", keys=rows.keys)
         assert ledger.conn.execute(raw).fetchall() == before  # nobody's row rewritten before the request
         ledger.record_batch(batch, "n1", BatchKind.LIVE, SendState.SENT, message_id="m1")
         assert [tuple(r) for r in ledger.conn.execute(raw)] == [
@@ -264,8 +264,8 @@ def test_a_frozen_plan_keeps_who_has_it_leaves_out_who_left_and_takes_back_who_r
         assert by_state(ledger.plan_figures("n1", resend_uncertain=False)) == {SendState.LEFT_OUT: 1}
         ledger.freeze_plan("n1", build_hash="h2", composed_at=composed, resend_uncertain=False)
         rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
-        assert [(person.key, person.version) for _, person, _ in rows] == [("b@example.org", "parents")]
-        assert all(rid and len(rid) == 32 for _, _, rid in rows)  # its opaque id was made at freeze
+        assert [(person.key, person.version) for person in rows.people()] == [("b@example.org", "parents")]
+        assert all(rid and len(rid) == 32 for rid in rows.recipient_ids)  # its opaque id was made at freeze
         assert ledger.counts("n1") == {SendState.SENT: 1, SendState.LEFT_OUT: 2, SendState.PENDING: 1}
 
 
@@ -295,7 +295,7 @@ def test_a_ledger_from_before_the_batch_index_change_is_upgraded_and_still_recor
         assert "sends_by_state" not in indexes and "sends_by_batch" not in indexes
         rows = ledger.planned_batch("n1", "parents", after=0, size=10, states=SENDABLE)
         batch = ledger.begin_batch(newsletter="n1", audience="parents", kind=BatchKind.LIVE, transport="outbox",
-                                   build_hash="h1", keys=[person.key for _, person, _ in rows])
+                                   build_hash="h1", keys=rows.keys)
         ledger.record_batch(batch, "n1", BatchKind.LIVE, SendState.SENT, message_id="m1")
         assert ledger.counts("n1") == {"sent": 2}
         assert ledger.sent_recently("outbox", "2000-01-01T00:00:00Z") == 2
@@ -365,11 +365,11 @@ def test_batches_are_read_in_plan_order_per_version_among_other_newsletters_rows
         for version in ("parents", "staff"):
             after = 0
             while rows := ledger.planned_batch("n1", version, after=after, size=3, states=SENDABLE):
-                after = rows[-1][0]
-                read.setdefault(version, []).extend(person.email for _, person, _ in rows)
-                assert {(p.audience, p.version, p.language) for _, p, _ in rows if p.key != "p5@example.org"} == {
+                after = rows.rows[-1]
+                read.setdefault(version, []).extend(rows.emails)
+                assert {(p.audience, p.version, p.language) for p in rows.people() if p.key != "p5@example.org"} == {
                     (version, version, "")}
-                assert [(p.audience, p.version) for _, p, _ in rows if p.key == "p5@example.org"] in (
+                assert [(p.audience, p.version) for p in rows.people() if p.key == "p5@example.org"] in (
                     [], [("staff", "parents")])
         assert read == {"parents": [f"p{i}@example.org" if i != 4 else "P4@Example.org" for i in range(12) if i % 3],
                         "staff": [f"p{i}@example.org" for i in range(0, 12, 3)]}
@@ -457,13 +457,13 @@ def test_a_batch_sent_marks_exactly_its_people_whether_or_not_their_rows_follow_
         for version, size in (("parents", 2), ("staff", 3)):  # parents' rows are every other row
             rows = ledger.planned_batch("n1", version, after=0, size=size, states=SENDABLE)
             batch = ledger.begin_batch(newsletter="n1", audience=version, kind=BatchKind.LIVE, transport="sendgrid",
-                                       build_hash="h1", keys=[person.key for _, person, _ in rows])
+                                       build_hash="h1", keys=rows.keys)
             ledger.batch_sent(batch, "n1", BatchKind.LIVE, message_id=f"m-{version}")
         ledger.draft_plan([planned(f"q{i}@example.org") for i in range(5)])
         ledger.freeze_plan("n2", build_hash="h1", composed_at="", resend_uncertain=False)
-        rows = ledger.planned_batch("n2", "parents", after=0, size=5, states=SENDABLE)[1:4]  # rows that follow
+        rows = ledger.planned_batch("n2", "parents", after=0, size=5, states=SENDABLE)
         batch = ledger.begin_batch(newsletter="n2", audience="parents", kind=BatchKind.LIVE, transport="sendgrid",
-                                   build_hash="h1", keys=[person.key for _, person, _ in rows])
+                                   build_hash="h1", keys=rows.keys[1:4])  # rows that follow each other
         ledger.batch_sent(batch, "n2", BatchKind.LIVE, message_id="m-n2")
         sent = dict(ledger.conn.execute("SELECT address_key, state FROM sends WHERE state = 'sent'").fetchall())
         assert sorted(sent) == ["p0@example.org", "p1@example.org", "p2@example.org", "p3@example.org",

@@ -21,8 +21,9 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
-from typing import Protocol
+from functools import partial
+from itertools import repeat
+from typing import Protocol, cast
 
 from mailroom.addresses import address_key, normalise_address
 from mailroom.audience.lists import PackedRecipients
@@ -38,6 +39,7 @@ from mailroom.send.ledger import (
     Outcome,
     PlanFigures,
     PlanGroup,
+    PlannedBatch,
     PlannedPerson,
     PlanRow,
     SendState,
@@ -153,21 +155,47 @@ class MessageMaker:
         return self.many([(person, recipient_id)])[0]
 
     def many(self, people: Iterable[tuple[Person, str]]) -> list[Message]:
-        """A message for each (person, their opaque id), in one loop: this runs for every person of a send.
+        """A message for each (person, their opaque id)."""
+        pairs = list(people)
+        if not pairs:
+            return []
+        persons, recipient_ids = zip(*pairs, strict=True)
+        return self.columns([p.key for p in persons], [p.email for p in persons], [p.first_name for p in persons],
+                            [p.last_name for p in persons], [p.audience for p in persons], recipient_ids)
 
-        The values are recipient_values' (a test holds them equal), made inline: the keyword call, the
-        URL's replace and a call per person were most of the cost.
+    def batch(self, batch: PlannedBatch, recipient_ids: Sequence[str]) -> list[Message]:
+        """The messages of a batch of the plan (``recipient_ids``: the batch's, each made by now)."""
+        return self.columns(batch.keys, batch.emails, batch.first_names, batch.last_names, batch.greeting_list_of(),
+                            recipient_ids)
+
+    def columns(self, keys: Sequence[str], emails: Sequence[str], first_names: Sequence[str],
+                last_names: Sequence[str], greeting_lists: Sequence[str],
+                recipient_ids: Sequence[str]) -> list[Message]:
+        """A message for each person, from their fields a column at a time: this runs for every person of a send.
+
+        The values are recipient_values' (a test holds them equal). Each column is made by one map in C where
+        everyone is alike (all have a first and a last name, the usual batch), so there is no Python step per
+        person; the tuple of each message is made in C too.
         """
-        greetings, url_parts, new = self.greetings, self.unsubscribe_url_parts, tuple.__new__
-        made = []
-        for person, recipient_id in people:
-            first = person.first_name.strip()
-            last = person.last_name.strip()
-            greeting = DEAR + first if first else greetings.get(person.audience, "Hello")
-            name = f"{first} {last}" if first and last else first or last
-            made.append(new(Message, (person.key, person.email, name, recipient_id, greeting, first, last,
-                                      recipient_id.join(url_parts))))  # no Python call
-        return made
+        firsts = list(map(str.strip, first_names))
+        lasts = list(map(str.strip, last_names))
+        if all(firsts):
+            greetings = list(map(DEAR.__add__, firsts))
+        else:
+            own = self.greetings
+            greetings = [DEAR + first if first else own.get(listed, "Hello")
+                         for first, listed in zip(firsts, greeting_lists, strict=True)]
+        if all(firsts) and all(lasts):
+            names = list(map(" ".join, zip(firsts, lasts, strict=True)))
+        else:
+            names = [f"{first} {last}" if first and last else first or last
+                     for first, last in zip(firsts, lasts, strict=True)]
+        urls = map(str.join, recipient_ids, repeat(self.unsubscribe_url_parts))
+        return list(map(_new_message, zip(keys, emails, names, recipient_ids, greetings, firsts, lasts, urls,
+                                          strict=True)))
+
+
+_new_message = partial(tuple.__new__, Message)  # a Message from a tuple of its fields, with no Python call
 
 
 # --- the plan -------------------------------------------------------------------------------------------
@@ -280,9 +308,6 @@ def _school_language(build: FrozenBuild, audience: str, language: str) -> bool:
     return bool(own) and own.split("-")[0].lower() == language.split("-")[0].lower()
 
 
-_PERSON_KEY = itemgetter(0)  # a PlannedPerson's key (its first field), read in C
-
-
 class PlannedBatches:
     """The run's batches, read from the plan in the ledger (never the lists file) just in time.
 
@@ -309,25 +334,22 @@ class PlannedBatches:
         for slug in self.versions:
             version = make_version(self.build, self.settings, slug)
             after = 0
-            while rows := read(self.build.slug, slug, after=after, size=self.size, states=self.states):
-                after = rows[-1][0]
-                _, people, recipient_ids = zip(*rows, strict=True)  # columns, taken apart in C
-                barred = self.screen(list(map(_PERSON_KEY, people)))
+            while batch := read(self.build.slug, slug, after=after, size=self.size, states=self.states):
+                after = batch.rows[-1]
+                barred = self.screen(batch.keys)
                 if barred:
                     if not self.from_draft:
                         self.ledger.leave_out(self.build.slug, barred)
                     self.left_out.update(barred.values())
-                    kept = [(person, rid) for person, rid in zip(people, recipient_ids, strict=True)
-                            if person.key not in barred]
-                    if not kept:
+                    batch = batch.only([key not in barred for key in batch.keys])
+                    if not batch.keys:
                         continue
-                    people, recipient_ids = zip(*kept, strict=True)
+                recipient_ids = batch.recipient_ids
                 if None in recipient_ids:  # people with no opaque id yet (a sandbox run, a rare clash): made now
-                    ids = self.ledger.recipient_ids([person.key for person, rid in zip(people, recipient_ids,
-                                                                                       strict=True) if not rid])
-                    recipient_ids = tuple(rid or ids[person.key] for person, rid in zip(people, recipient_ids,
-                                                                                        strict=True))
-                yield version, make.many(zip(people, recipient_ids, strict=True))
+                    ids = self.ledger.recipient_ids([key for key, rid in zip(batch.keys, recipient_ids, strict=True)
+                                                     if not rid])
+                    recipient_ids = [rid or ids[key] for key, rid in zip(batch.keys, recipient_ids, strict=True)]
+                yield version, make.batch(batch, cast("Sequence[str]", recipient_ids))
 
 
 # --- retries --------------------------------------------------------------------------------------------

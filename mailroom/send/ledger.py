@@ -33,8 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import partial
-from itertools import chain, islice, repeat
+from itertools import chain, compress, islice
 from pathlib import Path
 from typing import NamedTuple
 
@@ -269,6 +268,39 @@ class PlannedPerson(NamedTuple):
     audience: str  # the list whose greeting and settings their copy uses (dispatch.Person)
     version: str  # the slug of the version they get
     language: str = ""  # the language the lists file asks for ("" the school's); the version may differ
+
+
+class PlannedBatch(NamedTuple):
+    """The next people of a frozen plan for one version, a column each, in plan order: what a batch's messages
+    are made from with no object per person (a tuple per person, made and taken apart again, cost more
+    than reading them). ``greeting_lists`` is None when everyone's is the version's own list."""
+
+    rows: Sequence[int]  # their plan rows (sends.rowid; the draft's seq for a sandbox run)
+    keys: Sequence[str]
+    emails: Sequence[str]  # the address as sent
+    first_names: Sequence[str]
+    last_names: Sequence[str]
+    greeting_lists: Sequence[str] | None
+    recipient_ids: Sequence[str | None]  # None: no opaque id yet (a sandbox run's newcomer)
+    version: str
+
+    def greeting_list_of(self) -> Sequence[str]:
+        """Each person's greeting list."""
+        return [self.version] * len(self.keys) if self.greeting_lists is None else self.greeting_lists
+
+    def people(self) -> list[PlannedPerson]:
+        """The batch a person at a time."""
+        return [PlannedPerson(key, email, first, last, greeting, self.version) for key, email, first, last, greeting
+                in zip(self.keys, self.emails, self.first_names, self.last_names, self.greeting_list_of(),
+                       strict=True)]
+
+    def only(self, kept: Sequence[bool]) -> PlannedBatch:
+        """The batch without the people whose ``kept`` is false."""
+        greeting_lists = None if self.greeting_lists is None else list(compress(self.greeting_lists, kept))
+        return PlannedBatch(list(compress(self.rows, kept)), list(compress(self.keys, kept)),
+                            list(compress(self.emails, kept)), list(compress(self.first_names, kept)),
+                            list(compress(self.last_names, kept)), greeting_lists,
+                            list(compress(self.recipient_ids, kept)), self.version)
 
 
 @dataclass(frozen=True)
@@ -528,9 +560,9 @@ class Ledger:
         return left
 
     def planned_batch(self, newsletter: str, version: str, *, after: int, size: int,
-                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
-        """The next ``size`` people of the frozen plan for ``version`` in ``states``, after row ``after``:
-        (row, person, recipient id or None). Where they are is remembered, so ``begin_batch`` finds them by row."""
+                      states: Sequence[SendState]) -> PlannedBatch | None:
+        """The next ``size`` people of the frozen plan for ``version`` in ``states``, after row ``after`` (None:
+        nobody left). Where they are is remembered, so ``begin_batch`` finds them by row."""
         marks = ",".join("?" * len(states))
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: this runs once per person of a send
@@ -545,29 +577,30 @@ class Ledger:
             "ORDER BY s.rowid LIMIT ?", (newsletter, version, after, *states, size)).fetchall()
         if not found:
             self._rows_read = (newsletter, {})
-            return []
-        # A column at a time, and each person made from their column values in C: no Python step per person.
+            return None
+        # A column at a time, taken apart in C: no Python step per person.
         row_ids, keys, emails, first_names, last_names, greetings, recipient_ids = zip(*found, strict=True)
         addresses = tuple(email or key for email, key in zip(emails, keys, strict=True)) if any(emails) else keys
-        greeting_lists = (tuple(greeting or version for greeting in greetings) if any(greetings)
-                          else repeat(version))
-        people = map(partial(tuple.__new__, PlannedPerson), zip(
-            keys, addresses, first_names, last_names, greeting_lists, repeat(version), repeat(""), strict=False))
+        greeting_lists = tuple(greeting or version for greeting in greetings) if any(greetings) else None
         self._rows_read = (newsletter, dict(zip(keys, row_ids, strict=True)))
-        return list(zip(row_ids, people, recipient_ids, strict=True))
+        return PlannedBatch(row_ids, keys, addresses, first_names, last_names, greeting_lists, recipient_ids, version)
 
     def drafted_batch(self, newsletter: str, version: str, *, after: int, size: int,
-                      states: Sequence[SendState]) -> list[tuple[int, PlannedPerson, str | None]]:
+                      states: Sequence[SendState]) -> PlannedBatch | None:
         """As ``planned_batch``, from the draft (a sandbox run freezes nothing): no row yet, or in ``states``."""
         marks = ",".join("?" * len(states))
         # Made at the first read (only a sandbox run reads the draft back).
         self.conn.execute("CREATE INDEX IF NOT EXISTS temp.plan_draft_by_version ON plan_draft (version)")
-        return [(r[0], PlannedPerson(r[1], r[2], r[3], r[4], r[5], version), r[6]) for r in self.conn.execute(
+        found = self.conn.execute(
             "SELECT d.seq, d.address_key, d.email, d.first_name, d.last_name, d.greeting_list, r.recipient_id "
             "FROM plan_draft d LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key "
             "LEFT JOIN recipients r ON r.address_key = d.address_key "
             f"WHERE d.version = ? AND d.seq > ? AND (s.state IS NULL OR s.state IN ('left_out', {marks})) "
-            "ORDER BY d.seq LIMIT ?", (newsletter, version, after, *states, size))]
+            "ORDER BY d.seq LIMIT ?", (newsletter, version, after, *states, size)).fetchall()
+        if not found:
+            return None
+        seqs, keys, emails, first_names, last_names, greeting_lists, recipient_ids = zip(*found, strict=True)
+        return PlannedBatch(seqs, keys, emails, first_names, last_names, greeting_lists, recipient_ids, version)
 
     def leave_out(self, newsletter: str, reasons: Mapping[str, str]) -> None:
         """People of the plan who must not be sent after all (e.g. suppressed mid-send), with why."""
