@@ -80,8 +80,8 @@ SENDABLE_RESENDING = (*SENDABLE, SendState.UNCERTAIN, SendState.IN_FLIGHT)
 _CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
 _DRAFT_ROWS = 100  # people per INSERT of a draft plan (7 values each: under SQLite's limit of 32,766)
 # The rows of such an INSERT when the address is the key and the last three values are everyone's: numbered
-# parameters, so the key binds once for two columns and the three shared values once for all.
-_ALIKE_ROWS = ",".join(f"(?{3 * i + 1}, ?{3 * i + 1}, ?{3 * i + 2}, ?{3 * i + 3}, "
+# parameters, so the three shared values bind once for all, and no address (NULL: the key is the address).
+_ALIKE_ROWS = ",".join(f"(?{3 * i + 1}, NULL, ?{3 * i + 2}, ?{3 * i + 3}, "
                        f"?{3 * _DRAFT_ROWS + 1}, ?{3 * _DRAFT_ROWS + 2}, ?{3 * _DRAFT_ROWS + 3})"
                        for i in range(_DRAFT_ROWS))
 
@@ -457,7 +457,8 @@ class Ledger:
         self.conn.execute("DROP TABLE IF EXISTS temp.plan_draft")
         self.conn.execute(
             "CREATE TEMP TABLE plan_draft (seq INTEGER PRIMARY KEY, address_key TEXT NOT NULL, "
-            "email TEXT NOT NULL, first_name TEXT NOT NULL, last_name TEXT NOT NULL, greeting_list TEXT NOT NULL, "
+            "email TEXT, "  # NULL: the address is the key
+            "first_name TEXT NOT NULL, last_name TEXT NOT NULL, greeting_list TEXT NOT NULL, "
             "version TEXT NOT NULL, language TEXT NOT NULL)")
         insert = ("INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, "
                   "language) VALUES ")
@@ -592,7 +593,8 @@ class Ledger:
         # Made at the first read (only a sandbox run reads the draft back).
         self.conn.execute("CREATE INDEX IF NOT EXISTS temp.plan_draft_by_version ON plan_draft (version)")
         found = self.conn.execute(
-            "SELECT d.seq, d.address_key, d.email, d.first_name, d.last_name, d.greeting_list, r.recipient_id "
+            "SELECT d.seq, d.address_key, COALESCE(d.email, d.address_key), d.first_name, d.last_name, "
+            "d.greeting_list, r.recipient_id "
             "FROM plan_draft d LEFT JOIN sends s ON s.newsletter = ? AND s.address_key = d.address_key "
             "LEFT JOIN recipients r ON r.address_key = d.address_key "
             f"WHERE d.version = ? AND d.seq > ? AND (s.state IS NULL OR s.state IN ('left_out', {marks})) "
