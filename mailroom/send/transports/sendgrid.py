@@ -28,7 +28,7 @@ import re
 import socket
 import time
 import urllib.error
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message as HeaderBlock
 from email.utils import parsedate_to_datetime
@@ -480,12 +480,16 @@ class SendGridTransport(Transport):
             # The List-Unsubscribe header's string is its link with "<" and the tail (``_Prepared.fragments``).
             if not prepared.fits_any_person(max(*longest.values(), longest[id(columns[3])] + prepared.header_extra)):
                 return None
-            # The template's fixed text between the columns' strings, person after person, joined once.
-            fragments = prepared.fragments
-            interleaved: list[Iterable[str]] = [chain((prepared.first_fragment,), repeat(prepared.next_fragment))]
-            for column, fragment in zip(columns, fragments[1:], strict=True):
-                interleaved += [column, repeat(fragment)]
-            people = "".join(chain.from_iterable(zip(*interleaved, strict=False))).encode()
+            # The template's fixed text between the columns' strings, person after person, joined once. The
+            # pieces are laid out by slice assignments, a column at a time (no tuple made per person).
+            count, fragments = len(messages), prepared.fragments
+            width = 2 * len(columns) + 1
+            pieces: list[str] = [prepared.next_fragment] * (width * count)
+            pieces[0] = prepared.first_fragment
+            for at, (column, fragment) in enumerate(zip(columns, fragments[1:], strict=True)):
+                pieces[2 * at + 1::width] = column
+                pieces[2 * at + 2::width] = [fragment] * count
+            people = "".join(pieces).encode()
         else:
             found = _batch_pieces(prepared, messages, addresses, names)
             if found is None:
