@@ -432,6 +432,20 @@ def test_a_draft_of_hundreds_is_written_a_hundred_at_a_time_in_order_with_every_
             ledger.draft_plan(iter(bad))
 
 
+def test_a_draft_given_in_chunks_of_any_size_holds_everyone_in_order(tmp_path):
+    """The planner gives its people a chunk at a time, as columns, in chunks that are not whole hundreds: those
+    short of a statement wait for the next chunk, and everyone is drafted once, in order, with their values."""
+    people = [PlannedPerson(f"p{i:04d}@example.org", f"p{i:04d}@example.org", f"First{i}", f"Last{i}",
+                            "parents", "parents", "") for i in range(1300)]
+    people[700] = people[700]._replace(email="P0700@Example.org", audience="staff")  # a hundred not alike
+    chunks = [people[0:512], people[512:549], people[549:1250], people[1250:]]
+    with Ledger(tmp_path / "l.sqlite3") as ledger:
+        ledger.draft_columns(tuple(zip(*chunk, strict=True)) for chunk in chunks)
+        drafted = ledger.conn.execute("SELECT address_key, COALESCE(email, address_key), first_name, last_name, "
+                                      "greeting_list, version, language FROM plan_draft ORDER BY seq").fetchall()
+        assert [tuple(row) for row in drafted] == [tuple(person) for person in people]
+
+
 def test_newcomers_get_distinct_random_ids_of_32_hex_digits_that_stay_theirs(tmp_path):
     """Each newcomer's opaque id is made when the plan is frozen: 128 random bits as 32 hex digits, a different
     one for each person, and the same one at their next newsletter (old unsubscribe links keep working)."""

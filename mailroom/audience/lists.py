@@ -318,11 +318,11 @@ class PackedRecipients(Sequence[Recipient]):
             self._group_sizes[int(index_of[name])] += people
         self._rows.extend(rows)
 
-    def planned(self, version_of: Callable[[str, str], str]) -> Iterator[tuple[str, str, str, str, str, str, str]]:
-        """Each person in order as (key, email, first name, last name, greeting list, version, language), the
-        version being ``version_of(their lists' version, their language)``, worked out once per group:
-        what the send's plan is drafted from, without a ``Recipient`` made per person. A chunk of people at a
-        time, a column per field, the tuples made by zip (a Python step per person cost 0.4 µs)."""
+    def planned(self, version_of: Callable[[str, str], str]) -> Iterator[tuple[Sequence[str], ...]]:
+        """The people in order, a chunk at a time as columns (key, email, first name, last name, greeting list,
+        version, language), the version being ``version_of(their lists' version, their language)``, worked out
+        once per group: what the send's plan is drafted from, with no object or tuple made per person (a
+        Python step per person cost 0.4 µs)."""
         chosen: dict[str, tuple[str, str, str]] = {}  # group index (as packed) -> (greeting list, version, language)
 
         def group(index_text: str) -> tuple[str, str, str]:
@@ -336,14 +336,16 @@ class PackedRecipients(Sequence[Recipient]):
         for start in range(0, len(rows), _CHUNK_ROWS):
             chunk = rows[start:start + _CHUNK_ROWS]
             if unpackable and any(start <= at < start + len(chunk) for at in unpackable):
+                people = []
                 for at, packed in enumerate(chunk, start):
                     if at in unpackable:
                         p = unpackable[at]
-                        yield (p.key, p.email, p.first_name, p.last_name, p.audience,
-                               version_of(p.version, p.language), p.language)
+                        people.append((p.key, p.email, p.first_name, p.last_name, p.audience,
+                                       version_of(p.version, p.language), p.language))
                     else:
                         email, key, first_name, last_name, _line, index_text = packed.split(_SEP)
-                        yield (key or email, email, first_name, last_name, *group(index_text))
+                        people.append((key or email, email, first_name, last_name, *group(index_text)))
+                yield tuple(zip(*people, strict=True))
                 continue
             fields = _SEP.join(chunk).split(_SEP)  # six a person (``add``)
             emails, own_keys, index_texts = fields[0::6], fields[1::6], fields[5::6]
@@ -359,7 +361,7 @@ class PackedRecipients(Sequence[Recipient]):
                 for index_text in sorted(groups, key=index_texts.index):  # versions worked out in order met
                     group(index_text)
                 audiences, versions, languages = zip(*map(chosen.__getitem__, index_texts), strict=True)
-            yield from zip(keys, emails, fields[2::6], fields[3::6], audiences, versions, languages, strict=True)
+            yield keys, emails, fields[2::6], fields[3::6], audiences, versions, languages
 
     def reverse(self) -> None:
         if self._unpackable:

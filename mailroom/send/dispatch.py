@@ -37,14 +37,15 @@ from mailroom.send.ledger import (
     BuildCount,
     Ledger,
     Outcome,
+    PlanColumns,
     PlanFigures,
     PlanGroup,
     PlannedBatch,
     PlannedPerson,
-    PlanRow,
     SendState,
     TestSend,
     UncertainBatch,
+    plan_columns,
 )
 from mailroom.send.personalize import DEAR
 from mailroom.send.transports.base import Batch, BatchResult, Delivery, Message, Transport, Version
@@ -232,10 +233,11 @@ class SendPlan:
         return tuple(b for b in self.sent_by_build if b.build_hash != self.build_hash)
 
 
-def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlanRow]:
-    """The people of an audience plan as the ledger's plan holds them: the version each gets is decided
-    here, once (their lists and language today; notes/VERSIONS.md), and stored as its slug. Someone whose
-    combination of lists the build lacks stops the plan before anything is drafted or sent."""
+def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[PlanColumns]:
+    """The people of an audience plan as the ledger's plan holds them, a chunk at a time as columns: the version
+    each gets is decided here, once (their lists and language today; notes/VERSIONS.md), and stored as its
+    slug. Someone whose combination of lists the build lacks stops the plan before anything is drafted or
+    sent."""
     def version_of(version: str, language: str) -> str:
         chosen = version_in_language(build, version, language)
         if chosen not in build.versions:
@@ -245,9 +247,8 @@ def planned_people(build: FrozenBuild, people: Iterable[Person]) -> Iterator[Pla
     if isinstance(people, PackedRecipients):  # the planner's people: decided per group, no object per person
         yield from people.planned(version_of)
         return
-    for p in people:
-        yield PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience, version_of(p.version, p.language),
-                            p.language)
+    yield from plan_columns(PlannedPerson(p.key, p.email, p.first_name, p.last_name, p.audience,
+                                          version_of(p.version, p.language), p.language) for p in people)
 
 
 def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[str], ledger: Ledger, *,
@@ -259,7 +260,7 @@ def plan_send(build: FrozenBuild, people: Iterable[Person], audiences: Sequence[
     versions = versions_to_send(build, audiences)  # refuses a list with no version
     # A newsletter's first send, from the planner's people: each address once, nothing in the ledger to compare.
     first = isinstance(people, PackedRecipients) and not ledger.has_rows(build.slug)
-    ledger.draft_plan(planned_people(build, people), keys_unique=first)
+    ledger.draft_columns(planned_people(build, people), keys_unique=first)
     figures = (_first_send_figures(build, people) if isinstance(people, PackedRecipients) and first
                else ledger.plan_figures(build.slug, resend_uncertain=resend_uncertain))
     to_send: Counter[str] = Counter({v: 0 for v in versions})  # people per version

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, compress, islice
+from itertools import compress, islice
 from pathlib import Path
 from typing import NamedTuple
 
@@ -79,6 +79,10 @@ SENDABLE_RESENDING = (*SENDABLE, SendState.UNCERTAIN, SendState.IN_FLIGHT)
 
 _CHUNK = 500  # keys per IN (...) query: well under SQLite's variable limit
 _DRAFT_ROWS = 100  # people per INSERT of a draft plan (7 values each: under SQLite's limit of 32,766)
+_DRAFT_INSERT = ("INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, "
+                 "language) VALUES ")
+_DRAFT_ONE = "(?, ?, ?, ?, ?, ?, ?)"
+_DRAFT_MANY = ",".join([_DRAFT_ONE] * _DRAFT_ROWS)
 # The rows of such an INSERT when the address is the key and the last three values are everyone's: numbered
 # parameters, so the three shared values bind once for all, and no address (NULL: the key is the address).
 _ALIKE_ROWS = ",".join(f"(?{3 * i + 1}, NULL, ?{3 * i + 2}, ?{3 * i + 3}, "
@@ -253,8 +257,28 @@ class Outcome(NamedTuple):
 
 
 # One person of a draft plan, in the draft table's column order: (key, email, first name, last name, greeting
-# list, version, language). A PlannedPerson is one; the planner's people arrive as plain tuples (no object each).
+# list, version, language). A PlannedPerson is one.
 PlanRow = tuple[str, str, str, str, str, str, str]
+# Some people of a draft plan, a column per field of PlanRow, in order: how the planner's people arrive (no
+# tuple made per person).
+PlanColumns = tuple[Sequence[str], ...]
+
+
+def _alike(columns: Sequence[Sequence[str]], start: int, end: int) -> bool:
+    """Whether people ``start`` to ``end`` of a draft's columns each have their key as their address and all
+    share one greeting list, version and language (asked in C, a column at a time)."""
+    keys, emails, _, _, *shared = (column[start:end] for column in columns)
+    return keys == emails and all(column.count(column[0]) == len(column) for column in shared)
+
+
+def plan_columns(people: Iterable[PlanRow]) -> Iterator[PlanColumns]:
+    """``people`` a chunk at a time, as columns; a row without PlanRow's seven values is refused."""
+    rows = iter(people)
+    while chunk := list(islice(rows, 1000)):
+        if set(map(len, chunk)) != {7}:
+            raise sqlite3.ProgrammingError(
+                f"a person of a draft plan has 7 values, not {min(set(map(len, chunk)) - {7})}")
+        yield tuple(zip(*chunk, strict=True))
 
 
 class PlannedPerson(NamedTuple):
@@ -448,11 +472,15 @@ class Ledger:
     # --- the plan: drafted from the lists, frozen when the office confirms ------------------------------
 
     def draft_plan(self, people: Iterable[PlanRow], *, keys_unique: bool = False) -> None:
+        """``draft_columns`` of ``people`` a person at a time."""
+        self.draft_columns(plan_columns(people), keys_unique=keys_unique)
+
+    def draft_columns(self, chunks: Iterable[PlanColumns], *, keys_unique: bool = False) -> None:
         """The plan as just read from the lists, in a table only this connection sees; nothing is decided.
 
-        ``people`` is streamed in (executemany), so a plan of any size costs no memory here. ``keys_unique``:
-        the caller gives each address key once (the planner's people do): the index that would keep the
-        first of a repeated key is made only when the draft is compared with rows of the ledger.
+        ``chunks`` is streamed in, so a plan of any size costs no memory here. ``keys_unique``: the caller
+        gives each address key once (the planner's people do): the index that would keep the first of a
+        repeated key is made only when the draft is compared with rows of the ledger.
         """
         self.conn.execute("DROP TABLE IF EXISTS temp.plan_draft")
         self.conn.execute(
@@ -460,29 +488,42 @@ class Ledger:
             "email TEXT, "  # NULL: the address is the key
             "first_name TEXT NOT NULL, last_name TEXT NOT NULL, greeting_list TEXT NOT NULL, "
             "version TEXT NOT NULL, language TEXT NOT NULL)")
-        insert = ("INSERT INTO plan_draft (address_key, email, first_name, last_name, greeting_list, version, "
-                  "language) VALUES ")
-        one = "(?, ?, ?, ?, ?, ?, ?)"
-        many = insert + ",".join([one] * _DRAFT_ROWS)
-        alike = insert + _ALIKE_ROWS
-        rows = iter(people)
+        rest: list[list[str]] = [[] for _ in range(7)]  # people short of a whole statement, for the next chunk
         with self._transaction("BEGIN") as conn:  # the draft is this connection's own: no lock on the ledger
-            # _DRAFT_ROWS people a statement: SQLite steps (and Python hands its lock over) once for them all, not
-            # once a person, which cost about as much as binding their seven values.
-            while len(chunk := list(islice(rows, _DRAFT_ROWS))) == _DRAFT_ROWS and set(map(len, chunk)) == {7}:
-                keys, emails, first_names, last_names, greeting_lists, versions, languages = zip(*chunk, strict=True)
-                if keys == emails and greeting_lists.count(greeting_lists[0]) == versions.count(versions[0]) \
-                        == languages.count(languages[0]) == _DRAFT_ROWS:
-                    # The usual chunk: each address is its own key and everyone has one greeting list, version
-                    # and language. Each value bound once (binding is a copy and an allocation per value).
-                    conn.execute(alike, [*chain.from_iterable(zip(keys, first_names, last_names, strict=True)),
-                                         greeting_lists[0], versions[0], languages[0]])
-                else:
-                    conn.execute(many, list(chain.from_iterable(chunk)))
-            conn.executemany(insert + one, chunk)  # the rest (or a row of the wrong length: refused by SQLite)
-            conn.executemany(insert + one, rows)
+            for chunk in chunks:
+                columns = [[*before, *column] for before, column in zip(rest, chunk, strict=True)] if rest[0] \
+                    else chunk
+                whole = len(columns[0]) - len(columns[0]) % _DRAFT_ROWS
+                self._draft_whole_statements(conn, columns, whole)
+                rest = [list(column[whole:]) for column in columns]
+            conn.executemany(_DRAFT_INSERT + _DRAFT_ONE, zip(*rest, strict=True))
             if not keys_unique:
                 self._index_draft(conn)
+
+    @staticmethod
+    def _draft_whole_statements(conn: sqlite3.Connection, columns: Sequence[Sequence[str]], count: int) -> None:
+        """The first ``count`` people of ``columns`` (a multiple of _DRAFT_ROWS), _DRAFT_ROWS a statement: SQLite
+        steps (and Python hands its lock over) once for them all, not once a person, which cost about as much
+        as binding their seven values. Each statement's values are laid out by slice assignments, a column at a
+        time (no tuple made per person)."""
+        keys, _, first_names, last_names, greeting_lists, versions, languages = columns
+        everyone_alike = bool(count) and _alike(columns, 0, len(keys))
+        for start in range(0, count, _DRAFT_ROWS):
+            end = start + _DRAFT_ROWS
+            if everyone_alike or _alike(columns, start, end):
+                # The usual hundred: each address is its own key and everyone has one greeting list, version and
+                # language. Each value bound once (binding is a copy and an allocation per value).
+                values: list[str | None] = [None] * (3 * _DRAFT_ROWS + 3)
+                values[0:3 * _DRAFT_ROWS:3] = keys[start:end]
+                values[1:3 * _DRAFT_ROWS:3] = first_names[start:end]
+                values[2:3 * _DRAFT_ROWS:3] = last_names[start:end]
+                values[3 * _DRAFT_ROWS:] = greeting_lists[start], versions[start], languages[start]
+                conn.execute(_DRAFT_INSERT + _ALIKE_ROWS, values)
+            else:
+                values = [None] * (7 * _DRAFT_ROWS)
+                for at, column in enumerate(columns):
+                    values[at::7] = column[start:end]
+                conn.execute(_DRAFT_INSERT + _DRAFT_MANY, values)
 
     @staticmethod
     def _index_draft(conn: sqlite3.Connection) -> None:
