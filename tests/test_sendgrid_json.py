@@ -10,6 +10,7 @@ from mailroom.send.personalize import html_values
 from mailroom.send.transports.base import Message, Version
 from mailroom.send.transports.mime import list_unsubscribe
 from mailroom.send.transports.sendgrid import (
+    _Body,
     _dumps,
     _personalization_json,
     _personalizations,
@@ -212,7 +213,7 @@ def test_a_named_batchs_request_written_a_column_at_a_time_is_the_person_by_pers
         assert written is None
     else:
         assert written == _serialise(prepared, people)
-        assert [json.loads(person.json) for person in people] == json.loads(written)["personalizations"]
+        assert [json.loads(person.json) for person in people] == json.loads(written.whole())["personalizations"]
 
 
 def test_links_only_in_the_header_are_escaped_for_json_too(tmp_path_factory) -> None:
@@ -233,11 +234,11 @@ def test_links_only_in_the_header_are_escaped_for_json_too(tmp_path_factory) -> 
     people, _ = transport.people(batch, prepared)
     written = transport._usual_request(batch, prepared)
     assert written == _serialise(prepared, people)
-    assert json.loads(written)["personalizations"][2]["headers"]["List-Unsubscribe"].startswith('<https://example.org/u?r=2"\\x>')
+    assert json.loads(written.whole())["personalizations"][2]["headers"]["List-Unsubscribe"].startswith('<https://example.org/u?r=2"\\x>')
 
 
 def _three_people_written_both_ways(tmp_path_factory: pytest.TempPathFactory,
-                                    version: Version) -> tuple[bytes | None, bytes]:
+                                    version: Version) -> tuple[_Body | None, _Body]:
     """Three usual people's request for ``version``: as the usual batch writes it, and as the person-by-person
     way does."""
     from mailroom.send.transports.base import Batch
@@ -260,7 +261,7 @@ def test_the_unsubscribe_headers_fixed_text_is_written_the_same_a_column_at_a_ti
     written, expected = _three_people_written_both_ways(tmp_path_factory,
                                                         Version(**{**VERSION.__dict__, "unsubscribe_mailto": mailto}))
     assert written == expected
-    header = json.loads(written)["personalizations"][1]["headers"]["List-Unsubscribe"]
+    header = json.loads(written.whole())["personalizations"][1]["headers"]["List-Unsubscribe"]
     assert header == list_unsubscribe("https://example.org/u?r=0001&x=1", mailto)
 
 
@@ -270,7 +271,7 @@ def test_a_newsletter_named_with_percent_signs_is_written_the_same_a_column_at_a
     written, expected = _three_people_written_both_ways(
         tmp_path_factory, Version(**{**VERSION.__dict__, "newsletter": "2024-%s-100%%-%d"}))
     assert written == expected
-    assert json.loads(written)["personalizations"][0]["custom_args"]["newsletter"] == "2024-%s-100%%-%d"
+    assert json.loads(written.whole())["personalizations"][0]["custom_args"]["newsletter"] == "2024-%s-100%%-%d"
 
 
 def _random_addresses(seed: int, count: int) -> list[str]:

@@ -384,7 +384,7 @@ class SendGridTransport(Transport):
         """The request body for a batch as one dict (for tests), plus the people refused before sending."""
         prepared = self._prepare(batch.version, batch.sandbox)
         people, refused = self.people(batch, prepared)
-        return json.loads(_serialise(prepared, people)), refused
+        return json.loads(_serialise(prepared, people).whole()), refused
 
     def requests(self, people: list[_Person], prepared: _Prepared, version: Version) -> list[list[_Person]]:
         """People packed in order into requests whose bodies stay under 30 MB (usually just one)."""
@@ -454,7 +454,7 @@ class SendGridTransport(Transport):
                 chunk = []
         return result
 
-    def _usual_request(self, batch: Batch, prepared: _Prepared) -> bytes | None:
+    def _usual_request(self, batch: Batch, prepared: _Prepared) -> _Body | None:
         """The batch's one request body (UTF-8), when the batch is the usual one: every address sendable as
         written, nobody twice, tidy names (or names tidied), nobody's JSON near SendGrid's limits and the whole
         within one request. None: the person-by-person way (``people``, ``requests``). A test holds this equal
@@ -500,9 +500,9 @@ class SendGridTransport(Transport):
             people = (prepared.head_text + ",".join(templates) % tuple(pieces)).encode()
         if len(people) + len(prepared.tail) > self.max_request_bytes:
             return None
-        return b"".join((people, prepared.tail))
+        return _Body(people, prepared.tail)
 
-    def _post(self, payload: bytes, people: int) -> str | None:
+    def _post(self, payload: _Body, people: int) -> str | None:
         """One request of ``people`` people; the X-Message-Id on success, ``_PeopleRefused`` or ``TransportError``
         otherwise."""
         if self._http is None:
@@ -779,9 +779,21 @@ def _any_html_special(text: str) -> bool:
     return "&" in text or "<" in text or ">" in text or '"' in text or "'" in text
 
 
-def _serialise(prepared: _Prepared, people: list[_Person]) -> bytes:
-    """The request body as sent (UTF-8): only the people's JSON is encoded per request."""
-    return b"".join((prepared.head, ",".join([person.json for person in people]).encode(), prepared.tail))
+class _Body(NamedTuple):
+    """A request body as sent (UTF-8), in its two parts: the people's JSON (with the body's start), made per
+    request, and the version's shared tail, made once. Sent one after the other, never joined: a join was
+    a copy of the whole body, into a new block of memory, for every request."""
+
+    people: bytes
+    tail: bytes
+
+    def whole(self) -> bytes:
+        return b"".join(self)
+
+
+def _serialise(prepared: _Prepared, people: list[_Person]) -> _Body:
+    """The request body as sent: only the people's JSON is encoded per request."""
+    return _Body((prepared.head_text + ",".join([person.json for person in people])).encode(), prepared.tail)
 
 
 def _dumps(value: object) -> str:

@@ -29,7 +29,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from email.message import Message
 from typing import Any
 
@@ -68,15 +68,18 @@ class SendGridConnection:
             self._conn.close()
             self._conn = None
 
-    def post(self, body: bytes, content_type: str, library_body: Callable[[bytes], str]) -> Answer:
-        """One POST of ``body``: the answer of a 2xx status, or an error raised as the module docstring says.
-        ``library_body``: the body as the library takes it (a str), for the proxy way."""
+    def post(self, body: Sequence[bytes], content_type: str, library_body: Callable[[bytes], str]) -> Answer:
+        """One POST of ``body`` (its parts, sent one after the other): the answer of a 2xx status, or an error
+        raised as the module docstring says. ``library_body``: the body as the library takes it (a str), for
+        the proxy way."""
         if self._via_library:
-            return self._post_through_library(body, content_type, library_body)
+            return self._post_through_library(b"".join(body), content_type, library_body)
         conn = self._ready_connection()
-        headers = {**self.headers, "Content-Type": content_type, "Content-Length": str(len(body))}
+        size = sum(map(len, body))
+        headers = {**self.headers, "Content-Type": content_type, "Content-Length": str(size)}
         try:
-            conn.request("POST", MAIL_SEND_PATH, body=body, headers=headers)
+            # With its length given, http.client sends an iterable body's parts as they are (not chunked).
+            conn.request("POST", MAIL_SEND_PATH, body=iter(body), headers=headers)
         except OSError as exc:  # connecting, TLS or writing: the request never got there whole
             self.close()
             raise urllib.error.URLError(exc) from None
