@@ -70,7 +70,7 @@ _PERSON_FIELD = re.compile(r"^personalizations\.(\d+)(?:\.|$)")
 _CONTENT_TYPE = "application/json; charset=utf-8"
 _USER_AGENT = "mailroom (python-http-client)"
 
-# What python_http_client gives as a response's headers (an email.message.Message), or a plain mapping.
+# A response's headers as http.client or python_http_client give them (an email.message.Message), or a mapping.
 Headers = HeaderBlock | Mapping[str, str] | None
 
 
@@ -165,12 +165,12 @@ class _Prepared:
         if sandbox:
             shared["mail_settings"] = {"sandbox_mode": {"enable": True}}
         self.shared = shared
-        # The body is '{"personalizations":[' + people joined by ',' + '],' + the shared fields + '}'.
-        # Encoded once: the shared parts (the email itself) often hold a character beyond Latin-1 (a dash, an
+        # The body is '{"personalizations":[' + people joined by ',' + '],' + the shared fields + '}'. The tail is
+        # encoded once: the shared parts (the email itself) often hold a character beyond Latin-1 (a dash, an
         # emoji), which made each request's whole body a 2-byte-per-character string to copy and encode.
-        self.head = b'{"personalizations":['
+        self.head_text = '{"personalizations":['
         self.tail = ("]," + _dumps(shared)[1:]).encode()
-        self.fixed_bytes = len(self.head) + len(self.tail)
+        self.fixed_bytes = len(self.head_text) + len(self.tail)
         self.custom_args = {"newsletter": version.newsletter, "audience": version.audience}
         self.mailto = version.unsubscribe_mailto
         # Each person's JSON is written from these pieces (see SendGridTransport.people): the keys and the
@@ -195,7 +195,6 @@ class _Prepared:
         fragments[4] = _json_string(self.unsubscribe_tail)[1:-1] + fragments[4]
         self.fragments = tuple(fragments)
         # Before the first person of a request, the body's start; before each other, a comma.
-        self.head_text = self.head.decode()
         self.first_fragment = self.head_text + fragments[0]
         self.next_fragment = "," + fragments[0]
 
@@ -461,8 +460,8 @@ class SendGridTransport(Transport):
         to what that way sends.
 
         The body is made with as few copies as can be (a 1,000-person body is about 0.8 MB, copied five times
-        before): the people's JSON is one join that starts with the body's start, encoded once, then joined
-        once with the shared tail."""
+        before): the people's JSON is one join that starts with the body's start, encoded once, and goes with
+        the shared tail as the body's two parts (``_Body``), never joined."""
         messages = batch.messages
         if not messages or len(messages) > MAX_PERSONALIZATIONS:
             return None
@@ -582,12 +581,12 @@ class _RequestBody(str):
     way through a proxy, ``sendgrid_http``; the kept connection sends the bytes themselves).
 
     The text of this str is only a note of the size; ``encode`` gives the body's bytes, as a memoryview of the
-    bytes made once by ``_usual_request`` or ``_serialise``. python_http_client (under the library) formats every
-    request's payload into a debug log line before it asks whether debug logging is on: for a 1,000-person body
-    (about 1 MB) as bytes that took 4.4 ms of CPU a request, and would write every address and name into a log
-    if debug logging were on. A memoryview formats as ``<memory at 0x...>`` and is sent as it is (urllib and
-    http.client take any buffer): nothing personal in a log, and no copy of the body to make it so (a bytes
-    subclass that formatted itself cost a copy and a clearing of each body).
+    bytes given (the two parts of a ``_Body``, joined for the library). python_http_client (under the library)
+    formats every request's payload into a debug log line before it asks whether debug logging is on: for a
+    1,000-person body (about 1 MB) as bytes that took 4.4 ms of CPU a request, and would write every address and
+    name into a log if debug logging were on. A memoryview formats as ``<memory at 0x...>`` and is sent as it is
+    (urllib and http.client take any buffer): nothing personal in a log, and no copy of the body to make it so (a
+    bytes subclass that formatted itself cost a copy and a clearing of each body).
     """
 
     payload: memoryview
